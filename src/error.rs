@@ -1,0 +1,276 @@
+//! The one error type of the request path, and the one gRPC code ↔ HTTP
+//! status table. Rendering per protocol lives in `protocol/`.
+
+use bytes::Bytes;
+use http::StatusCode;
+use tonic::Code;
+
+/// Whose fault an error was: decides what is logged and what the client sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The request was bad; the backend was not called.
+    Client,
+    /// The backend answered with a non-OK status; its message is forwarded.
+    Backend,
+    /// The gateway (or its connection to the backend) failed; the client sees
+    /// a generic message and the detail goes to the log.
+    Gateway,
+}
+
+/// An error on the request path.
+#[derive(Debug, Clone)]
+pub struct Error {
+    pub origin: Origin,
+    pub code: Code,
+    /// What the client sees.
+    pub message: String,
+    /// An encoded `google.rpc.Status` from `grpc-status-details-bin`.
+    pub details: Bytes,
+    /// An HTTP status where the gRPC code alone would be too coarse (405, 413…).
+    pub http_status: Option<StatusCode>,
+    /// The `Allow` header value of a 405.
+    pub allow: Option<String>,
+    /// What went wrong inside the gateway; logged, never sent.
+    pub internal: Option<String>,
+}
+
+impl Error {
+    fn new(origin: Origin, code: Code, message: impl Into<String>) -> Self {
+        Self {
+            origin,
+            code,
+            message: message.into(),
+            details: Bytes::new(),
+            http_status: None,
+            allow: None,
+            internal: None,
+        }
+    }
+
+    /// A 400 / INVALID_ARGUMENT for bad request input.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(Origin::Client, Code::InvalidArgument, message)
+    }
+
+    pub fn client(code: Code, message: impl Into<String>) -> Self {
+        Self::new(Origin::Client, code, message)
+    }
+
+    pub fn not_found(path: &str) -> Self {
+        Self::new(
+            Origin::Client,
+            Code::NotFound,
+            format!("no route matches {path:?}"),
+        )
+    }
+
+    pub fn method_not_allowed(method: &str, path: &str, allow: String) -> Self {
+        let mut error = Self::new(
+            Origin::Client,
+            Code::Unimplemented,
+            format!("method {method} is not allowed on {path:?}; allowed: {allow}"),
+        );
+        error.http_status = Some(StatusCode::METHOD_NOT_ALLOWED);
+        error.allow = Some(allow);
+        error
+    }
+
+    pub fn payload_too_large(limit: usize) -> Self {
+        let mut error = Self::new(
+            Origin::Client,
+            Code::ResourceExhausted,
+            format!("request body exceeds the limit of {limit} bytes"),
+        );
+        error.http_status = Some(StatusCode::PAYLOAD_TOO_LARGE);
+        error
+    }
+
+    pub fn uri_too_long(length: usize, limit: usize) -> Self {
+        let mut error = Self::new(
+            Origin::Client,
+            Code::InvalidArgument,
+            format!("request URI is {length} bytes, over the limit of {limit}"),
+        );
+        error.http_status = Some(StatusCode::URI_TOO_LONG);
+        error
+    }
+
+    pub fn unsupported_media_type(content_type: &str) -> Self {
+        let mut error = Self::new(
+            Origin::Client,
+            Code::InvalidArgument,
+            format!("unsupported content type {content_type:?}; send application/json"),
+        );
+        error.http_status = Some(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        error
+    }
+
+    /// A failure inside the gateway: the client sees only `code` and a
+    /// generic message; `detail` goes to the log.
+    pub fn gateway(code: Code, detail: impl Into<String>) -> Self {
+        let message = match code {
+            Code::Unavailable => "upstream unavailable",
+            Code::DeadlineExceeded => "deadline exceeded",
+            _ => "internal error",
+        };
+        let mut error = Self::new(Origin::Gateway, code, message);
+        error.internal = Some(detail.into());
+        error
+    }
+
+    /// Classifies a status returned by a tonic call: one the backend sent is
+    /// forwarded; one tonic made up for a transport failure is the gateway's.
+    pub fn from_upstream(status: tonic::Status) -> Self {
+        let made_by_transport = std::error::Error::source(&status).is_some();
+        if made_by_transport || status.code() == Code::Unknown && status.message().is_empty() {
+            let code = match status.code() {
+                Code::Cancelled | Code::DeadlineExceeded => status.code(),
+                _ => Code::Unavailable,
+            };
+            return Self::gateway(code, format!("upstream call failed: {status}"));
+        }
+        let mut error = Self::new(Origin::Backend, status.code(), status.message());
+        error.details = status.details().to_vec().into();
+        error
+    }
+
+    /// The HTTP status this error is answered with.
+    pub fn http_status(&self) -> StatusCode {
+        self.http_status.unwrap_or_else(|| http_status(self.code))
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.code, self.message)?;
+        if let Some(internal) = &self.internal {
+            write!(f, " ({internal})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The table: every gRPC code and the HTTP status it is answered with.
+pub const STATUS_TABLE: [(Code, u16); 17] = [
+    (Code::Ok, 200),
+    (Code::Cancelled, 499),
+    (Code::Unknown, 500),
+    (Code::InvalidArgument, 400),
+    (Code::DeadlineExceeded, 504),
+    (Code::NotFound, 404),
+    (Code::AlreadyExists, 409),
+    (Code::PermissionDenied, 403),
+    (Code::ResourceExhausted, 429),
+    (Code::FailedPrecondition, 400),
+    (Code::Aborted, 409),
+    (Code::OutOfRange, 400),
+    (Code::Unimplemented, 501),
+    (Code::Internal, 500),
+    (Code::Unavailable, 503),
+    (Code::DataLoss, 500),
+    (Code::Unauthenticated, 401),
+];
+
+/// The HTTP status for a gRPC code.
+pub fn http_status(code: Code) -> StatusCode {
+    let status = STATUS_TABLE[code as usize].1;
+    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// The gRPC code for an HTTP status, for a response that carries no
+/// grpc-status (the gRPC spec's mapping for HTTP-level failures).
+pub fn code_for_http_status(status: StatusCode) -> Code {
+    match status.as_u16() {
+        200..=299 => Code::Ok,
+        400 => Code::Internal,
+        401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
+        404 => Code::Unimplemented,
+        429 | 502..=504 => Code::Unavailable,
+        _ => Code::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_indexed_by_code() {
+        for (index, (code, _)) in STATUS_TABLE.iter().enumerate() {
+            assert_eq!(*code as usize, index);
+        }
+    }
+
+    #[test]
+    fn every_code_maps_to_the_contract_status() {
+        let cases = [
+            (Code::Ok, 200),
+            (Code::Cancelled, 499),
+            (Code::Unknown, 500),
+            (Code::InvalidArgument, 400),
+            (Code::DeadlineExceeded, 504),
+            (Code::NotFound, 404),
+            (Code::AlreadyExists, 409),
+            (Code::PermissionDenied, 403),
+            (Code::Unauthenticated, 401),
+            (Code::ResourceExhausted, 429),
+            (Code::FailedPrecondition, 400),
+            (Code::Aborted, 409),
+            (Code::OutOfRange, 400),
+            (Code::Unimplemented, 501),
+            (Code::Internal, 500),
+            (Code::Unavailable, 503),
+            (Code::DataLoss, 500),
+        ];
+        for (code, status) in cases {
+            assert_eq!(http_status(code).as_u16(), status, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn http_statuses_map_back_to_codes() {
+        let cases = [
+            (200, Code::Ok),
+            (400, Code::Internal),
+            (401, Code::Unauthenticated),
+            (403, Code::PermissionDenied),
+            (404, Code::Unimplemented),
+            (429, Code::Unavailable),
+            (502, Code::Unavailable),
+            (503, Code::Unavailable),
+            (504, Code::Unavailable),
+            (500, Code::Unknown),
+        ];
+        for (status, code) in cases {
+            let status = StatusCode::from_u16(status).unwrap();
+            assert_eq!(code_for_http_status(status), code, "{status}");
+        }
+    }
+
+    #[test]
+    fn overrides_win_over_the_table() {
+        assert_eq!(Error::payload_too_large(1).http_status(), 413);
+        assert_eq!(Error::uri_too_long(9, 1).http_status(), 414);
+        assert_eq!(Error::unsupported_media_type("text/plain").http_status(), 415);
+        let e = Error::method_not_allowed("GET", "/x", "POST".into());
+        assert_eq!(e.http_status(), 405);
+        assert_eq!(e.allow.as_deref(), Some("POST"));
+    }
+
+    #[test]
+    fn backend_statuses_are_forwarded_and_transport_failures_are_hidden() {
+        let sent = Error::from_upstream(tonic::Status::not_found("no book"));
+        assert_eq!((sent.origin, sent.code), (Origin::Backend, Code::NotFound));
+        assert_eq!(sent.message, "no book");
+
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let transport = Error::from_upstream(tonic::Status::from_error(Box::new(io)));
+        assert_eq!(transport.origin, Origin::Gateway);
+        assert_eq!(transport.code, Code::Unavailable);
+        assert_eq!(transport.message, "upstream unavailable");
+        assert!(transport.internal.unwrap().contains("refused"));
+    }
+}

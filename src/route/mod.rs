@@ -1,0 +1,13 @@
+//! Routing: the HttpRule template grammar, rules → bindings, and the route
+//! table. Pure: no I/O, no message bodies.
+
+pub mod binding;
+pub mod table;
+pub mod template;
+
+pub use binding::{BodyRule, Binding, FieldPath};
+pub use table::{MatchError, RouteMatch, RouteTable};
+pub use template::{Template, TemplateError};
+
+#[cfg(test)]
+mod tests;

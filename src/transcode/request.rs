@@ -1,0 +1,173 @@
+//! Builds the request message from the body, the query string and the path
+//! variables, in that order, so the path has the last word.
+
+use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage, Value};
+
+use super::{JsonOptions, field_path, json, query, value, wkt};
+use crate::error::Error;
+use crate::route::binding::path_name;
+use crate::route::{Binding, BodyRule};
+
+/// The parts of an HTTP request that feed the request message.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpInput<'a> {
+    /// Decoded path variables, aligned with the binding's template variables.
+    pub variables: &'a [String],
+    pub query: Option<&'a str>,
+    pub content_type: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+/// Builds the request message for `binding`, or a 400/415 naming what is wrong.
+pub fn build(
+    binding: &Binding,
+    input_type: &MessageDescriptor,
+    http: HttpInput<'_>,
+    options: &JsonOptions,
+) -> Result<DynamicMessage, Error> {
+    let mut message = DynamicMessage::new(input_type.clone());
+    read_body(&mut message, binding, http, options)?;
+    if let Some(query) = http.query {
+        query::apply(&mut message, binding, query, options)?;
+    }
+    for (path, text) in binding.path_fields.iter().zip(http.variables) {
+        let value = value::parse_scalar(&path_leaf_kind(path), text).map_err(|reason| {
+            Error::bad_request(format!(
+                "invalid value {text:?} for field {:?} in the URL path: {reason}",
+                path_name(path)
+            ))
+        })?;
+        field_path::set(&mut message, path, value);
+    }
+    Ok(message)
+}
+
+fn path_leaf_kind(path: &[FieldDescriptor]) -> Kind {
+    path.last().map(|f| f.kind()).unwrap_or(Kind::String)
+}
+
+fn read_body(
+    message: &mut DynamicMessage,
+    binding: &Binding,
+    http: HttpInput<'_>,
+    options: &JsonOptions,
+) -> Result<(), Error> {
+    let target = match &binding.body {
+        BodyRule::None if http.body.is_empty() => return Ok(()),
+        BodyRule::None => {
+            return Err(Error::bad_request(format!(
+                "{} {} takes no request body",
+                binding.http_method, binding.template_text
+            )));
+        }
+        BodyRule::Whole => None,
+        BodyRule::Field(field) => Some(field),
+    };
+    let body_type = match target {
+        None => Some(message.descriptor()),
+        Some(field) => match field.kind() {
+            Kind::Message(m) if !field.is_list() && !field.is_map() => Some(m),
+            _ => None,
+        },
+    };
+    if let Some(http_body) = body_type.clone().filter(wkt::is_http_body) {
+        let raw = raw_http_body(&http_body, http);
+        match target {
+            None => *message = raw,
+            Some(field) => message.set_field(field, Value::Message(raw)),
+        }
+        return Ok(());
+    }
+    if http.body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    check_json_content_type(http.content_type)?;
+    if json::exceeds_depth(http.body, options.max_depth) {
+        return Err(Error::bad_request(format!(
+            "invalid JSON body: nested deeper than {} levels",
+            options.max_depth
+        )));
+    }
+    match (target, body_type) {
+        (None, _) => *message = parse_message(message.descriptor(), http.body, options, "")?,
+        (Some(field), Some(field_type)) => {
+            let parsed = parse_message(field_type, http.body, options, field.name())?;
+            message.set_field(field, Value::Message(parsed));
+        }
+        (Some(field), None) => parse_field_value(message, field, http.body, options)?,
+    }
+    Ok(())
+}
+
+fn raw_http_body(http_body: &MessageDescriptor, http: HttpInput<'_>) -> DynamicMessage {
+    let mut raw = DynamicMessage::new(http_body.clone());
+    let content_type = http.content_type.unwrap_or("application/octet-stream");
+    // Field names are the standard ones of google/api/httpbody.proto.
+    raw.set_field_by_name("content_type", Value::String(content_type.to_string()));
+    raw.set_field_by_name("data", Value::Bytes(bytes::Bytes::copy_from_slice(http.body)));
+    raw
+}
+
+/// JSON bodies only: `application/json`, any `+json` type, or no type at all.
+fn check_json_content_type(content_type: Option<&str>) -> Result<(), Error> {
+    let Some(content_type) = content_type else {
+        return Ok(());
+    };
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if essence == "application/json" || essence.ends_with("+json") {
+        Ok(())
+    } else {
+        Err(Error::unsupported_media_type(content_type))
+    }
+}
+
+/// Parses a JSON body as `descriptor`, naming the failing field path (below
+/// `prefix`, the body field, if any) in the error.
+fn parse_message(
+    descriptor: MessageDescriptor,
+    body: &[u8],
+    options: &JsonOptions,
+    prefix: &str,
+) -> Result<DynamicMessage, Error> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let mut track = serde_path_to_error::Track::new();
+    let tracked = serde_path_to_error::Deserializer::new(&mut deserializer, &mut track);
+    let parsed = DynamicMessage::deserialize_with_options(descriptor, tracked, &options.deserialize_options());
+    let message = parsed.map_err(|e| {
+        let inner = track.path().to_string();
+        let path = match (prefix, inner.as_str()) {
+            (p, ".") => p.to_string(),
+            ("", inner) => inner.to_string(),
+            (p, inner) => format!("{p}.{inner}"),
+        };
+        json_error(&path, &e.to_string())
+    })?;
+    deserializer.end().map_err(|e| json_error("", &e.to_string()))?;
+    Ok(message)
+}
+
+/// A body bound to a repeated, map or scalar field: read as one JSON value,
+/// then set through the mapping of the whole message so every field kind
+/// follows the same rules.
+fn parse_field_value(
+    message: &mut DynamicMessage,
+    field: &FieldDescriptor,
+    body: &[u8],
+    options: &JsonOptions,
+) -> Result<(), Error> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| json_error("", &e.to_string()))?;
+    let wrapped = serde_json::Value::Object([(field.name().to_string(), value)].into_iter().collect());
+    let parsed = DynamicMessage::deserialize_with_options(message.descriptor(), wrapped, &options.deserialize_options())
+        .map_err(|e| json_error(field.name(), &e.to_string()))?;
+    message.set_field(field, parsed.get_field(field).into_owned());
+    Ok(())
+}
+
+fn json_error(path: &str, reason: &str) -> Error {
+    if path.is_empty() {
+        Error::bad_request(format!("invalid JSON body: {reason}"))
+    } else {
+        Error::bad_request(format!("invalid JSON body: field {path:?}: {reason}"))
+    }
+}

@@ -1,0 +1,94 @@
+//! Response messages → HTTP bodies: canonical proto3 JSON, the
+//! `response_body` field alone, or the raw bytes of a `google.api.HttpBody`.
+
+use bytes::Bytes;
+use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, ReflectMessage, Value};
+use serde::Serialize;
+
+use super::{JsonOptions, wkt};
+
+/// A rendered response body.
+#[derive(Debug, PartialEq)]
+pub enum Rendered {
+    Json(Vec<u8>),
+    /// An `HttpBody`: bytes and content type go out unchanged.
+    Raw { content_type: String, data: Bytes },
+}
+
+/// Renders a response message, or its `response_body` field.
+pub fn render(
+    message: &DynamicMessage,
+    response_body: Option<&FieldDescriptor>,
+    options: &JsonOptions,
+    pretty: bool,
+) -> Result<Rendered, String> {
+    let Some(field) = response_body else {
+        return render_message(message, options, pretty);
+    };
+    match (field.kind(), message.get_field(field).as_ref()) {
+        (Kind::Message(_), Value::Message(inner)) if !field.is_list() && !field.is_map() => {
+            render_message(inner, options, pretty)
+        }
+        _ => render_field(message, field, options, pretty),
+    }
+}
+
+fn render_message(message: &DynamicMessage, options: &JsonOptions, pretty: bool) -> Result<Rendered, String> {
+    if wkt::is_http_body(&message.descriptor()) {
+        return Ok(raw_http_body(message));
+    }
+    to_json(message, options, pretty).map(Rendered::Json)
+}
+
+/// Serializes a message as JSON text, compact or indented.
+pub fn to_json(message: &DynamicMessage, options: &JsonOptions, pretty: bool) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(128);
+    let serialize_options = options.serialize_options();
+    let result = if pretty {
+        let mut serializer = serde_json::Serializer::pretty(&mut out);
+        message.serialize_with_options(&mut serializer, &serialize_options)
+    } else {
+        let mut serializer = serde_json::Serializer::new(&mut out);
+        message.serialize_with_options(&mut serializer, &serialize_options)
+    };
+    result.map_err(|e| format!("cannot render {} as JSON: {e}", message.descriptor().full_name()))?;
+    Ok(out)
+}
+
+/// A repeated, map or scalar `response_body`: rendered through the message
+/// mapping so every kind follows the same rules, then picked out.
+fn render_field(
+    message: &DynamicMessage,
+    field: &FieldDescriptor,
+    options: &JsonOptions,
+    pretty: bool,
+) -> Result<Rendered, String> {
+    let mut only = DynamicMessage::new(message.descriptor());
+    only.set_field(field, message.get_field(field).into_owned());
+    let serialize_options = options.serialize_options().skip_default_fields(false);
+    let json = only
+        .serialize_with_options(serde_json::value::Serializer, &serialize_options)
+        .map_err(|e| format!("cannot render {}: {e}", field.full_name()))?;
+    let key = if options.proto_field_names { field.name() } else { field.json_name() };
+    let value = json.get(key).cloned().unwrap_or(serde_json::Value::Null);
+    let mut out = Vec::new();
+    let written = if pretty {
+        value.serialize(&mut serde_json::Serializer::pretty(&mut out))
+    } else {
+        value.serialize(&mut serde_json::Serializer::new(&mut out))
+    };
+    written.map_err(|e| e.to_string())?;
+    Ok(Rendered::Json(out))
+}
+
+fn raw_http_body(message: &DynamicMessage) -> Rendered {
+    let content_type = match message.get_field_by_name("content_type").as_deref() {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        _ => "application/octet-stream".to_string(),
+    };
+    let data = match message.get_field_by_name("data").as_deref() {
+        Some(Value::Bytes(b)) => b.clone(),
+        _ => Bytes::new(),
+    };
+    Rendered::Raw { content_type, data }
+}

@@ -1,0 +1,57 @@
+//! `google.rpc.Status` JSON: `{"code", "message", "details"}`, with details
+//! decoded from `grpc-status-details-bin` and tagged with `@type`.
+
+use base64::Engine;
+use prost::Message;
+use prost_reflect::{DescriptorPool, DynamicMessage};
+use serde::Serialize;
+
+use crate::pb::google::rpc::Status;
+
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    code: i32,
+    message: &'a str,
+    details: Vec<serde_json::Value>,
+}
+
+/// Renders a status. `details` is an encoded `google.rpc.Status` (may be
+/// empty); each detail is decoded with the first pool that knows its type.
+pub fn to_json(code: i32, message: &str, details: &[u8], pools: &[&DescriptorPool]) -> Vec<u8> {
+    let details = decode_details(details, pools);
+    let status = StatusJson { code, message, details };
+    serde_json::to_vec(&status).unwrap_or_else(|_| br#"{"code":13,"message":"internal error","details":[]}"#.to_vec())
+}
+
+fn decode_details(bytes: &[u8], pools: &[&DescriptorPool]) -> Vec<serde_json::Value> {
+    if bytes.is_empty() {
+        return Vec::new();
+    }
+    let Ok(status) = Status::decode(bytes) else {
+        return Vec::new();
+    };
+    status
+        .details
+        .iter()
+        .map(|any| {
+            let type_name = any.type_url.rsplit('/').next().unwrap_or_default();
+            let decoded = pools
+                .iter()
+                .find_map(|pool| pool.get_message_by_name(type_name))
+                .and_then(|descriptor| DynamicMessage::decode(descriptor, any.value.as_slice()).ok())
+                .and_then(|message| serde_json::to_value(&message).ok());
+            match decoded {
+                Some(serde_json::Value::Object(fields)) => {
+                    let mut tagged = serde_json::Map::with_capacity(fields.len() + 1);
+                    tagged.insert("@type".into(), any.type_url.clone().into());
+                    tagged.extend(fields);
+                    serde_json::Value::Object(tagged)
+                }
+                _ => serde_json::json!({
+                    "@type": any.type_url,
+                    "value": base64::engine::general_purpose::STANDARD.encode(&any.value),
+                }),
+            }
+        })
+        .collect()
+}

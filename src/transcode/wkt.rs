@@ -1,0 +1,67 @@
+//! Well-known types that have a JSON string form, so they can be set from a
+//! path variable or a query parameter (`?published_after=2024-01-01T00:00:00Z`).
+
+use prost_reflect::{DynamicMessage, Kind, MessageDescriptor, Value};
+
+use super::value;
+
+const STRING_FORMS: [&str; 3] = [
+    "google.protobuf.Timestamp",
+    "google.protobuf.Duration",
+    "google.protobuf.FieldMask",
+];
+
+const WRAPPERS: [&str; 9] = [
+    "google.protobuf.DoubleValue",
+    "google.protobuf.FloatValue",
+    "google.protobuf.Int64Value",
+    "google.protobuf.UInt64Value",
+    "google.protobuf.Int32Value",
+    "google.protobuf.UInt32Value",
+    "google.protobuf.BoolValue",
+    "google.protobuf.StringValue",
+    "google.protobuf.BytesValue",
+];
+
+pub const HTTP_BODY: &str = "google.api.HttpBody";
+
+/// Whether a message type can be written as one string.
+pub fn has_text_form(message: &MessageDescriptor) -> bool {
+    let name = message.full_name();
+    STRING_FORMS.contains(&name) || WRAPPERS.contains(&name)
+}
+
+pub fn is_http_body(message: &MessageDescriptor) -> bool {
+    message.full_name() == HTTP_BODY
+}
+
+/// Parses the string form of a well-known type.
+pub fn parse_text(message: &MessageDescriptor, text: &str) -> Result<DynamicMessage, String> {
+    let name = message.full_name();
+    if WRAPPERS.contains(&name) {
+        let field = message
+            .get_field_by_name("value")
+            .ok_or_else(|| format!("{name} has no value field"))?;
+        let inner = value::parse_scalar(&field.kind(), text)?;
+        let mut wrapper = DynamicMessage::new(message.clone());
+        wrapper.set_field(&field, inner);
+        return Ok(wrapper);
+    }
+    if STRING_FORMS.contains(&name) {
+        let json = serde_json::Value::String(text.to_string());
+        return DynamicMessage::deserialize(message.clone(), json).map_err(|e| match name {
+            "google.protobuf.Timestamp" => "expected an RFC 3339 timestamp such as 2024-01-31T12:00:00Z".to_string(),
+            "google.protobuf.Duration" => "expected a duration in seconds such as 1.5s".to_string(),
+            _ => e.to_string(),
+        });
+    }
+    Err(format!("{name} has no string form; set its fields one by one"))
+}
+
+/// Parses a message-typed leaf from text, if its type allows it.
+pub fn parse_message_text(kind: &Kind, text: &str) -> Option<Result<Value, String>> {
+    match kind {
+        Kind::Message(m) => Some(parse_text(m, text).map(Value::Message)),
+        _ => None,
+    }
+}

@@ -1,0 +1,171 @@
+//! HTTP headers ⇄ gRPC metadata per the contract, and deadlines.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use base64::Engine;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, BinaryMetadataKey, BinaryMetadataValue, MetadataMap};
+
+const METADATA_PREFIX: &str = "grpc-metadata-";
+
+/// Metadata the gateway or the gRPC protocol owns; never copied to clients.
+const RESERVED: [&str; 8] = [
+    "content-type",
+    "grpc-status",
+    "grpc-message",
+    "grpc-status-details-bin",
+    "grpc-encoding",
+    "grpc-accept-encoding",
+    "te",
+    "content-length",
+];
+
+/// Builds the request metadata: `Grpc-Metadata-<k>` → `<k>`, `Authorization`
+/// passed on, `X-Forwarded-For` / `X-Forwarded-Host` added. A malformed
+/// entry is an error naming the header, never dropped.
+pub fn from_http(headers: &HeaderMap, client: Option<SocketAddr>) -> Result<MetadataMap, String> {
+    let mut metadata = MetadataMap::new();
+    for (name, value) in headers {
+        let Some(key) = name.as_str().strip_prefix(METADATA_PREFIX) else {
+            continue;
+        };
+        if key.is_empty() || RESERVED.contains(&key) || key.starts_with("grpc-") {
+            return Err(format!("header {name} sets reserved metadata"));
+        }
+        insert(&mut metadata, key, value).map_err(|e| format!("header {name}: {e}"))?;
+    }
+    if let Some(authorization) = headers.get(http::header::AUTHORIZATION) {
+        insert(&mut metadata, "authorization", authorization)?;
+    }
+    let forwarded_for = match (headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()), client) {
+        (Some(chain), Some(client)) => Some(format!("{chain}, {}", client.ip())),
+        (None, Some(client)) => Some(client.ip().to_string()),
+        (chain, None) => chain.map(str::to_string),
+    };
+    if let Some(value) = forwarded_for.and_then(|v| AsciiMetadataValue::try_from(v).ok()) {
+        metadata.insert("x-forwarded-for", value);
+    }
+    let host = headers
+        .get("x-forwarded-host")
+        .or_else(|| headers.get(http::header::HOST))
+        .and_then(|v| AsciiMetadataValue::try_from(v.as_bytes()).ok());
+    if let Some(host) = host {
+        metadata.insert("x-forwarded-host", host);
+    }
+    Ok(metadata)
+}
+
+fn insert(metadata: &mut MetadataMap, key: &str, value: &HeaderValue) -> Result<(), String> {
+    if key.ends_with("-bin") {
+        let key = BinaryMetadataKey::from_bytes(key.as_bytes()).map_err(|_| "invalid metadata key".to_string())?;
+        let trimmed = value.to_str().map_err(|_| "value is not ASCII".to_string())?.trim_end_matches('=');
+        let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(trimmed)
+            .map_err(|_| "binary metadata must be base64".to_string())?;
+        metadata.append_bin(key, BinaryMetadataValue::from_bytes(&bytes));
+    } else {
+        let key = AsciiMetadataKey::from_bytes(key.as_bytes()).map_err(|_| "invalid metadata key".to_string())?;
+        let value = AsciiMetadataValue::try_from(value.as_bytes()).map_err(|_| "value is not ASCII".to_string())?;
+        metadata.append(key, value);
+    }
+    Ok(())
+}
+
+/// Copies backend metadata to response headers: header metadata as
+/// `Grpc-Metadata-<k>`, trailers as `Grpc-Trailer-<k>`.
+pub fn to_http(metadata: &MetadataMap, prefix: &str, out: &mut HeaderMap) {
+    for (name, value) in metadata.as_ref() {
+        if RESERVED.contains(&name.as_str()) {
+            continue;
+        }
+        if let Ok(name) = HeaderName::try_from(format!("{prefix}{name}")) {
+            out.append(name, value.clone());
+        }
+    }
+}
+
+/// The `Grpc-Metadata-` prefix for header metadata in responses.
+pub const HEADER_PREFIX: &str = "grpc-metadata-";
+/// The `Grpc-Trailer-` prefix for trailer metadata in responses.
+pub const TRAILER_PREFIX: &str = "grpc-trailer-";
+
+/// Parses a `Grpc-Timeout` value: up to 8 digits and a unit (H, M, S, m, u, n).
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount * 3600),
+        "M" => Duration::from_secs(amount * 60),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_grpc_timeouts() {
+        let cases = [
+            ("1H", Some(Duration::from_secs(3600))),
+            ("2M", Some(Duration::from_secs(120))),
+            ("3S", Some(Duration::from_secs(3))),
+            ("250m", Some(Duration::from_millis(250))),
+            ("7u", Some(Duration::from_micros(7))),
+            ("9n", Some(Duration::from_nanos(9))),
+            ("99999999S", Some(Duration::from_secs(99_999_999))),
+            ("123456789S", None),
+            ("S", None),
+            ("10", None),
+            ("1.5S", None),
+            ("-1S", None),
+            ("10s", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_grpc_timeout(text), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn maps_headers_to_metadata() {
+        let mut headers = HeaderMap::new();
+        headers.insert("grpc-metadata-tenant", HeaderValue::from_static("acme"));
+        headers.insert("grpc-metadata-trace-bin", HeaderValue::from_static("AQID"));
+        headers.insert("authorization", HeaderValue::from_static("Bearer t"));
+        headers.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        headers.insert("host", HeaderValue::from_static("api.example.com"));
+        headers.insert("x-other", HeaderValue::from_static("not forwarded"));
+        let client = "127.0.0.1:5000".parse().ok();
+        let metadata = from_http(&headers, client).unwrap();
+        assert_eq!(metadata.get("tenant").unwrap(), "acme");
+        assert_eq!(metadata.get_bin("trace-bin").unwrap().to_bytes().unwrap().as_ref(), [1, 2, 3]);
+        assert_eq!(metadata.get("authorization").unwrap(), "Bearer t");
+        assert_eq!(metadata.get("x-forwarded-for").unwrap(), "10.0.0.1, 127.0.0.1");
+        assert_eq!(metadata.get("x-forwarded-host").unwrap(), "api.example.com");
+        assert!(metadata.get("x-other").is_none());
+    }
+
+    #[test]
+    fn refuses_malformed_metadata_headers() {
+        let cases = [
+            ("grpc-metadata-grpc-status", "AA", "header grpc-metadata-grpc-status sets reserved metadata"),
+            ("grpc-metadata-x-bin", "!!", "header grpc-metadata-x-bin: binary metadata must be base64"),
+        ];
+        for (name, value, expected) in cases {
+            let mut headers = HeaderMap::new();
+            headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+            assert_eq!(from_http(&headers, None).unwrap_err(), expected);
+        }
+    }
+}

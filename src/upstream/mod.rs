@@ -1,0 +1,62 @@
+//! Backends: one shared, lazily connected HTTP/2 channel per upstream URL,
+//! the dynamic codec, calls, metadata and deadlines.
+
+pub mod call;
+pub mod codec;
+pub mod metadata;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+
+/// The channels of every upstream URL seen so far. A channel multiplexes all
+/// requests to its backend over HTTP/2 and reconnects by itself; snapshots
+/// share them, so a reload never opens new connections for known URLs.
+#[derive(Debug)]
+pub struct Upstreams {
+    connect_timeout: Duration,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl Upstreams {
+    pub fn new(connect_timeout: Duration) -> Self {
+        Self {
+            connect_timeout,
+            channels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The channel for `url`, created on first use (without connecting yet).
+    pub fn channel(&self, url: &str) -> Result<Channel, String> {
+        let mut channels = self.channels.lock().map_err(|_| "upstream table poisoned".to_string())?;
+        if let Some(channel) = channels.get(url) {
+            return Ok(channel.clone());
+        }
+        let channel = endpoint(url, self.connect_timeout)?.connect_lazy();
+        channels.insert(url.to_string(), channel.clone());
+        Ok(channel)
+    }
+}
+
+/// Checks an upstream URL and builds its endpoint.
+pub fn endpoint(url: &str, connect_timeout: Duration) -> Result<Endpoint, String> {
+    let parsed: http::Uri = url.parse().map_err(|e| format!("invalid upstream URL {url:?}: {e}"))?;
+    match parsed.scheme_str() {
+        Some("http") => {}
+        Some("https") => return Err(format!("upstream {url:?}: TLS upstreams are not supported yet; use http://")),
+        _ => return Err(format!("upstream URL {url:?} must start with http://")),
+    }
+    if parsed.host().is_none() {
+        return Err(format!("upstream URL {url:?} has no host"));
+    }
+    Endpoint::from_shared(url.to_string())
+        .map(|e| {
+            e.connect_timeout(connect_timeout)
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(30))
+                .keep_alive_while_idle(true)
+        })
+        .map_err(|e| format!("invalid upstream URL {url:?}: {e}"))
+}
