@@ -1,0 +1,306 @@
+//! Configuration: a TOML file plus command-line flags (flags win), validated
+//! whole into a `Config`, with every problem reported at once.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::registry::UpstreamMap;
+use crate::transcode::JsonOptions;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub descriptors: Vec<PathBuf>,
+    pub upstream: UpstreamConfig,
+    pub json: JsonOptions,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub map: UpstreamMap,
+    /// Deadline of unary calls when the client sends no `Grpc-Timeout`.
+    pub timeout: Duration,
+    /// Upper bound on any deadline a client asks for.
+    pub max_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_size: usize,
+    pub max_uri_length: usize,
+}
+
+/// Settings given on the command line; each one set overrides the file.
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    pub listen: Option<String>,
+    pub descriptors: Vec<PathBuf>,
+    /// `URL` (the default upstream) or `SERVICE=URL`.
+    pub upstreams: Vec<String>,
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct RawConfig {
+    listen: String,
+    descriptors: Vec<PathBuf>,
+    upstream: RawUpstream,
+    json: JsonOptions,
+    limits: RawLimits,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct RawUpstream {
+    default: Option<String>,
+    services: BTreeMap<String, String>,
+    timeout: String,
+    max_timeout: String,
+    connect_timeout: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct RawLimits {
+    max_body_size: usize,
+    max_uri_length: usize,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            descriptors: Vec::new(),
+            upstream: RawUpstream::default(),
+            json: JsonOptions::default(),
+            limits: RawLimits::default(),
+        }
+    }
+}
+
+impl Default for RawUpstream {
+    fn default() -> Self {
+        Self {
+            default: None,
+            services: BTreeMap::new(),
+            timeout: "15s".into(),
+            max_timeout: "5m".into(),
+            connect_timeout: "5s".into(),
+        }
+    }
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            max_body_size: 4 * 1024 * 1024,
+            max_uri_length: 8 * 1024,
+        }
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.join("\n"))
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// Loads the file (if any), applies the flags and validates the result.
+    pub fn load(file: Option<&Path>, flags: &Flags) -> Result<Self, ConfigErrors> {
+        let (raw, location) = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigErrors(vec![format!("{}: {e}", path.display())]))?;
+                (parse_toml(&text, &path.display().to_string())?, path.display().to_string())
+            }
+            None => (RawConfig::default(), "command line".to_string()),
+        };
+        validate(raw, flags, &location)
+    }
+
+    /// Parses and validates TOML text (used by `load` and by tests).
+    pub fn from_toml(text: &str, flags: &Flags) -> Result<Self, ConfigErrors> {
+        validate(parse_toml(text, "config")?, flags, "config")
+    }
+}
+
+/// Parses TOML, collecting every unknown key rather than stopping at the first.
+fn parse_toml(text: &str, location: &str) -> Result<RawConfig, ConfigErrors> {
+    let deserializer =
+        toml::de::Deserializer::parse(text).map_err(|e| ConfigErrors(vec![format!("{location}: {e}")]))?;
+    let mut unknown = Vec::new();
+    let raw: RawConfig = serde_ignored::deserialize(deserializer, |path| {
+        unknown.push(format!("{location}: unknown key `{path}`"));
+    })
+    .map_err(|e| ConfigErrors(vec![format!("{location}: {e}")]))?;
+    if unknown.is_empty() { Ok(raw) } else { Err(ConfigErrors(unknown)) }
+}
+
+fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let listen_text = flags.listen.clone().unwrap_or(raw.listen);
+    let listen = listen_text
+        .parse::<SocketAddr>()
+        .map_err(|_| errors.push(format!("{location}: `listen`: {listen_text:?} is not HOST:PORT (e.g. 127.0.0.1:8080)")))
+        .ok();
+
+    let mut map = UpstreamMap {
+        default: raw.upstream.default,
+        services: raw.upstream.services,
+    };
+    for flag in &flags.upstreams {
+        match flag.split_once('=') {
+            Some((service, url)) => {
+                map.services.insert(service.to_string(), url.to_string());
+            }
+            None => map.default = Some(flag.clone()),
+        }
+    }
+    let urls = map.default.iter().map(|u| ("upstream.default".to_string(), u)).chain(
+        map.services
+            .iter()
+            .map(|(service, url)| (format!("upstream.services.\"{service}\""), url)),
+    );
+    for (key, url) in urls {
+        if let Err(e) = crate::upstream::endpoint(url, Duration::from_secs(1)) {
+            errors.push(format!("{location}: `{key}`: {e}"));
+        }
+    }
+
+    let mut duration = |key: &str, text: &str| {
+        humantime::parse_duration(text)
+            .map_err(|e| errors.push(format!("{location}: `upstream.{key}`: {text:?} is not a duration ({e})")))
+            .unwrap_or_default()
+    };
+    let timeout = duration("timeout", &raw.upstream.timeout);
+    let max_timeout = duration("max_timeout", &raw.upstream.max_timeout);
+    let connect_timeout = duration("connect_timeout", &raw.upstream.connect_timeout);
+
+    if raw.json.max_depth == 0 {
+        errors.push(format!("{location}: `json.max_depth` must be at least 1"));
+    }
+    if raw.limits.max_body_size == 0 {
+        errors.push(format!("{location}: `limits.max_body_size` must be at least 1"));
+    }
+    if raw.limits.max_uri_length < 16 {
+        errors.push(format!("{location}: `limits.max_uri_length` must be at least 16"));
+    }
+
+    let descriptors = if flags.descriptors.is_empty() {
+        raw.descriptors
+    } else {
+        flags.descriptors.clone()
+    };
+    match listen {
+        Some(listen) if errors.is_empty() => Ok(Config {
+            listen,
+            descriptors,
+            upstream: UpstreamConfig {
+                map,
+                timeout,
+                max_timeout,
+                connect_timeout,
+            },
+            json: raw.json,
+            limits: Limits {
+                max_body_size: raw.limits.max_body_size,
+                max_uri_length: raw.limits.max_uri_length,
+            },
+        }),
+        _ => Err(ConfigErrors(errors)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_without_a_file() {
+        let config = Config::from_toml("", &Flags::default()).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.upstream.timeout, Duration::from_secs(15));
+        assert_eq!(config.upstream.max_timeout, Duration::from_secs(300));
+        assert_eq!(config.limits.max_body_size, 4 * 1024 * 1024);
+        assert_eq!(config.limits.max_uri_length, 8192);
+        assert_eq!(config.json.max_depth, 64);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let text = r#"
+            listen = "127.0.0.1:1"
+            descriptors = ["a.binpb"]
+            [upstream]
+            default = "http://file:1"
+            services = { "a.B" = "http://file:2" }
+        "#;
+        let flags = Flags {
+            listen: Some("127.0.0.1:2".into()),
+            descriptors: vec!["b.binpb".into()],
+            upstreams: vec!["http://flag:1".into(), "a.B=http://flag:2".into()],
+        };
+        let config = Config::from_toml(text, &flags).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:2");
+        assert_eq!(config.descriptors, [PathBuf::from("b.binpb")]);
+        assert_eq!(config.upstream.map.default.as_deref(), Some("http://flag:1"));
+        assert_eq!(config.upstream.map.for_service("a.B"), Some("http://flag:2"));
+    }
+
+    #[test]
+    fn reports_every_error_at_once() {
+        let text = r#"
+            listen = "nowhere"
+            colour = "blue"
+            [upstream]
+            default = "ftp://x"
+            timeout = "soon"
+            services = { "a.B" = "not a url" }
+            [json]
+            max_depth = 0
+            indentation = true
+            [limits]
+            max_uri_length = 3
+        "#;
+        let errors = Config::from_toml(text, &Flags::default()).unwrap_err().0;
+        assert_eq!(errors, ["config: unknown key `colour`", "config: unknown key `json.indentation`"]);
+
+        let text = text.replace("colour = \"blue\"", "").replace("indentation = true", "");
+        let errors = Config::from_toml(&text, &Flags::default()).unwrap_err().0;
+        assert_eq!(
+            errors,
+            [
+                "config: `listen`: \"nowhere\" is not HOST:PORT (e.g. 127.0.0.1:8080)",
+                "config: `upstream.default`: upstream URL \"ftp://x\" must start with http://",
+                "config: `upstream.services.\"a.B\"`: invalid upstream URL \"not a url\": invalid uri character",
+                "config: `upstream.timeout`: \"soon\" is not a duration (expected number at 0)",
+                "config: `json.max_depth` must be at least 1",
+                "config: `limits.max_uri_length` must be at least 16",
+            ]
+        );
+    }
+
+    #[test]
+    fn syntax_and_type_errors_name_the_place() {
+        let error = Config::from_toml("listen = ", &Flags::default()).unwrap_err().0;
+        assert!(error[0].starts_with("config: TOML parse error at line 1, column 10"), "{error:?}");
+        let error = Config::from_toml("[limits]\nmax_body_size = \"big\"", &Flags::default()).unwrap_err().0;
+        assert!(error[0].contains("line 2"), "{error:?}");
+        assert!(error[0].contains("max_body_size"), "{error:?}");
+    }
+}

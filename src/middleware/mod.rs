@@ -1,0 +1,4 @@
+//! Policies as tower layers (issue-driven: limits now; auth, rate limits and
+//! metrics join here).
+
+pub mod limits;

@@ -9,8 +9,9 @@ use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, BinaryMetadataKey, B
 
 const METADATA_PREFIX: &str = "grpc-metadata-";
 
-/// Metadata the gateway or the gRPC protocol owns; never copied to clients.
-const RESERVED: [&str; 8] = [
+/// Metadata the gateway or the HTTP/2 and gRPC protocols own; never copied
+/// between clients and backends.
+const RESERVED: [&str; 9] = [
     "content-type",
     "grpc-status",
     "grpc-message",
@@ -19,6 +20,7 @@ const RESERVED: [&str; 8] = [
     "grpc-accept-encoding",
     "te",
     "content-length",
+    "date",
 ];
 
 /// Builds the request metadata: `Grpc-Metadata-<k>` → `<k>`, `Authorization`
