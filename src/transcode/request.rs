@@ -136,7 +136,7 @@ fn parse_message(
     let message = parsed.map_err(|e| {
         let inner = track.path().to_string();
         let path = match (prefix, inner.as_str()) {
-            (p, ".") => p.to_string(),
+            (p, "." | "?") => p.to_string(),
             ("", inner) => inner.to_string(),
             (p, inner) => format!("{p}.{inner}"),
         };

@@ -11,6 +11,7 @@ const STRING_FORMS: [&str; 3] = [
     "google.protobuf.FieldMask",
 ];
 
+
 const WRAPPERS: [&str; 9] = [
     "google.protobuf.DoubleValue",
     "google.protobuf.FloatValue",
@@ -47,6 +48,9 @@ pub fn parse_text(message: &MessageDescriptor, text: &str) -> Result<DynamicMess
         wrapper.set_field(&field, inner);
         return Ok(wrapper);
     }
+    if name == "google.protobuf.FieldMask" {
+        return field_mask(message, text);
+    }
     if STRING_FORMS.contains(&name) {
         let json = serde_json::Value::String(text.to_string());
         return DynamicMessage::deserialize(message.clone(), json).map_err(|e| match name {
@@ -56,6 +60,41 @@ pub fn parse_text(message: &MessageDescriptor, text: &str) -> Result<DynamicMess
         });
     }
     Err(format!("{name} has no string form; set its fields one by one"))
+}
+
+/// A field mask from `a.b,cD`: paths in proto (`page_count`) or JSON
+/// (`pageCount`) form, since users write both in query strings.
+fn field_mask(message: &MessageDescriptor, text: &str) -> Result<DynamicMessage, String> {
+    let field = message
+        .get_field_by_name("paths")
+        .ok_or_else(|| "google.protobuf.FieldMask has no paths field".to_string())?;
+    let mut paths = Vec::new();
+    for path in text.split(',').filter(|p| !p.is_empty()) {
+        let valid = path.split('.').all(|part| {
+            part.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+        if !valid {
+            return Err(format!("expected comma-separated field paths, found {path:?}"));
+        }
+        paths.push(Value::String(snake_case(path)));
+    }
+    let mut mask = DynamicMessage::new(message.clone());
+    mask.set_field(&field, Value::List(paths));
+    Ok(mask)
+}
+
+fn snake_case(path: &str) -> String {
+    let mut out = String::with_capacity(path.len() + 4);
+    for c in path.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Parses a message-typed leaf from text, if its type allows it.

@@ -1,0 +1,116 @@
+//! Test harness: the library and echo backends on port 0, the gateway in
+//! front of them on port 0, and a real HTTP client.
+
+#![allow(dead_code)]
+
+pub mod echo;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures_util::StreamExt;
+use protogate::config::{Config, Flags};
+use protogate::pb::protogate::test::v1::echo_service_server::EchoServiceServer;
+use protogate::{example, pb, server};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub struct Harness {
+    pub base: String,
+    pub client: reqwest::Client,
+    /// Calls the echo backend received.
+    pub echo_calls: Arc<AtomicUsize>,
+    /// TCP connections the echo backend accepted.
+    pub echo_connections: Arc<AtomicUsize>,
+    pub server: Option<server::Server>,
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        Self::start_with("").await
+    }
+
+    /// Starts everything with extra TOML configuration.
+    pub async fn start_with(toml: &str) -> Self {
+        let library = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let library_addr = library.local_addr().unwrap();
+        example::serve_library(library);
+        let echo = echo::Echo::default();
+        let echo_calls = echo.calls.clone();
+        let (echo_addr, echo_connections) = serve_echo(echo).await;
+        let flags = Flags {
+            listen: Some("127.0.0.1:0".into()),
+            descriptors: Vec::new(),
+            upstreams: vec![
+                format!("http://{library_addr}"),
+                format!("protogate.test.v1.EchoService=http://{echo_addr}"),
+            ],
+        };
+        let config = Config::from_toml(toml, &flags).unwrap();
+        let sets = [
+            ("library.binpb".to_string(), pb::LIBRARY_DESCRIPTOR_SET.to_vec()),
+            ("everything.binpb".to_string(), pb::EVERYTHING_DESCRIPTOR_SET.to_vec()),
+        ];
+        let server = server::start_with_sets(&config, &sets).await.unwrap();
+        Self {
+            base: format!("http://{}", server.local_addr),
+            client: reqwest::Client::new(),
+            echo_calls,
+            echo_connections,
+            server: Some(server),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn calls(&self) -> usize {
+        self.echo_calls.load(Ordering::SeqCst)
+    }
+
+    /// GET, returning status and parsed JSON.
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self.client.get(self.url(path)).send().await.unwrap();
+        read_json(response).await
+    }
+
+    /// POST a JSON text, returning status and parsed JSON.
+    pub async fn post_json(&self, path: &str, body: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        read_json(response).await
+    }
+}
+
+pub async fn read_json(response: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    (status, json)
+}
+
+/// Serves the echo backend on port 0, counting accepted connections.
+pub async fn serve_echo(echo: echo::Echo) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counter = connections.clone();
+    let incoming = TcpListenerStream::new(listener).inspect(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .layer(echo::TrailerEchoLayer)
+            .add_service(EchoServiceServer::new(echo))
+            .serve_with_incoming(incoming),
+    );
+    (addr, connections)
+}
