@@ -121,9 +121,11 @@ impl Error {
     /// Classifies a status returned by a tonic call: one the backend sent is
     /// forwarded; one tonic made up for a transport failure is the gateway's.
     pub fn from_upstream(status: tonic::Status) -> Self {
-        let made_by_transport = std::error::Error::source(&status).is_some();
-        if made_by_transport || status.code() == Code::Unknown && status.message().is_empty() {
+        let source = std::error::Error::source(&status);
+        if source.is_some() || status.code() == Code::Unknown && status.message().is_empty() {
+            // tonic reports its own enforcement of our deadline as CANCELLED.
             let code = match status.code() {
+                _ if source.is_some_and(is_timeout) => Code::DeadlineExceeded,
                 Code::Cancelled | Code::DeadlineExceeded => status.code(),
                 _ => Code::Unavailable,
             };
@@ -151,6 +153,17 @@ impl std::fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
 
 /// The table: every gRPC code and the HTTP status it is answered with.
 pub const STATUS_TABLE: [(Code, u16); 17] = [
@@ -272,5 +285,10 @@ mod tests {
         assert_eq!(transport.code, Code::Unavailable);
         assert_eq!(transport.message, "upstream unavailable");
         assert!(transport.internal.unwrap().contains("refused"));
+
+        let expired = tonic::Status::from_error(Box::new(tonic::TimeoutExpired(())));
+        assert_eq!(expired.code(), Code::Cancelled);
+        let expired = Error::from_upstream(expired);
+        assert_eq!((expired.code, expired.http_status().as_u16()), (Code::DeadlineExceeded, 504));
     }
 }
