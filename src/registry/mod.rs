@@ -33,3 +33,6 @@ impl Registry {
         self.current.store(Arc::new(snapshot));
     }
 }
+
+#[cfg(test)]
+mod tests;

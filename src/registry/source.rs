@@ -39,3 +39,34 @@ pub fn read_files(paths: &[impl AsRef<Path>]) -> Result<Vec<(String, Vec<u8>)>, 
     }
     if errors.is_empty() { Ok(sets) } else { Err(errors) }
 }
+
+/// Compiles `.proto` sources (import path, text) into a binary descriptor
+/// set. Imports resolve against the given sources and the bundled
+/// `google/api`, `google/rpc` and `google/protobuf` files only — never the
+/// filesystem.
+pub fn compile_protos(sources: &[(String, String)]) -> Result<Vec<u8>, Vec<String>> {
+    let bundled = protox::file::DescriptorSetFileResolver::decode(BUNDLED_DESCRIPTOR_SET)
+        .map_err(|e| vec![format!("bundled descriptors: {e}")])?;
+    let mut resolver = protox::file::ChainFileResolver::new();
+    resolver.add(MemoryResolver(sources.to_vec()));
+    resolver.add(bundled);
+    resolver.add(protox::file::GoogleFileResolver::new());
+    let mut compiler = protox::Compiler::with_file_resolver(resolver);
+    compiler.include_imports(true).include_source_info(true);
+    for (name, _) in sources {
+        compiler.open_file(name).map_err(|e| vec![e.to_string()])?;
+    }
+    Ok(compiler.encode_file_descriptor_set())
+}
+
+/// `.proto` sources held in memory.
+struct MemoryResolver(Vec<(String, String)>);
+
+impl protox::file::FileResolver for MemoryResolver {
+    fn open_file(&self, name: &str) -> Result<protox::file::File, protox::Error> {
+        match self.0.iter().find(|(n, _)| n == name) {
+            Some((name, source)) => protox::file::File::from_source(name, source),
+            None => Err(protox::Error::file_not_found(name)),
+        }
+    }
+}

@@ -150,8 +150,8 @@ fn top_level_field(message: &MessageDescriptor, name: &str, what: &str) -> Resul
 fn path_field(message: &MessageDescriptor, names: &[String]) -> Result<FieldPath, String> {
     let mut path = Vec::with_capacity(names.len());
     let mut current = message.clone();
+    let shown = names.join(".");
     for (i, name) in names.iter().enumerate() {
-        let shown = names[..=i].join(".");
         let field = current
             .get_field_by_name(name)
             .ok_or_else(|| format!("path variable {shown:?}: no field {name:?} in {}", current.full_name()))?;

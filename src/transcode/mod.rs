@@ -71,3 +71,6 @@ impl JsonOptions {
         prost_reflect::DeserializeOptions::new().deny_unknown_fields(self.unknown_fields == Unknown::Reject)
     }
 }
+
+#[cfg(test)]
+mod tests;
