@@ -126,7 +126,10 @@ impl Config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| ConfigErrors(vec![format!("{}: {e}", path.display())]))?;
-                (parse_toml(&text, &path.display().to_string())?, path.display().to_string())
+                (
+                    parse_toml(&text, &path.display().to_string())?,
+                    path.display().to_string(),
+                )
             }
             None => (RawConfig::default(), "command line".to_string()),
         };
@@ -141,14 +144,18 @@ impl Config {
 
 /// Parses TOML, collecting every unknown key rather than stopping at the first.
 fn parse_toml(text: &str, location: &str) -> Result<RawConfig, ConfigErrors> {
-    let deserializer =
-        toml::de::Deserializer::parse(text).map_err(|e| ConfigErrors(vec![format!("{location}: {e}")]))?;
+    let deserializer = toml::de::Deserializer::parse(text)
+        .map_err(|e| ConfigErrors(vec![format!("{location}: {e}")]))?;
     let mut unknown = Vec::new();
     let raw: RawConfig = serde_ignored::deserialize(deserializer, |path| {
         unknown.push(format!("{location}: unknown key `{path}`"));
     })
     .map_err(|e| ConfigErrors(vec![format!("{location}: {e}")]))?;
-    if unknown.is_empty() { Ok(raw) } else { Err(ConfigErrors(unknown)) }
+    if unknown.is_empty() {
+        Ok(raw)
+    } else {
+        Err(ConfigErrors(unknown))
+    }
 }
 
 fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, ConfigErrors> {
@@ -156,7 +163,11 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
     let listen_text = flags.listen.clone().unwrap_or(raw.listen);
     let listen = listen_text
         .parse::<SocketAddr>()
-        .map_err(|_| errors.push(format!("{location}: `listen`: {listen_text:?} is not HOST:PORT (e.g. 127.0.0.1:8080)")))
+        .map_err(|_| {
+            errors.push(format!(
+                "{location}: `listen`: {listen_text:?} is not HOST:PORT (e.g. 127.0.0.1:8080)"
+            ))
+        })
         .ok();
 
     let mut map = UpstreamMap {
@@ -171,11 +182,15 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
             None => map.default = Some(flag.clone()),
         }
     }
-    let urls = map.default.iter().map(|u| ("upstream.default".to_string(), u)).chain(
-        map.services
-            .iter()
-            .map(|(service, url)| (format!("upstream.services.\"{service}\""), url)),
-    );
+    let urls = map
+        .default
+        .iter()
+        .map(|u| ("upstream.default".to_string(), u))
+        .chain(
+            map.services
+                .iter()
+                .map(|(service, url)| (format!("upstream.services.\"{service}\""), url)),
+        );
     for (key, url) in urls {
         if let Err(e) = crate::upstream::endpoint(url, Duration::from_secs(1)) {
             errors.push(format!("{location}: `{key}`: {e}"));
@@ -184,7 +199,11 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
 
     let mut duration = |key: &str, text: &str| {
         humantime::parse_duration(text)
-            .map_err(|e| errors.push(format!("{location}: `upstream.{key}`: {text:?} is not a duration ({e})")))
+            .map_err(|e| {
+                errors.push(format!(
+                    "{location}: `upstream.{key}`: {text:?} is not a duration ({e})"
+                ))
+            })
             .unwrap_or_default()
     };
     let timeout = duration("timeout", &raw.upstream.timeout);
@@ -195,10 +214,14 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
         errors.push(format!("{location}: `json.max_depth` must be at least 1"));
     }
     if raw.limits.max_body_size == 0 {
-        errors.push(format!("{location}: `limits.max_body_size` must be at least 1"));
+        errors.push(format!(
+            "{location}: `limits.max_body_size` must be at least 1"
+        ));
     }
     if raw.limits.max_uri_length < 16 {
-        errors.push(format!("{location}: `limits.max_uri_length` must be at least 16"));
+        errors.push(format!(
+            "{location}: `limits.max_uri_length` must be at least 16"
+        ));
     }
 
     let descriptors = if flags.descriptors.is_empty() {
@@ -258,8 +281,14 @@ mod tests {
         let config = Config::from_toml(text, &flags).unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:2");
         assert_eq!(config.descriptors, [PathBuf::from("b.binpb")]);
-        assert_eq!(config.upstream.map.default.as_deref(), Some("http://flag:1"));
-        assert_eq!(config.upstream.map.for_service("a.B"), Some("http://flag:2"));
+        assert_eq!(
+            config.upstream.map.default.as_deref(),
+            Some("http://flag:1")
+        );
+        assert_eq!(
+            config.upstream.map.for_service("a.B"),
+            Some("http://flag:2")
+        );
     }
 
     #[test]
@@ -278,9 +307,17 @@ mod tests {
             max_uri_length = 3
         "#;
         let errors = Config::from_toml(text, &Flags::default()).unwrap_err().0;
-        assert_eq!(errors, ["config: unknown key `colour`", "config: unknown key `json.indentation`"]);
+        assert_eq!(
+            errors,
+            [
+                "config: unknown key `colour`",
+                "config: unknown key `json.indentation`"
+            ]
+        );
 
-        let text = text.replace("colour = \"blue\"", "").replace("indentation = true", "");
+        let text = text
+            .replace("colour = \"blue\"", "")
+            .replace("indentation = true", "");
         let errors = Config::from_toml(&text, &Flags::default()).unwrap_err().0;
         assert_eq!(
             errors,
@@ -297,9 +334,16 @@ mod tests {
 
     #[test]
     fn syntax_and_type_errors_name_the_place() {
-        let error = Config::from_toml("listen = ", &Flags::default()).unwrap_err().0;
-        assert!(error[0].starts_with("config: TOML parse error at line 1, column 10"), "{error:?}");
-        let error = Config::from_toml("[limits]\nmax_body_size = \"big\"", &Flags::default()).unwrap_err().0;
+        let error = Config::from_toml("listen = ", &Flags::default())
+            .unwrap_err()
+            .0;
+        assert!(
+            error[0].starts_with("config: TOML parse error at line 1, column 10"),
+            "{error:?}"
+        );
+        let error = Config::from_toml("[limits]\nmax_body_size = \"big\"", &Flags::default())
+            .unwrap_err()
+            .0;
         assert!(error[0].contains("line 2"), "{error:?}");
         assert!(error[0].contains("max_body_size"), "{error:?}");
     }

@@ -267,7 +267,10 @@ mod tests {
     fn overrides_win_over_the_table() {
         assert_eq!(Error::payload_too_large(1).http_status(), 413);
         assert_eq!(Error::uri_too_long(9, 1).http_status(), 414);
-        assert_eq!(Error::unsupported_media_type("text/plain").http_status(), 415);
+        assert_eq!(
+            Error::unsupported_media_type("text/plain").http_status(),
+            415
+        );
         let e = Error::method_not_allowed("GET", "/x", "POST".into());
         assert_eq!(e.http_status(), 405);
         assert_eq!(e.allow.as_deref(), Some("POST"));
@@ -289,6 +292,9 @@ mod tests {
         let expired = tonic::Status::from_error(Box::new(tonic::TimeoutExpired(())));
         assert_eq!(expired.code(), Code::Cancelled);
         let expired = Error::from_upstream(expired);
-        assert_eq!((expired.code, expired.http_status().as_u16()), (Code::DeadlineExceeded, 504));
+        assert_eq!(
+            (expired.code, expired.http_status().as_u16()),
+            (Code::DeadlineExceeded, 504)
+        );
     }
 }

@@ -10,7 +10,11 @@ use protogate::registry::{snapshot, source};
 use protogate::{example, pb, server};
 
 #[derive(Parser)]
-#[command(name = "protogate", version, about = "A gRPC/REST transcoding API gateway")]
+#[command(
+    name = "protogate",
+    version,
+    about = "A gRPC/REST transcoding API gateway"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -65,9 +69,22 @@ async fn main() -> ExitCode {
             upstreams,
             listen,
             config,
-        } => serve(config, Flags { listen, descriptors, upstreams }).await,
+        } => {
+            serve(
+                config,
+                Flags {
+                    listen,
+                    descriptors,
+                    upstreams,
+                },
+            )
+            .await
+        }
         Command::Routes { descriptors } => routes(&descriptors),
-        Command::Demo { listen, backend_listen } => demo(listen, backend_listen).await,
+        Command::Demo {
+            listen,
+            backend_listen,
+        } => demo(listen, backend_listen).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -79,7 +96,8 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(config_file: Option<PathBuf>, flags: Flags) -> Result<(), String> {
-    let config = Config::load(config_file.as_deref(), &flags).map_err(|e| format!("invalid configuration:\n{e}"))?;
+    let config = Config::load(config_file.as_deref(), &flags)
+        .map_err(|e| format!("invalid configuration:\n{e}"))?;
     let server = server::start(&config).await.map_err(|e| e.to_string())?;
     run_until_signal(server).await
 }
@@ -88,10 +106,18 @@ fn routes(descriptors: &[PathBuf]) -> Result<(), String> {
     let sets = source::read_files(descriptors).map_err(|e| e.join("\n"))?;
     let pool = source::merge(&sets).map_err(|e| e.join("\n"))?;
     let (_, table) = snapshot::routes(&pool).map_err(|e| e.join("\n"))?;
-    let width = table.bindings().iter().map(|b| b.template_text.len()).max().unwrap_or(0);
+    let width = table
+        .bindings()
+        .iter()
+        .map(|b| b.template_text.len())
+        .max()
+        .unwrap_or(0);
     for binding in table.bindings() {
         let method = binding.http_method.as_str();
-        println!("{method:<7} {:<width$}  {}", binding.template_text, binding.rpc_name);
+        println!(
+            "{method:<7} {:<width$}  {}",
+            binding.template_text, binding.rpc_name
+        );
     }
     Ok(())
 }
@@ -108,8 +134,13 @@ async fn demo(listen: SocketAddr, backend_listen: SocketAddr) -> Result<(), Stri
         upstreams: vec![format!("http://{backend_addr}")],
     };
     let config = Config::load(None, &flags).map_err(|e| e.to_string())?;
-    let sets = [("embedded library.binpb".to_string(), pb::LIBRARY_DESCRIPTOR_SET.to_vec())];
-    let server = server::start_with_sets(&config, &sets).await.map_err(|e| e.to_string())?;
+    let sets = [(
+        "embedded library.binpb".to_string(),
+        pb::LIBRARY_DESCRIPTOR_SET.to_vec(),
+    )];
+    let server = server::start_with_sets(&config, &sets)
+        .await
+        .map_err(|e| e.to_string())?;
     print_demo_lines(server.local_addr, backend_addr);
     run_until_signal(server).await
 }
@@ -120,7 +151,9 @@ fn print_demo_lines(gateway: SocketAddr, backend: SocketAddr) {
     let lines = [
         format!("curl {base}/v1/shelves"),
         format!("curl {base}/v1/shelves/1/books/1"),
-        format!("curl '{base}/v1/shelves/1/books?author=Ursula%20K.%20Le%20Guin&genres=GENRE_FICTION'"),
+        format!(
+            "curl '{base}/v1/shelves/1/books?author=Ursula%20K.%20Le%20Guin&genres=GENRE_FICTION'"
+        ),
         format!(
             "curl -X POST {base}/v1/shelves/1/books -H 'Content-Type: application/json' -d '{{\"title\": \"Dune\", \"author\": \"Frank Herbert\", \"pageCount\": 412}}'"
         ),
@@ -148,10 +181,11 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => return std::future::pending().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return std::future::pending().await,
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

@@ -70,7 +70,8 @@ impl Server {
 pub fn build_context(config: &Config, sets: &[(String, Vec<u8>)]) -> Result<Context, StartError> {
     let pool = source::merge(sets).map_err(StartError::Load)?;
     let upstreams = Upstreams::new(config.upstream.connect_timeout);
-    let snapshot = Snapshot::build(pool, &config.upstream.map, &upstreams).map_err(StartError::Load)?;
+    let snapshot =
+        Snapshot::build(pool, &config.upstream.map, &upstreams).map_err(StartError::Load)?;
     Ok(Context {
         registry: Arc::new(Registry::new(snapshot)),
         json: config.json.clone(),
@@ -89,14 +90,23 @@ pub async fn start(config: &Config) -> Result<Server, StartError> {
 }
 
 /// Like `start`, with the descriptor sets given rather than read from files.
-pub async fn start_with_sets(config: &Config, sets: &[(String, Vec<u8>)]) -> Result<Server, StartError> {
+pub async fn start_with_sets(
+    config: &Config,
+    sets: &[(String, Vec<u8>)],
+) -> Result<Server, StartError> {
     let context = Arc::new(build_context(config, sets)?);
-    let listener = TcpListener::bind(config.listen).await.map_err(StartError::Io)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(StartError::Io)?;
     serve(listener, context, &config.limits)
 }
 
 /// Serves on an already bound listener.
-pub fn serve(listener: TcpListener, context: Arc<Context>, limits: &Limits) -> Result<Server, StartError> {
+pub fn serve(
+    listener: TcpListener,
+    context: Arc<Context>,
+    limits: &Limits,
+) -> Result<Server, StartError> {
     let local_addr = listener.local_addr().map_err(StartError::Io)?;
     let app = router(context, limits).into_make_service_with_connect_info::<SocketAddr>();
     let (shutdown, signal) = oneshot::channel::<()>();
@@ -128,10 +138,16 @@ pub fn router(context: Arc<Context>, limits: &Limits) -> Router {
             limits::body_limit_as_status,
         ))
         // Cheapest check first: a long URI is refused before routing.
-        .layer(axum::middleware::from_fn_with_state(limits.max_uri_length, limits::uri_length))
+        .layer(axum::middleware::from_fn_with_state(
+            limits.max_uri_length,
+            limits::uri_length,
+        ))
         // Innermost policy: bounds the body the protocol handlers read.
         .layer(RequestBodyLimitLayer::new(limits.max_body_size));
-    Router::new().fallback(handle).with_state(context).layer(stack)
+    Router::new()
+        .fallback(handle)
+        .with_state(context)
+        .layer(stack)
 }
 
 async fn handle(State(context): State<Arc<Context>>, request: Request) -> Response<Body> {

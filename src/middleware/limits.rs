@@ -11,8 +11,15 @@ use crate::error::Error;
 use crate::protocol::rest::error_response;
 
 /// Refuses URIs longer than the limit with 414 before they are routed.
-pub async fn uri_length(State(limit): State<usize>, request: Request, next: Next) -> Response<Body> {
-    let length = request.uri().path_and_query().map_or(0, |p| p.as_str().len());
+pub async fn uri_length(
+    State(limit): State<usize>,
+    request: Request,
+    next: Next,
+) -> Response<Body> {
+    let length = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
     if length > limit {
         return error_response(&Error::uri_too_long(length, limit), None);
     }
@@ -21,7 +28,10 @@ pub async fn uri_length(State(limit): State<usize>, request: Request, next: Next
 
 /// tower-http answers a declared length over the limit with a bare 413;
 /// give it the same Status JSON body as every other error.
-pub async fn body_limit_as_status(State(limit): State<usize>, response: Response<Body>) -> Response<Body> {
+pub async fn body_limit_as_status(
+    State(limit): State<usize>,
+    response: Response<Body>,
+) -> Response<Body> {
     let is_json = response
         .headers()
         .get(CONTENT_TYPE)

@@ -34,7 +34,11 @@ pub async fn serve(context: &Context, request: Request<Body>) -> Response<Body> 
     }
 }
 
-async fn handle(context: &Context, snapshot: &Snapshot, request: Request<Body>) -> Result<Response<Body>, Error> {
+async fn handle(
+    context: &Context,
+    snapshot: &Snapshot,
+    request: Request<Body>,
+) -> Result<Response<Body>, Error> {
     let (parts, body) = request.into_parts();
     let found = snapshot
         .routes
@@ -48,13 +52,20 @@ async fn handle(context: &Context, snapshot: &Snapshot, request: Request<Body>) 
     if method.descriptor.is_client_streaming() {
         return Err(Error::client(
             Code::Unimplemented,
-            format!("{} is a client-streaming method; REST calls cannot stream requests", binding.rpc_name),
+            format!(
+                "{} is a client-streaming method; REST calls cannot stream requests",
+                binding.rpc_name
+            ),
         ));
     }
     let body = read_body(body, context.max_body_size).await?;
     let content_type = match parts.headers.get(CONTENT_TYPE) {
         None => None,
-        Some(value) => Some(value.to_str().map_err(|_| Error::unsupported_media_type("(not ASCII)"))?),
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| Error::unsupported_media_type("(not ASCII)"))?,
+        ),
     };
     let input = HttpInput {
         variables: &found.variables,
@@ -62,11 +73,19 @@ async fn handle(context: &Context, snapshot: &Snapshot, request: Request<Body>) 
         content_type,
         body: &body,
     };
-    let message =
-        crate::transcode::request::build(binding, &method.descriptor.input(), input, &context.json)?;
-    let client = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let message = crate::transcode::request::build(
+        binding,
+        &method.descriptor.input(),
+        input,
+        &context.json,
+    )?;
+    let client = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
     let mut request = tonic::Request::new(message);
-    *request.metadata_mut() = metadata::from_http(&parts.headers, client).map_err(Error::bad_request)?;
+    *request.metadata_mut() =
+        metadata::from_http(&parts.headers, client).map_err(Error::bad_request)?;
     let timeout = deadline(&parts, context, method.descriptor.is_server_streaming())?;
     if let Some(timeout) = timeout {
         request.set_timeout(timeout);
@@ -97,7 +116,9 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, Error> {
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if is_length_limit(e.as_ref()) => Err(Error::payload_too_large(limit)),
-        Err(e) => Err(Error::bad_request(format!("cannot read the request body: {e}"))),
+        Err(e) => Err(Error::bad_request(format!(
+            "cannot read the request body: {e}"
+        ))),
     }
 }
 
@@ -120,7 +141,9 @@ fn deadline(parts: &Parts, context: &Context, streaming: bool) -> Result<Option<
     };
     let parsed = value.to_str().ok().and_then(metadata::parse_grpc_timeout);
     let requested = parsed.ok_or_else(|| {
-        Error::bad_request(format!("invalid Grpc-Timeout {value:?}; expected digits and a unit such as 500m or 10S"))
+        Error::bad_request(format!(
+            "invalid Grpc-Timeout {value:?}; expected digits and a unit such as 500m or 10S"
+        ))
     })?;
     Ok(Some(requested.min(context.deadlines.max)))
 }
@@ -140,8 +163,13 @@ async fn unary(
         None => call.await,
     }
     .map_err(Error::from_upstream)?;
-    let rendered = response::render(&reply.message, binding.response_body.as_ref(), &context.json, context.json.indent)
-        .map_err(|e| Error::gateway(Code::Internal, e))?;
+    let rendered = response::render(
+        &reply.message,
+        binding.response_body.as_ref(),
+        &context.json,
+        context.json.indent,
+    )
+    .map_err(|e| Error::gateway(Code::Internal, e))?;
     let mut response = match rendered {
         Rendered::Json(json) => json_response(StatusCode::OK, json),
         Rendered::Raw { content_type, data } => {
@@ -152,13 +180,24 @@ async fn unary(
             response
         }
     };
-    metadata::to_http(&reply.headers, metadata::HEADER_PREFIX, response.headers_mut());
-    metadata::to_http(&reply.trailers, metadata::TRAILER_PREFIX, response.headers_mut());
+    metadata::to_http(
+        &reply.headers,
+        metadata::HEADER_PREFIX,
+        response.headers_mut(),
+    );
+    metadata::to_http(
+        &reply.trailers,
+        metadata::TRAILER_PREFIX,
+        response.headers_mut(),
+    );
     Ok(response)
 }
 
 fn deadline_exceeded(timeout: Duration) -> Error {
-    Error::gateway(Code::DeadlineExceeded, format!("no answer within {timeout:?}"))
+    Error::gateway(
+        Code::DeadlineExceeded,
+        format!("no answer within {timeout:?}"),
+    )
 }
 
 /// Streams messages as they arrive, one frame each; a failure after the
@@ -174,17 +213,28 @@ async fn server_stream(
     let deadline = timeout.map(|t| (Instant::now() + t, t));
     let call = method.call.server_streaming(request);
     let started = match deadline {
-        Some((at, t)) => tokio::time::timeout_at(at, call).await.map_err(|_| deadline_exceeded(t))?,
+        Some((at, t)) => tokio::time::timeout_at(at, call)
+            .await
+            .map_err(|_| deadline_exceeded(t))?,
         None => call.await,
     }
     .map_err(Error::from_upstream)?;
     let (headers, messages, _) = started.into_parts();
-    let frames = frames(messages, format, context.json.clone(), snapshot.pool.clone(), deadline);
+    let frames = frames(
+        messages,
+        format,
+        context.json.clone(),
+        snapshot.pool.clone(),
+        deadline,
+    );
     let mut response = Response::new(Body::from_stream(frames));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
     response
         .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
-    response.headers_mut().insert("cache-control", HeaderValue::from_static("no-cache"));
+        .insert("cache-control", HeaderValue::from_static("no-cache"));
     metadata::to_http(&headers, metadata::HEADER_PREFIX, response.headers_mut());
     Ok(response)
 }
@@ -203,14 +253,20 @@ fn frames(
             let next = match deadline {
                 Some((at, t)) => tokio::time::timeout_at(at, messages.message())
                     .await
-                    .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded(format!("no end within {t:?}")))),
+                    .unwrap_or_else(|_| {
+                        Err(tonic::Status::deadline_exceeded(format!(
+                            "no end within {t:?}"
+                        )))
+                    }),
                 None => messages.message().await,
             };
             let frame = match next.map_err(Error::from_upstream) {
                 Ok(None) => return None,
                 Ok(Some(message)) => match response::to_json(&message, &json, false) {
                     Ok(text) => return Some((Ok(format.message(&text)), Some(messages))),
-                    Err(e) => format.error(&error_body(&Error::gateway(Code::Internal, e), Some(&pool))),
+                    Err(e) => {
+                        format.error(&error_body(&Error::gateway(Code::Internal, e), Some(&pool)))
+                    }
                 },
                 Err(error) => format.error(&error_body(&error, Some(&pool))),
             };
@@ -224,7 +280,11 @@ fn frames(
 /// on a 405. Gateway-side details go to the log only.
 pub fn error_response(error: &Error, pool: Option<&DescriptorPool>) -> Response<Body> {
     let mut response = json_response(error.http_status(), error_body(error, pool));
-    if let Some(allow) = error.allow.as_deref().and_then(|a| HeaderValue::try_from(a).ok()) {
+    if let Some(allow) = error
+        .allow
+        .as_deref()
+        .and_then(|a| HeaderValue::try_from(a).ok())
+    {
         response.headers_mut().insert(ALLOW, allow);
     }
     response
@@ -232,9 +292,15 @@ pub fn error_response(error: &Error, pool: Option<&DescriptorPool>) -> Response<
 
 fn error_body(error: &Error, pool: Option<&DescriptorPool>) -> Vec<u8> {
     match error.origin {
-        Origin::Gateway => tracing::error!(code = ?error.code, detail = error.internal.as_deref(), "request failed in the gateway"),
-        Origin::Backend => tracing::debug!(code = ?error.code, message = %error.message, "backend returned an error"),
-        Origin::Client => tracing::debug!(code = ?error.code, message = %error.message, "bad request"),
+        Origin::Gateway => {
+            tracing::error!(code = ?error.code, detail = error.internal.as_deref(), "request failed in the gateway")
+        }
+        Origin::Backend => {
+            tracing::debug!(code = ?error.code, message = %error.message, "backend returned an error")
+        }
+        Origin::Client => {
+            tracing::debug!(code = ?error.code, message = %error.message, "bad request")
+        }
     }
     let pools: Vec<&DescriptorPool> = pool.into_iter().collect();
     status::to_json(error.code as i32, &error.message, &error.details, &pools)

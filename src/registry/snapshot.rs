@@ -34,14 +34,21 @@ pub struct MethodEntry {
 
 impl UpstreamMap {
     pub fn for_service(&self, service: &str) -> Option<&str> {
-        self.services.get(service).or(self.default.as_ref()).map(String::as_str)
+        self.services
+            .get(service)
+            .or(self.default.as_ref())
+            .map(String::as_str)
     }
 }
 
 impl Snapshot {
     /// Builds a snapshot from a merged pool, collecting every problem: bad
     /// rules, route conflicts, services without an upstream.
-    pub fn build(pool: DescriptorPool, upstreams: &UpstreamMap, channels: &Upstreams) -> Result<Self, Vec<String>> {
+    pub fn build(
+        pool: DescriptorPool,
+        upstreams: &UpstreamMap,
+        channels: &Upstreams,
+    ) -> Result<Self, Vec<String>> {
         let (descriptors, routes) = routes(&pool)?;
         let mut errors = Vec::new();
         let mut methods = Vec::with_capacity(descriptors.len());
@@ -49,13 +56,18 @@ impl Snapshot {
             let service = descriptor.parent_service();
             let Some(url) = upstreams.for_service(service.full_name()) else {
                 let name = service.full_name();
-                let problem = format!("no upstream for service {name}; pass --upstream URL or --upstream {name}=URL");
+                let problem = format!(
+                    "no upstream for service {name}; pass --upstream URL or --upstream {name}=URL"
+                );
                 if !errors.contains(&problem) {
                     errors.push(problem);
                 }
                 continue;
             };
-            match channels.channel(url).and_then(|channel| call(&descriptor, channel)) {
+            match channels
+                .channel(url)
+                .and_then(|channel| call(&descriptor, channel))
+            {
                 Ok(call) => methods.push(MethodEntry {
                     descriptor,
                     upstream: url.to_string(),
@@ -64,7 +76,15 @@ impl Snapshot {
                 Err(e) => errors.push(format!("service {}: {e}", service.full_name())),
             }
         }
-        if errors.is_empty() { Ok(Self { pool, routes, methods }) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(Self {
+                pool,
+                routes,
+                methods,
+            })
+        } else {
+            Err(errors)
+        }
     }
 }
 
@@ -75,7 +95,10 @@ pub fn routes(pool: &DescriptorPool) -> Result<(Vec<MethodDescriptor>, RouteTabl
     let mut methods = Vec::new();
     let mut explicit = Vec::new();
     let mut fallback = Vec::new();
-    for method in pool.services().flat_map(|s| s.methods().collect::<Vec<_>>()) {
+    for method in pool
+        .services()
+        .flat_map(|s| s.methods().collect::<Vec<_>>())
+    {
         let index = methods.len();
         match method_bindings(&method, index) {
             Ok(bindings) => explicit.extend(bindings),
@@ -101,13 +124,18 @@ fn method_bindings(method: &MethodDescriptor, index: usize) -> Result<Vec<Bindin
     match binding::http_rule(method) {
         Ok(Some(rule)) => binding::bindings(method, index, &rule),
         Ok(None) => Ok(Vec::new()),
-        Err(e) => Err(vec![format!("{}: {}: {e}", method.parent_file().name(), method.full_name())]),
+        Err(e) => Err(vec![format!(
+            "{}: {}: {e}",
+            method.parent_file().name(),
+            method.full_name()
+        )]),
     }
 }
 
 fn call(method: &MethodDescriptor, channel: tonic::transport::Channel) -> Result<Call, String> {
     let text = format!("/{}/{}", method.parent_service().full_name(), method.name());
-    let path = PathAndQuery::try_from(text).map_err(|e| format!("{}: invalid gRPC path: {e}", method.full_name()))?;
+    let path = PathAndQuery::try_from(text)
+        .map_err(|e| format!("{}: invalid gRPC path: {e}", method.full_name()))?;
     Ok(Call {
         channel,
         path,

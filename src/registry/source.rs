@@ -23,7 +23,11 @@ pub fn merge(sets: &[(String, Vec<u8>)]) -> Result<DescriptorPool, Vec<String>> 
             errors.push(format!("{name}: {e}"));
         }
     }
-    if errors.is_empty() { Ok(pool) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(pool)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Reads descriptor set files, reporting every unreadable one.
@@ -37,7 +41,11 @@ pub fn read_files(paths: &[impl AsRef<Path>]) -> Result<Vec<(String, Vec<u8>)>, 
             Err(e) => errors.push(format!("{}: {e}", path.display())),
         }
     }
-    if errors.is_empty() { Ok(sets) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(sets)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Compiles `.proto` sources (import path, text) into a binary descriptor

@@ -6,7 +6,8 @@ use super::snapshot::{self, Snapshot, UpstreamMap};
 use super::source;
 use crate::upstream::Upstreams;
 
-const HEADER: &str = "syntax = \"proto3\";\npackage t.v1;\nimport \"google/api/annotations.proto\";\n";
+const HEADER: &str =
+    "syntax = \"proto3\";\npackage t.v1;\nimport \"google/api/annotations.proto\";\n";
 
 fn proto(body: &str) -> String {
     format!(
@@ -16,11 +17,16 @@ fn proto(body: &str) -> String {
 }
 
 fn method(rule: &str) -> String {
-    proto(&format!("service S {{ rpc M(Req) returns (Resp) {{ option (google.api.http) = {{ {rule} }}; }} }}"))
+    proto(&format!(
+        "service S {{ rpc M(Req) returns (Resp) {{ option (google.api.http) = {{ {rule} }}; }} }}"
+    ))
 }
 
 fn load_errors(files: &[(&str, String)]) -> Vec<String> {
-    let sources: Vec<(String, String)> = files.iter().map(|(n, s)| (n.to_string(), s.clone())).collect();
+    let sources: Vec<(String, String)> = files
+        .iter()
+        .map(|(n, s)| (n.to_string(), s.clone()))
+        .collect();
     let set = source::compile_protos(&sources).expect("test protos compile");
     let pool = source::merge(&[("set".into(), set)]).expect("set merges");
     snapshot::routes(&pool).err().unwrap_or_default()
@@ -30,23 +36,65 @@ fn load_errors(files: &[(&str, String)]) -> Vec<String> {
 fn bad_rules_are_reported_with_their_location() {
     let at = "t.proto: t.v1.S.M";
     let cases = [
-        (r#"get: "/v1/{name""#, format!("{at}: GET \"/v1/{{name\": expected '}}', found end of template at offset 9")),
-        (r#"get: "/v1/{nope}""#, format!("{at}: GET \"/v1/{{nope}}\": path variable \"nope\": no field \"nope\" in t.v1.Req")),
-        (r#"get: "/v1/{tags}""#, format!("{at}: GET \"/v1/{{tags}}\": path variable \"tags\" is a repeated field")),
-        (r#"get: "/v1/{inner}""#, format!("{at}: GET \"/v1/{{inner}}\": path variable \"inner\" is a message (t.v1.Inner)")),
-        (r#"get: "/v1/{name.x}""#, format!("{at}: GET \"/v1/{{name.x}}\": path variable \"name.x\": \"name\" is not a message")),
-        (r#"post: "/v1/x" body: "missing""#, format!("{at}: POST \"/v1/x\": body field \"missing\" is not a field of t.v1.Req")),
-        (r#"post: "/v1/x" body: "inner.id""#, format!("{at}: POST \"/v1/x\": body field \"inner.id\" is not a field of t.v1.Req")),
-        (r#"get: "/v1/x" response_body: "gone""#, format!("{at}: GET \"/v1/x\": response_body field \"gone\" is not a field of t.v1.Resp")),
-        (r#"custom: { kind: "BAD KIND" path: "/v1/x" }"#, format!("{at}: custom kind \"BAD KIND\" is not an HTTP method")),
-        (r#"body: "*""#, format!("{at}: http rule has no pattern (get, put, post, delete, patch or custom)")),
+        (
+            r#"get: "/v1/{name""#,
+            format!("{at}: GET \"/v1/{{name\": expected '}}', found end of template at offset 9"),
+        ),
+        (
+            r#"get: "/v1/{nope}""#,
+            format!(
+                "{at}: GET \"/v1/{{nope}}\": path variable \"nope\": no field \"nope\" in t.v1.Req"
+            ),
+        ),
+        (
+            r#"get: "/v1/{tags}""#,
+            format!("{at}: GET \"/v1/{{tags}}\": path variable \"tags\" is a repeated field"),
+        ),
+        (
+            r#"get: "/v1/{inner}""#,
+            format!(
+                "{at}: GET \"/v1/{{inner}}\": path variable \"inner\" is a message (t.v1.Inner)"
+            ),
+        ),
+        (
+            r#"get: "/v1/{name.x}""#,
+            format!(
+                "{at}: GET \"/v1/{{name.x}}\": path variable \"name.x\": \"name\" is not a message"
+            ),
+        ),
+        (
+            r#"post: "/v1/x" body: "missing""#,
+            format!("{at}: POST \"/v1/x\": body field \"missing\" is not a field of t.v1.Req"),
+        ),
+        (
+            r#"post: "/v1/x" body: "inner.id""#,
+            format!("{at}: POST \"/v1/x\": body field \"inner.id\" is not a field of t.v1.Req"),
+        ),
+        (
+            r#"get: "/v1/x" response_body: "gone""#,
+            format!(
+                "{at}: GET \"/v1/x\": response_body field \"gone\" is not a field of t.v1.Resp"
+            ),
+        ),
+        (
+            r#"custom: { kind: "BAD KIND" path: "/v1/x" }"#,
+            format!("{at}: custom kind \"BAD KIND\" is not an HTTP method"),
+        ),
+        (
+            r#"body: "*""#,
+            format!("{at}: http rule has no pattern (get, put, post, delete, patch or custom)"),
+        ),
         (
             r#"get: "/v1/a" additional_bindings { get: "/v1/b" additional_bindings { get: "/v1/c" } }"#,
             format!("{at}: additional_bindings must not be nested"),
         ),
     ];
     for (rule, expected) in cases {
-        assert_eq!(load_errors(&[("t.proto", method(rule))]), [expected], "{rule}");
+        assert_eq!(
+            load_errors(&[("t.proto", method(rule))]),
+            [expected],
+            "{rule}"
+        );
     }
 }
 
@@ -76,17 +124,25 @@ fn conflicts_across_files_name_both_methods() {
     let other = format!(
         "{HEADER}import \"t.proto\";\nservice Other {{ rpc N(Req) returns (Resp) {{ option (google.api.http) = {{ get: \"/v1/{{name}}\" }}; }} }}"
     );
-    let errors = load_errors(&[("t.proto", method(r#"get: "/v1/{name}""#)), ("other.proto", other)]);
+    let errors = load_errors(&[
+        ("t.proto", method(r#"get: "/v1/{name}""#)),
+        ("other.proto", other),
+    ]);
     assert_eq!(
         errors,
-        ["route conflict: GET \"/v1/{name}\" (t.v1.Other.N) matches the same requests as GET \"/v1/{name}\" (t.v1.S.M)"]
+        [
+            "route conflict: GET \"/v1/{name}\" (t.v1.Other.N) matches the same requests as GET \"/v1/{name}\" (t.v1.S.M)"
+        ]
     );
 }
 
 #[test]
 fn broken_sets_and_missing_upstreams_are_reported() {
-    let errors = source::merge(&[("a.binpb".into(), b"not protobuf".to_vec()), ("b.binpb".into(), vec![0x0a, 0x05, 0x0a])])
-        .unwrap_err();
+    let errors = source::merge(&[
+        ("a.binpb".into(), b"not protobuf".to_vec()),
+        ("b.binpb".into(), vec![0x0a, 0x05, 0x0a]),
+    ])
+    .unwrap_err();
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(errors[0].starts_with("a.binpb: "), "{errors:?}");
     assert!(errors[1].starts_with("b.binpb: "), "{errors:?}");
@@ -99,13 +155,28 @@ fn broken_sets_and_missing_upstreams_are_reported() {
             ..Default::default()
         }],
     };
-    let errors = source::merge(&[("lonely.binpb".into(), prost::Message::encode_to_vec(&lonely))]).unwrap_err();
-    assert!(errors[0].starts_with("lonely.binpb: ") && errors[0].contains("missing/dep.proto"), "{errors:?}");
+    let errors = source::merge(&[(
+        "lonely.binpb".into(),
+        prost::Message::encode_to_vec(&lonely),
+    )])
+    .unwrap_err();
+    assert!(
+        errors[0].starts_with("lonely.binpb: ") && errors[0].contains("missing/dep.proto"),
+        "{errors:?}"
+    );
 
     let set = source::compile_protos(&[("t.proto".into(), method(r#"get: "/v1/x""#))]).unwrap();
     let pool = source::merge(&[("set".into(), set)]).unwrap();
-    let errors = Snapshot::build(pool, &UpstreamMap::default(), &Upstreams::new(Duration::from_secs(1))).unwrap_err();
-    assert_eq!(errors, ["no upstream for service t.v1.S; pass --upstream URL or --upstream t.v1.S=URL"]);
+    let errors = Snapshot::build(
+        pool,
+        &UpstreamMap::default(),
+        &Upstreams::new(Duration::from_secs(1)),
+    )
+    .unwrap_err();
+    assert_eq!(
+        errors,
+        ["no upstream for service t.v1.S; pass --upstream URL or --upstream t.v1.S=URL"]
+    );
 }
 
 #[test]
@@ -113,6 +184,8 @@ fn imports_resolve_only_against_sources_and_bundled_files() {
     let with_import = format!("{HEADER}import \"etc/passwd.proto\";\n");
     let errors = source::compile_protos(&[("t.proto".into(), with_import)]).unwrap_err();
     assert!(errors[0].contains("etc/passwd.proto"), "{errors:?}");
-    let wkt = format!("{HEADER}import \"google/protobuf/timestamp.proto\";\nimport \"google/rpc/status.proto\";\n");
+    let wkt = format!(
+        "{HEADER}import \"google/protobuf/timestamp.proto\";\nimport \"google/rpc/status.proto\";\n"
+    );
     assert!(source::compile_protos(&[("t.proto".into(), wkt)]).is_ok());
 }

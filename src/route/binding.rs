@@ -59,7 +59,10 @@ impl Binding {
 
 /// Reads the `google.api.http` option of a method, if it has one.
 pub fn http_rule(method: &MethodDescriptor) -> Result<Option<HttpRule>, String> {
-    let Some(extension) = method.parent_pool().get_extension_by_name("google.api.http") else {
+    let Some(extension) = method
+        .parent_pool()
+        .get_extension_by_name("google.api.http")
+    else {
         return Ok(None);
     };
     let options = method.options();
@@ -77,21 +80,32 @@ pub fn http_rule(method: &MethodDescriptor) -> Result<Option<HttpRule>, String> 
 
 /// All bindings of one method's rule (the rule and its additional bindings),
 /// or every problem found, each prefixed with where it is.
-pub fn bindings(method: &MethodDescriptor, index: usize, rule: &HttpRule) -> Result<Vec<Binding>, Vec<String>> {
+pub fn bindings(
+    method: &MethodDescriptor,
+    index: usize,
+    rule: &HttpRule,
+) -> Result<Vec<Binding>, Vec<String>> {
     let mut bindings = Vec::new();
     let mut errors = Vec::new();
-    let rules = std::iter::once((rule, false)).chain(rule.additional_bindings.iter().map(|r| (r, true)));
+    let rules =
+        std::iter::once((rule, false)).chain(rule.additional_bindings.iter().map(|r| (r, true)));
     for (rule, additional) in rules {
         let location = format!("{}: {}", method.parent_file().name(), method.full_name());
         if additional && !rule.additional_bindings.is_empty() {
-            errors.push(format!("{location}: additional_bindings must not be nested"));
+            errors.push(format!(
+                "{location}: additional_bindings must not be nested"
+            ));
         }
         match binding(method, index, rule) {
             Ok(binding) => bindings.push(binding),
             Err(e) => errors.push(format!("{location}: {e}")),
         }
     }
-    if errors.is_empty() { Ok(bindings) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(bindings)
+    } else {
+        Err(errors)
+    }
 }
 
 fn binding(method: &MethodDescriptor, index: usize, rule: &HttpRule) -> Result<Binding, String> {
@@ -106,7 +120,11 @@ fn binding(method: &MethodDescriptor, index: usize, rule: &HttpRule) -> Result<B
                 .map_err(|_| format!("custom kind {:?} is not an HTTP method", custom.kind))?;
             (method, custom.path.as_str())
         }
-        None => return Err("http rule has no pattern (get, put, post, delete, patch or custom)".into()),
+        None => {
+            return Err(
+                "http rule has no pattern (get, put, post, delete, patch or custom)".into(),
+            );
+        }
     };
     let located = |e: String| format!("{http_method} {text:?}: {e}");
     let template = Template::parse(text).map_err(|e| located(e.to_string()))?;
@@ -138,10 +156,17 @@ fn binding(method: &MethodDescriptor, index: usize, rule: &HttpRule) -> Result<B
     })
 }
 
-fn top_level_field(message: &MessageDescriptor, name: &str, what: &str) -> Result<FieldDescriptor, String> {
-    message
-        .get_field_by_name(name)
-        .ok_or_else(|| format!("{what} field {name:?} is not a field of {}", message.full_name()))
+fn top_level_field(
+    message: &MessageDescriptor,
+    name: &str,
+    what: &str,
+) -> Result<FieldDescriptor, String> {
+    message.get_field_by_name(name).ok_or_else(|| {
+        format!(
+            "{what} field {name:?} is not a field of {}",
+            message.full_name()
+        )
+    })
 }
 
 /// Resolves a path variable's field path: singular messages down to a
@@ -152,9 +177,12 @@ fn path_field(message: &MessageDescriptor, names: &[String]) -> Result<FieldPath
     let mut current = message.clone();
     let shown = names.join(".");
     for (i, name) in names.iter().enumerate() {
-        let field = current
-            .get_field_by_name(name)
-            .ok_or_else(|| format!("path variable {shown:?}: no field {name:?} in {}", current.full_name()))?;
+        let field = current.get_field_by_name(name).ok_or_else(|| {
+            format!(
+                "path variable {shown:?}: no field {name:?} in {}",
+                current.full_name()
+            )
+        })?;
         if field.is_list() || field.is_map() {
             return Err(format!("path variable {shown:?} is a repeated field"));
         }
@@ -162,9 +190,16 @@ fn path_field(message: &MessageDescriptor, names: &[String]) -> Result<FieldPath
         match field.kind() {
             Kind::Message(m) if !last => current = m,
             Kind::Message(m) if !wkt::has_text_form(&m) => {
-                return Err(format!("path variable {shown:?} is a message ({})", m.full_name()));
+                return Err(format!(
+                    "path variable {shown:?} is a message ({})",
+                    m.full_name()
+                ));
             }
-            _ if !last => return Err(format!("path variable {shown:?}: {name:?} is not a message")),
+            _ if !last => {
+                return Err(format!(
+                    "path variable {shown:?}: {name:?} is not a message"
+                ));
+            }
             _ => {}
         }
         path.push(field);

@@ -5,7 +5,7 @@ pub mod binding;
 pub mod table;
 pub mod template;
 
-pub use binding::{BodyRule, Binding, FieldPath};
+pub use binding::{Binding, BodyRule, FieldPath};
 pub use table::{MatchError, RouteMatch, RouteTable};
 pub use template::{Template, TemplateError};
 

@@ -69,7 +69,12 @@ impl RouteTable {
                 if let (Some(new), Some(old)) = (new, old) {
                     errors.push(format!(
                         "route conflict: {} {:?} ({}) matches the same requests as {} {:?} ({})",
-                        new.http_method, new.template_text, new.rpc_name, old.http_method, old.template_text, old.rpc_name
+                        new.http_method,
+                        new.template_text,
+                        new.rpc_name,
+                        old.http_method,
+                        old.template_text,
+                        old.rpc_name
                     ));
                 }
                 table.bindings.pop();
@@ -80,7 +85,11 @@ impl RouteTable {
                 table.bindings.pop();
             }
         }
-        if errors.is_empty() { Ok(table) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(table)
+        } else {
+            Err(errors)
+        }
     }
 
     pub fn bindings(&self) -> &[Binding] {
@@ -95,7 +104,9 @@ impl RouteTable {
         let mut ends_multi = false;
         for segment in &binding.template.segments {
             node = match segment {
-                Segment::Literal(literal) => node.literal.entry(literal.as_str().into()).or_default(),
+                Segment::Literal(literal) => {
+                    node.literal.entry(literal.as_str().into()).or_default()
+                }
                 Segment::Single => node.single.get_or_insert_with(Default::default),
                 Segment::Multi => {
                     ends_multi = true;
@@ -103,9 +114,16 @@ impl RouteTable {
                 }
             };
         }
-        let endpoints = if ends_multi { &mut node.multi } else { &mut node.here };
+        let endpoints = if ends_multi {
+            &mut node.multi
+        } else {
+            &mut node.here
+        };
         let verb = binding.template.verb.as_deref().map(Box::from);
-        if let Some(existing) = endpoints.iter().find(|e| e.verb == verb && e.method == binding.http_method) {
+        if let Some(existing) = endpoints
+            .iter()
+            .find(|e| e.verb == verb && e.method == binding.http_method)
+        {
             let existing = existing.binding;
             self.bindings.push(binding);
             return Err(existing);
@@ -124,9 +142,11 @@ impl RouteTable {
     /// off wins over the whole path whenever some route has that verb there.
     pub fn find(&self, method: &Method, path: &str) -> Result<RouteMatch<'_>, MatchError> {
         for candidate in candidates(path) {
-            let found = self
-                .find_method(&candidate, method)
-                .or_else(|| (method == Method::HEAD).then(|| self.find_method(&candidate, &Method::GET)).flatten());
+            let found = self.find_method(&candidate, method).or_else(|| {
+                (method == Method::HEAD)
+                    .then(|| self.find_method(&candidate, &Method::GET))
+                    .flatten()
+            });
             if let Some(binding) = found {
                 let binding = &self.bindings[binding];
                 let variables = extract_variables(binding, &candidate.segments)?;
@@ -156,7 +176,10 @@ impl RouteTable {
     fn allowed_methods(&self, candidate: &Candidate<'_>) -> Vec<Method> {
         let mut allowed: Vec<Method> = Vec::new();
         self.root.walk(&candidate.segments, 0, &mut |endpoints| {
-            for e in endpoints.iter().filter(|e| e.verb.as_deref() == candidate.verb) {
+            for e in endpoints
+                .iter()
+                .filter(|e| e.verb.as_deref() == candidate.verb)
+            {
                 if !allowed.contains(&e.method) {
                     allowed.push(e.method.clone());
                 }
@@ -171,17 +194,23 @@ impl RouteTable {
 impl Node {
     /// Visits the endpoint lists that match `segments[i..]`, best first,
     /// until `visit` returns true.
-    fn walk(&self, segments: &[&str], i: usize, visit: &mut dyn FnMut(&[Endpoint]) -> bool) -> bool {
+    fn walk(
+        &self,
+        segments: &[&str],
+        i: usize,
+        visit: &mut dyn FnMut(&[Endpoint]) -> bool,
+    ) -> bool {
         if let Some(segment) = segments.get(i) {
-            if let Some(child) = self.literal.get(*segment) {
-                if child.walk(segments, i + 1, visit) {
-                    return true;
-                }
+            if let Some(child) = self.literal.get(*segment)
+                && child.walk(segments, i + 1, visit)
+            {
+                return true;
             }
-            if let Some(child) = self.single.as_deref().filter(|_| !segment.is_empty()) {
-                if child.walk(segments, i + 1, visit) {
-                    return true;
-                }
+            if let Some(child) = self.single.as_deref()
+                && !segment.is_empty()
+                && child.walk(segments, i + 1, visit)
+            {
+                return true;
             }
         } else if !self.here.is_empty() && visit(&self.here) {
             return true;
@@ -194,7 +223,11 @@ impl Node {
 /// first), then whole.
 fn candidates(path: &str) -> Vec<Candidate<'_>> {
     let trimmed = path.strip_prefix('/').unwrap_or(path);
-    let segments: Vec<&str> = if trimmed.is_empty() { Vec::new() } else { trimmed.split('/').collect() };
+    let segments: Vec<&str> = if trimmed.is_empty() {
+        Vec::new()
+    } else {
+        trimmed.split('/').collect()
+    };
     let mut candidates = Vec::with_capacity(2);
     if let Some((last, verb)) = segments.last().and_then(|s| s.rsplit_once(':')) {
         let mut split = segments.clone();
@@ -206,7 +239,10 @@ fn candidates(path: &str) -> Vec<Candidate<'_>> {
             verb: Some(verb),
         });
     }
-    candidates.push(Candidate { segments, verb: None });
+    candidates.push(Candidate {
+        segments,
+        verb: None,
+    });
     candidates
 }
 

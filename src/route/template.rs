@@ -186,9 +186,8 @@ impl Parser<'_> {
         loop {
             let start = self.pos;
             while let Some(c) = self.peek() {
-                let ok = c.is_ascii_alphabetic()
-                    || c == '_'
-                    || (self.pos > start && c.is_ascii_digit());
+                let ok =
+                    c.is_ascii_alphabetic() || c == '_' || (self.pos > start && c.is_ascii_digit());
                 if !ok {
                     break;
                 }
@@ -283,12 +282,28 @@ mod tests {
     #[test]
     fn parses_every_form_of_the_grammar() {
         use Segment::{Multi, Single};
-        let cases: Vec<(&str, Vec<Segment>, Option<&str>, Vec<Variable>)> = vec![
+        type Case = (
+            &'static str,
+            Vec<Segment>,
+            Option<&'static str>,
+            Vec<Variable>,
+        );
+        let cases: Vec<Case> = vec![
             ("/", vec![], None, vec![]),
             ("/v1/shelves", vec![lit("v1"), lit("shelves")], None, vec![]),
             // Examples from the HttpRule documentation.
-            ("/v1/{name=messages/*}", vec![lit("v1"), lit("messages"), Single], None, vec![var("name", 1, 3)]),
-            ("/v1/messages/{message_id}", vec![lit("v1"), lit("messages"), Single], None, vec![var("message_id", 2, 3)]),
+            (
+                "/v1/{name=messages/*}",
+                vec![lit("v1"), lit("messages"), Single],
+                None,
+                vec![var("name", 1, 3)],
+            ),
+            (
+                "/v1/messages/{message_id}",
+                vec![lit("v1"), lit("messages"), Single],
+                None,
+                vec![var("message_id", 2, 3)],
+            ),
             (
                 "/v1/messages/{message_id}/{sub.subfield}",
                 vec![lit("v1"), lit("messages"), Single, Single],
@@ -301,15 +316,45 @@ mod tests {
                 None,
                 vec![var("user_id", 2, 3), var("message_id", 4, 5)],
             ),
-            ("/v1/{name=shelves/*/books/*}", vec![lit("v1"), lit("shelves"), Single, lit("books"), Single], None, vec![var("name", 1, 5)]),
-            ("/v1/{name=**}", vec![lit("v1"), Multi], None, vec![var("name", 1, 2)]),
+            (
+                "/v1/{name=shelves/*/books/*}",
+                vec![lit("v1"), lit("shelves"), Single, lit("books"), Single],
+                None,
+                vec![var("name", 1, 5)],
+            ),
+            (
+                "/v1/{name=**}",
+                vec![lit("v1"), Multi],
+                None,
+                vec![var("name", 1, 2)],
+            ),
             ("/v1/**", vec![lit("v1"), Multi], None, vec![]),
             ("/v1/*/x", vec![lit("v1"), Single, lit("x")], None, vec![]),
-            ("/v1/{name=shelves/*}:publish", vec![lit("v1"), lit("shelves"), Single], Some("publish"), vec![var("name", 1, 3)]),
-            ("/v1/books:batchGet", vec![lit("v1"), lit("books")], Some("batchGet"), vec![]),
-            ("/v1/{name=files/**}:download", vec![lit("v1"), lit("files"), Multi], Some("download"), vec![var("name", 1, 3)]),
+            (
+                "/v1/{name=shelves/*}:publish",
+                vec![lit("v1"), lit("shelves"), Single],
+                Some("publish"),
+                vec![var("name", 1, 3)],
+            ),
+            (
+                "/v1/books:batchGet",
+                vec![lit("v1"), lit("books")],
+                Some("batchGet"),
+                vec![],
+            ),
+            (
+                "/v1/{name=files/**}:download",
+                vec![lit("v1"), lit("files"), Multi],
+                Some("download"),
+                vec![var("name", 1, 3)],
+            ),
             ("/:verb", vec![], Some("verb"), vec![]),
-            ("/v1/a%2Fb/x-y_z.~!$&'()+,;@", vec![lit("v1"), lit("a%2Fb"), lit("x-y_z.~!$&'()+,;@")], None, vec![]),
+            (
+                "/v1/a%2Fb/x-y_z.~!$&'()+,;@",
+                vec![lit("v1"), lit("a%2Fb"), lit("x-y_z.~!$&'()+,;@")],
+                None,
+                vec![],
+            ),
         ];
         for (text, segments, verb, variables) in cases {
             let template = Template::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
@@ -324,22 +369,37 @@ mod tests {
         let cases = [
             ("", "a template must start with '/' at offset 0"),
             ("v1/x", "a template must start with '/' at offset 0"),
-            ("/v1/", "expected a segment, found end of template at offset 4"),
+            (
+                "/v1/",
+                "expected a segment, found end of template at offset 4",
+            ),
             ("/v1//x", "expected a segment, found '/' at offset 4"),
-            ("/v1/{name", "expected '}', found end of template at offset 9"),
+            (
+                "/v1/{name",
+                "expected '}', found end of template at offset 9",
+            ),
             ("/v1/{}", "expected a field name, found '}' at offset 5"),
             ("/v1/{1abc}", "expected a field name, found '1' at offset 5"),
             ("/v1/{a.}", "expected a field name, found '}' at offset 7"),
             ("/v1/{a=}", "expected a segment, found '}' at offset 7"),
-            ("/v1/{a={b}}", "nested variables are not allowed at offset 7"),
+            (
+                "/v1/{a={b}}",
+                "nested variables are not allowed at offset 7",
+            ),
             ("/v1/{a}/{a}", "variable \"a\" is bound twice at offset 8"),
             ("/v1/**/x", "'**' must be the last segment at offset 7"),
             ("/v1/{a=**}/x", "'**' must be the last segment at offset 11"),
             ("/v1/{a=**/x}", "'**' must be the last segment at offset 10"),
-            ("/v1/x:", "expected a verb after ':', found end of template at offset 6"),
+            (
+                "/v1/x:",
+                "expected a verb after ':', found end of template at offset 6",
+            ),
             ("/v1/x:a:b", "unexpected ':' at offset 7"),
             ("/v1/x?q=1", "unexpected '?' at offset 5"),
-            ("/v1/x%zz", "'%' must be followed by two hex digits at offset 5"),
+            (
+                "/v1/x%zz",
+                "'%' must be followed by two hex digits at offset 5",
+            ),
             ("/v1/***", "unexpected '*' at offset 6"),
             ("/v1/x}", "unexpected '}' at offset 5"),
         ];

@@ -68,7 +68,8 @@ impl JsonOptions {
     }
 
     pub(crate) fn deserialize_options(&self) -> prost_reflect::DeserializeOptions {
-        prost_reflect::DeserializeOptions::new().deny_unknown_fields(self.unknown_fields == Unknown::Reject)
+        prost_reflect::DeserializeOptions::new()
+            .deny_unknown_fields(self.unknown_fields == Unknown::Reject)
     }
 }
 

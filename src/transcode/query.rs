@@ -12,12 +12,17 @@ use crate::route::{Binding, BodyRule};
 /// Applies every parameter of `query` to `message`, refusing (with a 400
 /// naming it) anything that names no field, a field already bound by the path
 /// or body, or a single field given twice.
-pub fn apply(message: &mut DynamicMessage, binding: &Binding, query: &str, options: &JsonOptions) -> Result<(), Error> {
+pub fn apply(
+    message: &mut DynamicMessage,
+    binding: &Binding,
+    query: &str,
+    options: &JsonOptions,
+) -> Result<(), Error> {
     let mut seen: Vec<Vec<FieldDescriptor>> = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
         let key = decode(raw_key)?;
-        if options.ignored_query_parameters.iter().any(|k| *k == key) {
+        if options.ignored_query_parameters.contains(&key) {
             continue;
         }
         let text = decode(raw_value)?;
@@ -25,7 +30,9 @@ pub fn apply(message: &mut DynamicMessage, binding: &Binding, query: &str, optio
             if options.unknown_query_parameters == Unknown::Ignore {
                 continue;
             }
-            return Err(Error::bad_request(format!("unknown query parameter {key:?}")));
+            return Err(Error::bad_request(format!(
+                "unknown query parameter {key:?}"
+            )));
         };
         check_unbound(binding, &key, &path)?;
         let Some(leaf) = path.last() else { continue };
@@ -35,8 +42,13 @@ pub fn apply(message: &mut DynamicMessage, binding: &Binding, query: &str, optio
             )));
         }
         if !leaf.is_list() {
-            if seen.iter().any(|p| field_path::overlaps(p, &path) && p.len() == path.len()) {
-                return Err(Error::bad_request(format!("query parameter {key:?} is given more than once")));
+            if seen
+                .iter()
+                .any(|p| field_path::overlaps(p, &path) && p.len() == path.len())
+            {
+                return Err(Error::bad_request(format!(
+                    "query parameter {key:?} is given more than once"
+                )));
             }
             seen.push(path.clone());
         }
@@ -82,7 +94,11 @@ fn check_unbound(binding: &Binding, key: &str, path: &[FieldDescriptor]) -> Resu
             "query parameter {key:?} sets a field that this route takes from the request body"
         )));
     }
-    if binding.path_fields.iter().any(|bound| field_path::overlaps(bound, path)) {
+    if binding
+        .path_fields
+        .iter()
+        .any(|bound| field_path::overlaps(bound, path))
+    {
         return Err(Error::bad_request(format!(
             "query parameter {key:?} sets a field that this route takes from the URL path"
         )));
@@ -96,5 +112,9 @@ fn decode(raw: &str) -> Result<String, Error> {
     percent_decode(spaced.as_bytes())
         .decode_utf8()
         .map(|s| s.into_owned())
-        .map_err(|_| Error::bad_request(format!("query parameter {raw:?} is not valid UTF-8 once percent-decoded")))
+        .map_err(|_| {
+            Error::bad_request(format!(
+                "query parameter {raw:?} is not valid UTF-8 once percent-decoded"
+            ))
+        })
 }

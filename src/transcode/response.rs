@@ -12,7 +12,10 @@ use super::{JsonOptions, wkt};
 pub enum Rendered {
     Json(Vec<u8>),
     /// An `HttpBody`: bytes and content type go out unchanged.
-    Raw { content_type: String, data: Bytes },
+    Raw {
+        content_type: String,
+        data: Bytes,
+    },
 }
 
 /// Renders a response message, or its `response_body` field.
@@ -33,7 +36,11 @@ pub fn render(
     }
 }
 
-fn render_message(message: &DynamicMessage, options: &JsonOptions, pretty: bool) -> Result<Rendered, String> {
+fn render_message(
+    message: &DynamicMessage,
+    options: &JsonOptions,
+    pretty: bool,
+) -> Result<Rendered, String> {
     if wkt::is_http_body(&message.descriptor()) {
         return Ok(raw_http_body(message));
     }
@@ -41,7 +48,11 @@ fn render_message(message: &DynamicMessage, options: &JsonOptions, pretty: bool)
 }
 
 /// Serializes a message as JSON text, compact or indented.
-pub fn to_json(message: &DynamicMessage, options: &JsonOptions, pretty: bool) -> Result<Vec<u8>, String> {
+pub fn to_json(
+    message: &DynamicMessage,
+    options: &JsonOptions,
+    pretty: bool,
+) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(128);
     let serialize_options = options.serialize_options();
     let result = if pretty {
@@ -51,7 +62,12 @@ pub fn to_json(message: &DynamicMessage, options: &JsonOptions, pretty: bool) ->
         let mut serializer = serde_json::Serializer::new(&mut out);
         message.serialize_with_options(&mut serializer, &serialize_options)
     };
-    result.map_err(|e| format!("cannot render {} as JSON: {e}", message.descriptor().full_name()))?;
+    result.map_err(|e| {
+        format!(
+            "cannot render {} as JSON: {e}",
+            message.descriptor().full_name()
+        )
+    })?;
     Ok(out)
 }
 
@@ -69,7 +85,11 @@ fn render_field(
     let json = only
         .serialize_with_options(serde_json::value::Serializer, &serialize_options)
         .map_err(|e| format!("cannot render {}: {e}", field.full_name()))?;
-    let key = if options.proto_field_names { field.name() } else { field.json_name() };
+    let key = if options.proto_field_names {
+        field.name()
+    } else {
+        field.json_name()
+    };
     let value = json.get(key).cloned().unwrap_or(serde_json::Value::Null);
     let mut out = Vec::new();
     let written = if pretty {

@@ -19,8 +19,13 @@ struct StatusJson<'a> {
 /// empty); each detail is decoded with the first pool that knows its type.
 pub fn to_json(code: i32, message: &str, details: &[u8], pools: &[&DescriptorPool]) -> Vec<u8> {
     let details = decode_details(details, pools);
-    let status = StatusJson { code, message, details };
-    serde_json::to_vec(&status).unwrap_or_else(|_| br#"{"code":13,"message":"internal error","details":[]}"#.to_vec())
+    let status = StatusJson {
+        code,
+        message,
+        details,
+    };
+    serde_json::to_vec(&status)
+        .unwrap_or_else(|_| br#"{"code":13,"message":"internal error","details":[]}"#.to_vec())
 }
 
 fn decode_details(bytes: &[u8], pools: &[&DescriptorPool]) -> Vec<serde_json::Value> {
@@ -38,7 +43,9 @@ fn decode_details(bytes: &[u8], pools: &[&DescriptorPool]) -> Vec<serde_json::Va
             let decoded = pools
                 .iter()
                 .find_map(|pool| pool.get_message_by_name(type_name))
-                .and_then(|descriptor| DynamicMessage::decode(descriptor, any.value.as_slice()).ok())
+                .and_then(|descriptor| {
+                    DynamicMessage::decode(descriptor, any.value.as_slice()).ok()
+                })
                 .and_then(|message| serde_json::to_value(&message).ok());
             match decoded {
                 Some(serde_json::Value::Object(fields)) => {

@@ -16,8 +16,11 @@ impl StreamFormat {
     /// SSE when the client asks for it, NDJSON otherwise.
     pub fn from_accept(accept: Option<&str>) -> Self {
         let wants_sse = accept.is_some_and(|a| {
-            a.split(',')
-                .any(|part| part.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream")))
+            a.split(',').any(|part| {
+                part.split(';')
+                    .next()
+                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"))
+            })
         });
         if wants_sse { Self::Sse } else { Self::Ndjson }
     }
@@ -74,10 +77,26 @@ mod tests {
     #[test]
     fn frames_messages_and_errors() {
         let cases = [
-            (StreamFormat::Ndjson, StreamFormat::Ndjson.message(b"{\"a\":1}"), "{\"a\":1}\n"),
-            (StreamFormat::Sse, StreamFormat::Sse.message(b"{\"a\":1}"), "data: {\"a\":1}\n\n"),
-            (StreamFormat::Ndjson, StreamFormat::Ndjson.error(b"{\"code\":5}"), "{\"error\":{\"code\":5}}\n"),
-            (StreamFormat::Sse, StreamFormat::Sse.error(b"{\"code\":5}"), "event: error\ndata: {\"code\":5}\n\n"),
+            (
+                StreamFormat::Ndjson,
+                StreamFormat::Ndjson.message(b"{\"a\":1}"),
+                "{\"a\":1}\n",
+            ),
+            (
+                StreamFormat::Sse,
+                StreamFormat::Sse.message(b"{\"a\":1}"),
+                "data: {\"a\":1}\n\n",
+            ),
+            (
+                StreamFormat::Ndjson,
+                StreamFormat::Ndjson.error(b"{\"code\":5}"),
+                "{\"error\":{\"code\":5}}\n",
+            ),
+            (
+                StreamFormat::Sse,
+                StreamFormat::Sse.error(b"{\"code\":5}"),
+                "event: error\ndata: {\"code\":5}\n\n",
+            ),
         ];
         for (format, got, expected) in cases {
             assert_eq!(got, expected, "{format:?}");
@@ -90,7 +109,10 @@ mod tests {
             (None, StreamFormat::Ndjson),
             (Some("application/json"), StreamFormat::Ndjson),
             (Some("text/event-stream"), StreamFormat::Sse),
-            (Some("application/json, Text/Event-Stream;q=0.9"), StreamFormat::Sse),
+            (
+                Some("application/json, Text/Event-Stream;q=0.9"),
+                StreamFormat::Sse,
+            ),
         ];
         for (accept, expected) in cases {
             assert_eq!(StreamFormat::from_accept(accept), expected, "{accept:?}");

@@ -11,7 +11,6 @@ const STRING_FORMS: [&str; 3] = [
     "google.protobuf.FieldMask",
 ];
 
-
 const WRAPPERS: [&str; 9] = [
     "google.protobuf.DoubleValue",
     "google.protobuf.FloatValue",
@@ -54,12 +53,16 @@ pub fn parse_text(message: &MessageDescriptor, text: &str) -> Result<DynamicMess
     if STRING_FORMS.contains(&name) {
         let json = serde_json::Value::String(text.to_string());
         return DynamicMessage::deserialize(message.clone(), json).map_err(|e| match name {
-            "google.protobuf.Timestamp" => "expected an RFC 3339 timestamp such as 2024-01-31T12:00:00Z".to_string(),
+            "google.protobuf.Timestamp" => {
+                "expected an RFC 3339 timestamp such as 2024-01-31T12:00:00Z".to_string()
+            }
             "google.protobuf.Duration" => "expected a duration in seconds such as 1.5s".to_string(),
             _ => e.to_string(),
         });
     }
-    Err(format!("{name} has no string form; set its fields one by one"))
+    Err(format!(
+        "{name} has no string form; set its fields one by one"
+    ))
 }
 
 /// A field mask from `a.b,cD`: paths in proto (`page_count`) or JSON
@@ -75,7 +78,9 @@ fn field_mask(message: &MessageDescriptor, text: &str) -> Result<DynamicMessage,
                 && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         });
         if !valid {
-            return Err(format!("expected comma-separated field paths, found {path:?}"));
+            return Err(format!(
+                "expected comma-separated field paths, found {path:?}"
+            ));
         }
         paths.push(Value::String(snake_case(path)));
     }

@@ -31,12 +31,13 @@ impl Call {
     pub async fn unary(&self, request: Request<DynamicMessage>) -> Result<UnaryReply, Status> {
         let response = self.server_streaming(request).await?;
         let (headers, mut stream, _) = response.into_parts();
-        let message = stream
-            .message()
-            .await?
-            .ok_or_else(|| Status::internal("backend closed a unary call without a response message"))?;
+        let message = stream.message().await?.ok_or_else(|| {
+            Status::internal("backend closed a unary call without a response message")
+        })?;
         if stream.message().await?.is_some() {
-            return Err(Status::internal("backend sent more than one message on a unary call"));
+            return Err(Status::internal(
+                "backend sent more than one message on a unary call",
+            ));
         }
         let trailers = stream.trailers().await?.unwrap_or_default();
         Ok(UnaryReply {
@@ -55,6 +56,7 @@ impl Call {
             .await
             .map_err(|e| Status::from_error(Box::new(e)))?;
         let codec = DynamicCodec::new(self.output.clone());
-        grpc.server_streaming(request, self.path.clone(), codec).await
+        grpc.server_streaming(request, self.path.clone(), codec)
+            .await
     }
 }

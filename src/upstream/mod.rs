@@ -30,7 +30,10 @@ impl Upstreams {
 
     /// The channel for `url`, created on first use (without connecting yet).
     pub fn channel(&self, url: &str) -> Result<Channel, String> {
-        let mut channels = self.channels.lock().map_err(|_| "upstream table poisoned".to_string())?;
+        let mut channels = self
+            .channels
+            .lock()
+            .map_err(|_| "upstream table poisoned".to_string())?;
         if let Some(channel) = channels.get(url) {
             return Ok(channel.clone());
         }
@@ -42,10 +45,16 @@ impl Upstreams {
 
 /// Checks an upstream URL and builds its endpoint.
 pub fn endpoint(url: &str, connect_timeout: Duration) -> Result<Endpoint, String> {
-    let parsed: http::Uri = url.parse().map_err(|e| format!("invalid upstream URL {url:?}: {e}"))?;
+    let parsed: http::Uri = url
+        .parse()
+        .map_err(|e| format!("invalid upstream URL {url:?}: {e}"))?;
     match parsed.scheme_str() {
         Some("http") => {}
-        Some("https") => return Err(format!("upstream {url:?}: TLS upstreams are not supported yet; use http://")),
+        Some("https") => {
+            return Err(format!(
+                "upstream {url:?}: TLS upstreams are not supported yet; use http://"
+            ));
+        }
         _ => return Err(format!("upstream URL {url:?} must start with http://")),
     }
     if parsed.host().is_none() {

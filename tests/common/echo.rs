@@ -33,7 +33,10 @@ impl EchoService for Echo {
 
     type EchoStreamStream = EverythingStream;
 
-    async fn echo_stream(&self, request: Request<EchoStreamRequest>) -> Result<Response<EverythingStream>, Status> {
+    async fn echo_stream(
+        &self,
+        request: Request<EchoStreamRequest>,
+    ) -> Result<Response<EverythingStream>, Status> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let request = request.into_inner();
         let message = request.message.clone().unwrap_or_default();
@@ -45,13 +48,20 @@ impl EchoService for Echo {
     async fn fail(&self, request: Request<FailRequest>) -> Result<Response<Everything>, Status> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let request = request.into_inner();
-        tokio::time::sleep(Duration::from_millis(u64::try_from(request.delay_ms).unwrap_or(0))).await;
+        tokio::time::sleep(Duration::from_millis(
+            u64::try_from(request.delay_ms).unwrap_or(0),
+        ))
+        .await;
         if request.code == 0 {
             return Ok(Response::new(Everything::default()));
         }
         let mut details = Vec::new();
         if !request.reason.is_empty() {
-            let info = rpc::ErrorInfo { reason: request.reason.clone(), domain: "test".into(), metadata: Default::default() };
+            let info = rpc::ErrorInfo {
+                reason: request.reason.clone(),
+                domain: "test".into(),
+                metadata: Default::default(),
+            };
             details.push(any("google.rpc.ErrorInfo", &info));
         }
         if !request.bad_field.is_empty() {
@@ -60,14 +70,30 @@ impl EchoService for Echo {
                 description: "is wrong".into(),
                 ..Default::default()
             };
-            details.push(any("google.rpc.BadRequest", &rpc::BadRequest { field_violations: vec![violation] }));
+            details.push(any(
+                "google.rpc.BadRequest",
+                &rpc::BadRequest {
+                    field_violations: vec![violation],
+                },
+            ));
         }
         if request.unknown_detail {
-            details.push(prost_types::Any { type_url: "type.googleapis.com/acme.Secret".into(), value: vec![1, 2, 3] });
+            details.push(prost_types::Any {
+                type_url: "type.googleapis.com/acme.Secret".into(),
+                value: vec![1, 2, 3],
+            });
         }
         let code = Code::from(request.code);
-        let status = rpc::Status { code: request.code, message: request.message.clone(), details };
-        Err(Status::with_details(code, request.message, status.encode_to_vec().into()))
+        let status = rpc::Status {
+            code: request.code,
+            message: request.message.clone(),
+            details,
+        };
+        Err(Status::with_details(
+            code,
+            request.message,
+            status.encode_to_vec().into(),
+        ))
     }
 
     async fn echo_metadata(&self, request: Request<()>) -> Result<Response<Metadata>, Status> {
@@ -76,10 +102,13 @@ impl EchoService for Echo {
         let mut reply_headers = tonic::metadata::MetadataMap::new();
         for (name, value) in request.metadata().clone().into_headers().iter() {
             let value = value.to_str().unwrap_or("(binary)").to_string();
-            if let Some(header) = name.as_str().strip_prefix("echo-header-") {
-                if let (Ok(k), Ok(v)) = (header.parse::<tonic::metadata::AsciiMetadataKey>(), value.parse()) {
-                    reply_headers.insert(k, v);
-                }
+            if let Some(header) = name.as_str().strip_prefix("echo-header-")
+                && let (Ok(k), Ok(v)) = (
+                    header.parse::<tonic::metadata::AsciiMetadataKey>(),
+                    value.parse(),
+                )
+            {
+                reply_headers.insert(k, v);
             }
             entries.insert(name.to_string(), value);
         }
@@ -93,7 +122,10 @@ impl EchoService for Echo {
         Ok(Response::new(request.into_inner()))
     }
 
-    async fn collect(&self, request: Request<Streaming<Everything>>) -> Result<Response<Everything>, Status> {
+    async fn collect(
+        &self,
+        request: Request<Streaming<Everything>>,
+    ) -> Result<Response<Everything>, Status> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let mut stream = request.into_inner();
         let mut last = Everything::default();
@@ -104,7 +136,11 @@ impl EchoService for Echo {
     }
 }
 
-fn async_stream_of(request: EchoStreamRequest, message: Everything, interval: Duration) -> impl Stream<Item = Result<Everything, Status>> + Send {
+fn async_stream_of(
+    request: EchoStreamRequest,
+    message: Everything,
+    interval: Duration,
+) -> impl Stream<Item = Result<Everything, Status>> + Send {
     let count = usize::try_from(request.count).unwrap_or(0);
     futures_util::stream::unfold(0usize, move |sent| {
         let (message, request) = (message.clone(), request.clone());
@@ -116,7 +152,13 @@ fn async_stream_of(request: EchoStreamRequest, message: Everything, interval: Du
                 return Some((Ok(message), sent + 1));
             }
             if sent == count && request.fail_code != 0 {
-                return Some((Err(Status::new(Code::from(request.fail_code), request.fail_message)), sent + 1));
+                return Some((
+                    Err(Status::new(
+                        Code::from(request.fail_code),
+                        request.fail_message,
+                    )),
+                    sent + 1,
+                ));
             }
             None
         }
@@ -124,7 +166,10 @@ fn async_stream_of(request: EchoStreamRequest, message: Everything, interval: Du
 }
 
 fn any(type_name: &str, message: &impl Message) -> prost_types::Any {
-    prost_types::Any { type_url: format!("type.googleapis.com/{type_name}"), value: message.encode_to_vec() }
+    prost_types::Any {
+        type_url: format!("type.googleapis.com/{type_name}"),
+        value: message.encode_to_vec(),
+    }
 }
 
 /// A layer that appends the trailers a request names in `echo-trailer-<k>`
@@ -151,7 +196,8 @@ where
 {
     type Response = http::Response<tonic::body::Body>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -160,10 +206,10 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let mut extra = http::HeaderMap::new();
         for (name, value) in request.headers() {
-            if let Some(key) = name.as_str().strip_prefix("echo-trailer-") {
-                if let Ok(key) = http::HeaderName::try_from(key) {
-                    extra.insert(key, value.clone());
-                }
+            if let Some(key) = name.as_str().strip_prefix("echo-trailer-")
+                && let Ok(key) = http::HeaderName::try_from(key)
+            {
+                extra.insert(key, value.clone());
             }
         }
         let response = self.inner.call(request);

@@ -49,8 +49,14 @@ impl Harness {
         };
         let config = Config::from_toml(toml, &flags).unwrap();
         let sets = [
-            ("library.binpb".to_string(), pb::LIBRARY_DESCRIPTOR_SET.to_vec()),
-            ("everything.binpb".to_string(), pb::EVERYTHING_DESCRIPTOR_SET.to_vec()),
+            (
+                "library.binpb".to_string(),
+                pb::LIBRARY_DESCRIPTOR_SET.to_vec(),
+            ),
+            (
+                "everything.binpb".to_string(),
+                pb::EVERYTHING_DESCRIPTOR_SET.to_vec(),
+            ),
         ];
         let server = server::start_with_sets(&config, &sets).await.unwrap();
         Self {

@@ -1,0 +1,240 @@
+//! The `protogate` binary: `routes`, `serve` (flags and config file, errors
+//! reported at once) and `demo`, with every curl line of the README run
+//! against a live demo.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_protogate");
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn protogate(args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .current_dir(ROOT)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Reads the child's stderr (or stdout) until a line contains `marker`, and
+/// returns the text after it up to the next space or comma.
+async fn wait_for(child: &mut Child, from_stdout: bool, marker: &str) -> String {
+    let lines: Box<dyn tokio::io::AsyncRead + Unpin + Send> = if from_stdout {
+        Box::new(child.stdout.take().unwrap())
+    } else {
+        Box::new(child.stderr.take().unwrap())
+    };
+    let mut lines = BufReader::new(lines).lines();
+    let found = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some((_, rest)) = line.split_once(marker) {
+                return rest.split([' ', ',']).next().unwrap().to_string();
+            }
+        }
+        panic!("the process ended without printing {marker:?}");
+    })
+    .await
+    .expect("the process did not start in time");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    found
+}
+
+#[tokio::test]
+async fn routes_prints_the_route_table() {
+    let output = protogate(&["routes", "--descriptor", "descriptors/library.binpb"])
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        [
+            "GET",
+            "/v1/shelves",
+            "library.v1.LibraryService.ListShelves"
+        ]
+    );
+    assert!(stdout.contains("/v1/{name=shelves/*/books/*}:publish"));
+    assert!(stdout.contains("/library.v1.LibraryService/GetBook"));
+    assert_eq!(lines.len(), 27, "14 bindings and 13 auto-mapped methods");
+}
+
+#[tokio::test]
+async fn serve_with_flags_serves_the_descriptor_set() {
+    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend_addr = backend.local_addr().unwrap();
+    protogate::example::serve_library(backend);
+    let upstream = format!("http://{backend_addr}");
+    let args = [
+        "serve",
+        "--descriptor",
+        "descriptors/library.binpb",
+        "--upstream",
+        &upstream,
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    let mut child = protogate(&args).spawn().unwrap();
+    let addr = wait_for(&mut child, false, "local_addr=").await;
+    let body = reqwest::get(format!("http://{addr}/v1/shelves/2"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("\"theme\":\"History\""), "{body}");
+}
+
+#[tokio::test]
+async fn serve_with_a_config_file_holding_everything() {
+    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend_addr = backend.local_addr().unwrap();
+    protogate::example::serve_library(backend);
+    let dir = tempdir();
+    let config = dir.join("gateway.toml");
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\ndescriptors = [\"{ROOT}/descriptors/library.binpb\"]\n\
+         [upstream.services]\n\"library.v1.LibraryService\" = \"http://{backend_addr}\"\n[json]\nproto_field_names = true\n"
+    );
+    std::fs::write(&config, toml).unwrap();
+    let mut child = protogate(&["serve", "--config", config.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    let addr = wait_for(&mut child, false, "local_addr=").await;
+    let body = reqwest::get(format!("http://{addr}/v1/shelves/1/books/1"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("\"page_count\":304"), "{body}");
+}
+
+#[tokio::test]
+async fn serve_reports_every_problem_and_exits_non_zero() {
+    let dir = tempdir();
+    let config = dir.join("bad.toml");
+    std::fs::write(
+        &config,
+        "listen = \"nowhere\"\nextra = 1\n[limits]\nmax_uri = 3\n",
+    )
+    .unwrap();
+    let output = protogate(&["serve", "--config", config.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("unknown key `extra`") && stderr.contains("unknown key `limits.max_uri`"),
+        "{stderr}"
+    );
+
+    let output = protogate(&[
+        "serve",
+        "--descriptor",
+        "descriptors/library.binpb",
+        "--descriptor",
+        "missing.binpb",
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("missing.binpb: No such file"), "{stderr}");
+
+    let output = protogate(&[
+        "serve",
+        "--descriptor",
+        "descriptors/library.binpb",
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("no upstream for service library.v1.LibraryService"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn every_readme_curl_line_works_against_the_demo() {
+    let mut child = protogate(&[
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--backend-listen",
+        "127.0.0.1:0",
+    ])
+    .spawn()
+    .unwrap();
+    let base = wait_for(&mut child, true, "gateway on ").await;
+    let readme = std::fs::read_to_string(format!("{ROOT}/README.md")).unwrap();
+    let section = readme
+        .split("## Try it against the demo")
+        .nth(1)
+        .unwrap()
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let lines: Vec<&str> = section.lines().filter(|l| l.starts_with("curl ")).collect();
+    assert!(lines.len() >= 10, "the README lost its examples");
+    let work = tempdir();
+    for line in lines {
+        let (command, expected) = match line.split_once("  # ") {
+            Some((command, comment)) => (
+                command.trim(),
+                comment.split([' ', ',']).next().unwrap_or("").to_string(),
+            ),
+            None => (line, "200".to_string()),
+        };
+        let command = command.replace("http://127.0.0.1:8080", &base);
+        let output = Command::new("sh")
+            .arg("-c")
+            .arg(format!("{command} -sS -o /dev/null -w '%{{http_code}}'"))
+            .current_dir(&work)
+            .output()
+            .await
+            .unwrap();
+        let status = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(status, expected, "{line}");
+    }
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "protogate-cli-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
