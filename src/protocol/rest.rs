@@ -22,7 +22,7 @@ use crate::route::{Binding, MatchError};
 use crate::transcode::request::HttpInput;
 use crate::transcode::response::{self, Rendered};
 use crate::transcode::stream::StreamFormat;
-use crate::transcode::{JsonOptions, status};
+use crate::transcode::status;
 use crate::upstream::metadata;
 
 /// Serves one REST request; never fails: errors become Status JSON.
@@ -220,13 +220,12 @@ async fn server_stream(
     }
     .map_err(Error::from_upstream)?;
     let (headers, messages, _) = started.into_parts();
-    let frames = frames(
+    let state = StreamState {
         messages,
-        format,
-        context.json.clone(),
-        snapshot.pool.clone(),
-        deadline,
-    );
+        json: context.json.serialize_options(),
+        pool: snapshot.pool.clone(),
+    };
+    let frames = frames(state, format, deadline);
     let mut response = Response::new(Body::from_stream(frames));
     response.headers_mut().insert(
         CONTENT_TYPE,
@@ -239,39 +238,42 @@ async fn server_stream(
     Ok(response)
 }
 
-fn frames(
+/// What a server stream carries from one frame to the next.
+struct StreamState {
     messages: tonic::Streaming<DynamicMessage>,
-    format: StreamFormat,
-    json: JsonOptions,
+    json: prost_reflect::SerializeOptions,
     pool: DescriptorPool,
+}
+
+fn frames(
+    state: StreamState,
+    format: StreamFormat,
     deadline: Option<(Instant, Duration)>,
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
-    futures_util::stream::unfold(Some(messages), move |state| {
-        let (json, pool) = (json.clone(), pool.clone());
-        async move {
-            let mut messages = state?;
-            let next = match deadline {
-                Some((at, t)) => tokio::time::timeout_at(at, messages.message())
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(tonic::Status::deadline_exceeded(format!(
-                            "no end within {t:?}"
-                        )))
-                    }),
-                None => messages.message().await,
-            };
-            let frame = match next.map_err(Error::from_upstream) {
-                Ok(None) => return None,
-                Ok(Some(message)) => match response::to_json(&message, &json, false) {
-                    Ok(text) => return Some((Ok(format.message(&text)), Some(messages))),
-                    Err(e) => {
-                        format.error(&error_body(&Error::gateway(Code::Internal, e), Some(&pool)))
-                    }
-                },
-                Err(error) => format.error(&error_body(&error, Some(&pool))),
-            };
-            Some((Ok(frame), None))
-        }
+    futures_util::stream::unfold(Some(state), move |state| async move {
+        let mut state = state?;
+        let next = match deadline {
+            Some((at, t)) => tokio::time::timeout_at(at, state.messages.message())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(tonic::Status::deadline_exceeded(format!(
+                        "no end within {t:?}"
+                    )))
+                }),
+            None => state.messages.message().await,
+        };
+        let failure = match next.map_err(Error::from_upstream) {
+            Ok(None) => return None,
+            Ok(Some(message)) => match response::to_json(&message, &state.json, false) {
+                Ok(text) => return Some((Ok(format.message(&text)), Some(state))),
+                Err(e) => Error::gateway(Code::Internal, e),
+            },
+            Err(error) => error,
+        };
+        Some((
+            Ok(format.error(&error_body(&failure, Some(&state.pool)))),
+            None,
+        ))
     })
     .boxed()
 }

@@ -59,7 +59,7 @@ impl Default for JsonOptions {
 }
 
 impl JsonOptions {
-    pub(crate) fn serialize_options(&self) -> prost_reflect::SerializeOptions {
+    pub fn serialize_options(&self) -> prost_reflect::SerializeOptions {
         prost_reflect::SerializeOptions::new()
             .skip_default_fields(!self.emit_defaults)
             .use_proto_field_name(self.proto_field_names)

@@ -44,23 +44,22 @@ fn render_message(
     if wkt::is_http_body(&message.descriptor()) {
         return Ok(raw_http_body(message));
     }
-    to_json(message, options, pretty).map(Rendered::Json)
+    to_json(message, &options.serialize_options(), pretty).map(Rendered::Json)
 }
 
 /// Serializes a message as JSON text, compact or indented.
 pub fn to_json(
     message: &DynamicMessage,
-    options: &JsonOptions,
+    serialize_options: &prost_reflect::SerializeOptions,
     pretty: bool,
 ) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(128);
-    let serialize_options = options.serialize_options();
     let result = if pretty {
         let mut serializer = serde_json::Serializer::pretty(&mut out);
-        message.serialize_with_options(&mut serializer, &serialize_options)
+        message.serialize_with_options(&mut serializer, serialize_options)
     } else {
         let mut serializer = serde_json::Serializer::new(&mut out);
-        message.serialize_with_options(&mut serializer, &serialize_options)
+        message.serialize_with_options(&mut serializer, serialize_options)
     };
     result.map_err(|e| {
         format!(
