@@ -20,6 +20,24 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub json: JsonOptions,
     pub limits: Limits,
+    pub registry: RegistryConfig,
+    pub admin: Option<AdminConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Where registrations are persisted; none keeps them in memory.
+    pub state_dir: Option<PathBuf>,
+    pub max_versions: usize,
+}
+
+/// The admin listener, when enabled.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    /// Bearer token every admin call must carry; none only on loopback.
+    pub token: Option<String>,
+    pub max_upload_size: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -45,6 +63,9 @@ pub struct Flags {
     pub descriptors: Vec<PathBuf>,
     /// `URL` (the default upstream) or `SERVICE=URL`.
     pub upstreams: Vec<String>,
+    pub admin_listen: Option<String>,
+    pub admin_token: Option<String>,
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Every problem found in a configuration.
@@ -59,6 +80,23 @@ struct RawConfig {
     upstream: RawUpstream,
     json: JsonOptions,
     limits: RawLimits,
+    registry: RawRegistry,
+    admin: RawAdmin,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct RawRegistry {
+    state_dir: Option<PathBuf>,
+    max_versions: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct RawAdmin {
+    listen: Option<String>,
+    token: Option<String>,
+    max_upload_size: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +124,27 @@ impl Default for RawConfig {
             upstream: RawUpstream::default(),
             json: JsonOptions::default(),
             limits: RawLimits::default(),
+            registry: RawRegistry::default(),
+            admin: RawAdmin::default(),
+        }
+    }
+}
+
+impl Default for RawRegistry {
+    fn default() -> Self {
+        Self {
+            state_dir: None,
+            max_versions: 10,
+        }
+    }
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            token: None,
+            max_upload_size: 16 * 1024 * 1024,
         }
     }
 }
@@ -224,6 +283,13 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
         ));
     }
 
+    if raw.registry.max_versions == 0 {
+        errors.push(format!(
+            "{location}: `registry.max_versions` must be at least 1"
+        ));
+    }
+    let admin = admin(raw.admin, flags, location, &mut errors);
+
     let descriptors = if flags.descriptors.is_empty() {
         raw.descriptors
     } else {
@@ -244,9 +310,51 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
                 max_body_size: raw.limits.max_body_size,
                 max_uri_length: raw.limits.max_uri_length,
             },
+            registry: RegistryConfig {
+                state_dir: flags.state_dir.clone().or(raw.registry.state_dir),
+                max_versions: raw.registry.max_versions,
+            },
+            admin,
         }),
         _ => Err(ConfigErrors(errors)),
     }
+}
+
+/// The admin listener settings; refuses an open admin API off loopback.
+fn admin(
+    raw: RawAdmin,
+    flags: &Flags,
+    location: &str,
+    errors: &mut Vec<String>,
+) -> Option<AdminConfig> {
+    let listen = flags.admin_listen.clone().or(raw.listen)?;
+    let token = flags
+        .admin_token
+        .clone()
+        .or(raw.token)
+        .filter(|t| !t.is_empty());
+    let Ok(addr) = listen.parse::<SocketAddr>() else {
+        errors.push(format!(
+            "{location}: `admin.listen`: {listen:?} is not HOST:PORT (e.g. 127.0.0.1:9090)"
+        ));
+        return None;
+    };
+    if token.is_none() && !addr.ip().is_loopback() {
+        errors.push(format!(
+            "{location}: `admin.listen`: {addr} is not a loopback address, so an admin token is required \
+             (--admin-token, PROTOGATE_ADMIN_TOKEN or `admin.token`)"
+        ));
+    }
+    if raw.max_upload_size == 0 {
+        errors.push(format!(
+            "{location}: `admin.max_upload_size` must be at least 1"
+        ));
+    }
+    Some(AdminConfig {
+        listen: addr,
+        token,
+        max_upload_size: raw.max_upload_size,
+    })
 }
 
 #[cfg(test)]
@@ -277,6 +385,9 @@ mod tests {
             listen: Some("127.0.0.1:2".into()),
             descriptors: vec!["b.binpb".into()],
             upstreams: vec!["http://flag:1".into(), "a.B=http://flag:2".into()],
+            admin_listen: Some("127.0.0.1:9".into()),
+            admin_token: Some("t".into()),
+            state_dir: Some("state".into()),
         };
         let config = Config::from_toml(text, &flags).unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:2");
@@ -286,9 +397,13 @@ mod tests {
             Some("http://flag:1")
         );
         assert_eq!(
-            config.upstream.map.for_service("a.B"),
+            config.upstream.map.for_service("a.B", None),
             Some("http://flag:2")
         );
+        let admin = config.admin.unwrap();
+        assert_eq!(admin.listen.to_string(), "127.0.0.1:9");
+        assert_eq!(admin.token.as_deref(), Some("t"));
+        assert_eq!(config.registry.state_dir, Some(PathBuf::from("state")));
     }
 
     #[test]
@@ -305,6 +420,8 @@ mod tests {
             indentation = true
             [limits]
             max_uri_length = 3
+            [admin]
+            listen = "0.0.0.0:9090"
         "#;
         let errors = Config::from_toml(text, &Flags::default()).unwrap_err().0;
         assert_eq!(
@@ -328,6 +445,8 @@ mod tests {
                 "config: `upstream.timeout`: \"soon\" is not a duration (expected number at 0)",
                 "config: `json.max_depth` must be at least 1",
                 "config: `limits.max_uri_length` must be at least 16",
+                "config: `admin.listen`: 0.0.0.0:9090 is not a loopback address, so an admin token is required \
+                 (--admin-token, PROTOGATE_ADMIN_TOKEN or `admin.token`)",
             ]
         );
     }

@@ -5,6 +5,7 @@
 //! `Snapshot`, `route` matches it to a binding, `transcode` builds the request
 //! message, `upstream` calls the backend and `transcode` renders the answer.
 
+pub mod admin;
 pub mod config;
 pub mod error;
 pub mod example;

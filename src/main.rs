@@ -36,6 +36,21 @@ enum Command {
         /// A TOML configuration file; flags override it.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Address of the admin API listener (off by default).
+        #[arg(long, value_name = "HOST:PORT")]
+        admin_listen: Option<String>,
+        /// Bearer token the admin API requires.
+        #[arg(long, env = "PROTOGATE_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
+        /// Directory where registrations are persisted.
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
+    /// Check descriptor sets (.binpb) or .proto files as registration would;
+    /// exit non-zero listing every problem.
+    Validate {
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
     },
     /// Print the route table of descriptor sets: method, template, gRPC method.
     Routes {
@@ -50,6 +65,9 @@ enum Command {
         /// Address of the example gRPC backend.
         #[arg(long, default_value = "127.0.0.1:50051")]
         backend_listen: SocketAddr,
+        /// Address of the admin API (loopback, no token).
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin_listen: SocketAddr,
     },
 }
 
@@ -69,22 +87,27 @@ async fn main() -> ExitCode {
             upstreams,
             listen,
             config,
+            admin_listen,
+            admin_token,
+            state_dir,
         } => {
-            serve(
-                config,
-                Flags {
-                    listen,
-                    descriptors,
-                    upstreams,
-                },
-            )
-            .await
+            let flags = Flags {
+                listen,
+                descriptors,
+                upstreams,
+                admin_listen,
+                admin_token,
+                state_dir,
+            };
+            serve(config, flags).await
         }
+        Command::Validate { files } => validate(&files),
         Command::Routes { descriptors } => routes(&descriptors),
         Command::Demo {
             listen,
             backend_listen,
-        } => demo(listen, backend_listen).await,
+            admin_listen,
+        } => demo(listen, backend_listen, admin_listen).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -104,8 +127,8 @@ async fn serve(config_file: Option<PathBuf>, flags: Flags) -> Result<(), String>
 
 fn routes(descriptors: &[PathBuf]) -> Result<(), String> {
     let sets = source::read_files(descriptors).map_err(|e| e.join("\n"))?;
-    let pool = source::merge(&sets).map_err(|e| e.join("\n"))?;
-    let (_, table) = snapshot::routes(&pool).map_err(|e| e.join("\n"))?;
+    let merged = source::merge(&sets).map_err(|e| e.messages.join("\n"))?;
+    let (_, table) = snapshot::routes(&merged.pool).map_err(|e| e.messages.join("\n"))?;
     let width = table
         .bindings()
         .iter()
@@ -122,7 +145,34 @@ fn routes(descriptors: &[PathBuf]) -> Result<(), String> {
     Ok(())
 }
 
-async fn demo(listen: SocketAddr, backend_listen: SocketAddr) -> Result<(), String> {
+/// Validates exactly as registration does: .proto files are compiled
+/// together (named by the paths given), then every set is merged and routed.
+fn validate(files: &[PathBuf]) -> Result<(), String> {
+    let (protos, binaries): (Vec<&PathBuf>, Vec<&PathBuf>) = files
+        .iter()
+        .partition(|f| f.extension().is_some_and(|e| e == "proto"));
+    let mut sets = source::read_files(&binaries).map_err(|e| e.join("\n"))?;
+    if !protos.is_empty() {
+        let sources = protos
+            .iter()
+            .map(|p| std::fs::read_to_string(p).map(|text| (p.display().to_string(), text)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let compiled = source::compile_protos(&sources, &[]).map_err(|e| e.join("\n"))?;
+        sets.push(("(.proto files)".to_string(), compiled));
+    }
+    let merged = source::merge(&sets).map_err(|e| e.messages.join("\n"))?;
+    let (methods, table) = snapshot::routes(&merged.pool).map_err(|e| e.messages.join("\n"))?;
+    let explicit = table.bindings().iter().filter(|b| !b.auto_mapped).count();
+    println!("ok: {} methods, {explicit} annotated routes", methods.len());
+    Ok(())
+}
+
+async fn demo(
+    listen: SocketAddr,
+    backend_listen: SocketAddr,
+    admin_listen: SocketAddr,
+) -> Result<(), String> {
     let backend = tokio::net::TcpListener::bind(backend_listen)
         .await
         .map_err(|e| format!("cannot bind the example backend to {backend_listen}: {e}"))?;
@@ -130,24 +180,26 @@ async fn demo(listen: SocketAddr, backend_listen: SocketAddr) -> Result<(), Stri
     let _backend = example::serve_library(backend);
     let flags = Flags {
         listen: Some(listen.to_string()),
-        descriptors: Vec::new(),
         upstreams: vec![format!("http://{backend_addr}")],
+        admin_listen: Some(admin_listen.to_string()),
+        ..Flags::default()
     };
     let config = Config::load(None, &flags).map_err(|e| e.to_string())?;
-    let sets = [(
-        "embedded library.binpb".to_string(),
-        pb::LIBRARY_DESCRIPTOR_SET.to_vec(),
-    )];
-    let server = server::start_with_sets(&config, &sets)
+    let sets = vec![("library".to_string(), pb::LIBRARY_DESCRIPTOR_SET.to_vec())];
+    let server = server::start_with_sets(&config, sets)
         .await
         .map_err(|e| e.to_string())?;
-    print_demo_lines(server.local_addr, backend_addr);
+    print_demo_lines(&server, backend_addr);
     run_until_signal(server).await
 }
 
-fn print_demo_lines(gateway: SocketAddr, backend: SocketAddr) {
-    let base = format!("http://{gateway}");
-    println!("protogate demo: gateway on {base}, example gRPC backend on {backend}\nTry:");
+fn print_demo_lines(server: &server::Server, backend: SocketAddr) {
+    let base = format!("http://{}", server.local_addr);
+    let admin = server
+        .admin_addr
+        .map(|a| format!(", admin API on http://{a}"))
+        .unwrap_or_default();
+    println!("protogate demo: gateway on {base}, example gRPC backend on {backend}{admin}\nTry:");
     let lines = [
         format!("curl {base}/v1/shelves"),
         format!("curl {base}/v1/shelves/1/books/1"),

@@ -11,17 +11,18 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use http::Response;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::admin;
 use crate::config::{Config, ConfigErrors, Limits};
 use crate::middleware::limits;
 use crate::protocol::{self, Context, Deadlines};
-use crate::registry::{Registry, Snapshot, source};
+use crate::registry::{Registry, Settings, StateDir, source};
 use crate::upstream::Upstreams;
 
 /// Why the gateway could not start; lists every problem.
@@ -32,12 +33,14 @@ pub enum StartError {
     Io(std::io::Error),
 }
 
-/// A running gateway.
+/// A running gateway: the public listener and, when configured, the admin one.
 #[derive(Debug)]
 pub struct Server {
     pub local_addr: SocketAddr,
-    shutdown: oneshot::Sender<()>,
-    task: JoinHandle<std::io::Result<()>>,
+    pub admin_addr: Option<SocketAddr>,
+    pub context: Arc<Context>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<std::io::Result<()>>>,
 }
 
 impl fmt::Display for StartError {
@@ -54,26 +57,85 @@ impl std::error::Error for StartError {}
 
 impl Server {
     /// Stops accepting, lets requests in flight finish, and waits.
-    pub async fn shutdown(self) -> std::io::Result<()> {
-        let _ = self.shutdown.send(());
-        self.task.await.map_err(std::io::Error::other)?
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks.drain(..) {
+            task.await.map_err(std::io::Error::other)??;
+        }
+        Ok(())
     }
 
-    /// Waits until the server stops on its own (it only does on an error);
-    /// returns the shutdown handle's result otherwise never.
+    /// Waits until a listener stops on its own (only on an error).
     pub async fn wait(&mut self) -> std::io::Result<()> {
-        (&mut self.task).await.map_err(std::io::Error::other)?
+        let (result, _, _) = futures_util::future::select_all(self.tasks.iter_mut()).await;
+        result.map_err(std::io::Error::other)?
     }
 }
 
-/// Builds the first snapshot from descriptor sets (name, bytes).
-pub fn build_context(config: &Config, sets: &[(String, Vec<u8>)]) -> Result<Context, StartError> {
-    let pool = source::merge(sets).map_err(StartError::Load)?;
-    let upstreams = Upstreams::new(config.upstream.connect_timeout);
-    let snapshot =
-        Snapshot::build(pool, &config.upstream.map, &upstreams).map_err(StartError::Load)?;
+/// Loads the configured descriptor files, binds the listeners and serves.
+pub async fn start(config: &Config) -> Result<Server, StartError> {
+    let files = source::read_files(&config.descriptors).map_err(StartError::Load)?;
+    let sets = name_file_sets(files).map_err(StartError::Load)?;
+    start_with_sets(config, sets).await
+}
+
+/// Like `start`, with the descriptor sets (name, bytes) given rather than
+/// read from files.
+pub async fn start_with_sets(
+    config: &Config,
+    sets: Vec<(String, Vec<u8>)>,
+) -> Result<Server, StartError> {
+    let context = Arc::new(build_context(config, sets).await?);
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(StartError::Io)?;
+    let local_addr = listener.local_addr().map_err(StartError::Io)?;
+    let (shutdown, signal) = watch::channel(false);
+    let app = router(context.clone(), &config.limits);
+    let mut tasks = vec![spawn_listener(listener, app, signal.clone())];
+    let mut admin_addr = None;
+    if let Some(admin) = &config.admin {
+        let listener = TcpListener::bind(admin.listen)
+            .await
+            .map_err(StartError::Io)?;
+        admin_addr = Some(listener.local_addr().map_err(StartError::Io)?);
+        let app = admin::router(context.registry.clone(), admin);
+        tasks.push(spawn_listener(listener, app, signal));
+        tracing::info!(admin_addr = ?admin_addr, "admin listening");
+    }
+    tracing::info!(%local_addr, "gateway listening");
+    Ok(Server {
+        local_addr,
+        admin_addr,
+        context,
+        shutdown,
+        tasks,
+    })
+}
+
+/// Opens the registry (stored sets plus `sets`) and the request context.
+pub async fn build_context(
+    config: &Config,
+    sets: Vec<(String, Vec<u8>)>,
+) -> Result<Context, StartError> {
+    let store = match &config.registry.state_dir {
+        Some(dir) => Some(
+            StateDir::open(dir)
+                .map_err(|e| StartError::Load(vec![format!("{}: {e}", dir.display())]))?,
+        ),
+        None => None,
+    };
+    let settings = Settings {
+        upstreams: config.upstream.map.clone(),
+        channels: Arc::new(Upstreams::new(config.upstream.connect_timeout)),
+        max_versions: config.registry.max_versions,
+        store,
+    };
+    let registry = Registry::open(settings, sets)
+        .await
+        .map_err(|e| StartError::Load(e.messages))?;
     Ok(Context {
-        registry: Arc::new(Registry::new(snapshot)),
+        registry: Arc::new(registry),
         json: config.json.clone(),
         deadlines: Deadlines {
             default: config.upstream.timeout,
@@ -83,45 +145,40 @@ pub fn build_context(config: &Config, sets: &[(String, Vec<u8>)]) -> Result<Cont
     })
 }
 
-/// Loads the configured descriptor files, binds the listener and serves.
-pub async fn start(config: &Config) -> Result<Server, StartError> {
-    let sets = source::read_files(&config.descriptors).map_err(StartError::Load)?;
-    start_with_sets(config, &sets).await
+/// Names file-backed sets by their file name, which must be unique.
+fn name_file_sets(files: Vec<(String, Vec<u8>)>) -> Result<Vec<(String, Vec<u8>)>, Vec<String>> {
+    let mut named: Vec<(String, Vec<u8>)> = Vec::with_capacity(files.len());
+    let mut errors = Vec::new();
+    for (path, bytes) in files {
+        let name = std::path::Path::new(&path)
+            .file_name()
+            .map_or_else(|| path.clone(), |n| n.to_string_lossy().into_owned());
+        if named.iter().any(|(n, _)| *n == name) {
+            errors.push(format!(
+                "{path}: another --descriptor file is also named {name:?}"
+            ));
+        }
+        named.push((name, bytes));
+    }
+    if errors.is_empty() {
+        Ok(named)
+    } else {
+        Err(errors)
+    }
 }
 
-/// Like `start`, with the descriptor sets given rather than read from files.
-pub async fn start_with_sets(
-    config: &Config,
-    sets: &[(String, Vec<u8>)],
-) -> Result<Server, StartError> {
-    let context = Arc::new(build_context(config, sets)?);
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(StartError::Io)?;
-    serve(listener, context, &config.limits)
-}
-
-/// Serves on an already bound listener.
-pub fn serve(
+fn spawn_listener(
     listener: TcpListener,
-    context: Arc<Context>,
-    limits: &Limits,
-) -> Result<Server, StartError> {
-    let local_addr = listener.local_addr().map_err(StartError::Io)?;
-    let app = router(context, limits).into_make_service_with_connect_info::<SocketAddr>();
-    let (shutdown, signal) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = signal.await;
+    app: Router,
+    mut signal: watch::Receiver<bool>,
+) -> JoinHandle<std::io::Result<()>> {
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move {
+        axum::serve(listener, service)
+            .with_graceful_shutdown(async move {
+                let _ = signal.wait_for(|stop| *stop).await;
             })
             .await
-    });
-    tracing::info!(%local_addr, "gateway listening");
-    Ok(Server {
-        local_addr,
-        shutdown,
-        task,
     })
 }
 

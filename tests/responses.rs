@@ -373,13 +373,14 @@ async fn an_unreachable_backend_is_503_without_internal_detail() {
         listen: Some("127.0.0.1:0".into()),
         descriptors: Vec::new(),
         upstreams: vec![format!("http://{addr}")],
+        ..Default::default()
     };
     let config = protogate::config::Config::from_toml("", &flags).unwrap();
-    let sets = [(
+    let sets = vec![(
         "library".to_string(),
         protogate::pb::LIBRARY_DESCRIPTOR_SET.to_vec(),
     )];
-    let server = protogate::server::start_with_sets(&config, &sets)
+    let server = protogate::server::start_with_sets(&config, sets)
         .await
         .unwrap();
     let response = reqwest::get(format!("http://{}/v1/shelves", server.local_addr))

@@ -21,8 +21,8 @@ use crate::registry::{MethodEntry, Snapshot};
 use crate::route::{Binding, MatchError};
 use crate::transcode::request::HttpInput;
 use crate::transcode::response::{self, Rendered};
-use crate::transcode::stream::StreamFormat;
 use crate::transcode::status;
+use crate::transcode::stream::StreamFormat;
 use crate::upstream::metadata;
 
 /// Serves one REST request; never fails: errors become Status JSON.

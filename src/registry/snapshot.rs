@@ -6,11 +6,15 @@ use std::collections::BTreeMap;
 use http::uri::PathAndQuery;
 use prost_reflect::{DescriptorPool, MethodDescriptor};
 
+use super::LoadErrors;
+use super::sets::Sets;
+use super::source;
 use crate::route::{Binding, RouteTable, binding};
 use crate::upstream::Upstreams;
 use crate::upstream::call::Call;
 
-/// Which backend serves which service: a default and per-service overrides.
+/// Which backend serves which service, from the configuration: per-service
+/// entries, then a set's own upstream, then the default.
 #[derive(Debug, Clone, Default)]
 pub struct UpstreamMap {
     pub default: Option<String>,
@@ -19,6 +23,8 @@ pub struct UpstreamMap {
 
 #[derive(Debug)]
 pub struct Snapshot {
+    /// Counts swaps since start; a new snapshot has a higher one.
+    pub generation: u64,
     pub pool: DescriptorPool,
     pub routes: RouteTable,
     pub methods: Vec<MethodEntry>,
@@ -28,33 +34,65 @@ pub struct Snapshot {
 #[derive(Debug)]
 pub struct MethodEntry {
     pub descriptor: MethodDescriptor,
+    /// The registered set the method's file came from.
+    pub set: String,
     pub upstream: String,
     pub call: Call,
 }
 
 impl UpstreamMap {
-    pub fn for_service(&self, service: &str) -> Option<&str> {
+    pub fn for_service<'a>(
+        &'a self,
+        service: &str,
+        set_upstream: Option<&'a str>,
+    ) -> Option<&'a str> {
         self.services
             .get(service)
-            .or(self.default.as_ref())
             .map(String::as_str)
+            .or(set_upstream)
+            .or(self.default.as_deref())
     }
 }
 
 impl Snapshot {
-    /// Builds a snapshot from a merged pool, collecting every problem: bad
-    /// rules, route conflicts, services without an upstream.
+    /// An empty snapshot: no routes, every request a 404.
+    pub fn empty() -> Self {
+        let pool = source::bundled_pool().unwrap_or_default();
+        Self {
+            generation: 0,
+            pool,
+            routes: RouteTable::default(),
+            methods: Vec::new(),
+        }
+    }
+
+    /// Builds a snapshot from the active version of every set, collecting
+    /// every problem: bad sets, bad rules, route conflicts, services
+    /// without an upstream.
     pub fn build(
-        pool: DescriptorPool,
+        sets: &Sets,
         upstreams: &UpstreamMap,
         channels: &Upstreams,
-    ) -> Result<Self, Vec<String>> {
-        let (descriptors, routes) = routes(&pool)?;
+        generation: u64,
+    ) -> Result<Self, LoadErrors> {
+        let active: Vec<(String, &[u8])> = sets
+            .values()
+            .filter_map(|set| Some((set.name.clone(), set.active_version()?.bytes.as_slice())))
+            .collect();
+        let merged = source::merge(&active)?;
+        let (descriptors, routes) = routes(&merged.pool)?;
         let mut errors = Vec::new();
         let mut methods = Vec::with_capacity(descriptors.len());
         for descriptor in descriptors {
             let service = descriptor.parent_service();
-            let Some(url) = upstreams.for_service(service.full_name()) else {
+            let owner = merged
+                .owners
+                .get(service.parent_file().name())
+                .map(|&i| active[i].0.as_str());
+            let set = owner.and_then(|name| sets.get(name));
+            let url =
+                upstreams.for_service(service.full_name(), set.and_then(|s| s.upstream.as_deref()));
+            let Some(url) = url else {
                 let name = service.full_name();
                 let problem = format!(
                     "no upstream for service {name}; pass --upstream URL or --upstream {name}=URL"
@@ -70,27 +108,28 @@ impl Snapshot {
             {
                 Ok(call) => methods.push(MethodEntry {
                     descriptor,
+                    set: owner.unwrap_or_default().to_string(),
                     upstream: url.to_string(),
                     call,
                 }),
                 Err(e) => errors.push(format!("service {}: {e}", service.full_name())),
             }
         }
-        if errors.is_empty() {
-            Ok(Self {
-                pool,
-                routes,
-                methods,
-            })
-        } else {
-            Err(errors)
+        if !errors.is_empty() {
+            return Err(LoadErrors::invalid(errors));
         }
+        Ok(Self {
+            generation,
+            pool: merged.pool,
+            routes,
+            methods,
+        })
     }
 }
 
 /// Every method of every service in the pool, and the route table over
 /// them (binding `method` indexes the returned list); or every problem.
-pub fn routes(pool: &DescriptorPool) -> Result<(Vec<MethodDescriptor>, RouteTable), Vec<String>> {
+pub fn routes(pool: &DescriptorPool) -> Result<(Vec<MethodDescriptor>, RouteTable), LoadErrors> {
     let mut errors = Vec::new();
     let mut methods = Vec::new();
     let mut explicit = Vec::new();
@@ -112,10 +151,13 @@ pub fn routes(pool: &DescriptorPool) -> Result<(Vec<MethodDescriptor>, RouteTabl
     }
     match RouteTable::build(explicit, fallback) {
         Ok(table) if errors.is_empty() => Ok((methods, table)),
-        Ok(_) => Err(errors),
+        Ok(_) => Err(LoadErrors::invalid(errors)),
         Err(mut conflicts) => {
             errors.append(&mut conflicts);
-            Err(errors)
+            Err(LoadErrors {
+                messages: errors,
+                conflict: true,
+            })
         }
     }
 }

@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use super::sets::{RegisteredSet, Sets};
 use super::snapshot::{self, Snapshot, UpstreamMap};
 use super::source;
 use crate::upstream::Upstreams;
@@ -27,9 +30,12 @@ fn load_errors(files: &[(&str, String)]) -> Vec<String> {
         .iter()
         .map(|(n, s)| (n.to_string(), s.clone()))
         .collect();
-    let set = source::compile_protos(&sources).expect("test protos compile");
-    let pool = source::merge(&[("set".into(), set)]).expect("set merges");
-    snapshot::routes(&pool).err().unwrap_or_default()
+    let set = source::compile_protos(&sources, &[]).expect("test protos compile");
+    let merged = source::merge(&[("set".to_string(), set)]).expect("set merges");
+    snapshot::routes(&merged.pool)
+        .err()
+        .map(|e| e.messages)
+        .unwrap_or_default()
 }
 
 #[test]
@@ -142,7 +148,8 @@ fn broken_sets_and_missing_upstreams_are_reported() {
         ("a.binpb".into(), b"not protobuf".to_vec()),
         ("b.binpb".into(), vec![0x0a, 0x05, 0x0a]),
     ])
-    .unwrap_err();
+    .unwrap_err()
+    .messages;
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(errors[0].starts_with("a.binpb: "), "{errors:?}");
     assert!(errors[1].starts_with("b.binpb: "), "{errors:?}");
@@ -159,22 +166,20 @@ fn broken_sets_and_missing_upstreams_are_reported() {
         "lonely.binpb".into(),
         prost::Message::encode_to_vec(&lonely),
     )])
-    .unwrap_err();
+    .unwrap_err()
+    .messages;
     assert!(
         errors[0].starts_with("lonely.binpb: ") && errors[0].contains("missing/dep.proto"),
         "{errors:?}"
     );
 
-    let set = source::compile_protos(&[("t.proto".into(), method(r#"get: "/v1/x""#))]).unwrap();
-    let pool = source::merge(&[("set".into(), set)]).unwrap();
-    let errors = Snapshot::build(
-        pool,
-        &UpstreamMap::default(),
-        &Upstreams::new(Duration::from_secs(1)),
-    )
-    .unwrap_err();
+    let set =
+        source::compile_protos(&[("t.proto".into(), method(r#"get: "/v1/x""#))], &[]).unwrap();
+    let mut sets = sets_of(&[("t", set)]);
+    sets.values_mut().for_each(|s| s.upstream = None);
+    let errors = Snapshot::build(&sets, &UpstreamMap::default(), &channels(), 1).unwrap_err();
     assert_eq!(
-        errors,
+        errors.messages,
         ["no upstream for service t.v1.S; pass --upstream URL or --upstream t.v1.S=URL"]
     );
 }
@@ -182,10 +187,94 @@ fn broken_sets_and_missing_upstreams_are_reported() {
 #[test]
 fn imports_resolve_only_against_sources_and_bundled_files() {
     let with_import = format!("{HEADER}import \"etc/passwd.proto\";\n");
-    let errors = source::compile_protos(&[("t.proto".into(), with_import)]).unwrap_err();
+    let errors = source::compile_protos(&[("t.proto".into(), with_import)], &[]).unwrap_err();
     assert!(errors[0].contains("etc/passwd.proto"), "{errors:?}");
     let wkt = format!(
         "{HEADER}import \"google/protobuf/timestamp.proto\";\nimport \"google/rpc/status.proto\";\n"
     );
-    assert!(source::compile_protos(&[("t.proto".into(), wkt)]).is_ok());
+    assert!(source::compile_protos(&[("t.proto".into(), wkt)], &[]).is_ok());
+}
+
+fn channels() -> Upstreams {
+    Upstreams::new(Duration::from_secs(1))
+}
+
+fn sets_of(sets: &[(&str, Vec<u8>)]) -> Sets {
+    sets.iter()
+        .map(|(name, bytes)| {
+            let mut set = RegisteredSet {
+                name: name.to_string(),
+                upstream: Some(format!("http://{name}.internal:1")),
+                versions: Vec::new(),
+                active: 0,
+                from_file: false,
+            };
+            set.push(Arc::new(bytes.clone()), 5);
+            (name.to_string(), set)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn sets_bring_their_upstream_and_must_agree_on_shared_files() {
+    let common = format!("{HEADER}message Shared {{ string id = 1; }}\n");
+    let changed = format!("{HEADER}message Shared {{ int64 id = 1; }}\n");
+    let a = format!(
+        "{HEADER}import \"common.proto\";\nservice A {{ rpc M(Shared) returns (Shared) {{ option (google.api.http) = {{ get: \"/a/{{id}}\" }}; }} }}"
+    );
+    let b = a.replace("service A", "service B").replace("/a/", "/b/");
+    let set_a = source::compile_protos(
+        &[
+            ("a.proto".into(), a),
+            ("common.proto".into(), common.clone()),
+        ],
+        &[],
+    )
+    .unwrap();
+    let set_b = source::compile_protos(
+        &[
+            ("b.proto".into(), b.clone()),
+            ("common.proto".into(), common),
+        ],
+        &[],
+    )
+    .unwrap();
+    let map = UpstreamMap {
+        default: None,
+        services: [("t.v1.B".to_string(), "http://override:1".to_string())].into(),
+    };
+    let snapshot = Snapshot::build(
+        &sets_of(&[("a", set_a.clone()), ("b", set_b)]),
+        &map,
+        &channels(),
+        7,
+    )
+    .unwrap();
+    let upstreams: Vec<(&str, &str)> = snapshot
+        .methods
+        .iter()
+        .map(|m| (m.set.as_str(), m.upstream.as_str()))
+        .collect();
+    assert_eq!(
+        upstreams,
+        [("a", "http://a.internal:1"), ("b", "http://override:1")]
+    );
+    assert_eq!(snapshot.generation, 7);
+
+    let set_b = source::compile_protos(
+        &[("b.proto".into(), b), ("common.proto".into(), changed)],
+        &[],
+    )
+    .unwrap();
+    let errors = Snapshot::build(
+        &sets_of(&[("a", set_a), ("b", set_b)]),
+        &map,
+        &channels(),
+        8,
+    )
+    .unwrap_err();
+    assert_eq!(
+        errors.messages,
+        ["b: file \"common.proto\" differs from the one in a"]
+    );
 }

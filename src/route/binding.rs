@@ -25,6 +25,8 @@ pub struct Binding {
     pub path_fields: Vec<FieldPath>,
     pub body: BodyRule,
     pub response_body: Option<FieldDescriptor>,
+    /// The `POST /<package>.<Service>/<Method>` binding every method gets.
+    pub auto_mapped: bool,
 }
 
 /// Where the request body goes.
@@ -53,6 +55,7 @@ impl Binding {
             path_fields: Vec::new(),
             body: BodyRule::Whole,
             response_body: None,
+            auto_mapped: true,
         })
     }
 }
@@ -153,6 +156,7 @@ fn binding(method: &MethodDescriptor, index: usize, rule: &HttpRule) -> Result<B
         path_fields,
         body,
         response_body,
+        auto_mapped: false,
     })
 }
 

@@ -14,6 +14,7 @@ fn binding(method: Method, template: &str, rpc: &str) -> Binding {
         path_fields: Vec::new(),
         body: BodyRule::None,
         response_body: None,
+        auto_mapped: false,
     }
 }
 

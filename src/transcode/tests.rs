@@ -12,7 +12,9 @@ use crate::registry::{snapshot, source};
 use crate::route::RouteTable;
 
 fn pool() -> DescriptorPool {
-    source::merge(&[("everything".into(), EVERYTHING_DESCRIPTOR_SET.to_vec())]).unwrap()
+    source::merge(&[("everything".to_string(), EVERYTHING_DESCRIPTOR_SET)])
+        .unwrap()
+        .pool
 }
 
 fn everything(pool: &DescriptorPool) -> MessageDescriptor {

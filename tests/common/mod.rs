@@ -46,19 +46,17 @@ impl Harness {
                 format!("http://{library_addr}"),
                 format!("protogate.test.v1.EchoService=http://{echo_addr}"),
             ],
+            ..Flags::default()
         };
         let config = Config::from_toml(toml, &flags).unwrap();
-        let sets = [
+        let sets = vec![
+            ("library".to_string(), pb::LIBRARY_DESCRIPTOR_SET.to_vec()),
             (
-                "library.binpb".to_string(),
-                pb::LIBRARY_DESCRIPTOR_SET.to_vec(),
-            ),
-            (
-                "everything.binpb".to_string(),
+                "everything".to_string(),
                 pb::EVERYTHING_DESCRIPTOR_SET.to_vec(),
             ),
         ];
-        let server = server::start_with_sets(&config, &sets).await.unwrap();
+        let server = server::start_with_sets(&config, sets).await.unwrap();
         Self {
             base: format!("http://{}", server.local_addr),
             client: reqwest::Client::new(),

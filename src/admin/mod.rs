@@ -1,0 +1,224 @@
+//! The admin API on its own listener: register, list, inspect, roll back and
+//! delete descriptor sets, list routes, health and readiness. Never mounted
+//! on the public listener.
+
+mod sets;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderValue, StatusCode};
+use serde::Serialize;
+use tower_http::trace::TraceLayer;
+
+use crate::config::AdminConfig;
+use crate::registry::{ChangeError, Registry};
+
+/// What the admin handlers share.
+#[derive(Debug, Clone)]
+struct Admin {
+    registry: Arc<Registry>,
+    token: Option<Arc<str>>,
+    max_upload: usize,
+}
+
+/// An admin error: Status JSON, with every problem listed in `errors`.
+#[derive(Debug)]
+struct AdminError {
+    status: StatusCode,
+    code: i32,
+    message: String,
+    errors: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: i32,
+    message: &'a str,
+    details: [(); 0],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    errors: &'a [String],
+}
+
+impl AdminError {
+    fn new(status: StatusCode, code: tonic::Code, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code: code as i32,
+            message: message.into(),
+            errors: Vec::new(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            tonic::Code::InvalidArgument,
+            message,
+        )
+    }
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            code: self.code,
+            message: &self.message,
+            details: [],
+            errors: &self.errors,
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"protogate-admin\""),
+            );
+        }
+        response
+    }
+}
+
+impl From<ChangeError> for AdminError {
+    fn from(error: ChangeError) -> Self {
+        use tonic::Code;
+        let (status, code, message, errors) = match error {
+            ChangeError::Invalid(errors) => (
+                StatusCode::BAD_REQUEST,
+                Code::InvalidArgument,
+                format!("descriptor set rejected: {} problem(s)", errors.len()),
+                errors,
+            ),
+            ChangeError::Conflict(errors) => (
+                StatusCode::CONFLICT,
+                Code::AlreadyExists,
+                "descriptor set rejected: its routes conflict with registered ones".to_string(),
+                errors,
+            ),
+            ChangeError::NotFound(what) => (
+                StatusCode::NOT_FOUND,
+                Code::NotFound,
+                format!("{what} not found"),
+                Vec::new(),
+            ),
+            ChangeError::FromFile(name) => (
+                StatusCode::CONFLICT,
+                Code::FailedPrecondition,
+                format!("{name} comes from a --descriptor file; change the file instead"),
+                Vec::new(),
+            ),
+            ChangeError::Storage(detail) => {
+                tracing::error!(%detail, "registry storage failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Code::Internal,
+                    "registry storage failed".to_string(),
+                    Vec::new(),
+                )
+            }
+        };
+        Self {
+            status,
+            code: code as i32,
+            message,
+            errors,
+        }
+    }
+}
+
+/// The admin router; every route behind the bearer token when one is set.
+pub fn router(registry: Arc<Registry>, config: &AdminConfig) -> Router {
+    let admin = Admin {
+        registry,
+        token: config.token.as_deref().map(Arc::from),
+        max_upload: config.max_upload_size,
+    };
+    Router::new()
+        .route("/v1/descriptor-sets", get(sets::list))
+        .route(
+            "/v1/descriptor-sets/{name}",
+            get(sets::get)
+                .put(sets::put)
+                .delete(sets::delete)
+                .post(sets::custom_verb),
+        )
+        .route("/v1/descriptor-sets/{name}/versions", get(sets::versions))
+        .route("/v1/routes", get(sets::routes))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            admin.clone(),
+            authenticate,
+        ))
+        .layer(DefaultBodyLimit::max(config.max_upload_size))
+        .layer(TraceLayer::new_for_http())
+        .with_state(admin)
+}
+
+/// Checks `Authorization: Bearer <token>` in constant time.
+async fn authenticate(State(admin): State<Admin>, request: Request, next: Next) -> Response {
+    let Some(token) = admin.token.as_deref() else {
+        return next.run(request).await;
+    };
+    let presented = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(presented.as_bytes(), token.as_bytes()) {
+        next.run(request).await
+    } else {
+        AdminError::new(
+            StatusCode::UNAUTHORIZED,
+            tonic::Code::Unauthenticated,
+            "a valid admin bearer token is required",
+        )
+        .into_response()
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn healthz() -> Response {
+    json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+}
+
+/// Ready once a snapshot is active.
+async fn readyz(State(admin): State<Admin>) -> Response {
+    let snapshot = admin.registry.snapshot();
+    let body = serde_json::json!({
+        "status": "ready",
+        "generation": snapshot.generation,
+        "methods": snapshot.methods.len(),
+    });
+    json(StatusCode::OK, &body)
+}
+
+async fn not_found(request: Request<Body>) -> AdminError {
+    AdminError::new(
+        StatusCode::NOT_FOUND,
+        tonic::Code::NotFound,
+        format!(
+            "no admin endpoint {} {}",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
+fn json(status: StatusCode, body: &impl Serialize) -> Response {
+    let mut response = (status, axum::Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
