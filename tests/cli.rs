@@ -181,6 +181,8 @@ async fn every_readme_curl_line_works_against_the_demo() {
         "127.0.0.1:0",
         "--backend-listen",
         "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
     ])
     .spawn()
     .unwrap();

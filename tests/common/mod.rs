@@ -18,6 +18,10 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 pub struct Harness {
     pub base: String,
+    /// The admin API, when the configuration enables it.
+    pub admin: Option<String>,
+    pub library_addr: SocketAddr,
+    pub echo_addr: SocketAddr,
     pub client: reqwest::Client,
     /// Calls the echo backend received.
     pub echo_calls: Arc<AtomicUsize>,
@@ -33,6 +37,18 @@ impl Harness {
 
     /// Starts everything with extra TOML configuration.
     pub async fn start_with(toml: &str) -> Self {
+        let sets = vec![
+            ("library".to_string(), pb::LIBRARY_DESCRIPTOR_SET.to_vec()),
+            (
+                "everything".to_string(),
+                pb::EVERYTHING_DESCRIPTOR_SET.to_vec(),
+            ),
+        ];
+        Self::start_with_sets(toml, sets).await
+    }
+
+    /// Starts the backends and a gateway serving only `sets` at first.
+    pub async fn start_with_sets(toml: &str, sets: Vec<(String, Vec<u8>)>) -> Self {
         let library = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let library_addr = library.local_addr().unwrap();
         example::serve_library(library);
@@ -42,23 +58,22 @@ impl Harness {
         let flags = Flags {
             listen: Some("127.0.0.1:0".into()),
             descriptors: Vec::new(),
-            upstreams: vec![
-                format!("http://{library_addr}"),
-                format!("protogate.test.v1.EchoService=http://{echo_addr}"),
-            ],
+            upstreams: vec![format!("http://{library_addr}")],
             ..Flags::default()
         };
+        let mut flags = flags;
+        if sets.iter().any(|(name, _)| name == "everything") {
+            flags
+                .upstreams
+                .push(format!("protogate.test.v1.EchoService=http://{echo_addr}"));
+        }
         let config = Config::from_toml(toml, &flags).unwrap();
-        let sets = vec![
-            ("library".to_string(), pb::LIBRARY_DESCRIPTOR_SET.to_vec()),
-            (
-                "everything".to_string(),
-                pb::EVERYTHING_DESCRIPTOR_SET.to_vec(),
-            ),
-        ];
         let server = server::start_with_sets(&config, sets).await.unwrap();
         Self {
             base: format!("http://{}", server.local_addr),
+            admin: server.admin_addr.map(|a| format!("http://{a}")),
+            library_addr,
+            echo_addr,
             client: reqwest::Client::new(),
             echo_calls,
             echo_connections,
