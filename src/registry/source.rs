@@ -74,10 +74,8 @@ pub fn merge<B: AsRef<[u8]>>(sets: &[(String, B)]) -> Result<Merged, LoadErrors>
                 }
             }
         }
-        if consistent {
-            if let Err(e) = pool.decode_file_descriptor_set(bytes) {
-                errors.push(format!("{name}: {e}"));
-            }
+        if consistent && let Err(e) = pool.decode_file_descriptor_set(bytes) {
+            errors.push(format!("{name}: {e}"));
         }
     }
     if errors.is_empty() {
