@@ -98,10 +98,11 @@ pub async fn start_with_sets(
         let listener = TcpListener::bind(admin.listen)
             .await
             .map_err(StartError::Io)?;
-        admin_addr = Some(listener.local_addr().map_err(StartError::Io)?);
+        let addr = listener.local_addr().map_err(StartError::Io)?;
         let app = admin::router(context.registry.clone(), admin);
         tasks.push(spawn_listener(listener, app, signal));
-        tracing::info!(admin_addr = ?admin_addr, "admin listening");
+        tracing::info!(admin_addr = %addr, "admin listening");
+        admin_addr = Some(addr);
     }
     tracing::info!(%local_addr, "gateway listening");
     Ok(Server {

@@ -240,3 +240,104 @@ fn rand_suffix() -> u128 {
         .unwrap()
         .as_nanos()
 }
+
+#[tokio::test]
+async fn a_kill_during_registrations_loses_nothing_acknowledged() {
+    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}", backend.local_addr().unwrap());
+    protogate::example::serve_library(backend);
+    let state = tempdir();
+    let state_arg = state.to_str().unwrap().to_string();
+    let args = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--admin-token",
+        "T",
+        "--state-dir",
+        &state_arg,
+        "--upstream",
+        &upstream,
+    ];
+    let mut child = protogate(&args).spawn().unwrap();
+    let admin = wait_for(&mut child, false, "admin_addr=").await;
+    let client = reqwest::Client::new();
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let child = std::sync::Arc::new(tokio::sync::Mutex::new(child));
+    // Eight registrations in flight at a time; SIGKILL once 20 are acknowledged.
+    let registrations = (0..80).map(|i| {
+        let (client, admin, acknowledged, child) = (
+            client.clone(),
+            admin.clone(),
+            acknowledged.clone(),
+            child.clone(),
+        );
+        async move {
+            let response = client
+                .put(format!("http://{admin}/v1/descriptor-sets/crash{i}"))
+                .bearer_auth("T")
+                .header("content-type", "application/octet-stream")
+                .body(crash_set(i))
+                .send()
+                .await;
+            if response.is_ok_and(|r| r.status() == 201) {
+                let count = {
+                    let mut acknowledged = acknowledged.lock().unwrap();
+                    acknowledged.push(format!("crash{i}"));
+                    acknowledged.len()
+                };
+                if count == 20 {
+                    let _ = child.lock().await.start_kill();
+                }
+            }
+        }
+    });
+    futures_util::StreamExt::collect::<Vec<()>>(futures_util::StreamExt::buffer_unordered(
+        futures_util::stream::iter(registrations),
+        8,
+    ))
+    .await;
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() >= 20 && acknowledged.len() < 80,
+        "the kill came too late: {acknowledged:?}"
+    );
+    let _ = child.lock().await.wait().await;
+
+    let mut restarted = protogate(&args).spawn().unwrap();
+    let admin = wait_for(&mut restarted, false, "admin_addr=").await;
+    let listed: serde_json::Value = client
+        .get(format!("http://{admin}/v1/descriptor-sets"))
+        .bearer_auth("T")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<String> = listed["sets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
+    for name in &acknowledged {
+        assert!(
+            names.contains(name),
+            "{name} was acknowledged but lost; kept {names:?}"
+        );
+    }
+    std::fs::remove_dir_all(&state).unwrap();
+}
+
+/// A small descriptor set with its own package and route.
+fn crash_set(i: usize) -> Vec<u8> {
+    let source = format!(
+        "syntax = \"proto3\";\npackage crash{i}.v1;\nimport \"google/api/annotations.proto\";\nmessage R {{ string id = 1; }}\n\
+         service S {{ rpc Get(R) returns (R) {{ option (google.api.http) = {{ get: \"/crash/{i}/{{id}}\" }}; }} }}\n"
+    );
+    protogate::registry::source::compile_protos(&[(format!("crash{i}.proto"), source)], &[])
+        .unwrap()
+}
