@@ -22,6 +22,8 @@ pub struct Config {
     pub limits: Limits,
     pub registry: RegistryConfig,
     pub admin: Option<AdminConfig>,
+    /// Serve `/openapi.json` and `/docs` on the public listener.
+    pub openapi: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +84,19 @@ struct RawConfig {
     limits: RawLimits,
     registry: RawRegistry,
     admin: RawAdmin,
+    openapi: RawOpenApi,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct RawOpenApi {
+    enabled: bool,
+}
+
+impl Default for RawOpenApi {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,6 +141,7 @@ impl Default for RawConfig {
             limits: RawLimits::default(),
             registry: RawRegistry::default(),
             admin: RawAdmin::default(),
+            openapi: RawOpenApi::default(),
         }
     }
 }
@@ -315,6 +331,7 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
                 max_versions: raw.registry.max_versions,
             },
             admin,
+            openapi: raw.openapi.enabled,
         }),
         _ => Err(ConfigErrors(errors)),
     }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod example;
 pub mod middleware;
+pub mod openapi;
 pub mod pb;
 pub mod protocol;
 pub mod registry;

@@ -143,6 +143,7 @@ pub async fn build_context(
             max: config.upstream.max_timeout,
         },
         max_body_size: config.limits.max_body_size,
+        openapi: config.openapi,
     })
 }
 

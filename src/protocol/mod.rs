@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use http::{Request, Response};
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Method, Request, Response};
 
 use crate::registry::Registry;
 use crate::transcode::JsonOptions;
@@ -19,6 +21,8 @@ pub struct Context {
     pub json: JsonOptions,
     pub deadlines: Deadlines,
     pub max_body_size: usize,
+    /// Serve `/openapi.json` and `/docs`.
+    pub openapi: bool,
 }
 
 /// How long calls may take.
@@ -30,7 +34,34 @@ pub struct Deadlines {
     pub max: Duration,
 }
 
+const DOCS_PAGE: &str = include_str!("../openapi/docs.html");
+
 /// Dispatches one request to its protocol.
 pub async fn dispatch(context: Arc<Context>, request: Request<Body>) -> Response<Body> {
+    if context.openapi && request.method() == Method::GET {
+        match request.uri().path() {
+            "/openapi.json" => {
+                return document(
+                    context.registry.snapshot().openapi.clone(),
+                    "application/json",
+                );
+            }
+            "/docs" => {
+                return document(
+                    Bytes::from_static(DOCS_PAGE.as_bytes()),
+                    "text/html; charset=utf-8",
+                );
+            }
+            _ => {}
+        }
+    }
     rest::serve(&context, request).await
+}
+
+fn document(body: Bytes, content_type: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use http::uri::PathAndQuery;
 use prost_reflect::{DescriptorPool, MethodDescriptor};
 
@@ -28,6 +29,8 @@ pub struct Snapshot {
     pub pool: DescriptorPool,
     pub routes: RouteTable,
     pub methods: Vec<MethodEntry>,
+    /// The OpenAPI document, rendered once.
+    pub openapi: Bytes,
 }
 
 /// A gRPC method and everything needed to call it.
@@ -58,11 +61,14 @@ impl Snapshot {
     /// An empty snapshot: no routes, every request a 404.
     pub fn empty() -> Self {
         let pool = source::bundled_pool().unwrap_or_default();
+        let routes = RouteTable::default();
+        let openapi = render_openapi(&pool, &routes, &[], 0);
         Self {
             generation: 0,
             pool,
-            routes: RouteTable::default(),
+            routes,
             methods: Vec::new(),
+            openapi,
         }
     }
 
@@ -81,6 +87,7 @@ impl Snapshot {
             .collect();
         let merged = source::merge(&active)?;
         let (descriptors, routes) = routes(&merged.pool)?;
+        let openapi = render_openapi(&merged.pool, &routes, &descriptors, generation);
         let mut errors = Vec::new();
         let mut methods = Vec::with_capacity(descriptors.len());
         for descriptor in descriptors {
@@ -123,6 +130,7 @@ impl Snapshot {
             pool: merged.pool,
             routes,
             methods,
+            openapi,
         })
     }
 }
@@ -160,6 +168,18 @@ pub fn routes(pool: &DescriptorPool) -> Result<(Vec<MethodDescriptor>, RouteTabl
             })
         }
     }
+}
+
+fn render_openapi(
+    pool: &DescriptorPool,
+    routes: &RouteTable,
+    methods: &[MethodDescriptor],
+    generation: u64,
+) -> Bytes {
+    let document = crate::openapi::document(pool, routes, methods, generation);
+    serde_json::to_vec(&document)
+        .map(Bytes::from)
+        .unwrap_or_default()
 }
 
 fn method_bindings(method: &MethodDescriptor, index: usize) -> Result<Vec<Binding>, Vec<String>> {

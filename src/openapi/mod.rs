@@ -1,0 +1,377 @@
+//! The OpenAPI 3.1 document of a snapshot: one operation per binding, with
+//! path, query and body parameters and proto3-JSON schemas. Built once with
+//! the snapshot, never per request.
+
+pub mod schema;
+
+use std::collections::{BTreeMap, HashSet};
+
+use prost_reflect::{DescriptorPool, FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor};
+use serde_json::{Map, Value, json};
+
+use crate::route::template::Segment;
+use crate::route::{Binding, BodyRule, RouteTable};
+use crate::transcode::wkt;
+use schema::{Comments, Schemas};
+
+/// How deep query parameters reach into nested messages.
+const MAX_QUERY_DEPTH: usize = 3;
+
+/// Builds the document for the bindings of `routes` over `methods`.
+pub fn document(
+    pool: &DescriptorPool,
+    routes: &RouteTable,
+    methods: &[MethodDescriptor],
+    generation: u64,
+) -> Value {
+    let comments = Comments::from_pool(pool);
+    let mut schemas = Schemas::default();
+    let mut paths: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+    let mut operation_ids = HashSet::new();
+    for binding in routes.bindings() {
+        let Some(method) = methods.get(binding.method) else {
+            continue;
+        };
+        let verb = binding.http_method.as_str().to_ascii_lowercase();
+        if ![
+            "get", "put", "post", "delete", "patch", "head", "options", "trace",
+        ]
+        .contains(&verb.as_str())
+        {
+            continue;
+        }
+        let (path, path_params) = openapi_path(binding, &mut schemas, &comments);
+        let mut operation = operation(binding, method, path_params, &mut schemas, &comments);
+        operation["operationId"] = Value::String(unique_id(method, binding, &mut operation_ids));
+        paths.entry(path).or_default().insert(verb, operation);
+    }
+    schemas
+        .components
+        .insert("google.rpc.Status".into(), status_schema());
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "protogate",
+            "version": generation.to_string(),
+            "description": "REST/JSON operations of the gRPC services registered with this gateway.",
+        },
+        "paths": paths,
+        "components": { "schemas": schemas.components },
+    })
+}
+
+fn operation(
+    binding: &Binding,
+    method: &MethodDescriptor,
+    mut parameters: Vec<Value>,
+    schemas: &mut Schemas,
+    comments: &Comments,
+) -> Value {
+    let input = method.input();
+    if !matches!(binding.body, BodyRule::Whole) {
+        let body_field = match &binding.body {
+            BodyRule::Field(field) => Some(field.number()),
+            _ => None,
+        };
+        let mut path = Vec::new();
+        query_parameters(
+            &input,
+            binding,
+            body_field,
+            &mut path,
+            &mut parameters,
+            schemas,
+            comments,
+        );
+    }
+    let file = method.parent_file();
+    let mut operation = json!({
+        "tags": [method.parent_service().full_name()],
+        "summary": method.full_name(),
+        "parameters": parameters,
+        "responses": {
+            "200": response(binding, method, schemas, comments),
+            "default": {
+                "description": "An error: a google.rpc.Status with the HTTP status of its code.",
+                "content": { "application/json": { "schema": { "$ref": "#/components/schemas/google.rpc.Status" } } },
+            },
+        },
+    });
+    if let Some(text) = comments.get(file.name(), method.path()) {
+        operation["description"] = Value::String(text.to_string());
+    }
+    if let Some(body) = request_body(binding, &input, schemas, comments) {
+        operation["requestBody"] = body;
+    }
+    operation
+}
+
+fn request_body(
+    binding: &Binding,
+    input: &MessageDescriptor,
+    schemas: &mut Schemas,
+    comments: &Comments,
+) -> Option<Value> {
+    let schema = match &binding.body {
+        BodyRule::None => return None,
+        BodyRule::Whole if wkt::is_http_body(input) => {
+            return Some(raw_content("The raw request body."));
+        }
+        BodyRule::Whole => schemas.reference(input, comments),
+        BodyRule::Field(field) => match field.kind() {
+            Kind::Message(m) if wkt::is_http_body(&m) => {
+                return Some(raw_content("The raw request body."));
+            }
+            _ => schemas.field_schema(field, comments),
+        },
+    };
+    Some(json!({ "required": true, "content": { "application/json": { "schema": schema } } }))
+}
+
+fn response(
+    binding: &Binding,
+    method: &MethodDescriptor,
+    schemas: &mut Schemas,
+    comments: &Comments,
+) -> Value {
+    let output = method.output();
+    let schema = match &binding.response_body {
+        Some(field) => match field.kind() {
+            Kind::Message(m) if wkt::is_http_body(&m) => {
+                return raw_content("The raw response body.");
+            }
+            _ => schemas.field_schema(field, comments),
+        },
+        None if wkt::is_http_body(&output) => return raw_content("The raw response body."),
+        None => schemas.reference(&output, comments),
+    };
+    if method.is_server_streaming() {
+        return json!({
+            "description": "A stream: one JSON message per line (application/x-ndjson), or Server-Sent Events \
+                            with Accept: text/event-stream. A failure after the start ends the stream with an \
+                            {\"error\": Status} line or an `error` event.",
+            "content": {
+                "application/x-ndjson": { "schema": schema },
+                "text/event-stream": { "schema": { "type": "string" } },
+            },
+        });
+    }
+    json!({ "description": "OK", "content": { "application/json": { "schema": schema } } })
+}
+
+fn raw_content(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": { "*/*": { "schema": { "type": "string", "format": "binary" } } },
+    })
+}
+
+/// The OpenAPI path of a binding: a single-segment variable becomes one
+/// parameter; a multi-segment variable keeps its literals in the path and
+/// turns each wildcard into a parameter, so generated clients build real
+/// URLs instead of escaping `/`.
+fn openapi_path(
+    binding: &Binding,
+    schemas: &mut Schemas,
+    comments: &Comments,
+) -> (String, Vec<Value>) {
+    let template = &binding.template;
+    let mut path = String::new();
+    let mut parameters = Vec::new();
+    let mut used = HashSet::new();
+    let mut index = 0;
+    while index < template.segments.len() {
+        path.push('/');
+        let variable = template
+            .variables
+            .iter()
+            .zip(&binding.path_fields)
+            .find(|(v, _)| v.start == index);
+        let Some((variable, field_path)) = variable else {
+            let name = format!("segment{index}");
+            match &template.segments[index] {
+                Segment::Literal(literal) => path.push_str(literal),
+                _ => push_parameter(
+                    &mut path,
+                    &mut parameters,
+                    &mut used,
+                    &name,
+                    json!({"type": "string"}),
+                    "Any single path segment.",
+                ),
+            }
+            index += 1;
+            continue;
+        };
+        let field = variable.field_path.join(".");
+        if !template.is_multi_segment(variable) {
+            let schema = field_path.last().map_or(json!({"type": "string"}), |f| {
+                schemas.field_schema(f, comments)
+            });
+            push_parameter(
+                &mut path,
+                &mut parameters,
+                &mut used,
+                &field,
+                schema,
+                &format!("Sets `{field}`."),
+            );
+        } else {
+            let pattern = &template.segments[variable.start..variable.end];
+            for (offset, segment) in pattern.iter().enumerate() {
+                if offset > 0 {
+                    path.push('/');
+                }
+                let previous = offset.checked_sub(1).and_then(|i| match &pattern[i] {
+                    Segment::Literal(l) => Some(l.as_str()),
+                    _ => None,
+                });
+                let name = previous
+                    .filter(|p| !used.contains(*p))
+                    .map_or_else(|| format!("{field}_{offset}"), str::to_string);
+                let description = format!(
+                    "A segment of `{field}`, which is the whole matched `{}`.",
+                    pattern_text(pattern)
+                );
+                match segment {
+                    Segment::Literal(literal) => path.push_str(literal),
+                    Segment::Single => push_parameter(
+                        &mut path,
+                        &mut parameters,
+                        &mut used,
+                        &name,
+                        json!({"type": "string"}),
+                        &description,
+                    ),
+                    Segment::Multi => push_parameter(
+                        &mut path,
+                        &mut parameters,
+                        &mut used,
+                        &name,
+                        json!({"type": "string"}),
+                        &format!("{description} May contain '/'."),
+                    ),
+                }
+            }
+        }
+        index = variable.end;
+    }
+    if path.is_empty() {
+        path.push('/');
+    }
+    if let Some(verb) = &template.verb {
+        path.push(':');
+        path.push_str(verb);
+    }
+    (path, parameters)
+}
+
+fn push_parameter(
+    path: &mut String,
+    parameters: &mut Vec<Value>,
+    used: &mut HashSet<String>,
+    name: &str,
+    schema: Value,
+    description: &str,
+) {
+    path.push('{');
+    path.push_str(name);
+    path.push('}');
+    used.insert(name.to_string());
+    parameters.push(json!({ "name": name, "in": "path", "required": true, "schema": schema, "description": description }));
+}
+
+fn pattern_text(pattern: &[Segment]) -> String {
+    let parts: Vec<&str> = pattern
+        .iter()
+        .map(|s| match s {
+            Segment::Literal(l) => l.as_str(),
+            Segment::Single => "*",
+            Segment::Multi => "**",
+        })
+        .collect();
+    parts.join("/")
+}
+
+/// Query parameters: every field not bound by the path or body, nested
+/// messages flattened as `a.b` down to a bounded depth.
+fn query_parameters(
+    message: &MessageDescriptor,
+    binding: &Binding,
+    body_field: Option<u32>,
+    prefix: &mut Vec<FieldDescriptor>,
+    out: &mut Vec<Value>,
+    schemas: &mut Schemas,
+    comments: &Comments,
+) {
+    for field in message.fields() {
+        if prefix.is_empty() && body_field == Some(field.number()) || field.is_map() {
+            continue;
+        }
+        prefix.push(field.clone());
+        let bound = binding.path_fields.iter().any(|p| same_path(p, prefix));
+        let nested = match field.kind() {
+            Kind::Message(m) if !field.is_list() && !wkt::has_text_form(&m) => Some(m),
+            _ => None,
+        };
+        match nested {
+            _ if bound => {}
+            Some(m) if prefix.len() < MAX_QUERY_DEPTH => {
+                query_parameters(&m, binding, None, prefix, out, schemas, comments)
+            }
+            Some(_) => {}
+            None if field.is_list() && matches!(field.kind(), Kind::Message(_)) => {}
+            None => {
+                let name: Vec<&str> = prefix.iter().map(|f| f.json_name()).collect();
+                let mut parameter = json!({ "name": name.join("."), "in": "query", "schema": schemas.field_schema(&field, comments) });
+                if field.is_list() {
+                    parameter["explode"] = Value::Bool(true);
+                }
+                if let Some(text) = comments.get(field.parent_file().name(), field.path()) {
+                    parameter["description"] = Value::String(text.to_string());
+                }
+                out.push(parameter);
+            }
+        }
+        prefix.pop();
+    }
+}
+
+fn same_path(a: &[FieldDescriptor], b: &[FieldDescriptor]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.number() == y.number())
+}
+
+fn unique_id(method: &MethodDescriptor, binding: &Binding, used: &mut HashSet<String>) -> String {
+    let base = format!("{}_{}", method.parent_service().name(), method.name());
+    let base = if binding.auto_mapped {
+        format!("{base}_rpc")
+    } else {
+        base
+    };
+    let mut id = base.clone();
+    let mut n = 1;
+    while !used.insert(id.clone()) {
+        n += 1;
+        id = format!("{base}_{n}");
+    }
+    id
+}
+
+fn status_schema() -> Value {
+    json!({
+        "type": "object",
+        "description": "The error model of gRPC and REST APIs (google.rpc.Status).",
+        "properties": {
+            "code": { "type": "integer", "format": "int32", "description": "A google.rpc.Code value." },
+            "message": { "type": "string" },
+            "details": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": { "@type": { "type": "string" } },
+                    "additionalProperties": true,
+                },
+            },
+        },
+    })
+}
