@@ -31,6 +31,9 @@ pub struct RegistryConfig {
     /// Where registrations are persisted; none keeps them in memory.
     pub state_dir: Option<PathBuf>,
     pub max_versions: usize,
+    /// Backends whose schema is read by server reflection.
+    pub reflect: Vec<String>,
+    pub reflect_interval: Duration,
 }
 
 /// The admin listener, when enabled.
@@ -68,6 +71,8 @@ pub struct Flags {
     pub admin_listen: Option<String>,
     pub admin_token: Option<String>,
     pub state_dir: Option<PathBuf>,
+    /// Backends to read by reflection, added to the file's list.
+    pub reflect: Vec<String>,
 }
 
 /// Every problem found in a configuration.
@@ -104,6 +109,8 @@ impl Default for RawOpenApi {
 struct RawRegistry {
     state_dir: Option<PathBuf>,
     max_versions: usize,
+    reflect: Vec<String>,
+    reflect_interval: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,6 +158,8 @@ impl Default for RawRegistry {
         Self {
             state_dir: None,
             max_versions: 10,
+            reflect: Vec::new(),
+            reflect_interval: "30s".into(),
         }
     }
 }
@@ -276,14 +285,22 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
         humantime::parse_duration(text)
             .map_err(|e| {
                 errors.push(format!(
-                    "{location}: `upstream.{key}`: {text:?} is not a duration ({e})"
+                    "{location}: `{key}`: {text:?} is not a duration ({e})"
                 ))
             })
             .unwrap_or_default()
     };
-    let timeout = duration("timeout", &raw.upstream.timeout);
-    let max_timeout = duration("max_timeout", &raw.upstream.max_timeout);
-    let connect_timeout = duration("connect_timeout", &raw.upstream.connect_timeout);
+    let timeout = duration("upstream.timeout", &raw.upstream.timeout);
+    let max_timeout = duration("upstream.max_timeout", &raw.upstream.max_timeout);
+    let connect_timeout = duration("upstream.connect_timeout", &raw.upstream.connect_timeout);
+    let reflect_interval = duration("registry.reflect_interval", &raw.registry.reflect_interval);
+    let mut reflect = raw.registry.reflect.clone();
+    reflect.extend(flags.reflect.iter().cloned());
+    for url in &reflect {
+        if let Err(e) = crate::upstream::endpoint(url, Duration::from_secs(1)) {
+            errors.push(format!("{location}: `registry.reflect`: {e}"));
+        }
+    }
 
     if raw.json.max_depth == 0 {
         errors.push(format!("{location}: `json.max_depth` must be at least 1"));
@@ -329,6 +346,8 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
             registry: RegistryConfig {
                 state_dir: flags.state_dir.clone().or(raw.registry.state_dir),
                 max_versions: raw.registry.max_versions,
+                reflect,
+                reflect_interval,
             },
             admin,
             openapi: raw.openapi.enabled,

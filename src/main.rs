@@ -45,6 +45,10 @@ enum Command {
         /// Directory where registrations are persisted.
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
+        /// A backend whose services are read by gRPC server reflection, at
+        /// start and on `registry.reflect_interval`.
+        #[arg(long = "reflect", value_name = "URL")]
+        reflect: Vec<String>,
     },
     /// Check descriptor sets (.binpb) or .proto files as registration would;
     /// exit non-zero listing every problem.
@@ -90,6 +94,7 @@ async fn main() -> ExitCode {
             admin_listen,
             admin_token,
             state_dir,
+            reflect,
         } => {
             let flags = Flags {
                 listen,
@@ -98,6 +103,7 @@ async fn main() -> ExitCode {
                 admin_listen,
                 admin_token,
                 state_dir,
+                reflect,
             };
             serve(config, flags).await
         }

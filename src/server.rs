@@ -22,7 +22,7 @@ use crate::admin;
 use crate::config::{Config, ConfigErrors, Limits};
 use crate::middleware::limits;
 use crate::protocol::{self, Context, Deadlines};
-use crate::registry::{Registry, Settings, StateDir, source};
+use crate::registry::{Registry, Settings, StateDir, reflect, source};
 use crate::upstream::Upstreams;
 
 /// Why the gateway could not start; lists every problem.
@@ -99,10 +99,26 @@ pub async fn start_with_sets(
             .await
             .map_err(StartError::Io)?;
         let addr = listener.local_addr().map_err(StartError::Io)?;
-        let app = admin::router(context.registry.clone(), admin);
+        let app = admin::router(
+            context.registry.clone(),
+            admin,
+            config.upstream.connect_timeout,
+        );
         tasks.push(spawn_listener(listener, app, signal));
         tracing::info!(admin_addr = %addr, "admin listening");
         admin_addr = Some(addr);
+    }
+    if !config.registry.reflect.is_empty() {
+        let registry = &config.registry;
+        let urls = registry.reflect.clone();
+        let timeout = config.upstream.connect_timeout;
+        reflect::spawn_refresh(
+            context.registry.clone(),
+            urls,
+            registry.reflect_interval,
+            timeout,
+            shutdown.subscribe(),
+        );
     }
     tracing::info!(%local_addr, "gateway listening");
     Ok(Server {

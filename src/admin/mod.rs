@@ -26,6 +26,7 @@ struct Admin {
     registry: Arc<Registry>,
     token: Option<Arc<str>>,
     max_upload: usize,
+    connect_timeout: std::time::Duration,
 }
 
 /// An admin error: Status JSON, with every problem listed in `errors`.
@@ -132,11 +133,16 @@ impl From<ChangeError> for AdminError {
 }
 
 /// The admin router; every route behind the bearer token when one is set.
-pub fn router(registry: Arc<Registry>, config: &AdminConfig) -> Router {
+pub fn router(
+    registry: Arc<Registry>,
+    config: &AdminConfig,
+    connect_timeout: std::time::Duration,
+) -> Router {
     let admin = Admin {
         registry,
         token: config.token.as_deref().map(Arc::from),
         max_upload: config.max_upload_size,
+        connect_timeout,
     };
     Router::new()
         .route("/v1/descriptor-sets", get(sets::list))

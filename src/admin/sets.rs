@@ -11,7 +11,7 @@ use http::header::CONTENT_TYPE;
 use serde_json::{Value, json};
 
 use super::{Admin, AdminError, json};
-use crate::registry::{Change, RegisteredSet, Snapshot, source};
+use crate::registry::{Change, RegisteredSet, Snapshot, reflect, source};
 
 /// `PUT /v1/descriptor-sets/{name}[?upstream=URL]` with a binary set or
 /// multipart `.proto` sources: 201 created, 200 replaced.
@@ -186,10 +186,32 @@ pub(super) async fn custom_verb(
                 &summary(&change.set, &change.snapshot),
             ))
         }
+        "reflect" => {
+            let url = query
+                .get("upstream")
+                .ok_or_else(|| AdminError::bad_request("reflect needs ?upstream=URL"))?;
+            crate::upstream::endpoint(url, Duration::from_secs(1))
+                .map_err(AdminError::bad_request)?;
+            let set = reflect::fetch(url, admin.connect_timeout)
+                .await
+                .map_err(|e| {
+                    AdminError::new(StatusCode::BAD_GATEWAY, tonic::Code::Unavailable, e)
+                })?;
+            let change = admin
+                .registry
+                .register(name, set, Some(url.clone()))
+                .await?;
+            let status = if change.created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(json(status, &summary(&change.set, &change.snapshot)))
+        }
         _ => Err(AdminError::new(
             StatusCode::NOT_FOUND,
             tonic::Code::NotFound,
-            format!("no admin action {verb:?}; use :rollback"),
+            format!("no admin action {verb:?}; use :rollback or :reflect"),
         )),
     }
 }

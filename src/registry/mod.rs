@@ -3,6 +3,7 @@
 //! one they started with; writers are serialized, validate the whole next
 //! state off the request path, persist it, and only then swap.
 
+pub mod reflect;
 pub mod sets;
 pub mod snapshot;
 pub mod source;
