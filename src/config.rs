@@ -424,8 +424,10 @@ mod tests {
             admin_listen: Some("127.0.0.1:9".into()),
             admin_token: Some("t".into()),
             state_dir: Some("state".into()),
+            reflect: vec!["http://backend:1".into()],
         };
         let config = Config::from_toml(text, &flags).unwrap();
+        assert_eq!(config.registry.reflect, ["http://backend:1"]);
         assert_eq!(config.listen.to_string(), "127.0.0.1:2");
         assert_eq!(config.descriptors, [PathBuf::from("b.binpb")]);
         assert_eq!(
