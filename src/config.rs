@@ -34,6 +34,11 @@ pub struct RegistryConfig {
     /// Backends whose schema is read by server reflection.
     pub reflect: Vec<String>,
     pub reflect_interval: Duration,
+    /// A Redis URL when replicas share the registry.
+    pub redis: Option<String>,
+    pub key_prefix: String,
+    /// How often a replica re-reads the shared registry besides announcements.
+    pub resync_interval: Duration,
 }
 
 /// The admin listener, when enabled.
@@ -73,6 +78,8 @@ pub struct Flags {
     pub state_dir: Option<PathBuf>,
     /// Backends to read by reflection, added to the file's list.
     pub reflect: Vec<String>,
+    /// `--registry redis://HOST:PORT`.
+    pub registry: Option<String>,
 }
 
 /// Every problem found in a configuration.
@@ -111,6 +118,9 @@ struct RawRegistry {
     max_versions: usize,
     reflect: Vec<String>,
     reflect_interval: String,
+    redis: Option<String>,
+    key_prefix: String,
+    resync_interval: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,6 +170,9 @@ impl Default for RawRegistry {
             max_versions: 10,
             reflect: Vec::new(),
             reflect_interval: "30s".into(),
+            redis: None,
+            key_prefix: "protogate:".into(),
+            resync_interval: "5s".into(),
         }
     }
 }
@@ -294,6 +307,22 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
     let max_timeout = duration("upstream.max_timeout", &raw.upstream.max_timeout);
     let connect_timeout = duration("upstream.connect_timeout", &raw.upstream.connect_timeout);
     let reflect_interval = duration("registry.reflect_interval", &raw.registry.reflect_interval);
+    let resync_interval = duration("registry.resync_interval", &raw.registry.resync_interval);
+    let redis = flags.registry.clone().or(raw.registry.redis.clone());
+    if let Some(url) = &redis
+        && !url.starts_with("redis://")
+        && !url.starts_with("rediss://")
+    {
+        errors.push(format!(
+            "{location}: `registry.redis`: {url:?} must start with redis:// or rediss://"
+        ));
+    }
+    let state_dir = flags.state_dir.clone().or(raw.registry.state_dir.clone());
+    if redis.is_some() && state_dir.is_some() {
+        errors.push(format!(
+            "{location}: `registry.redis` and `registry.state_dir` exclude each other: Redis already keeps the registry"
+        ));
+    }
     let mut reflect = raw.registry.reflect.clone();
     reflect.extend(flags.reflect.iter().cloned());
     for url in &reflect {
@@ -344,10 +373,13 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
                 max_uri_length: raw.limits.max_uri_length,
             },
             registry: RegistryConfig {
-                state_dir: flags.state_dir.clone().or(raw.registry.state_dir),
+                state_dir,
                 max_versions: raw.registry.max_versions,
                 reflect,
                 reflect_interval,
+                redis,
+                key_prefix: raw.registry.key_prefix,
+                resync_interval,
             },
             admin,
             openapi: raw.openapi.enabled,
@@ -425,6 +457,7 @@ mod tests {
             admin_token: Some("t".into()),
             state_dir: Some("state".into()),
             reflect: vec!["http://backend:1".into()],
+            registry: None,
         };
         let config = Config::from_toml(text, &flags).unwrap();
         assert_eq!(config.registry.reflect, ["http://backend:1"]);

@@ -49,6 +49,9 @@ enum Command {
         /// start and on `registry.reflect_interval`.
         #[arg(long = "reflect", value_name = "URL")]
         reflect: Vec<String>,
+        /// Share the registry with other replicas through Redis.
+        #[arg(long, value_name = "redis://HOST:PORT")]
+        registry: Option<String>,
     },
     /// Check descriptor sets (.binpb) or .proto files as registration would;
     /// exit non-zero listing every problem.
@@ -95,6 +98,7 @@ async fn main() -> ExitCode {
             admin_token,
             state_dir,
             reflect,
+            registry,
         } => {
             let flags = Flags {
                 listen,
@@ -104,6 +108,7 @@ async fn main() -> ExitCode {
                 admin_token,
                 state_dir,
                 reflect,
+                registry,
             };
             serve(config, flags).await
         }

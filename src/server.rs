@@ -16,13 +16,13 @@ use tokio::task::JoinHandle;
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::admin;
 use crate::config::{Config, ConfigErrors, Limits};
 use crate::middleware::limits;
 use crate::protocol::{self, Context, Deadlines};
-use crate::registry::{Registry, Settings, StateDir, reflect, source};
+use crate::registry::{RedisStore, Registry, Settings, StateDir, Store, reflect, shared, source};
 use crate::upstream::Upstreams;
 
 /// Why the gateway could not start; lists every problem.
@@ -108,6 +108,15 @@ pub async fn start_with_sets(
         tracing::info!(admin_addr = %addr, "admin listening");
         admin_addr = Some(addr);
     }
+    if let Some(Store::Redis(redis)) = context.registry.store() {
+        let resync = config.registry.resync_interval;
+        shared::spawn_follower(
+            context.registry.clone(),
+            redis.clone(),
+            resync,
+            shutdown.subscribe(),
+        );
+    }
     if !config.registry.reflect.is_empty() {
         let registry = &config.registry;
         let urls = registry.reflect.clone();
@@ -135,13 +144,7 @@ pub async fn build_context(
     config: &Config,
     sets: Vec<(String, Vec<u8>)>,
 ) -> Result<Context, StartError> {
-    let store = match &config.registry.state_dir {
-        Some(dir) => Some(
-            StateDir::open(dir)
-                .map_err(|e| StartError::Load(vec![format!("{}: {e}", dir.display())]))?,
-        ),
-        None => None,
-    };
+    let store = store(config).await?;
     let settings = Settings {
         upstreams: config.upstream.map.clone(),
         channels: Arc::new(Upstreams::new(config.upstream.connect_timeout)),
@@ -161,6 +164,26 @@ pub async fn build_context(
         max_body_size: config.limits.max_body_size,
         openapi: config.openapi,
     })
+}
+
+/// The registry's store: Redis when replicas share it, a state directory
+/// when one gateway persists it, none otherwise.
+async fn store(config: &Config) -> Result<Option<Store>, StartError> {
+    let registry = &config.registry;
+    if let Some(url) = &registry.redis {
+        let redis = RedisStore::connect(url, &registry.key_prefix)
+            .await
+            .map_err(|e| {
+                StartError::Load(vec![format!("cannot reach the shared registry: {e}")])
+            })?;
+        return Ok(Some(Store::Redis(redis)));
+    }
+    match &registry.state_dir {
+        Some(dir) => StateDir::open(dir)
+            .map(|dir| Some(Store::Dir(dir)))
+            .map_err(|e| StartError::Load(vec![format!("{}: {e}", dir.display())])),
+        None => Ok(None),
+    }
 }
 
 /// Names file-backed sets by their file name, which must be unique.
@@ -205,7 +228,10 @@ pub fn router(context: Arc<Context>, limits: &Limits) -> Router {
     let stack = ServiceBuilder::new()
         // Outermost: every later log line and the response carry the id.
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            TraceLayer::new_for_http()
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
         .layer(PropagateRequestIdLayer::x_request_id())
         // Above the limits so their bare refusals leave as Status JSON.
         .layer(axum::middleware::map_response_with_state(

@@ -15,7 +15,7 @@ use axum::routing::get;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
 use serde::Serialize;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::config::AdminConfig;
 use crate::registry::{ChangeError, Registry};
@@ -163,7 +163,10 @@ pub fn router(
             authenticate,
         ))
         .layer(DefaultBodyLimit::max(config.max_upload_size))
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            TraceLayer::new_for_http()
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
         .with_state(admin)
 }
 
@@ -198,13 +201,20 @@ async fn healthz() -> Response {
     json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
 }
 
-/// Ready once a snapshot is active.
+/// Ready once a snapshot is active. A store that cannot be reached is
+/// reported as `degraded` but stays 200: the last good snapshot still
+/// serves, and pulling every replica out of rotation would be worse.
 async fn readyz(State(admin): State<Admin>) -> Response {
     let snapshot = admin.registry.snapshot();
+    let store_error = admin.registry.store_error();
     let body = serde_json::json!({
-        "status": "ready",
+        "status": if store_error.is_some() { "degraded" } else { "ready" },
         "generation": snapshot.generation,
         "methods": snapshot.methods.len(),
+        "registryStore": match &store_error {
+            Some(error) => serde_json::json!({ "reachable": false, "error": error }),
+            None => serde_json::json!({ "reachable": true }),
+        },
     });
     json(StatusCode::OK, &body)
 }

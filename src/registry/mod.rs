@@ -5,8 +5,10 @@
 
 pub mod reflect;
 pub mod sets;
+pub mod shared;
 pub mod snapshot;
 pub mod source;
+pub mod state_dir;
 pub mod store;
 
 use std::sync::Arc;
@@ -17,8 +19,10 @@ use tokio::sync::Mutex;
 
 use crate::upstream::Upstreams;
 pub use sets::{RegisteredSet, Sets};
+pub use shared::RedisStore;
 pub use snapshot::{MethodEntry, Snapshot, UpstreamMap};
-pub use store::StateDir;
+pub use state_dir::StateDir;
+pub use store::Store;
 
 /// Holds the current snapshot and the sets it was built from.
 #[derive(Debug)]
@@ -27,7 +31,14 @@ pub struct Registry {
     sets: Mutex<Sets>,
     settings: Settings,
     generation: AtomicU64,
+    /// The last store failure, cleared by the next success; for readiness.
+    store_error: std::sync::Mutex<Option<String>>,
 }
+
+/// Attempts at a change while other replicas keep winning the race; each
+/// lost race means another change landed, so this bounds waiting, not
+/// progress.
+const MAX_ATTEMPTS: usize = 64;
 
 /// What the registry needs besides the sets.
 #[derive(Debug, Clone)]
@@ -36,7 +47,7 @@ pub struct Settings {
     pub channels: Arc<Upstreams>,
     /// Versions kept per set (the active one always).
     pub max_versions: usize,
-    pub store: Option<StateDir>,
+    pub store: Option<Store>,
 }
 
 /// Every problem that keeps sets from loading; `conflict` when route
@@ -88,25 +99,27 @@ impl From<LoadErrors> for ChangeError {
 
 impl Registry {
     /// Opens the registry: the stored sets plus the sets from files (named
-    /// by the caller), validated together.
+    /// by the caller), validated together. A shared store that cannot be
+    /// read yet is reported and retried by the follower, not fatal.
     pub async fn open(
         settings: Settings,
         file_sets: Vec<(String, Vec<u8>)>,
     ) -> Result<Self, LoadErrors> {
+        let mut store_error = None;
         let mut sets = match &settings.store {
-            Some(store) => store.load().map_err(|e| LoadErrors::invalid(vec![e]))?,
+            Some(store) => match store.load().await {
+                Ok(sets) => sets,
+                Err(e) if store.is_shared() => {
+                    tracing::warn!(error = %e, "shared registry unreachable; starting without it");
+                    store_error = Some(e);
+                    Sets::new()
+                }
+                Err(e) => return Err(LoadErrors::invalid(vec![e])),
+            },
             None => Sets::new(),
         };
         for (name, bytes) in file_sets {
-            let mut set = RegisteredSet {
-                name: name.clone(),
-                upstream: None,
-                versions: Vec::new(),
-                active: 0,
-                from_file: true,
-            };
-            set.push(Arc::new(bytes), settings.max_versions);
-            sets.insert(name, set);
+            sets.insert(name.clone(), file_set(name, bytes, settings.max_versions));
         }
         let snapshot = build(&sets, &settings, 1).await?;
         Ok(Self {
@@ -114,6 +127,7 @@ impl Registry {
             sets: Mutex::new(sets),
             settings,
             generation: AtomicU64::new(1),
+            store_error: std::sync::Mutex::new(store_error),
         })
     }
 
@@ -127,6 +141,15 @@ impl Registry {
         self.sets.lock().await.clone()
     }
 
+    /// The last failure to reach the store, if it has not recovered since.
+    pub fn store_error(&self) -> Option<String> {
+        self.store_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    pub fn store(&self) -> Option<&Store> {
+        self.settings.store.as_ref()
+    }
+
     /// Registers `bytes` as the next version of `name` (or the first).
     pub async fn register(
         &self,
@@ -135,6 +158,7 @@ impl Registry {
         upstream: Option<String>,
     ) -> Result<Change, ChangeError> {
         sets::validate_name(name).map_err(|e| ChangeError::Invalid(vec![e]))?;
+        let bytes = Arc::new(bytes);
         self.change(name, |sets, max| {
             let created = !sets.contains_key(name);
             let set = sets
@@ -150,10 +174,10 @@ impl Registry {
                 return Err(ChangeError::FromFile(name.to_string()));
             }
             if upstream.is_some() {
-                set.upstream = upstream;
+                set.upstream = upstream.clone();
             }
-            set.push(Arc::new(bytes), max);
-            Ok(created)
+            set.push(bytes.clone(), max);
+            Ok(Some(created))
         })
         .await
     }
@@ -168,35 +192,36 @@ impl Registry {
                 return Err(ChangeError::NotFound(format!("{name} version {version}")));
             }
             set.active = version;
-            Ok(false)
+            Ok(Some(false))
         })
         .await
     }
 
     /// Removes a set and its routes.
     pub async fn delete(&self, name: &str) -> Result<Change, ChangeError> {
-        let mut sets = self.sets.lock().await;
-        let set = sets
-            .get(name)
-            .ok_or_else(|| ChangeError::NotFound(name.to_string()))?
-            .clone();
-        if set.from_file {
-            return Err(ChangeError::FromFile(name.to_string()));
-        }
-        let mut next = sets.clone();
-        next.remove(name);
-        let snapshot = self.commit(&mut sets, next).await?;
-        Ok(Change {
-            created: false,
-            set,
-            snapshot,
+        self.change(name, |sets, _| {
+            let set = sets
+                .get(name)
+                .ok_or_else(|| ChangeError::NotFound(name.to_string()))?;
+            if set.from_file {
+                return Err(ChangeError::FromFile(name.to_string()));
+            }
+            sets.remove(name);
+            Ok(None)
         })
+        .await
     }
 
-    /// Replaces every API-registered set (a replica catching up with a
-    /// shared store); sets from files stay. Nothing is persisted.
-    pub async fn replace_registered(&self, registered: Sets) -> Result<Arc<Snapshot>, ChangeError> {
+    /// Catches up with a shared store: its sets replace every API-registered
+    /// set; sets from files stay. Nothing is written back.
+    pub async fn follow_store(&self) -> Result<Arc<Snapshot>, ChangeError> {
+        let Some(store) = &self.settings.store else {
+            return Ok(self.snapshot());
+        };
         let mut sets = self.sets.lock().await;
+        let registered = self
+            .record(store.load().await)
+            .map_err(ChangeError::Storage)?;
         let mut next: Sets = sets
             .iter()
             .filter(|(_, s)| s.from_file)
@@ -211,42 +236,76 @@ impl Registry {
         Ok(self.swap(snapshot))
     }
 
-    /// Applies `edit` to a copy of the sets, then validates, persists and
-    /// swaps; on any failure nothing changes.
-    async fn change<F>(&self, name: &str, edit: F) -> Result<Change, ChangeError>
+    /// Applies `edit` to the latest sets (re-read first when the store is
+    /// shared), then validates, persists and swaps; on any failure nothing
+    /// changes. `edit` returns whether the set was created, or `None` when
+    /// it removed the set.
+    async fn change<F>(&self, name: &str, mut edit: F) -> Result<Change, ChangeError>
     where
-        F: FnOnce(&mut Sets, usize) -> Result<bool, ChangeError>,
+        F: FnMut(&mut Sets, usize) -> Result<Option<bool>, ChangeError>,
     {
         let mut sets = self.sets.lock().await;
-        let mut next = sets.clone();
-        let created = edit(&mut next, self.settings.max_versions)?;
-        let set = next
-            .get(name)
-            .cloned()
+        for _ in 0..MAX_ATTEMPTS {
+            let base = match &self.settings.store {
+                Some(store) if store.is_shared() => self.shared_base(store, &sets).await?,
+                _ => sets.clone(),
+            };
+            let mut next = base.clone();
+            let outcome = edit(&mut next, self.settings.max_versions)?;
+            let set = match outcome {
+                Some(_) => next.get(name).cloned(),
+                None => base.get(name).cloned(),
+            }
             .ok_or_else(|| ChangeError::NotFound(name.to_string()))?;
-        let snapshot = if next == *sets {
-            self.snapshot()
-        } else {
-            self.commit(&mut sets, next).await?
-        };
-        Ok(Change {
-            created,
-            set,
-            snapshot,
-        })
+            let created = outcome.unwrap_or(false);
+            if next == base && base == *sets {
+                return Ok(Change {
+                    created,
+                    set,
+                    snapshot: self.snapshot(),
+                });
+            }
+            let snapshot = self.build_next(&next).await?;
+            if let Some(store) = &self.settings.store {
+                let saved = self.record(store.save(&base, &next).await);
+                if saved.map_err(ChangeError::Storage)? == shared::Saved::Conflict {
+                    // Let the winner's announcement land before reading again.
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    continue;
+                }
+            }
+            *sets = next;
+            return Ok(Change {
+                created,
+                set,
+                snapshot: self.swap(snapshot),
+            });
+        }
+        Err(ChangeError::Storage(
+            "the shared registry kept changing; try again".into(),
+        ))
     }
 
-    async fn commit(&self, sets: &mut Sets, next: Sets) -> Result<Arc<Snapshot>, ChangeError> {
-        let snapshot = self.build_next(&next).await?;
-        if let Some(store) = self.settings.store.clone() {
-            let to_save = next.clone();
-            tokio::task::spawn_blocking(move || store.save(&to_save))
-                .await
-                .map_err(|e| ChangeError::Storage(e.to_string()))?
-                .map_err(|e| ChangeError::Storage(format!("cannot persist the registry: {e}")))?;
+    /// The shared sets plus this process's file sets.
+    async fn shared_base(&self, store: &Store, sets: &Sets) -> Result<Sets, ChangeError> {
+        let mut base = self
+            .record(store.load().await)
+            .map_err(ChangeError::Storage)?;
+        base.retain(|_, s| !s.from_file);
+        base.extend(
+            sets.iter()
+                .filter(|(_, s)| s.from_file)
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        Ok(base)
+    }
+
+    /// Notes a store outcome for readiness.
+    fn record<T>(&self, result: Result<T, String>) -> Result<T, String> {
+        if let Ok(mut last) = self.store_error.lock() {
+            *last = result.as_ref().err().cloned();
         }
-        *sets = next;
-        Ok(self.swap(snapshot))
+        result
     }
 
     async fn build_next(&self, next: &Sets) -> Result<Snapshot, ChangeError> {
@@ -265,6 +324,18 @@ impl Registry {
         );
         snapshot
     }
+}
+
+fn file_set(name: String, bytes: Vec<u8>, max_versions: usize) -> RegisteredSet {
+    let mut set = RegisteredSet {
+        name,
+        upstream: None,
+        versions: Vec::new(),
+        active: 0,
+        from_file: true,
+    };
+    set.push(Arc::new(bytes), max_versions);
+    set
 }
 
 /// Builds a snapshot on the blocking pool: decoding descriptors is CPU work
