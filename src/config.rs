@@ -17,6 +17,8 @@ use crate::transcode::JsonOptions;
 pub struct Config {
     pub listen: SocketAddr,
     pub descriptors: Vec<PathBuf>,
+    /// Directories whose descriptor files are all loaded, and watched.
+    pub descriptor_dirs: Vec<PathBuf>,
     pub upstream: UpstreamConfig,
     pub json: JsonOptions,
     pub limits: Limits,
@@ -34,6 +36,8 @@ pub struct RegistryConfig {
     /// Backends whose schema is read by server reflection.
     pub reflect: Vec<String>,
     pub reflect_interval: Duration,
+    /// How often descriptor files are checked for changes.
+    pub watch_interval: Duration,
     /// A Redis URL when replicas share the registry.
     pub redis: Option<String>,
     pub key_prefix: String,
@@ -80,6 +84,7 @@ pub struct Flags {
     pub reflect: Vec<String>,
     /// `--registry redis://HOST:PORT`.
     pub registry: Option<String>,
+    pub descriptor_dirs: Vec<PathBuf>,
 }
 
 /// Every problem found in a configuration.
@@ -91,6 +96,7 @@ pub struct ConfigErrors(pub Vec<String>);
 struct RawConfig {
     listen: String,
     descriptors: Vec<PathBuf>,
+    descriptor_dirs: Vec<PathBuf>,
     upstream: RawUpstream,
     json: JsonOptions,
     limits: RawLimits,
@@ -118,6 +124,7 @@ struct RawRegistry {
     max_versions: usize,
     reflect: Vec<String>,
     reflect_interval: String,
+    watch_interval: String,
     redis: Option<String>,
     key_prefix: String,
     resync_interval: String,
@@ -153,6 +160,7 @@ impl Default for RawConfig {
         Self {
             listen: "127.0.0.1:8080".into(),
             descriptors: Vec::new(),
+            descriptor_dirs: Vec::new(),
             upstream: RawUpstream::default(),
             json: JsonOptions::default(),
             limits: RawLimits::default(),
@@ -170,6 +178,7 @@ impl Default for RawRegistry {
             max_versions: 10,
             reflect: Vec::new(),
             reflect_interval: "30s".into(),
+            watch_interval: "2s".into(),
             redis: None,
             key_prefix: "protogate:".into(),
             resync_interval: "5s".into(),
@@ -308,6 +317,7 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
     let connect_timeout = duration("upstream.connect_timeout", &raw.upstream.connect_timeout);
     let reflect_interval = duration("registry.reflect_interval", &raw.registry.reflect_interval);
     let resync_interval = duration("registry.resync_interval", &raw.registry.resync_interval);
+    let watch_interval = duration("registry.watch_interval", &raw.registry.watch_interval);
     let redis = flags.registry.clone().or(raw.registry.redis.clone());
     if let Some(url) = &redis
         && !url.starts_with("redis://")
@@ -357,10 +367,16 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
     } else {
         flags.descriptors.clone()
     };
+    let descriptor_dirs = if flags.descriptor_dirs.is_empty() {
+        raw.descriptor_dirs
+    } else {
+        flags.descriptor_dirs.clone()
+    };
     match listen {
         Some(listen) if errors.is_empty() => Ok(Config {
             listen,
             descriptors,
+            descriptor_dirs,
             upstream: UpstreamConfig {
                 map,
                 timeout,
@@ -377,6 +393,7 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
                 max_versions: raw.registry.max_versions,
                 reflect,
                 reflect_interval,
+                watch_interval,
                 redis,
                 key_prefix: raw.registry.key_prefix,
                 resync_interval,
@@ -458,9 +475,11 @@ mod tests {
             state_dir: Some("state".into()),
             reflect: vec!["http://backend:1".into()],
             registry: None,
+            descriptor_dirs: vec!["sets".into()],
         };
         let config = Config::from_toml(text, &flags).unwrap();
         assert_eq!(config.registry.reflect, ["http://backend:1"]);
+        assert_eq!(config.descriptor_dirs, [PathBuf::from("sets")]);
         assert_eq!(config.listen.to_string(), "127.0.0.1:2");
         assert_eq!(config.descriptors, [PathBuf::from("b.binpb")]);
         assert_eq!(
@@ -520,6 +539,29 @@ mod tests {
                  (--admin-token, PROTOGATE_ADMIN_TOKEN or `admin.token`)",
             ]
         );
+    }
+
+    #[test]
+    fn registry_stores_exclude_each_other() {
+        let text =
+            "[registry]\nredis = \"http://x\"\nstate_dir = \"s\"\nresync_interval = \"often\"";
+        let errors = Config::from_toml(text, &Flags::default()).unwrap_err().0;
+        assert_eq!(
+            errors,
+            [
+                "config: `registry.resync_interval`: \"often\" is not a duration (expected number at 0)",
+                "config: `registry.redis`: \"http://x\" must start with redis:// or rediss://",
+                "config: `registry.redis` and `registry.state_dir` exclude each other: Redis already keeps the registry",
+            ]
+        );
+        let config = Config::from_toml(
+            "[registry]\nredis = \"redis://127.0.0.1:6379\"",
+            &Flags::default(),
+        )
+        .unwrap();
+        assert_eq!(config.registry.key_prefix, "protogate:");
+        assert_eq!(config.registry.resync_interval, Duration::from_secs(5));
+        assert_eq!(config.registry.watch_interval, Duration::from_secs(2));
     }
 
     #[test]

@@ -27,6 +27,10 @@ enum Command {
         /// A binary FileDescriptorSet (protoc --include_imports --descriptor_set_out, or buf build -o).
         #[arg(long = "descriptor", value_name = "FILE")]
         descriptors: Vec<PathBuf>,
+        /// A directory whose descriptor sets (*.binpb, *.pb, *.protoset,
+        /// *.desc) are all served; files and directories are watched.
+        #[arg(long = "descriptor-dir", value_name = "DIR")]
+        descriptor_dirs: Vec<PathBuf>,
         /// The default backend (URL), or one service's backend (PKG.SERVICE=URL).
         #[arg(long = "upstream", value_name = "URL|SERVICE=URL")]
         upstreams: Vec<String>,
@@ -91,6 +95,7 @@ async fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Serve {
             descriptors,
+            descriptor_dirs,
             upstreams,
             listen,
             config,
@@ -109,6 +114,7 @@ async fn main() -> ExitCode {
                 state_dir,
                 reflect,
                 registry,
+                descriptor_dirs,
             };
             serve(config, flags).await
         }

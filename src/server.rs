@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use http::Response;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::watch as signal;
 use tokio::task::JoinHandle;
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -22,7 +22,7 @@ use crate::admin;
 use crate::config::{Config, ConfigErrors, Limits};
 use crate::middleware::limits;
 use crate::protocol::{self, Context, Deadlines};
-use crate::registry::{RedisStore, Registry, Settings, StateDir, Store, reflect, shared, source};
+use crate::registry::{RedisStore, Registry, Settings, StateDir, Store, reflect, shared, watch};
 use crate::upstream::Upstreams;
 
 /// Why the gateway could not start; lists every problem.
@@ -39,7 +39,7 @@ pub struct Server {
     pub local_addr: SocketAddr,
     pub admin_addr: Option<SocketAddr>,
     pub context: Arc<Context>,
-    shutdown: watch::Sender<bool>,
+    shutdown: signal::Sender<bool>,
     tasks: Vec<JoinHandle<std::io::Result<()>>>,
 }
 
@@ -74,9 +74,22 @@ impl Server {
 
 /// Loads the configured descriptor files, binds the listeners and serves.
 pub async fn start(config: &Config) -> Result<Server, StartError> {
-    let files = source::read_files(&config.descriptors).map_err(StartError::Load)?;
-    let sets = name_file_sets(files).map_err(StartError::Load)?;
-    start_with_sets(config, sets).await
+    let files =
+        watch::files(&config.descriptors, &config.descriptor_dirs).map_err(StartError::Load)?;
+    let sets = watch::read_named(&files).map_err(StartError::Load)?;
+    let server = start_with_sets(config, sets).await?;
+    let interval = config.registry.watch_interval;
+    if !interval.is_zero() && (!files.is_empty() || !config.descriptor_dirs.is_empty()) {
+        let (listed, dirs) = (config.descriptors.clone(), config.descriptor_dirs.clone());
+        watch::spawn(
+            server.context.registry.clone(),
+            listed,
+            dirs,
+            interval,
+            server.shutdown.subscribe(),
+        );
+    }
+    Ok(server)
 }
 
 /// Like `start`, with the descriptor sets (name, bytes) given rather than
@@ -90,7 +103,7 @@ pub async fn start_with_sets(
         .await
         .map_err(StartError::Io)?;
     let local_addr = listener.local_addr().map_err(StartError::Io)?;
-    let (shutdown, signal) = watch::channel(false);
+    let (shutdown, signal) = signal::channel(false);
     let app = router(context.clone(), &config.limits);
     let mut tasks = vec![spawn_listener(listener, app, signal.clone())];
     let mut admin_addr = None;
@@ -186,32 +199,10 @@ async fn store(config: &Config) -> Result<Option<Store>, StartError> {
     }
 }
 
-/// Names file-backed sets by their file name, which must be unique.
-fn name_file_sets(files: Vec<(String, Vec<u8>)>) -> Result<Vec<(String, Vec<u8>)>, Vec<String>> {
-    let mut named: Vec<(String, Vec<u8>)> = Vec::with_capacity(files.len());
-    let mut errors = Vec::new();
-    for (path, bytes) in files {
-        let name = std::path::Path::new(&path)
-            .file_name()
-            .map_or_else(|| path.clone(), |n| n.to_string_lossy().into_owned());
-        if named.iter().any(|(n, _)| *n == name) {
-            errors.push(format!(
-                "{path}: another --descriptor file is also named {name:?}"
-            ));
-        }
-        named.push((name, bytes));
-    }
-    if errors.is_empty() {
-        Ok(named)
-    } else {
-        Err(errors)
-    }
-}
-
 fn spawn_listener(
     listener: TcpListener,
     app: Router,
-    mut signal: watch::Receiver<bool>,
+    mut signal: signal::Receiver<bool>,
 ) -> JoinHandle<std::io::Result<()>> {
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(async move {

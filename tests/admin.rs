@@ -371,3 +371,62 @@ async fn upload<T: AsRef<str>>(
         .unwrap();
     common::read_json(response).await
 }
+
+#[tokio::test]
+async fn descriptor_files_and_directories_reload_on_change() {
+    let dir = std::env::temp_dir().join(format!("protogate-watch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("library.binpb"), pb::LIBRARY_DESCRIPTOR_SET).unwrap();
+    std::fs::write(dir.join("notes.txt"), "not a descriptor set").unwrap();
+    let h = Harness::start_with_sets("", Vec::new()).await;
+    let flags = protogate::config::Flags {
+        listen: Some("127.0.0.1:0".into()),
+        upstreams: vec![
+            format!("http://{}", h.library_addr),
+            format!("protogate.test.v1.EchoService=http://{}", h.echo_addr),
+        ],
+        descriptor_dirs: vec![dir.clone()],
+        ..Default::default()
+    };
+    let config =
+        protogate::config::Config::from_toml("[registry]\nwatch_interval = \"50ms\"", &flags)
+            .unwrap();
+    let server = protogate::server::start(&config).await.unwrap();
+    let base = format!("http://{}", server.local_addr);
+    let status = |path: &str| {
+        let url = format!("{base}{path}");
+        async move { reqwest::get(url).await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status("/v1/shelves/1").await, 200);
+    assert_eq!(status("/test/v1/echo").await, 404);
+
+    std::fs::write(dir.join("everything.pb"), pb::EVERYTHING_DESCRIPTOR_SET).unwrap();
+    eventually(|| status("/test/v1/echo"), 200).await;
+
+    // A broken file is refused as a whole; the running snapshot stays.
+    std::fs::write(dir.join("broken.binpb"), b"\x0a\x05\x0a").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(status("/test/v1/echo").await, 200);
+    std::fs::remove_file(dir.join("broken.binpb")).unwrap();
+
+    std::fs::remove_file(dir.join("library.binpb")).unwrap();
+    eventually(|| status("/v1/shelves/1"), 404).await;
+    assert_eq!(status("/test/v1/echo").await, 200);
+    server.shutdown().await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+async fn eventually<F, Fut>(probe: F, expected: u16)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = u16>,
+{
+    for _ in 0..200 {
+        if probe().await == expected {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("never answered {expected}");
+}

@@ -341,3 +341,44 @@ fn crash_set(i: usize) -> Vec<u8> {
     protogate::registry::source::compile_protos(&[(format!("crash{i}.proto"), source)], &[])
         .unwrap()
 }
+
+#[tokio::test]
+async fn validate_checks_sets_and_proto_files_like_registration() {
+    let output = protogate(&["validate", "descriptors/library.binpb"])
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        "ok: 13 methods, 14 annotated routes\n"
+    );
+
+    let dir = tempdir();
+    let proto = dir.join("bad.proto");
+    std::fs::write(
+        &proto,
+        "syntax = \"proto3\";\npackage bad.v1;\nimport \"google/api/annotations.proto\";\nmessage R { string name = 1; }\n\
+         service S {\n  rpc A(R) returns (R) { option (google.api.http) = { get: \"/v1/{nam\" }; }\n\
+         rpc B(R) returns (R) { option (google.api.http) = { get: \"/v1/shelves/{name}\" }; }\n}\n",
+    )
+    .unwrap();
+    let output = protogate(&[
+        "validate",
+        "descriptors/library.binpb",
+        proto.to_str().unwrap(),
+    ])
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("bad.v1.S.A: GET \"/v1/{nam\": expected '}'"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("route conflict: GET \"/v1/shelves/{name}\""),
+        "{stderr}"
+    );
+}

@@ -10,6 +10,7 @@ pub mod snapshot;
 pub mod source;
 pub mod state_dir;
 pub mod store;
+pub mod watch;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -210,6 +211,37 @@ impl Registry {
             Ok(None)
         })
         .await
+    }
+
+    /// Replaces every set that came from a file (files changed on disk);
+    /// API-registered sets stay. Refused as a whole if the result is invalid.
+    pub async fn replace_file_sets(
+        &self,
+        files: Vec<(String, Vec<u8>)>,
+    ) -> Result<Arc<Snapshot>, ChangeError> {
+        let mut sets = self.sets.lock().await;
+        let mut next: Sets = sets
+            .iter()
+            .filter(|(_, s)| !s.from_file)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (name, bytes) in files {
+            if next.contains_key(&name) {
+                return Err(ChangeError::Invalid(vec![format!(
+                    "file set {name} has the name of a registered set"
+                )]));
+            }
+            next.insert(
+                name.clone(),
+                file_set(name, bytes, self.settings.max_versions),
+            );
+        }
+        if next == *sets {
+            return Ok(self.snapshot());
+        }
+        let snapshot = self.build_next(&next).await?;
+        *sets = next;
+        Ok(self.swap(snapshot))
     }
 
     /// Catches up with a shared store: its sets replace every API-registered

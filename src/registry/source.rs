@@ -150,6 +150,15 @@ pub fn compile_protos(
 struct MemoryResolver(Vec<(String, String)>);
 
 impl protox::file::FileResolver for MemoryResolver {
+    /// Sources are named by their import path already.
+    fn resolve_path(&self, path: &Path) -> Option<String> {
+        let path = path.to_str()?;
+        self.0
+            .iter()
+            .any(|(n, _)| n == path)
+            .then(|| path.to_string())
+    }
+
     fn open_file(&self, name: &str) -> Result<protox::file::File, protox::Error> {
         match self.0.iter().find(|(n, _)| n == name) {
             Some((name, source)) => protox::file::File::from_source(name, source),
