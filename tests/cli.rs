@@ -26,6 +26,20 @@ fn protogate(args: &[&str]) -> Command {
 /// Reads the child's stderr (or stdout) until a line contains `marker`, and
 /// returns the text after it up to the next space or comma.
 async fn wait_for(child: &mut Child, from_stdout: bool, marker: &str) -> String {
+    let line = wait_for_line(child, from_stdout, marker).await;
+    token_after(&line, marker)
+}
+
+/// The text after `marker` up to the next space or comma.
+fn token_after(line: &str, marker: &str) -> String {
+    let (_, rest) = line
+        .split_once(marker)
+        .unwrap_or_else(|| panic!("{marker:?} not in {line:?}"));
+    rest.split([' ', ',']).next().unwrap().to_string()
+}
+
+/// Reads the child's stderr (or stdout) until a line contains `marker`.
+async fn wait_for_line(child: &mut Child, from_stdout: bool, marker: &str) -> String {
     let lines: Box<dyn tokio::io::AsyncRead + Unpin + Send> = if from_stdout {
         Box::new(child.stdout.take().unwrap())
     } else {
@@ -34,8 +48,8 @@ async fn wait_for(child: &mut Child, from_stdout: bool, marker: &str) -> String 
     let mut lines = BufReader::new(lines).lines();
     let found = tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some((_, rest)) = line.split_once(marker) {
-                return rest.split([' ', ',']).next().unwrap().to_string();
+            if line.contains(marker) {
+                return line;
             }
         }
         panic!("the process ended without printing {marker:?}");
@@ -186,7 +200,11 @@ async fn every_readme_curl_line_works_against_the_demo() {
     ])
     .spawn()
     .unwrap();
-    let base = wait_for(&mut child, true, "gateway on ").await;
+    let line = wait_for_line(&mut child, true, "gateway on ").await;
+    let (base, admin) = (
+        token_after(&line, "gateway on "),
+        token_after(&line, "admin API on "),
+    );
     let readme = std::fs::read_to_string(format!("{ROOT}/README.md")).unwrap();
     let section = readme
         .split("## Try it against the demo")
@@ -206,7 +224,9 @@ async fn every_readme_curl_line_works_against_the_demo() {
             ),
             None => (line, "200".to_string()),
         };
-        let command = command.replace("http://127.0.0.1:8080", &base);
+        let command = command
+            .replace("http://127.0.0.1:8080", &base)
+            .replace("http://127.0.0.1:9090", &admin);
         let output = Command::new("sh")
             .arg("-c")
             .arg(format!("{command} -sS -o /dev/null -w '%{{http_code}}'"))
