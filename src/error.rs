@@ -125,7 +125,9 @@ impl Error {
         if source.is_some() || status.code() == Code::Unknown && status.message().is_empty() {
             // tonic reports its own enforcement of our deadline as CANCELLED.
             let code = match status.code() {
-                _ if source.is_some_and(is_timeout) => Code::DeadlineExceeded,
+                _ if source.is_some_and(caused_by::<tonic::TimeoutExpired>) => {
+                    Code::DeadlineExceeded
+                }
                 Code::Cancelled | Code::DeadlineExceeded => status.code(),
                 _ => Code::Unavailable,
             };
@@ -154,10 +156,13 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+/// Whether `error` or anything in its source chain is a `T`.
+pub fn caused_by<T: std::error::Error + 'static>(
+    error: &(dyn std::error::Error + 'static),
+) -> bool {
     let mut current = Some(error);
     while let Some(e) = current {
-        if e.is::<tonic::TimeoutExpired>() {
+        if e.is::<T>() {
             return true;
         }
         current = e.source();

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tonic::Code;
 
 use super::Context;
-use crate::error::{Error, Origin};
+use crate::error::{Error, Origin, caused_by};
 use crate::registry::{MethodEntry, Snapshot};
 use crate::route::{Binding, MatchError};
 use crate::transcode::request::HttpInput;
@@ -115,22 +115,13 @@ fn match_error(error: MatchError, parts: &Parts) -> Error {
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, Error> {
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if is_length_limit(e.as_ref()) => Err(Error::payload_too_large(limit)),
+        Err(e) if caused_by::<http_body_util::LengthLimitError>(e.as_ref()) => {
+            Err(Error::payload_too_large(limit))
+        }
         Err(e) => Err(Error::bad_request(format!(
             "cannot read the request body: {e}"
         ))),
     }
-}
-
-fn is_length_limit(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if e.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        current = e.source();
-    }
-    false
 }
 
 /// The call's timeout: the client's `Grpc-Timeout` capped by the configured
