@@ -156,18 +156,25 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// The first `T` in `error`'s source chain, `error` itself included.
+pub fn find_cause<'a, T: std::error::Error + 'static>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
 /// Whether `error` or anything in its source chain is a `T`.
 pub fn caused_by<T: std::error::Error + 'static>(
     error: &(dyn std::error::Error + 'static),
 ) -> bool {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if e.is::<T>() {
-            return true;
-        }
-        current = e.source();
-    }
-    false
+    find_cause::<T>(error).is_some()
 }
 
 /// The table: every gRPC code and the HTTP status it is answered with.

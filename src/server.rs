@@ -14,7 +14,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch as signal;
 use tokio::task::JoinHandle;
 use tower::ServiceBuilder;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
@@ -214,7 +213,9 @@ fn spawn_listener(
     })
 }
 
-/// The public router and its tower stack, outermost layer first.
+/// The public router and its tower stack, outermost layer first. Body size
+/// is limited inside the protocols that read whole bodies (REST, Connect
+/// unary): a total-body limit here would cut long gRPC streams.
 pub fn router(context: Arc<Context>, limits: &Limits) -> Router {
     let stack = ServiceBuilder::new()
         // Outermost: every later log line and the response carry the id.
@@ -224,18 +225,11 @@ pub fn router(context: Arc<Context>, limits: &Limits) -> Router {
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
-        // Above the limits so their bare refusals leave as Status JSON.
-        .layer(axum::middleware::map_response_with_state(
-            limits.max_body_size,
-            limits::body_limit_as_status,
-        ))
         // Cheapest check first: a long URI is refused before routing.
         .layer(axum::middleware::from_fn_with_state(
             limits.max_uri_length,
             limits::uri_length,
-        ))
-        // Innermost policy: bounds the body the protocol handlers read.
-        .layer(RequestBodyLimitLayer::new(limits.max_body_size));
+        ));
     Router::new()
         .fallback(handle)
         .with_state(context)

@@ -1,11 +1,9 @@
-//! Request limits that apply before any protocol work: URI length, and the
-//! Status JSON form of a body refused by tower-http's body limit.
+//! Request limits that apply before any protocol work.
 
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
-use http::header::CONTENT_TYPE;
-use http::{Response, StatusCode};
+use http::Response;
 
 use crate::error::Error;
 use crate::protocol::rest::error_response;
@@ -24,20 +22,4 @@ pub async fn uri_length(
         return error_response(&Error::uri_too_long(length, limit), None);
     }
     next.run(request).await
-}
-
-/// tower-http answers a declared length over the limit with a bare 413;
-/// give it the same Status JSON body as every other error.
-pub async fn body_limit_as_status(
-    State(limit): State<usize>,
-    response: Response<Body>,
-) -> Response<Body> {
-    let is_json = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
-        return error_response(&Error::payload_too_large(limit), None);
-    }
-    response
 }

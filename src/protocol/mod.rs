@@ -1,6 +1,8 @@
 //! Protocols spoken on the public listener. A request is classified once by
 //! its content type and path, then handled by one module per protocol.
 
+pub mod grpc;
+pub mod grpc_web;
 pub mod rest;
 
 use std::sync::Arc;
@@ -55,7 +57,52 @@ pub async fn dispatch(context: Arc<Context>, request: Request<Body>) -> Response
             _ => {}
         }
     }
-    rest::serve(&context, request).await
+    match classify(&request) {
+        Protocol::Grpc => grpc(context, request).await,
+        Protocol::GrpcWeb => grpc_web::serve(context.registry.clone(), request).await,
+        Protocol::Rest => rest::serve(&context, request).await,
+    }
+}
+
+/// The protocols spoken on the public listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Grpc,
+    GrpcWeb,
+    Rest,
+}
+
+/// Classifies a request once, by its content type.
+pub fn classify<B>(request: &Request<B>) -> Protocol {
+    let content_type = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .trim_start()
+        .to_ascii_lowercase();
+    if content_type.starts_with("application/grpc-web") {
+        Protocol::GrpcWeb
+    } else if content_type.starts_with("application/grpc") {
+        Protocol::Grpc
+    } else {
+        Protocol::Rest
+    }
+}
+
+async fn grpc(context: Arc<Context>, request: Request<Body>) -> Response<Body> {
+    use tower::ServiceExt;
+    if request.version() != http::Version::HTTP_2 {
+        let status = tonic::Status::internal(
+            "gRPC needs HTTP/2 (h2c prior knowledge); use gRPC-Web over HTTP/1.1",
+        );
+        return status.into_http();
+    }
+    let proxy = grpc::GrpcProxy::new(context.registry.clone());
+    match proxy.oneshot(request).await {
+        Ok(response) => response.map(Body::new),
+        Err(never) => match never {},
+    }
 }
 
 fn document(body: Bytes, content_type: &'static str) -> Response<Body> {

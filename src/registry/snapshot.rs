@@ -1,7 +1,7 @@
 //! One immutable view of everything registered: the descriptor pool, the
 //! route table and, per method, the precomputed call (channel, path, types).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 use http::uri::PathAndQuery;
@@ -29,6 +29,9 @@ pub struct Snapshot {
     pub pool: DescriptorPool,
     pub routes: RouteTable,
     pub methods: Vec<MethodEntry>,
+    /// `/package.Service/Method` → index in `methods`, for gRPC, gRPC-Web
+    /// and Connect.
+    pub rpc_index: HashMap<Box<str>, usize>,
     /// The OpenAPI document, rendered once.
     pub openapi: Bytes,
 }
@@ -68,6 +71,7 @@ impl Snapshot {
             pool,
             routes,
             methods: Vec::new(),
+            rpc_index: HashMap::new(),
             openapi,
         }
     }
@@ -125,11 +129,17 @@ impl Snapshot {
         if !errors.is_empty() {
             return Err(LoadErrors::invalid(errors));
         }
+        let rpc_index = methods
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (Box::from(m.call.path.path()), i))
+            .collect();
         Ok(Self {
             generation,
             pool: merged.pool,
             routes,
             methods,
+            rpc_index,
             openapi,
         })
     }

@@ -129,10 +129,36 @@ impl EchoService for Echo {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let mut stream = request.into_inner();
         let mut last = Everything::default();
+        let mut names = Vec::new();
         while let Some(message) = stream.message().await? {
+            names.push(message.f_string.clone());
             last = message;
         }
+        last.r_string = names;
         Ok(Response::new(last))
+    }
+
+    type ChatStream = EverythingStream;
+
+    async fn chat(
+        &self,
+        request: Request<Streaming<Everything>>,
+    ) -> Result<Response<EverythingStream>, Status> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let incoming = request.into_inner();
+        let replies = futures_util::stream::unfold(Some(incoming), |state| async move {
+            let mut incoming = state?;
+            match incoming.message().await {
+                Ok(Some(message)) if message.f_int32 != 0 => Some((
+                    Err(Status::new(Code::from(message.f_int32), message.f_string)),
+                    None,
+                )),
+                Ok(Some(message)) => Some((Ok(message), Some(incoming))),
+                Ok(None) => None,
+                Err(status) => Some((Err(status), None)),
+            }
+        });
+        Ok(Response::new(Box::pin(replies)))
     }
 }
 

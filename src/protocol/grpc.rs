@@ -1,0 +1,134 @@
+//! Native gRPC pass-through: HTTP/2 requests with `application/grpc*` go to
+//! the method's upstream unchanged — bytes, headers, trailers, every call
+//! kind — over the shared channel.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+
+use futures_util::future::BoxFuture;
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING, UPGRADE};
+use http::{Request, Response, Version};
+use http_body::{Body, Frame, SizeHint};
+use tower::Service;
+
+use crate::registry::Registry;
+
+/// Connection-level headers that must not be forwarded.
+const HOP_BY_HOP: [&str; 3] = ["keep-alive", "proxy-connection", "proxy-authenticate"];
+
+/// A tower service forwarding gRPC requests to their upstream; gRPC-Web
+/// reaches it through tonic-web's translation.
+#[derive(Debug, Clone)]
+pub struct GrpcProxy {
+    registry: Arc<Registry>,
+}
+
+/// The request body on its way upstream. It drops the size hint — a
+/// translated grpc-web-text body is shorter than the `content-length` it
+/// arrived with, and forwarding that hint makes the backend reset the stream
+/// — and keeps the body's own failure (such as malformed base64), which the
+/// HTTP/2 client would otherwise turn into an anonymous stream reset.
+struct ForwardedBody<B> {
+    inner: B,
+    failure: Arc<OnceLock<tonic::Status>>,
+}
+
+impl GrpcProxy {
+    pub fn new(registry: Arc<Registry>) -> Self {
+        Self { registry }
+    }
+}
+
+impl<B> Service<Request<B>> for GrpcProxy
+where
+    B: Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let snapshot = self.registry.snapshot();
+        let path = request.uri().path();
+        let method = snapshot
+            .rpc_index
+            .get(path)
+            .and_then(|&i| snapshot.methods.get(i));
+        let Some(method) = method else {
+            let status = tonic::Status::unimplemented(format!("unknown method {path}"));
+            return Box::pin(async move { Ok(status.into_http()) });
+        };
+        let mut channel = method.call.channel.clone();
+        let (mut parts, body) = request.into_parts();
+        for header in [CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING, UPGRADE] {
+            parts.headers.remove(header);
+        }
+        for header in HOP_BY_HOP {
+            parts.headers.remove(header);
+        }
+        // gRPC-Web may arrive over HTTP/1.1; upstream it is always HTTP/2.
+        parts.version = Version::HTTP_2;
+        let failure = Arc::new(OnceLock::new());
+        let body = ForwardedBody {
+            inner: body,
+            failure: failure.clone(),
+        };
+        let request = Request::from_parts(parts, tonic::body::Body::new(body));
+        Box::pin(async move {
+            let response = match std::future::poll_fn(|cx| channel.poll_ready(cx)).await {
+                Ok(()) => channel.call(request).await,
+                Err(e) => Err(e),
+            };
+            Ok(response.unwrap_or_else(|e| match failure.get() {
+                Some(status) => status.clone().into_http(),
+                None => unreachable_upstream(e).into_http(),
+            }))
+        })
+    }
+}
+
+fn unreachable_upstream(error: tonic::transport::Error) -> tonic::Status {
+    tracing::warn!(error = %error, "gRPC pass-through could not reach the upstream");
+    tonic::Status::unavailable("upstream unavailable")
+}
+
+impl<B> Body for ForwardedBody<B>
+where
+    B: Body + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = B::Data;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, tonic::Status>>> {
+        Poll::Ready(
+            match std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
+                Some(Ok(frame)) => Some(Ok(frame)),
+                Some(Err(e)) => {
+                    let status = tonic::Status::from_error(e.into());
+                    let _ = self.failure.set(status.clone());
+                    Some(Err(status))
+                }
+                None => None,
+            },
+        )
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
