@@ -1,6 +1,7 @@
 //! Protocols spoken on the public listener. A request is classified once by
 //! its content type and path, then handled by one module per protocol.
 
+pub mod connect;
 pub mod grpc;
 pub mod grpc_web;
 pub mod rest;
@@ -60,6 +61,7 @@ pub async fn dispatch(context: Arc<Context>, request: Request<Body>) -> Response
     match classify(&request) {
         Protocol::Grpc => grpc(context, request).await,
         Protocol::GrpcWeb => grpc_web::serve(context.registry.clone(), request).await,
+        Protocol::Connect => connect::serve(&context, request).await,
         Protocol::Rest => rest::serve(&context, request).await,
     }
 }
@@ -69,10 +71,13 @@ pub async fn dispatch(context: Arc<Context>, request: Request<Body>) -> Response
 pub enum Protocol {
     Grpc,
     GrpcWeb,
+    Connect,
     Rest,
 }
 
-/// Classifies a request once, by its content type.
+/// Classifies a request once, by its content type and Connect's markers
+/// (the `Connect-Protocol-Version` header, a `connect+` streaming type, or
+/// `connect=v1` on a GET).
 pub fn classify<B>(request: &Request<B>) -> Protocol {
     let content_type = request
         .headers()
@@ -85,6 +90,15 @@ pub fn classify<B>(request: &Request<B>) -> Protocol {
         Protocol::GrpcWeb
     } else if content_type.starts_with("application/grpc") {
         Protocol::Grpc
+    } else if content_type.starts_with("application/connect+")
+        || request.headers().contains_key("connect-protocol-version")
+        || request.method() == Method::GET
+            && request
+                .uri()
+                .query()
+                .is_some_and(|q| q.split('&').any(|p| p == "connect=v1"))
+    {
+        Protocol::Connect
     } else {
         Protocol::Rest
     }

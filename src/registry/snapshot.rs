@@ -44,6 +44,8 @@ pub struct MethodEntry {
     pub set: String,
     pub upstream: String,
     pub call: Call,
+    /// `idempotency_level = NO_SIDE_EFFECTS`: Connect may call it with GET.
+    pub side_effect_free: bool,
 }
 
 impl UpstreamMap {
@@ -118,6 +120,7 @@ impl Snapshot {
                 .and_then(|channel| call(&descriptor, channel))
             {
                 Ok(call) => methods.push(MethodEntry {
+                    side_effect_free: side_effect_free(&descriptor),
                     descriptor,
                     set: owner.unwrap_or_default().to_string(),
                     upstream: url.to_string(),
@@ -178,6 +181,16 @@ pub fn routes(pool: &DescriptorPool) -> Result<(Vec<MethodDescriptor>, RouteTabl
             })
         }
     }
+}
+
+fn side_effect_free(method: &MethodDescriptor) -> bool {
+    const NO_SIDE_EFFECTS: i32 = 1;
+    let options = method.options();
+    let level = options.get_field_by_name("idempotency_level");
+    matches!(
+        level.as_deref(),
+        Some(prost_reflect::Value::EnumNumber(NO_SIDE_EFFECTS))
+    )
 }
 
 fn render_openapi(

@@ -29,36 +29,38 @@ pub fn to_json(code: i32, message: &str, details: &[u8], pools: &[&DescriptorPoo
 }
 
 fn decode_details(bytes: &[u8], pools: &[&DescriptorPool]) -> Vec<serde_json::Value> {
+    details(bytes)
+        .iter()
+        .map(|any| match decode_any(any, pools) {
+            Some(serde_json::Value::Object(fields)) => {
+                let mut tagged = serde_json::Map::with_capacity(fields.len() + 1);
+                tagged.insert("@type".into(), any.type_url.clone().into());
+                tagged.extend(fields);
+                serde_json::Value::Object(tagged)
+            }
+            _ => serde_json::json!({
+                "@type": any.type_url,
+                "value": base64::engine::general_purpose::STANDARD.encode(&any.value),
+            }),
+        })
+        .collect()
+}
+
+/// The details of an encoded `google.rpc.Status` (none when it is empty or
+/// unreadable).
+pub fn details(bytes: &[u8]) -> Vec<prost_types::Any> {
     if bytes.is_empty() {
         return Vec::new();
     }
-    let Ok(status) = Status::decode(bytes) else {
-        return Vec::new();
-    };
-    status
-        .details
+    Status::decode(bytes).map(|s| s.details).unwrap_or_default()
+}
+
+/// A detail as JSON, decoded with the first pool that knows its type.
+pub fn decode_any(any: &prost_types::Any, pools: &[&DescriptorPool]) -> Option<serde_json::Value> {
+    let type_name = any.type_url.rsplit('/').next().unwrap_or_default();
+    let descriptor = pools
         .iter()
-        .map(|any| {
-            let type_name = any.type_url.rsplit('/').next().unwrap_or_default();
-            let decoded = pools
-                .iter()
-                .find_map(|pool| pool.get_message_by_name(type_name))
-                .and_then(|descriptor| {
-                    DynamicMessage::decode(descriptor, any.value.as_slice()).ok()
-                })
-                .and_then(|message| serde_json::to_value(&message).ok());
-            match decoded {
-                Some(serde_json::Value::Object(fields)) => {
-                    let mut tagged = serde_json::Map::with_capacity(fields.len() + 1);
-                    tagged.insert("@type".into(), any.type_url.clone().into());
-                    tagged.extend(fields);
-                    serde_json::Value::Object(tagged)
-                }
-                _ => serde_json::json!({
-                    "@type": any.type_url,
-                    "value": base64::engine::general_purpose::STANDARD.encode(&any.value),
-                }),
-            }
-        })
-        .collect()
+        .find_map(|pool| pool.get_message_by_name(type_name))?;
+    let message = DynamicMessage::decode(descriptor, any.value.as_slice()).ok()?;
+    serde_json::to_value(&message).ok()
 }

@@ -1,0 +1,590 @@
+//! The Connect protocol (connectrpc.com/docs/protocol): unary POST with JSON
+//! or binary protobuf, unary GET for side-effect-free methods, server
+//! streaming with enveloped messages and an end-of-stream message, and
+//! Connect's error JSON.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, request::Parts,
+};
+use http_body_util::BodyExt;
+use prost::Message;
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
+use serde_json::{Map, Value, json};
+use tonic::Code;
+use tonic::metadata::MetadataMap;
+
+use super::Context;
+use crate::error::{Error, caused_by, http_status};
+use crate::registry::{MethodEntry, Snapshot};
+use crate::transcode::status::details;
+
+/// How messages are encoded on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Codec {
+    Json,
+    Proto,
+}
+
+/// Headers that belong to HTTP or to Connect itself, never metadata.
+const RESERVED: [&str; 12] = [
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "accept-encoding",
+    "accept",
+    "host",
+    "connection",
+    "te",
+    "transfer-encoding",
+    "user-agent",
+    "connect-protocol-version",
+    "connect-timeout-ms",
+];
+
+const END_STREAM: u8 = 0x02;
+const COMPRESSED: u8 = 0x01;
+
+/// Serves one Connect request; errors take Connect's form.
+pub async fn serve(context: &Context, request: Request<Body>) -> Response<Body> {
+    let snapshot = context.registry.snapshot();
+    let (parts, body) = request.into_parts();
+    let streaming = content_type(&parts.headers).starts_with("application/connect+");
+    let outcome = match find_method(&snapshot, &parts) {
+        Ok(method) if method.descriptor.is_client_streaming() => Err(Error::client(
+            Code::Unimplemented,
+            "client and bidirectional streaming over Connect need HTTP/2 full duplex; use gRPC",
+        )),
+        Ok(method) if streaming => server_stream(context, &snapshot, method, &parts, body).await,
+        Ok(method) => unary(context, method, &parts, body).await,
+        Err(error) => Err(error),
+    };
+    outcome.unwrap_or_else(|error| unary_error(&error, &snapshot.pool))
+}
+
+fn find_method<'a>(snapshot: &'a Snapshot, parts: &Parts) -> Result<&'a MethodEntry, Error> {
+    let path = parts.uri.path();
+    snapshot
+        .rpc_index
+        .get(path)
+        .and_then(|&i| snapshot.methods.get(i))
+        .ok_or_else(|| Error::client(Code::Unimplemented, format!("unknown method {path}")))
+}
+
+async fn unary(
+    context: &Context,
+    method: &MethodEntry,
+    parts: &Parts,
+    body: Body,
+) -> Result<Response<Body>, Error> {
+    let (codec, payload) = if parts.method == Method::GET {
+        get_request(method, parts)?
+    } else {
+        let codec = match content_type(&parts.headers).as_str() {
+            "application/json" => Codec::Json,
+            "application/proto" => Codec::Proto,
+            other => return Err(Error::unsupported_media_type(other)),
+        };
+        check_identity(
+            parts
+                .headers
+                .get(CONTENT_ENCODING)
+                .and_then(|v| v.to_str().ok()),
+        )?;
+        (codec, read_body(body, context.max_body_size).await?)
+    };
+    let message = decode(codec, &method.descriptor.input(), &payload, context)?;
+    let request = call_request(message, parts, context, false)?;
+    let reply = method
+        .call
+        .unary(request.0)
+        .await
+        .map_err(Error::from_upstream)?;
+    let body = encode(codec, &reply.message, &context.json.serialize_options())?;
+    let mut response = Response::new(Body::from(body));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(codec.unary_type()));
+    copy_metadata(&reply.headers, "", response.headers_mut());
+    copy_metadata(&reply.trailers, "trailer-", response.headers_mut());
+    Ok(response)
+}
+
+/// `GET ?message=…&encoding=json|proto[&base64=1]`, allowed only for methods
+/// marked `idempotency_level = NO_SIDE_EFFECTS`.
+fn get_request(method: &MethodEntry, parts: &Parts) -> Result<(Codec, Vec<u8>), Error> {
+    if !method.side_effect_free {
+        let mut error = Error::client(
+            Code::Unimplemented,
+            format!(
+                "{} has side effects; Connect GET needs idempotency_level = NO_SIDE_EFFECTS",
+                method.descriptor.full_name()
+            ),
+        );
+        error.http_status = Some(StatusCode::METHOD_NOT_ALLOWED);
+        error.allow = Some("POST".into());
+        return Err(error);
+    }
+    let query: Vec<(String, String)> = url_pairs(parts.uri.query().unwrap_or(""));
+    let get = |key: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let codec = match get("encoding") {
+        Some("json") => Codec::Json,
+        Some("proto") => Codec::Proto,
+        Some(other) => {
+            return Err(Error::bad_request(format!(
+                "unsupported encoding {other:?}; use json or proto"
+            )));
+        }
+        None => {
+            return Err(Error::bad_request(
+                "a Connect GET needs ?encoding=json|proto",
+            ));
+        }
+    };
+    check_identity(get("compression"))?;
+    let message = get("message").unwrap_or("");
+    let payload = if get("base64") == Some("1") {
+        let engine = if message.ends_with('=') {
+            &URL_SAFE
+        } else {
+            &URL_SAFE_NO_PAD
+        };
+        engine
+            .decode(message)
+            .map_err(|_| Error::bad_request("message is not URL-safe base64"))?
+    } else {
+        message.as_bytes().to_vec()
+    };
+    Ok((codec, payload))
+}
+
+fn url_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+/// Server streaming: one enveloped request, then enveloped messages and the
+/// end-of-stream message. Failures travel in that last message, after 200.
+async fn server_stream(
+    context: &Context,
+    snapshot: &Snapshot,
+    method: &MethodEntry,
+    parts: &Parts,
+    body: Body,
+) -> Result<Response<Body>, Error> {
+    let codec = match content_type(&parts.headers).as_str() {
+        "application/connect+json" => Codec::Json,
+        "application/connect+proto" => Codec::Proto,
+        other => return Err(Error::unsupported_media_type(other)),
+    };
+    let (headers, frames) = match stream_request(context, method, parts, body, codec).await {
+        Ok((headers, messages)) => {
+            let state = StreamState {
+                messages,
+                codec,
+                json: context.json.serialize_options(),
+                pool: snapshot.pool.clone(),
+            };
+            (headers, responses(state))
+        }
+        Err(error) => {
+            log(&error);
+            let end = end_of_stream(Some(&error), &MetadataMap::new(), &snapshot.pool);
+            (
+                MetadataMap::new(),
+                futures_util::stream::once(async move { Ok(end) }).boxed(),
+            )
+        }
+    };
+    let mut response = Response::new(Body::from_stream(frames));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(codec.stream_type()));
+    copy_metadata(&headers, "", response.headers_mut());
+    Ok(response)
+}
+
+async fn stream_request(
+    context: &Context,
+    method: &MethodEntry,
+    parts: &Parts,
+    body: Body,
+    codec: Codec,
+) -> Result<(MetadataMap, tonic::Streaming<DynamicMessage>), Error> {
+    check_identity(
+        parts
+            .headers
+            .get("connect-content-encoding")
+            .and_then(|v| v.to_str().ok()),
+    )?;
+    let payload = read_body(body, context.max_body_size).await?;
+    let message = single_envelope(&payload)?;
+    let message = decode(codec, &method.descriptor.input(), message, context)?;
+    let (request, _) = call_request(message, parts, context, true)?;
+    let response = method
+        .call
+        .server_streaming(request)
+        .await
+        .map_err(Error::from_upstream)?;
+    let (headers, messages, _) = response.into_parts();
+    Ok((headers, messages))
+}
+
+/// The one request envelope of a server-streaming call.
+fn single_envelope(payload: &[u8]) -> Result<&[u8], Error> {
+    if payload.len() < 5 {
+        return Err(Error::bad_request(
+            "truncated envelope: a Connect stream message needs a 5-byte prefix",
+        ));
+    }
+    let flags = payload[0];
+    if flags & COMPRESSED != 0 {
+        return Err(Error::client(
+            Code::Unimplemented,
+            "compressed envelopes are not supported",
+        ));
+    }
+    let length = u32::from_be_bytes([payload[1], payload[2], payload[3], payload[4]]) as usize;
+    let message = payload.get(5..5 + length).ok_or_else(|| {
+        Error::bad_request(format!(
+            "truncated envelope: {length} bytes announced, {} sent",
+            payload.len() - 5
+        ))
+    })?;
+    if payload.len() != 5 + length {
+        return Err(Error::bad_request(
+            "a server-streaming call takes exactly one request message",
+        ));
+    }
+    Ok(message)
+}
+
+/// What a Connect stream carries from one frame to the next.
+struct StreamState {
+    messages: tonic::Streaming<DynamicMessage>,
+    codec: Codec,
+    json: SerializeOptions,
+    pool: DescriptorPool,
+}
+
+fn responses(state: StreamState) -> BoxStream<'static, Result<Bytes, std::convert::Infallible>> {
+    futures_util::stream::unfold(Some(state), |state| async move {
+        let mut state = state?;
+        let failure = match state.messages.message().await {
+            Ok(Some(message)) => match encode(state.codec, &message, &state.json) {
+                Ok(bytes) => return Some((Ok(envelope(0, &bytes)), Some(state))),
+                Err(error) => error,
+            },
+            Ok(None) => {
+                let trailers = state
+                    .messages
+                    .trailers()
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                return Some((Ok(end_of_stream(None, &trailers, &state.pool)), None));
+            }
+            Err(status) => Error::from_upstream(status),
+        };
+        Some((
+            Ok(end_of_stream(
+                Some(&failure),
+                &MetadataMap::new(),
+                &state.pool,
+            )),
+            None,
+        ))
+    })
+    .boxed()
+}
+
+fn envelope(flags: u8, payload: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(payload.len() + 5);
+    out.put_u8(flags);
+    out.put_u32(payload.len() as u32);
+    out.put_slice(payload);
+    out.freeze()
+}
+
+/// The end-of-stream message: `{"error"?: …, "metadata"?: {k: [v]}}`.
+fn end_of_stream(error: Option<&Error>, trailers: &MetadataMap, pool: &DescriptorPool) -> Bytes {
+    let mut end = Map::new();
+    if let Some(error) = error {
+        end.insert("error".into(), error_json(error, pool));
+    }
+    let mut metadata = Map::new();
+    for (name, value) in trailers.as_ref() {
+        if name.as_str().starts_with("grpc-") {
+            continue;
+        }
+        if let Ok(value) = value.to_str() {
+            let entry = metadata.entry(name.as_str()).or_insert_with(|| json!([]));
+            if let Some(values) = entry.as_array_mut() {
+                values.push(json!(value));
+            }
+        }
+    }
+    if !metadata.is_empty() {
+        end.insert("metadata".into(), Value::Object(metadata));
+    }
+    envelope(
+        END_STREAM,
+        &serde_json::to_vec(&Value::Object(end)).unwrap_or_default(),
+    )
+}
+
+/// Builds the upstream request: metadata from plain headers, the deadline
+/// from `Connect-Timeout-Ms` (capped), or the default for unary calls.
+fn call_request(
+    message: DynamicMessage,
+    parts: &Parts,
+    context: &Context,
+    streaming: bool,
+) -> Result<(tonic::Request<DynamicMessage>, Option<Duration>), Error> {
+    let mut request = tonic::Request::new(message);
+    *request.metadata_mut() = metadata(&parts.headers)?;
+    let timeout = match parts.headers.get("connect-timeout-ms") {
+        Some(value) => {
+            let ms = value
+                .to_str()
+                .ok()
+                .filter(|v| !v.is_empty() && v.len() <= 10)
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| Error::bad_request("Connect-Timeout-Ms must be 1 to 10 digits"))?;
+            Some(Duration::from_millis(ms).min(context.deadlines.max))
+        }
+        None => (!streaming).then_some(context.deadlines.default),
+    };
+    if let Some(timeout) = timeout {
+        request.set_timeout(timeout);
+    }
+    Ok((request, timeout))
+}
+
+/// Every non-reserved header is metadata; `-bin` values are base64.
+fn metadata(headers: &HeaderMap) -> Result<MetadataMap, Error> {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let key = name.as_str();
+        if RESERVED.contains(&key) || key.starts_with("grpc-") {
+            continue;
+        }
+        if key.ends_with("-bin") {
+            let text = value.to_str().unwrap_or("").trim_end_matches('=');
+            STANDARD_NO_PAD
+                .decode(text)
+                .or_else(|_| URL_SAFE_NO_PAD.decode(text))
+                .map_err(|_| {
+                    Error::bad_request(format!("header {key}: binary metadata must be base64"))
+                })?;
+        }
+        map.append(name.clone(), value.clone());
+    }
+    Ok(MetadataMap::from_headers(map))
+}
+
+/// Backend metadata as plain headers (`prefix` is `trailer-` for trailers).
+fn copy_metadata(metadata: &MetadataMap, prefix: &str, out: &mut HeaderMap) {
+    for (name, value) in metadata.as_ref() {
+        let key = name.as_str();
+        if RESERVED.contains(&key) || key.starts_with("grpc-") || key == "date" {
+            continue;
+        }
+        if let Ok(name) = HeaderName::try_from(format!("{prefix}{key}")) {
+            out.append(name, value.clone());
+        }
+    }
+}
+
+fn decode(
+    codec: Codec,
+    descriptor: &MessageDescriptor,
+    payload: &[u8],
+    context: &Context,
+) -> Result<DynamicMessage, Error> {
+    match codec {
+        Codec::Proto => DynamicMessage::decode(descriptor.clone(), payload)
+            .map_err(|e| Error::bad_request(format!("invalid protobuf message: {e}"))),
+        Codec::Json => {
+            let mut deserializer = serde_json::Deserializer::from_slice(payload);
+            let message = DynamicMessage::deserialize_with_options(
+                descriptor.clone(),
+                &mut deserializer,
+                &context.json.deserialize_options(),
+            )
+            .and_then(|m| deserializer.end().map(|()| m))
+            .map_err(|e| Error::bad_request(format!("invalid JSON message: {e}")))?;
+            Ok(message)
+        }
+    }
+}
+
+fn encode(
+    codec: Codec,
+    message: &DynamicMessage,
+    json: &SerializeOptions,
+) -> Result<Vec<u8>, Error> {
+    match codec {
+        Codec::Proto => Ok(message.encode_to_vec()),
+        Codec::Json => {
+            let mut out = Vec::new();
+            message
+                .serialize_with_options(&mut serde_json::Serializer::new(&mut out), json)
+                .map_err(|e| {
+                    Error::gateway(Code::Internal, format!("cannot render the response: {e}"))
+                })?;
+            Ok(out)
+        }
+    }
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, Error> {
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes().to_vec()),
+        Err(e) if caused_by::<http_body_util::LengthLimitError>(e.as_ref()) => {
+            Err(Error::payload_too_large(limit))
+        }
+        Err(e) => Err(Error::bad_request(format!(
+            "cannot read the request body: {e}"
+        ))),
+    }
+}
+
+fn check_identity(encoding: Option<&str>) -> Result<(), Error> {
+    match encoding {
+        None | Some("identity") => Ok(()),
+        Some(other) => Err(Error::client(
+            Code::Unimplemented,
+            format!("unsupported compression {other:?}; send identity"),
+        )),
+    }
+}
+
+fn content_type(headers: &HeaderMap) -> String {
+    let value = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// A unary (or pre-stream) error: Connect's JSON with the table's status.
+fn unary_error(error: &Error, pool: &DescriptorPool) -> Response<Body> {
+    log(error);
+    let body = serde_json::to_vec(&error_json(error, pool)).unwrap_or_default();
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = error.http_status.unwrap_or_else(|| http_status(error.code));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(allow) = error
+        .allow
+        .as_deref()
+        .and_then(|a| HeaderValue::try_from(a).ok())
+    {
+        response.headers_mut().insert(http::header::ALLOW, allow);
+    }
+    response
+}
+
+fn log(error: &Error) {
+    if error.origin == crate::error::Origin::Gateway {
+        tracing::error!(code = ?error.code, detail = error.internal.as_deref(), "Connect request failed in the gateway");
+    }
+}
+
+/// `{"code": "not_found", "message": …, "details": [{"type", "value", "debug"}]}`.
+fn error_json(error: &Error, pool: &DescriptorPool) -> Value {
+    let details: Vec<Value> = details(&error.details)
+        .into_iter()
+        .map(|any| {
+            let type_name = any
+                .type_url
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let debug = crate::transcode::status::decode_any(&any, &[pool]);
+            let mut detail =
+                json!({ "type": type_name, "value": STANDARD_NO_PAD.encode(&any.value) });
+            if let Some(debug) = debug {
+                detail["debug"] = debug;
+            }
+            detail
+        })
+        .collect();
+    let mut body = json!({ "code": code_name(error.code), "message": error.message });
+    if !details.is_empty() {
+        body["details"] = Value::Array(details);
+    }
+    body
+}
+
+/// Connect's code names.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "ok",
+        Code::Cancelled => "canceled",
+        Code::Unknown => "unknown",
+        Code::InvalidArgument => "invalid_argument",
+        Code::DeadlineExceeded => "deadline_exceeded",
+        Code::NotFound => "not_found",
+        Code::AlreadyExists => "already_exists",
+        Code::PermissionDenied => "permission_denied",
+        Code::ResourceExhausted => "resource_exhausted",
+        Code::FailedPrecondition => "failed_precondition",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out_of_range",
+        Code::Unimplemented => "unimplemented",
+        Code::Internal => "internal",
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "data_loss",
+        Code::Unauthenticated => "unauthenticated",
+    }
+}
+
+impl Codec {
+    fn unary_type(self) -> &'static str {
+        match self {
+            Self::Json => "application/json",
+            Self::Proto => "application/proto",
+        }
+    }
+
+    fn stream_type(self) -> &'static str {
+        match self {
+            Self::Json => "application/connect+json",
+            Self::Proto => "application/connect+proto",
+        }
+    }
+}
