@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::middleware::cors::OriginPattern;
 use crate::registry::UpstreamMap;
 use crate::transcode::JsonOptions;
 
@@ -26,6 +27,22 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// Serve `/openapi.json` and `/docs` on the public listener.
     pub openapi: bool,
+    pub cors: CorsConfig,
+}
+
+/// Cross-origin access for browsers.
+#[derive(Debug, Clone)]
+pub struct CorsConfig {
+    pub allowed_origins: Vec<OriginPattern>,
+    /// `allowed_origins = ["*"]`.
+    pub any_origin: bool,
+    pub allowed_methods: Vec<http::Method>,
+    /// Added to the defaults (content-type, x-grpc-web, grpc-timeout, …).
+    pub allowed_headers: Vec<http::HeaderName>,
+    /// Added to the defaults (grpc-status, grpc-message, …).
+    pub exposed_headers: Vec<http::HeaderName>,
+    pub allow_credentials: bool,
+    pub max_age: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -103,6 +120,34 @@ struct RawConfig {
     registry: RawRegistry,
     admin: RawAdmin,
     openapi: RawOpenApi,
+    cors: RawCors,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct RawCors {
+    allowed_origins: Vec<String>,
+    allowed_methods: Vec<String>,
+    allowed_headers: Vec<String>,
+    exposed_headers: Vec<String>,
+    allow_credentials: bool,
+    max_age: String,
+}
+
+impl Default for RawCors {
+    fn default() -> Self {
+        Self {
+            allowed_origins: Vec::new(),
+            allowed_methods: crate::middleware::cors::default_methods()
+                .iter()
+                .map(|m| m.to_string())
+                .collect(),
+            allowed_headers: Vec::new(),
+            exposed_headers: Vec::new(),
+            allow_credentials: false,
+            max_age: "10m".into(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -167,6 +212,7 @@ impl Default for RawConfig {
             registry: RawRegistry::default(),
             admin: RawAdmin::default(),
             openapi: RawOpenApi::default(),
+            cors: RawCors::default(),
         }
     }
 }
@@ -361,6 +407,7 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
         ));
     }
     let admin = admin(raw.admin, flags, location, &mut errors);
+    let cors = cors(raw.cors, location, &mut errors);
 
     let descriptors = if flags.descriptors.is_empty() {
         raw.descriptors
@@ -400,8 +447,68 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
             },
             admin,
             openapi: raw.openapi.enabled,
+            cors,
         }),
         _ => Err(ConfigErrors(errors)),
+    }
+}
+
+/// CORS settings, every entry checked.
+fn cors(raw: RawCors, location: &str, errors: &mut Vec<String>) -> CorsConfig {
+    let any_origin = raw.allowed_origins.iter().any(|o| o == "*");
+    if any_origin && raw.allow_credentials {
+        errors.push(format!(
+            "{location}: `cors.allowed_origins`: \"*\" cannot be combined with allow_credentials"
+        ));
+    }
+    let mut report = |key: &str, e: String| errors.push(format!("{location}: `cors.{key}`: {e}"));
+    let allowed_origins = raw
+        .allowed_origins
+        .iter()
+        .filter(|o| *o != "*")
+        .filter_map(|o| {
+            OriginPattern::parse(o)
+                .map_err(|e| report("allowed_origins", e))
+                .ok()
+        })
+        .collect();
+    let allowed_methods = raw
+        .allowed_methods
+        .iter()
+        .filter_map(|m| {
+            m.parse()
+                .map_err(|_| report("allowed_methods", format!("{m:?} is not an HTTP method")))
+                .ok()
+        })
+        .collect();
+    let mut headers = |key: &str, names: &[String]| -> Vec<http::HeaderName> {
+        names
+            .iter()
+            .filter_map(|h| {
+                h.parse()
+                    .map_err(|_| report(key, format!("{h:?} is not a header name")))
+                    .ok()
+            })
+            .collect()
+    };
+    let allowed_headers = headers("allowed_headers", &raw.allowed_headers);
+    let exposed_headers = headers("exposed_headers", &raw.exposed_headers);
+    let max_age = humantime::parse_duration(&raw.max_age)
+        .map_err(|e| {
+            errors.push(format!(
+                "{location}: `cors.max_age`: {:?} is not a duration ({e})",
+                raw.max_age
+            ))
+        })
+        .unwrap_or_default();
+    CorsConfig {
+        allowed_origins,
+        any_origin,
+        allowed_methods,
+        allowed_headers,
+        exposed_headers,
+        allow_credentials: raw.allow_credentials,
+        max_age,
     }
 }
 

@@ -18,8 +18,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::admin;
-use crate::config::{Config, ConfigErrors, Limits};
-use crate::middleware::limits;
+use crate::config::{Config, ConfigErrors};
+use crate::middleware::{cors, limits};
 use crate::protocol::{self, Context, Deadlines};
 use crate::registry::{RedisStore, Registry, Settings, StateDir, Store, reflect, shared, watch};
 use crate::upstream::Upstreams;
@@ -103,7 +103,7 @@ pub async fn start_with_sets(
         .map_err(StartError::Io)?;
     let local_addr = listener.local_addr().map_err(StartError::Io)?;
     let (shutdown, signal) = signal::channel(false);
-    let app = router(context.clone(), &config.limits);
+    let app = router(context.clone(), config);
     let mut tasks = vec![spawn_listener(listener, app, signal.clone())];
     let mut admin_addr = None;
     if let Some(admin) = &config.admin {
@@ -216,7 +216,8 @@ fn spawn_listener(
 /// The public router and its tower stack, outermost layer first. Body size
 /// is limited inside the protocols that read whole bodies (REST, Connect
 /// unary): a total-body limit here would cut long gRPC streams.
-pub fn router(context: Arc<Context>, limits: &Limits) -> Router {
+pub fn router(context: Arc<Context>, config: &Config) -> Router {
+    let limits = &config.limits;
     let stack = ServiceBuilder::new()
         // Outermost: every later log line and the response carry the id.
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -225,6 +226,8 @@ pub fn router(context: Arc<Context>, limits: &Limits) -> Router {
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
+        // Before every policy: preflights are answered without credentials.
+        .option_layer(cors::layer(&config.cors))
         // Cheapest check first: a long URI is refused before routing.
         .layer(axum::middleware::from_fn_with_state(
             limits.max_uri_length,
