@@ -28,6 +28,8 @@ pub struct Config {
     /// Serve `/openapi.json` and `/docs` on the public listener.
     pub openapi: bool,
     pub cors: CorsConfig,
+    /// Interval of SSE keep-alive comments; none turns them off.
+    pub sse_keepalive: Option<Duration>,
 }
 
 /// Cross-origin access for browsers.
@@ -121,6 +123,21 @@ struct RawConfig {
     admin: RawAdmin,
     openapi: RawOpenApi,
     cors: RawCors,
+    streaming: RawStreaming,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct RawStreaming {
+    sse_keepalive: String,
+}
+
+impl Default for RawStreaming {
+    fn default() -> Self {
+        Self {
+            sse_keepalive: "15s".into(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -213,6 +230,7 @@ impl Default for RawConfig {
             admin: RawAdmin::default(),
             openapi: RawOpenApi::default(),
             cors: RawCors::default(),
+            streaming: RawStreaming::default(),
         }
     }
 }
@@ -364,6 +382,11 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
     let reflect_interval = duration("registry.reflect_interval", &raw.registry.reflect_interval);
     let resync_interval = duration("registry.resync_interval", &raw.registry.resync_interval);
     let watch_interval = duration("registry.watch_interval", &raw.registry.watch_interval);
+    let sse_keepalive = Some(duration(
+        "streaming.sse_keepalive",
+        &raw.streaming.sse_keepalive,
+    ))
+    .filter(|d| !d.is_zero());
     let redis = flags.registry.clone().or(raw.registry.redis.clone());
     if let Some(url) = &redis
         && !url.starts_with("redis://")
@@ -448,6 +471,7 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
             admin,
             openapi: raw.openapi.enabled,
             cors,
+            sse_keepalive,
         }),
         _ => Err(ConfigErrors(errors)),
     }

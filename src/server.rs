@@ -175,6 +175,7 @@ pub async fn build_context(
         },
         max_body_size: config.limits.max_body_size,
         openapi: config.openapi,
+        sse_keepalive: config.sse_keepalive,
     })
 }
 

@@ -518,18 +518,6 @@ async fn unknown_input_can_be_ignored_by_configuration() {
 }
 
 #[tokio::test]
-async fn client_streaming_methods_are_refused_over_rest() {
-    let h = Harness::start().await;
-    let (status, body) = h.post_json("/test/v1/collect", "{}").await;
-    let message = "protogate.test.v1.EchoService.Collect is a client-streaming method; REST calls cannot stream requests";
-    assert_eq!(
-        (status, body),
-        (501, json!({"code": 12, "message": message, "details": []}))
-    );
-    assert_eq!(h.calls(), 0);
-}
-
-#[tokio::test]
 async fn http2_prior_knowledge_clients_are_served() {
     let h = Harness::start().await;
     let client = reqwest::Client::builder()

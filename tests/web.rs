@@ -94,3 +94,150 @@ async fn without_cors_configuration_no_cors_headers_are_sent() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn server_streams_can_be_one_json_array() {
+    let h = Harness::start().await;
+    let query = "/test/v1/stream?count=2&message.fInt32=7";
+    let array = h
+        .client
+        .get(h.url(query))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(array.headers()["content-type"], "application/json");
+    let body: serde_json::Value = array.json().await.unwrap();
+    assert_eq!(body, serde_json::json!([{"fInt32": 7}, {"fInt32": 7}]));
+
+    let empty = h
+        .client
+        .get(h.url("/test/v1/stream?count=0"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(empty.text().await.unwrap(), "[]");
+    let failed = h
+        .client
+        .get(h.url("/test/v1/stream?count=1&failCode=5&failMessage=x"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = failed.json().await.unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!([{}, {"error": {"code": 5, "message": "x", "details": []}}])
+    );
+}
+
+#[tokio::test]
+async fn idle_sse_streams_get_keep_alive_comments() {
+    let h = Harness::start_with("[streaming]\nsse_keepalive = \"50ms\"").await;
+    let response = h
+        .client
+        .get(h.url("/test/v1/stream?count=2&intervalMs=400&message.fString=a"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    let text = response.text().await.unwrap();
+    assert!(text.starts_with("data: {\"fString\":\"a\"}\n\n"), "{text}");
+    assert!(text.contains(": keep-alive\n\n"), "{text}");
+    assert!(text.ends_with("data: {\"fString\":\"a\"}\n\n"), "{text}");
+}
+
+#[tokio::test]
+async fn client_streams_read_ndjson_or_json_array_bodies() {
+    let h = Harness::start().await;
+    let ndjson = "{\"fString\":\"a\"}\n\n{\"fString\":\"b\"}\n{\"fString\":\"c\"}";
+    let response = h
+        .client
+        .post(h.url("/test/v1/collect"))
+        .header("content-type", "application/x-ndjson")
+        .body(ndjson)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = common::read_json(response).await;
+    assert_eq!(
+        (status, &body["rString"]),
+        (200, &serde_json::json!(["a", "b", "c"]))
+    );
+
+    let (status, body) = h
+        .post_json(
+            "/test/v1/collect",
+            r#"[{"fString": "x"}, {"fString": "y", "fInt32": 2}]"#,
+        )
+        .await;
+    assert_eq!(
+        (status, &body["rString"], &body["fInt32"]),
+        (200, &serde_json::json!(["x", "y"]), &serde_json::json!(2))
+    );
+
+    // A bad element is a 400 naming it; the upstream call is cancelled.
+    let bad = "{\"fString\":\"a\"}\n{\"fInt32\":\"many\"}\n";
+    let response = h
+        .client
+        .post(h.url("/test/v1/collect"))
+        .header("content-type", "application/x-ndjson")
+        .body(bad)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = common::read_json(response).await;
+    assert_eq!(
+        (status, body["message"].as_str().unwrap()),
+        (
+            400,
+            "stream message 2: invalid JSON body: field \"fInt32\": invalid digit found in string at line 1 column 16"
+        )
+    );
+    let (status, body) = h.post_json("/test/v1/collect", "{}").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(h.get_json("/v1/shelves/1").await.0, 200);
+}
+
+#[tokio::test]
+async fn bidi_streams_over_rest_stream_both_ways() {
+    let h = Harness::start().await;
+    // An NDJSON body arriving piece by piece; replies come as NDJSON.
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(4);
+    let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(receiver));
+    let request = h
+        .client
+        .post(h.url("/protogate.test.v1.EchoService/Chat"))
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send();
+    let pending = tokio::spawn(request);
+    sender
+        .send(Ok("{\"fString\":\"one\"}\n".into()))
+        .await
+        .unwrap();
+    let response = pending.await.unwrap().unwrap();
+    assert_eq!(response.headers()["content-type"], "application/x-ndjson");
+    let mut replies = response.bytes_stream();
+    use futures_util::StreamExt;
+    let first = replies.next().await.unwrap().unwrap();
+    assert_eq!(
+        first.as_ref(),
+        b"{\"fString\":\"one\"}\n",
+        "the reply arrives before the request body ends"
+    );
+    sender
+        .send(Ok("{\"fString\":\"two\",\"fInt32\":9}\n".into()))
+        .await
+        .unwrap();
+    drop(sender);
+    let mut rest = Vec::new();
+    while let Some(chunk) = replies.next().await {
+        rest.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(
+        String::from_utf8(rest).unwrap(),
+        "{\"error\":{\"code\":9,\"message\":\"two\",\"details\":[]}}\n"
+    );
+}

@@ -15,15 +15,14 @@ use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, request::Parts,
 };
-use http_body_util::BodyExt;
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
 use serde_json::{Map, Value, json};
 use tonic::Code;
 use tonic::metadata::MetadataMap;
 
-use super::Context;
-use crate::error::{Error, caused_by, http_status};
+use super::{Context, read_body};
+use crate::error::{Error, http_status};
 use crate::registry::{MethodEntry, Snapshot};
 use crate::transcode::status::details;
 
@@ -120,7 +119,7 @@ async fn unary(
 
 /// `GET ?message=…&encoding=json|proto[&base64=1]`, allowed only for methods
 /// marked `idempotency_level = NO_SIDE_EFFECTS`.
-fn get_request(method: &MethodEntry, parts: &Parts) -> Result<(Codec, Vec<u8>), Error> {
+fn get_request(method: &MethodEntry, parts: &Parts) -> Result<(Codec, Bytes), Error> {
     if !method.side_effect_free {
         let mut error = Error::client(
             Code::Unimplemented,
@@ -165,8 +164,9 @@ fn get_request(method: &MethodEntry, parts: &Parts) -> Result<(Codec, Vec<u8>), 
         engine
             .decode(message)
             .map_err(|_| Error::bad_request("message is not URL-safe base64"))?
+            .into()
     } else {
-        message.as_bytes().to_vec()
+        Bytes::copy_from_slice(message.as_bytes())
     };
     Ok((codec, payload))
 }
@@ -460,18 +460,6 @@ fn encode(
                 })?;
             Ok(out)
         }
-    }
-}
-
-async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, Error> {
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes().to_vec()),
-        Err(e) if caused_by::<http_body_util::LengthLimitError>(e.as_ref()) => {
-            Err(Error::payload_too_large(limit))
-        }
-        Err(e) => Err(Error::bad_request(format!(
-            "cannot read the request body: {e}"
-        ))),
     }
 }
 

@@ -14,6 +14,9 @@ use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response};
 
+use http_body_util::BodyExt;
+
+use crate::error::{Error, caused_by};
 use crate::registry::Registry;
 use crate::transcode::JsonOptions;
 
@@ -26,6 +29,8 @@ pub struct Context {
     pub max_body_size: usize,
     /// Serve `/openapi.json` and `/docs`.
     pub openapi: bool,
+    /// Interval of SSE keep-alive comments; none turns them off.
+    pub sse_keepalive: Option<Duration>,
 }
 
 /// How long calls may take.
@@ -116,6 +121,19 @@ async fn grpc(context: Arc<Context>, request: Request<Body>) -> Response<Body> {
     match proxy.oneshot(request).await {
         Ok(response) => response.map(Body::new),
         Err(never) => match never {},
+    }
+}
+
+/// Collects a whole request body under the size limit.
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, Error> {
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if caused_by::<http_body_util::LengthLimitError>(e.as_ref()) => {
+            Err(Error::payload_too_large(limit))
+        }
+        Err(e) => Err(Error::bad_request(format!(
+            "cannot read the request body: {e}"
+        ))),
     }
 }
 

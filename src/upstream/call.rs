@@ -1,5 +1,6 @@
-//! Unary and server-streaming calls over a shared channel.
+//! Calls of every kind over a shared channel.
 
+use futures_util::Stream;
 use http::uri::PathAndQuery;
 use prost_reflect::{DynamicMessage, MessageDescriptor};
 use tonic::metadata::MetadataMap;
@@ -29,34 +30,73 @@ impl Call {
     /// A unary call. It runs as a server stream of one message so headers and
     /// trailers stay distinguishable (tonic's unary merges them).
     pub async fn unary(&self, request: Request<DynamicMessage>) -> Result<UnaryReply, Status> {
-        let response = self.server_streaming(request).await?;
-        let (headers, mut stream, _) = response.into_parts();
-        let message = stream.message().await?.ok_or_else(|| {
-            Status::internal("backend closed a unary call without a response message")
-        })?;
-        if stream.message().await?.is_some() {
-            return Err(Status::internal(
-                "backend sent more than one message on a unary call",
-            ));
-        }
-        let trailers = stream.trailers().await?.unwrap_or_default();
-        Ok(UnaryReply {
-            headers,
-            message,
-            trailers,
-        })
+        single_reply(self.server_streaming(request).await?).await
     }
 
     pub async fn server_streaming(
         &self,
         request: Request<DynamicMessage>,
     ) -> Result<tonic::Response<Streaming<DynamicMessage>>, Status> {
+        let mut grpc = self.client().await?;
+        grpc.server_streaming(
+            request,
+            self.path.clone(),
+            DynamicCodec::new(self.output.clone()),
+        )
+        .await
+    }
+
+    /// A client-streaming call: many messages in, one reply.
+    pub async fn client_streaming<S>(&self, request: Request<S>) -> Result<UnaryReply, Status>
+    where
+        S: Stream<Item = DynamicMessage> + Send + 'static,
+    {
+        single_reply(self.streaming(request).await?).await
+    }
+
+    /// A bidirectional call (any call with a stream of requests).
+    pub async fn streaming<S>(
+        &self,
+        request: Request<S>,
+    ) -> Result<tonic::Response<Streaming<DynamicMessage>>, Status>
+    where
+        S: Stream<Item = DynamicMessage> + Send + 'static,
+    {
+        let mut grpc = self.client().await?;
+        grpc.streaming(
+            request,
+            self.path.clone(),
+            DynamicCodec::new(self.output.clone()),
+        )
+        .await
+    }
+
+    async fn client(&self) -> Result<tonic::client::Grpc<Channel>, Status> {
         let mut grpc = tonic::client::Grpc::new(self.channel.clone());
         grpc.ready()
             .await
             .map_err(|e| Status::from_error(Box::new(e)))?;
-        let codec = DynamicCodec::new(self.output.clone());
-        grpc.server_streaming(request, self.path.clone(), codec)
-            .await
+        Ok(grpc)
     }
+}
+
+/// Reads the one message of a unary answer, then its trailers.
+async fn single_reply(
+    response: tonic::Response<Streaming<DynamicMessage>>,
+) -> Result<UnaryReply, Status> {
+    let (headers, mut stream, _) = response.into_parts();
+    let message = stream.message().await?.ok_or_else(|| {
+        Status::internal("backend closed a unary call without a response message")
+    })?;
+    if stream.message().await?.is_some() {
+        return Err(Status::internal(
+            "backend sent more than one message on a unary call",
+        ));
+    }
+    let trailers = stream.trailers().await?.unwrap_or_default();
+    Ok(UnaryReply {
+        headers,
+        message,
+        trailers,
+    })
 }

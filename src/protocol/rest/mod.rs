@@ -1,0 +1,359 @@
+//! REST/JSON: route, transcode, call, render. Errors are `google.rpc.Status`
+//! JSON with the HTTP status from the one table.
+
+mod stream;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use http::header::{ACCEPT, ALLOW, CONTENT_TYPE};
+use http::{HeaderValue, Request, Response, StatusCode, request::Parts};
+use prost_reflect::{DescriptorPool, DynamicMessage};
+use tokio::time::Instant;
+use tonic::Code;
+
+use super::{Context, read_body};
+use crate::error::{Error, Origin};
+use crate::registry::{MethodEntry, Snapshot};
+use crate::route::{Binding, MatchError, RouteMatch};
+use crate::transcode::request::HttpInput;
+use crate::transcode::response::{self, Rendered};
+use crate::transcode::status;
+use crate::transcode::stream::StreamFormat;
+use crate::upstream::call::UnaryReply;
+use crate::upstream::metadata;
+use stream::Frames;
+
+/// What every call kind needs from the HTTP request, extracted once.
+struct Prepared<'a> {
+    binding: &'a Binding,
+    method: &'a MethodEntry,
+    variables: Vec<String>,
+    metadata: tonic::metadata::MetadataMap,
+    timeout: Option<Duration>,
+    format: StreamFormat,
+}
+
+/// Serves one REST request; never fails: errors become Status JSON.
+pub async fn serve(context: &Context, request: Request<Body>) -> Response<Body> {
+    let snapshot = context.registry.snapshot();
+    match handle(context, &snapshot, request).await {
+        Ok(response) => response,
+        Err(error) => error_response(&error, Some(&snapshot.pool)),
+    }
+}
+
+async fn handle(
+    context: &Context,
+    snapshot: &Snapshot,
+    request: Request<Body>,
+) -> Result<Response<Body>, Error> {
+    let (parts, body) = request.into_parts();
+    let found = snapshot
+        .routes
+        .find(&parts.method, parts.uri.path())
+        .map_err(|e| match_error(e, &parts))?;
+    let prepared = prepare(context, snapshot, found, &parts)?;
+    let content_type = content_type(&parts)?;
+    if prepared.method.descriptor.is_client_streaming() {
+        return client_stream(context, snapshot, prepared, &parts, content_type, body).await;
+    }
+    let body = read_body(body, context.max_body_size).await?;
+    let input = HttpInput {
+        variables: &prepared.variables,
+        query: parts.uri.query(),
+        content_type,
+        body: &body,
+    };
+    let message = crate::transcode::request::build(
+        prepared.binding,
+        &prepared.method.descriptor.input(),
+        input,
+        &context.json,
+    )?;
+    let request = call_request(message, &prepared);
+    if prepared.method.descriptor.is_server_streaming() {
+        server_stream(context, snapshot, prepared, request).await
+    } else {
+        let call = prepared.method.call.unary(request);
+        let reply = within(prepared.timeout, call).await?;
+        unary_response(context, prepared.binding, reply)
+    }
+}
+
+fn prepare<'a>(
+    context: &Context,
+    snapshot: &'a Snapshot,
+    found: RouteMatch<'a>,
+    parts: &Parts,
+) -> Result<Prepared<'a>, Error> {
+    let binding = found.binding;
+    let method = snapshot
+        .methods
+        .get(binding.method)
+        .ok_or_else(|| Error::gateway(Code::Internal, "binding points at no method"))?;
+    let client = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let metadata = metadata::from_http(&parts.headers, client).map_err(Error::bad_request)?;
+    let streaming =
+        method.descriptor.is_server_streaming() || method.descriptor.is_client_streaming();
+    let accept = parts.headers.get(ACCEPT).and_then(|v| v.to_str().ok());
+    Ok(Prepared {
+        binding,
+        method,
+        variables: found.variables,
+        metadata,
+        timeout: deadline(parts, context, streaming)?,
+        format: StreamFormat::from_accept(accept),
+    })
+}
+
+fn content_type(parts: &Parts) -> Result<Option<&str>, Error> {
+    match parts.headers.get(CONTENT_TYPE) {
+        None => Ok(None),
+        Some(value) => value
+            .to_str()
+            .map(Some)
+            .map_err(|_| Error::unsupported_media_type("(not ASCII)")),
+    }
+}
+
+fn call_request<T>(message: T, prepared: &Prepared<'_>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    *request.metadata_mut() = prepared.metadata.clone();
+    if let Some(timeout) = prepared.timeout {
+        request.set_timeout(timeout);
+    }
+    request
+}
+
+fn match_error(error: MatchError, parts: &Parts) -> Error {
+    match error {
+        MatchError::NotFound => Error::not_found(parts.uri.path()),
+        MatchError::MethodNotAllowed(allowed) => {
+            let allow: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
+            Error::method_not_allowed(parts.method.as_str(), parts.uri.path(), allow.join(", "))
+        }
+        MatchError::BadVariable(message) => Error::bad_request(message),
+    }
+}
+
+/// The call's timeout: the client's `Grpc-Timeout` capped by the configured
+/// maximum, else the default for unary calls; streams run until they end.
+fn deadline(parts: &Parts, context: &Context, streaming: bool) -> Result<Option<Duration>, Error> {
+    let Some(value) = parts.headers.get("grpc-timeout") else {
+        return Ok((!streaming).then_some(context.deadlines.default));
+    };
+    let parsed = value.to_str().ok().and_then(metadata::parse_grpc_timeout);
+    let requested = parsed.ok_or_else(|| {
+        Error::bad_request(format!(
+            "invalid Grpc-Timeout {value:?}; expected digits and a unit such as 500m or 10S"
+        ))
+    })?;
+    Ok(Some(requested.min(context.deadlines.max)))
+}
+
+/// Awaits an upstream call within the timeout, if any.
+async fn within<T>(
+    timeout: Option<Duration>,
+    call: impl Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, Error> {
+    match timeout {
+        Some(timeout) => tokio::time::timeout(timeout, call).await.map_err(|_| {
+            Error::gateway(
+                Code::DeadlineExceeded,
+                format!("no answer within {timeout:?}"),
+            )
+        })?,
+        None => call.await,
+    }
+    .map_err(Error::from_upstream)
+}
+
+fn unary_response(
+    context: &Context,
+    binding: &Binding,
+    reply: UnaryReply,
+) -> Result<Response<Body>, Error> {
+    let rendered = response::render(
+        &reply.message,
+        binding.response_body.as_ref(),
+        &context.json,
+        context.json.indent,
+    )
+    .map_err(|e| Error::gateway(Code::Internal, e))?;
+    let mut response = match rendered {
+        Rendered::Json(json) => json_response(StatusCode::OK, json),
+        Rendered::Raw { content_type, data } => {
+            let mut response = Response::new(Body::from(data));
+            let value = HeaderValue::try_from(content_type)
+                .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
+            response.headers_mut().insert(CONTENT_TYPE, value);
+            response
+        }
+    };
+    metadata::to_http(
+        &reply.headers,
+        metadata::HEADER_PREFIX,
+        response.headers_mut(),
+    );
+    metadata::to_http(
+        &reply.trailers,
+        metadata::TRAILER_PREFIX,
+        response.headers_mut(),
+    );
+    Ok(response)
+}
+
+/// Streams messages as they arrive, one frame each; a failure after the
+/// first byte ends the stream with an in-band error record.
+async fn server_stream(
+    context: &Context,
+    snapshot: &Snapshot,
+    prepared: Prepared<'_>,
+    request: tonic::Request<DynamicMessage>,
+) -> Result<Response<Body>, Error> {
+    let deadline = prepared.timeout.map(|t| (Instant::now() + t, t));
+    let started = within(
+        prepared.timeout,
+        prepared.method.call.server_streaming(request),
+    )
+    .await?;
+    let (headers, messages, _) = started.into_parts();
+    Ok(stream::response(
+        &headers,
+        frames(context, snapshot, &prepared, messages, deadline, None),
+    ))
+}
+
+fn frames(
+    context: &Context,
+    snapshot: &Snapshot,
+    prepared: &Prepared<'_>,
+    messages: tonic::Streaming<DynamicMessage>,
+    deadline: Option<(Instant, Duration)>,
+    aborted: Option<tokio::sync::oneshot::Receiver<Error>>,
+) -> Frames {
+    Frames {
+        messages,
+        format: prepared.format,
+        json: context.json.serialize_options(),
+        pool: snapshot.pool.clone(),
+        deadline,
+        keepalive: context.sse_keepalive,
+        aborted,
+        sent: 0,
+    }
+}
+
+/// Client and bidirectional streams: request messages come from an NDJSON
+/// or JSON-array body, each built like a unary request (path variables and
+/// query parameters apply to every message).
+async fn client_stream(
+    context: &Context,
+    snapshot: &Snapshot,
+    prepared: Prepared<'_>,
+    parts: &Parts,
+    content_type: Option<&str>,
+    body: Body,
+) -> Result<Response<Body>, Error> {
+    let ndjson = stream::is_ndjson(content_type);
+    let json = content_type.is_none_or(|ct| {
+        ct.split(';')
+            .next()
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+    });
+    if !ndjson && !json {
+        return Err(Error::unsupported_media_type(
+            content_type.unwrap_or_default(),
+        ));
+    }
+    let build = {
+        let (binding, input, options) = (
+            prepared.binding.clone(),
+            prepared.method.descriptor.input(),
+            context.json.clone(),
+        );
+        let (variables, query) = (
+            prepared.variables.clone(),
+            parts.uri.query().map(str::to_string),
+        );
+        move |bytes: &[u8]| {
+            let http = HttpInput {
+                variables: &variables,
+                query: query.as_deref(),
+                content_type: Some("application/json"),
+                body: bytes,
+            };
+            crate::transcode::request::build(&binding, &input, http, &options)
+        }
+    };
+    let (messages, mut aborted) = stream::requests(body, ndjson, context.max_body_size, build);
+    let request = call_request(messages, &prepared);
+    let call = &prepared.method.call;
+    if prepared.method.descriptor.is_server_streaming() {
+        let deadline = prepared.timeout.map(|t| (Instant::now() + t, t));
+        let started = tokio::select! {
+            started = within(prepared.timeout, call.streaming(request)) => started?,
+            Ok(error) = &mut aborted => return Err(error),
+        };
+        let (headers, messages, _) = started.into_parts();
+        let frames = frames(
+            context,
+            snapshot,
+            &prepared,
+            messages,
+            deadline,
+            Some(aborted),
+        );
+        return Ok(stream::response(&headers, frames));
+    }
+    let reply = tokio::select! {
+        reply = within(prepared.timeout, call.client_streaming(request)) => reply?,
+        Ok(error) = &mut aborted => return Err(error),
+    };
+    unary_response(context, prepared.binding, reply)
+}
+
+/// The error as a response: Status JSON, the status from the table, `Allow`
+/// on a 405. Gateway-side details go to the log only.
+pub fn error_response(error: &Error, pool: Option<&DescriptorPool>) -> Response<Body> {
+    let mut response = json_response(error.http_status(), error_body(error, pool));
+    if let Some(allow) = error
+        .allow
+        .as_deref()
+        .and_then(|a| HeaderValue::try_from(a).ok())
+    {
+        response.headers_mut().insert(ALLOW, allow);
+    }
+    response
+}
+
+fn error_body(error: &Error, pool: Option<&DescriptorPool>) -> Vec<u8> {
+    match error.origin {
+        Origin::Gateway => {
+            tracing::error!(code = ?error.code, detail = error.internal.as_deref(), "request failed in the gateway")
+        }
+        Origin::Backend => {
+            tracing::debug!(code = ?error.code, message = %error.message, "backend returned an error")
+        }
+        Origin::Client => {
+            tracing::debug!(code = ?error.code, message = %error.message, "bad request")
+        }
+    }
+    let pools: Vec<&DescriptorPool> = pool.into_iter().collect();
+    status::to_json(error.code as i32, &error.message, &error.details, &pools)
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
