@@ -241,3 +241,130 @@ async fn bidi_streams_over_rest_stream_both_ways() {
         "{\"error\":{\"code\":9,\"message\":\"two\",\"details\":[]}}\n"
     );
 }
+
+mod websocket {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    use super::common::Harness;
+
+    type Socket = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    async fn open(h: &Harness, path: &str) -> Socket {
+        let url = format!("{}{path}", h.base.replace("http://", "ws://"));
+        tokio_tungstenite::connect_async(url).await.unwrap().0
+    }
+
+    /// Text frames until the close frame: (texts, close code, reason).
+    async fn drain(socket: &mut Socket) -> (Vec<String>, u16, String) {
+        let mut texts = Vec::new();
+        while let Some(message) = socket.next().await {
+            match message.unwrap() {
+                Message::Text(text) => texts.push(text.to_string()),
+                Message::Close(Some(frame)) => {
+                    return (texts, u16::from(frame.code), frame.reason.to_string());
+                }
+                Message::Close(None) => return (texts, 1005, String::new()),
+                _ => {}
+            }
+        }
+        panic!("the socket ended without a close frame");
+    }
+
+    #[tokio::test]
+    async fn bidi_streams_run_full_duplex_and_close_with_the_status() {
+        let h = Harness::start().await;
+        let mut socket = open(&h, "/test/v1/chat").await;
+        socket
+            .send(Message::text(r#"{"fString": "hi"}"#))
+            .await
+            .unwrap();
+        let reply = socket.next().await.unwrap().unwrap();
+        assert_eq!(
+            reply,
+            Message::text(r#"{"fString":"hi"}"#),
+            "a reply before the next message"
+        );
+        socket
+            .send(Message::text(r#"{"fString": "again"}"#))
+            .await
+            .unwrap();
+        socket.send(Message::text("")).await.unwrap();
+        let (texts, code, reason) = drain(&mut socket).await;
+        assert_eq!(
+            (texts, code, reason.as_str()),
+            (vec![r#"{"fString":"again"}"#.to_string()], 1000, "OK")
+        );
+
+        let mut socket = open(&h, "/protogate.test.v1.EchoService/Chat").await;
+        socket
+            .send(Message::text(r#"{"fString": "gone", "fInt32": 5}"#))
+            .await
+            .unwrap();
+        let (texts, code, reason) = drain(&mut socket).await;
+        assert_eq!((texts.len(), code, reason.as_str()), (0, 4005, "gone"));
+    }
+
+    #[tokio::test]
+    async fn server_and_client_streams_work_over_websocket() {
+        let h = Harness::start().await;
+        let mut socket = open(&h, "/v1/shelves/1/books:stream").await;
+        socket.send(Message::text("{}")).await.unwrap();
+        let (texts, code, _) = drain(&mut socket).await;
+        assert_eq!((texts.len(), code), (3, 1000));
+        assert!(
+            texts[0].contains("\"name\":\"shelves/1/books/1\""),
+            "{texts:?}"
+        );
+
+        let mut socket = open(&h, "/protogate.test.v1.EchoService/Collect").await;
+        for name in ["a", "b"] {
+            socket
+                .send(Message::text(format!(r#"{{"fString": "{name}"}}"#)))
+                .await
+                .unwrap();
+        }
+        socket.send(Message::text("")).await.unwrap();
+        let (texts, code, _) = drain(&mut socket).await;
+        assert_eq!((code, texts.len()), (1000, 1));
+        assert!(texts[0].contains(r#""rString":["a","b"]"#), "{texts:?}");
+    }
+
+    #[tokio::test]
+    async fn bad_frames_close_with_invalid_argument_and_unary_methods_are_refused() {
+        let h = Harness::start().await;
+        let mut socket = open(&h, "/test/v1/chat").await;
+        socket
+            .send(Message::text(r#"{"fInt32": "lots"}"#))
+            .await
+            .unwrap();
+        let (_, code, reason) = drain(&mut socket).await;
+        assert_eq!(code, 4003);
+        assert!(reason.contains("fInt32"), "{reason}");
+
+        let mut socket = open(&h, "/test/v1/chat").await;
+        socket.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+        let (_, code, reason) = drain(&mut socket).await;
+        assert_eq!(
+            (code, reason.as_str()),
+            (4003, "send JSON messages as text frames")
+        );
+
+        // A client that vanishes mid-stream: the gateway keeps serving.
+        let mut socket = open(&h, "/test/v1/chat").await;
+        socket.send(Message::text("{}")).await.unwrap();
+        drop(socket);
+        assert_eq!(h.get_json("/v1/shelves/1").await.0, 200);
+
+        let url = format!("{}/v1/shelves/1", h.base.replace("http://", "ws://"));
+        let refused = tokio_tungstenite::connect_async(url).await.unwrap_err();
+        match refused {
+            tokio_tungstenite::tungstenite::Error::Http(response) => {
+                assert_eq!(response.status(), 400)
+            }
+            other => panic!("{other}"),
+        }
+    }
+}

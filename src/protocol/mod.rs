@@ -5,6 +5,7 @@ pub mod connect;
 pub mod grpc;
 pub mod grpc_web;
 pub mod rest;
+pub mod websocket;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,6 +68,7 @@ pub async fn dispatch(context: Arc<Context>, request: Request<Body>) -> Response
         Protocol::Grpc => grpc(context, request).await,
         Protocol::GrpcWeb => grpc_web::serve(context.registry.clone(), request).await,
         Protocol::Connect => connect::serve(&context, request).await,
+        Protocol::WebSocket => websocket::serve(context, request).await,
         Protocol::Rest => rest::serve(&context, request).await,
     }
 }
@@ -77,6 +79,7 @@ pub enum Protocol {
     Grpc,
     GrpcWeb,
     Connect,
+    WebSocket,
     Rest,
 }
 
@@ -91,7 +94,9 @@ pub fn classify<B>(request: &Request<B>) -> Protocol {
         .unwrap_or("")
         .trim_start()
         .to_ascii_lowercase();
-    if content_type.starts_with("application/grpc-web") {
+    if websocket::is_upgrade(request) {
+        Protocol::WebSocket
+    } else if content_type.starts_with("application/grpc-web") {
         Protocol::GrpcWeb
     } else if content_type.starts_with("application/grpc") {
         Protocol::Grpc
@@ -122,6 +127,19 @@ async fn grpc(context: Arc<Context>, request: Request<Body>) -> Response<Body> {
         Ok(response) => response.map(Body::new),
         Err(never) => match never {},
     }
+}
+
+/// Resolves with the error a request-body reader reports, at most once;
+/// never when the reader finished cleanly (its sender dropped).
+pub(crate) async fn aborted(signal: &mut Option<tokio::sync::oneshot::Receiver<Error>>) -> Error {
+    if let Some(receiver) = signal.as_mut() {
+        let outcome = receiver.await;
+        *signal = None;
+        if let Ok(error) = outcome {
+            return error;
+        }
+    }
+    std::future::pending().await
 }
 
 /// Collects a whole request body under the size limit.

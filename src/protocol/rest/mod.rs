@@ -14,7 +14,7 @@ use prost_reflect::{DescriptorPool, DynamicMessage};
 use tokio::time::Instant;
 use tonic::Code;
 
-use super::{Context, read_body};
+use super::{Context, aborted, read_body};
 use crate::error::{Error, Origin};
 use crate::registry::{MethodEntry, Snapshot};
 use crate::route::{Binding, MatchError, RouteMatch};
@@ -292,29 +292,23 @@ async fn client_stream(
             crate::transcode::request::build(&binding, &input, http, &options)
         }
     };
-    let (messages, mut aborted) = stream::requests(body, ndjson, context.max_body_size, build);
+    let (messages, abort) = stream::requests(body, ndjson, context.max_body_size, build);
+    let mut abort = Some(abort);
     let request = call_request(messages, &prepared);
     let call = &prepared.method.call;
     if prepared.method.descriptor.is_server_streaming() {
         let deadline = prepared.timeout.map(|t| (Instant::now() + t, t));
         let started = tokio::select! {
             started = within(prepared.timeout, call.streaming(request)) => started?,
-            Ok(error) = &mut aborted => return Err(error),
+            error = aborted(&mut abort) => return Err(error),
         };
         let (headers, messages, _) = started.into_parts();
-        let frames = frames(
-            context,
-            snapshot,
-            &prepared,
-            messages,
-            deadline,
-            Some(aborted),
-        );
+        let frames = frames(context, snapshot, &prepared, messages, deadline, abort);
         return Ok(stream::response(&headers, frames));
     }
     let reply = tokio::select! {
         reply = within(prepared.timeout, call.client_streaming(request)) => reply?,
-        Ok(error) = &mut aborted => return Err(error),
+        error = aborted(&mut abort) => return Err(error),
     };
     unary_response(context, prepared.binding, reply)
 }

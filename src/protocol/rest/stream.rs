@@ -99,19 +99,14 @@ impl Frames {
                 None => std::future::pending().await,
             }
         };
-        let aborted = async {
-            match self.aborted.as_mut() {
-                Some(receiver) => receiver.await.ok(),
-                None => std::future::pending().await,
-            }
-        };
+        let aborted = super::super::aborted(&mut self.aborted);
         tokio::select! {
             next = self.messages.message() => match next {
                 Ok(Some(message)) => Event::Message(message),
                 Ok(None) => Event::End,
                 Err(status) => Event::Failed(Error::from_upstream(status)),
             },
-            Some(error) = aborted => Event::Failed(error),
+            error = aborted => Event::Failed(error),
             () = deadline => Event::Failed(Error::gateway(Code::DeadlineExceeded, "stream outlived its deadline")),
             () = idle => Event::Idle,
         }

@@ -1,0 +1,244 @@
+//! WebSocket streams: `GET` with `Upgrade: websocket` on a streaming method's
+//! REST route or `/<package>.<Service>/<Method>`. Each text frame from the
+//! client is one JSON request message and an empty text frame ends the
+//! requests (a half-close: a WebSocket close frame cannot say "no more
+//! requests, keep the replies coming"); each response message is one text
+//! frame, and the final status the close frame: 1000 for OK, 4000 + the gRPC
+//! code otherwise, with the message as reason. A close from the client
+//! cancels the call. Bidirectional calls run in full duplex.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, FromRequestParts};
+use futures_util::{SinkExt, StreamExt};
+use http::{Method, Request, Response, request::Parts};
+use prost_reflect::DynamicMessage;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
+
+use super::rest::error_response;
+use super::{Context, aborted};
+use crate::error::Error;
+use crate::registry::Snapshot;
+use crate::route::{Binding, BodyRule};
+use crate::transcode::request::{HttpInput, build};
+use crate::transcode::response;
+use crate::upstream::metadata;
+
+/// How one text frame becomes a request message.
+struct Decoder {
+    binding: Option<Binding>,
+    variables: Vec<String>,
+    query: Option<String>,
+    input: prost_reflect::MessageDescriptor,
+    json: crate::transcode::JsonOptions,
+}
+
+/// Why the call ended, for the close frame.
+type Outcome = Result<(), Error>;
+
+/// Whether a request asks for a WebSocket upgrade.
+pub fn is_upgrade<B>(request: &Request<B>) -> bool {
+    request.method() == Method::GET
+        && request
+            .headers()
+            .get(http::header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+pub async fn serve(context: Arc<Context>, request: Request<Body>) -> Response<Body> {
+    let snapshot = context.registry.snapshot();
+    let (mut parts, _) = request.into_parts();
+    let prepared = prepare(&context, &snapshot, &parts);
+    let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &()).await;
+    match (prepared, upgrade) {
+        (Ok((index, decoder, metadata)), Ok(upgrade)) => {
+            let json = context.json.serialize_options();
+            upgrade.on_upgrade(move |socket| async move {
+                run(socket, snapshot, index, decoder, metadata, json).await;
+            })
+        }
+        (Err(error), _) => error_response(&error, Some(&snapshot.pool)),
+        (_, Err(rejection)) => error_response(&Error::bad_request(rejection.body_text()), None),
+    }
+}
+
+/// Finds the streaming method and everything needed to decode its frames.
+fn prepare(
+    context: &Context,
+    snapshot: &Snapshot,
+    parts: &Parts,
+) -> Result<(usize, Decoder, tonic::metadata::MetadataMap), Error> {
+    let path = parts.uri.path();
+    let (index, binding, variables) = match snapshot.rpc_index.get(path) {
+        Some(&index) => (index, None, Vec::new()),
+        None => {
+            let found = snapshot
+                .routes
+                .find(&Method::GET, path)
+                .map_err(|_| Error::not_found(path))?;
+            // Each frame carries the fields the path does not bind.
+            let mut binding = found.binding.clone();
+            binding.body = BodyRule::Whole;
+            (binding.method, Some(binding), found.variables)
+        }
+    };
+    let method = snapshot
+        .methods
+        .get(index)
+        .ok_or_else(|| Error::gateway(Code::Internal, "route points at no method"))?;
+    if !method.descriptor.is_client_streaming() && !method.descriptor.is_server_streaming() {
+        return Err(Error::bad_request(format!(
+            "{} is unary; WebSocket serves streaming methods only",
+            method.descriptor.full_name()
+        )));
+    }
+    let client = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let metadata = metadata::from_http(&parts.headers, client).map_err(Error::bad_request)?;
+    let decoder = Decoder {
+        binding,
+        variables,
+        query: parts.uri.query().map(str::to_string),
+        input: method.descriptor.input(),
+        json: context.json.clone(),
+    };
+    Ok((index, decoder, metadata))
+}
+
+impl Decoder {
+    fn decode(&self, text: &str) -> Result<DynamicMessage, Error> {
+        match &self.binding {
+            Some(binding) => {
+                let http = HttpInput {
+                    variables: &self.variables,
+                    query: self.query.as_deref(),
+                    content_type: Some("application/json"),
+                    body: text.as_bytes(),
+                };
+                build(binding, &self.input, http, &self.json)
+            }
+            None => {
+                let mut deserializer = serde_json::Deserializer::from_str(text);
+                DynamicMessage::deserialize_with_options(
+                    self.input.clone(),
+                    &mut deserializer,
+                    &self.json.deserialize_options(),
+                )
+                .and_then(|m| deserializer.end().map(|()| m))
+                .map_err(|e| Error::bad_request(format!("invalid JSON message: {e}")))
+            }
+        }
+    }
+}
+
+async fn run(
+    socket: WebSocket,
+    snapshot: Arc<Snapshot>,
+    index: usize,
+    decoder: Decoder,
+    metadata: tonic::metadata::MetadataMap,
+    json: prost_reflect::SerializeOptions,
+) {
+    let Some(method) = snapshot.methods.get(index) else {
+        return;
+    };
+    let (mut sink, mut source) = socket.split();
+    let (requests, receiver) = mpsc::channel::<DynamicMessage>(16);
+    let (abort, receiver_of_abort) = oneshot::channel::<Error>();
+    let mut abort_signal = Some(receiver_of_abort);
+    // Inbound frames feed the request stream; an empty frame half-closes
+    // it; a bad frame, a close or a vanished client aborts the call.
+    tokio::spawn(async move {
+        let failure = loop {
+            match source.next().await {
+                Some(Ok(Message::Text(text))) if text.is_empty() => return,
+                Some(Ok(Message::Text(text))) => match decoder.decode(&text) {
+                    Ok(message) => {
+                        if requests.send(message).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(error) => break error,
+                },
+                Some(Ok(Message::Close(_))) => {
+                    break Error::client(Code::Cancelled, "the client closed the socket");
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    break Error::bad_request("send JSON messages as text frames");
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => {
+                    break Error::client(Code::Cancelled, "the client went away");
+                }
+            }
+        };
+        let _ = abort.send(failure);
+    });
+    let outcome: Outcome = async {
+        let mut messages = if method.descriptor.is_client_streaming() {
+            let mut request = tonic::Request::new(ReceiverStream::new(receiver));
+            *request.metadata_mut() = metadata;
+            tokio::select! {
+                started = method.call.streaming(request) => started.map_err(Error::from_upstream)?.into_inner(),
+                error = aborted(&mut abort_signal) => return Err(error),
+            }
+        } else {
+            let mut receiver = receiver;
+            let first = tokio::select! {
+                first = receiver.recv() => first.ok_or_else(|| Error::bad_request("no request message before the close"))?,
+                error = aborted(&mut abort_signal) => return Err(error),
+            };
+            let mut request = tonic::Request::new(first);
+            *request.metadata_mut() = metadata;
+            method.call.server_streaming(request).await.map_err(Error::from_upstream)?.into_inner()
+        };
+        loop {
+            let next = tokio::select! {
+                next = messages.message() => next.map_err(Error::from_upstream)?,
+                error = aborted(&mut abort_signal) => return Err(error),
+            };
+            let Some(message) = next else { return Ok(()) };
+            let text = response::to_json(&message, &json, false).map_err(|e| Error::gateway(Code::Internal, e))?;
+            let text = String::from_utf8(text).map_err(|e| Error::gateway(Code::Internal, e.to_string()))?;
+            if sink.send(Message::Text(Utf8Bytes::from(text))).await.is_err() {
+                return Err(Error::client(Code::Cancelled, "the client went away"));
+            }
+        }
+    }
+    .await;
+    if let Err(error) = &outcome
+        && error.origin == crate::error::Origin::Gateway
+    {
+        tracing::error!(code = ?error.code, detail = error.internal.as_deref(), "WebSocket stream failed in the gateway");
+    }
+    let _ = sink.send(Message::Close(Some(close_frame(&outcome)))).await;
+}
+
+/// 1000 for OK; 4000 + the gRPC code otherwise, the message as reason
+/// (trimmed to the 123 bytes a close frame holds).
+fn close_frame(outcome: &Outcome) -> CloseFrame {
+    match outcome {
+        Ok(()) => CloseFrame {
+            code: 1000,
+            reason: Utf8Bytes::from_static("OK"),
+        },
+        Err(error) => {
+            let mut reason = error.message.clone();
+            while reason.len() > 123 {
+                reason.pop();
+            }
+            CloseFrame {
+                code: 4000 + error.code as u16,
+                reason: Utf8Bytes::from(reason),
+            }
+        }
+    }
+}
