@@ -79,7 +79,7 @@ async fn routes_prints_the_route_table() {
     );
     assert!(stdout.contains("/v1/{name=shelves/*/books/*}:publish"));
     assert!(stdout.contains("/library.v1.LibraryService/GetBook"));
-    assert_eq!(lines.len(), 27, "14 bindings and 13 auto-mapped methods");
+    assert_eq!(lines.len(), 29, "15 bindings and 14 auto-mapped methods");
 }
 
 #[tokio::test]
@@ -371,7 +371,7 @@ async fn validate_checks_sets_and_proto_files_like_registration() {
     assert!(output.status.success());
     assert_eq!(
         String::from_utf8(output.stdout).unwrap(),
-        "ok: 13 methods, 14 annotated routes\n"
+        "ok: 14 methods, 15 annotated routes\n"
     );
 
     let dir = tempdir();

@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures_util::Stream;
 use prost::Message;
 use prost_types::{Any, Timestamp};
-use tonic::{Code, Request, Response, Status};
+use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::pb::google::api::HttpBody;
 use crate::pb::google::rpc;
@@ -22,7 +22,7 @@ const ERROR_DOMAIN: &str = "library.example.com";
 /// The service state behind one lock: the demo's load is small.
 #[derive(Debug, Default)]
 pub struct Library {
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
 }
 
 #[derive(Debug, Default)]
@@ -391,6 +391,34 @@ impl LibraryService for Library {
             .map(Ok)
             .collect();
         Ok(Response::new(Box::pin(futures_util::stream::iter(books))))
+    }
+
+    type LookupBooksStream = BookStream;
+
+    async fn lookup_books(
+        &self,
+        request: Request<Streaming<GetBookRequest>>,
+    ) -> Result<Response<BookStream>, Status> {
+        let state = self.state.clone();
+        let names = request.into_inner();
+        let books = futures_util::stream::unfold(Some(names), move |names| {
+            let state = state.clone();
+            async move {
+                let mut names = names?;
+                let name = match names.message().await {
+                    Ok(Some(request)) => request.name,
+                    Ok(None) => return None,
+                    Err(status) => return Some((Err(status), None)),
+                };
+                let found = match state.lock() {
+                    Ok(mut state) => state.book_mut(&name).map(|b| b.clone()),
+                    Err(_) => Err(Status::internal("library state poisoned")),
+                };
+                let next = found.is_ok().then_some(names);
+                Some((found, next))
+            }
+        });
+        Ok(Response::new(Box::pin(books)))
     }
 
     async fn get_book_cover(
