@@ -20,7 +20,7 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use crate::admin;
 use crate::config::{Config, ConfigErrors};
 use crate::middleware::{cors, limits};
-use crate::protocol::{self, Context, Deadlines};
+use crate::protocol::{self, Context, Deadlines, Origins};
 use crate::registry::{RedisStore, Registry, Settings, StateDir, Store, reflect, shared, watch};
 use crate::upstream::Upstreams;
 
@@ -176,6 +176,10 @@ pub async fn build_context(
         max_body_size: config.limits.max_body_size,
         openapi: config.openapi,
         sse_keepalive: config.sse_keepalive,
+        origins: Origins {
+            any: config.cors.any_origin,
+            allowed: config.cors.allowed_origins.clone(),
+        },
     })
 }
 

@@ -367,4 +367,29 @@ mod websocket {
             other => panic!("{other}"),
         }
     }
+
+    #[tokio::test]
+    async fn cross_site_upgrades_are_refused_unless_the_origin_is_allowed() {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let h = Harness::start_with(super::CORS).await;
+        let attempt = |origin: &str| {
+            let url = format!("{}/test/v1/chat", h.base.replace("http://", "ws://"));
+            let mut request = url.into_client_request().unwrap();
+            request
+                .headers_mut()
+                .insert("origin", origin.parse().unwrap());
+            tokio_tungstenite::connect_async(request)
+        };
+        match attempt("https://evil.example.org").await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 403)
+            }
+            other => panic!("expected 403, got {:?}", other.map(|_| ())),
+        }
+        assert!(
+            attempt("https://app.example.com").await.is_ok(),
+            "an allowed origin"
+        );
+        assert!(attempt(&h.base).await.is_ok(), "the gateway's own origin");
+    }
 }

@@ -32,6 +32,30 @@ pub struct Context {
     pub openapi: bool,
     /// Interval of SSE keep-alive comments; none turns them off.
     pub sse_keepalive: Option<Duration>,
+    /// Browser origins allowed cross-origin (CORS, and WebSocket upgrades,
+    /// which CORS does not cover).
+    pub origins: Origins,
+}
+
+/// Which `Origin`s may call from a browser.
+#[derive(Debug, Clone, Default)]
+pub struct Origins {
+    pub any: bool,
+    pub allowed: Vec<crate::middleware::cors::OriginPattern>,
+}
+
+impl Origins {
+    /// Same-origin requests, non-browser clients (no `Origin`) and allowed
+    /// origins pass.
+    pub fn permits(&self, origin: Option<&str>, host: Option<&str>) -> bool {
+        let Some(origin) = origin else { return true };
+        let same_origin = host.is_some_and(|host| {
+            origin
+                .split_once("://")
+                .is_some_and(|(_, rest)| rest == host)
+        });
+        same_origin || self.any || self.allowed.iter().any(|p| p.matches(origin))
+    }
 }
 
 /// How long calls may take.

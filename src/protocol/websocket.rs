@@ -54,6 +54,23 @@ pub fn is_upgrade<B>(request: &Request<B>) -> bool {
 pub async fn serve(context: Arc<Context>, request: Request<Body>) -> Response<Body> {
     let snapshot = context.registry.snapshot();
     let (mut parts, _) = request.into_parts();
+    // CORS does not cover WebSocket: refuse cross-site upgrades here.
+    let header = |name| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v: &http::HeaderValue| v.to_str().ok())
+    };
+    if !context
+        .origins
+        .permits(header(http::header::ORIGIN), header(http::header::HOST))
+    {
+        let error = Error::client(
+            Code::PermissionDenied,
+            "this origin may not open WebSocket streams",
+        );
+        return error_response(&error, None);
+    }
     let prepared = prepare(&context, &snapshot, &parts);
     let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &()).await;
     match (prepared, upgrade) {
