@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use protogate::config::{Config, Flags};
+use protogate::middleware::cors::OriginPattern;
 use protogate::registry::{snapshot, source};
 use protogate::{example, pb, server};
 
@@ -201,7 +202,12 @@ async fn demo(
         admin_listen: Some(admin_listen.to_string()),
         ..Flags::default()
     };
-    let config = Config::load(None, &flags).map_err(|e| e.to_string())?;
+    let mut config = Config::load(None, &flags).map_err(|e| e.to_string())?;
+    // A local playground: pages served from any loopback port may call it.
+    config.cors.allowed_origins = ["http://127.0.0.1:*", "http://localhost:*"]
+        .iter()
+        .filter_map(|o| OriginPattern::parse(o).ok())
+        .collect();
     let sets = vec![("library".to_string(), pb::LIBRARY_DESCRIPTOR_SET.to_vec())];
     let server = server::start_with_sets(&config, sets)
         .await
