@@ -352,3 +352,25 @@ async fn buf_curl_reaches_the_demo_over_connect_grpc_and_grpc_web() {
         assert_eq!(out.matches("\"title\"").count(), 3, "{protocol}: {out}");
     }
 }
+
+#[tokio::test]
+async fn oversized_connect_messages_are_refused() {
+    let h = Harness::start_with("[limits]\nmax_body_size = 64").await;
+    let big = format!(r#"{{"name": "{}"}}"#, "x".repeat(200));
+    let (status, body, _) = connect_json(&h, "/library.v1.LibraryService/GetBook", &big).await;
+    assert_eq!(
+        (status, body["code"].as_str().unwrap()),
+        (413, "resource_exhausted")
+    );
+    let frames = stream(
+        &h,
+        "/library.v1.LibraryService/StreamBooks",
+        envelope(0, big.as_bytes()),
+    )
+    .await;
+    let end: Value = serde_json::from_slice(&frames[0].1).unwrap();
+    assert_eq!(
+        (frames[0].0, end["error"]["code"].as_str()),
+        (2, Some("resource_exhausted"))
+    );
+}

@@ -289,3 +289,29 @@ async fn grpc_web_text_is_base64_both_ways_with_trailers_in_the_last_frame() {
     );
     assert_eq!(h.get_json("/v1/shelves/1").await.0, 200);
 }
+
+#[tokio::test]
+async fn truncated_grpc_web_frames_get_a_grpc_error_and_the_gateway_keeps_serving() {
+    let h = Harness::start().await;
+    let mut body = frame(&named("cut"));
+    body.truncate(body.len() - 2);
+    let response = h
+        .client
+        .post(h.url("/protogate.test.v1.EchoService/Echo"))
+        .header("content-type", "application/grpc-web+proto")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.unwrap();
+    let status = headers
+        .get("grpc-status")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_else(|| frames(&body).1);
+    assert!(
+        !status.is_empty() && status != "0" && !status.contains("grpc-status:0"),
+        "{headers:?} {body:?}"
+    );
+    assert_eq!(h.get_json("/v1/shelves/1").await.0, 200);
+}
