@@ -1,0 +1,136 @@
+//! Configuration case tables: defaults, overrides, every error at once.
+
+use super::*;
+
+#[test]
+fn defaults_apply_without_a_file() {
+    let config = Config::from_toml("", &Flags::default()).unwrap();
+    assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.upstream.timeout, Duration::from_secs(15));
+    assert_eq!(config.upstream.max_timeout, Duration::from_secs(300));
+    assert_eq!(config.limits.max_body_size, 4 * 1024 * 1024);
+    assert_eq!(config.limits.max_uri_length, 8192);
+    assert_eq!(config.json.max_depth, 64);
+}
+
+#[test]
+fn flags_override_the_file() {
+    let text = r#"
+        listen = "127.0.0.1:1"
+        descriptors = ["a.binpb"]
+        [upstream]
+        default = "http://file:1"
+        services = { "a.B" = "http://file:2" }
+    "#;
+    let flags = Flags {
+        listen: Some("127.0.0.1:2".into()),
+        descriptors: vec!["b.binpb".into()],
+        upstreams: vec!["http://flag:1".into(), "a.B=http://flag:2".into()],
+        admin_listen: Some("127.0.0.1:9".into()),
+        admin_token: Some("t".into()),
+        state_dir: Some("state".into()),
+        reflect: vec!["http://backend:1".into()],
+        registry: None,
+        descriptor_dirs: vec!["sets".into()],
+    };
+    let config = Config::from_toml(text, &flags).unwrap();
+    assert_eq!(config.registry.reflect, ["http://backend:1"]);
+    assert_eq!(config.descriptor_dirs, [PathBuf::from("sets")]);
+    assert_eq!(config.listen.to_string(), "127.0.0.1:2");
+    assert_eq!(config.descriptors, [PathBuf::from("b.binpb")]);
+    assert_eq!(
+        config.upstream.map.default.as_deref(),
+        Some("http://flag:1")
+    );
+    assert_eq!(
+        config.upstream.map.for_service("a.B", None),
+        Some("http://flag:2")
+    );
+    let admin = config.admin.unwrap();
+    assert_eq!(admin.listen.to_string(), "127.0.0.1:9");
+    assert_eq!(admin.token.as_deref(), Some("t"));
+    assert_eq!(config.registry.state_dir, Some(PathBuf::from("state")));
+}
+
+#[test]
+fn reports_every_error_at_once() {
+    let text = r#"
+        listen = "nowhere"
+        colour = "blue"
+        [upstream]
+        default = "ftp://x"
+        timeout = "soon"
+        services = { "a.B" = "not a url" }
+        [json]
+        max_depth = 0
+        indentation = true
+        [limits]
+        max_uri_length = 3
+        [admin]
+        listen = "0.0.0.0:9090"
+    "#;
+    let errors = Config::from_toml(text, &Flags::default()).unwrap_err().0;
+    assert_eq!(
+        errors,
+        [
+            "config: unknown key `colour`",
+            "config: unknown key `json.indentation`"
+        ]
+    );
+
+    let text = text
+        .replace("colour = \"blue\"", "")
+        .replace("indentation = true", "");
+    let errors = Config::from_toml(&text, &Flags::default()).unwrap_err().0;
+    assert_eq!(
+        errors,
+        [
+            "config: `listen`: \"nowhere\" is not HOST:PORT (e.g. 127.0.0.1:8080)",
+            "config: `upstream.default`: upstream URL \"ftp://x\" must start with http://",
+            "config: `upstream.services.\"a.B\"`: invalid upstream URL \"not a url\": invalid uri character",
+            "config: `upstream.timeout`: \"soon\" is not a duration (expected number at 0)",
+            "config: `json.max_depth` must be at least 1",
+            "config: `limits.max_uri_length` must be at least 16",
+            "config: `admin.listen`: 0.0.0.0:9090 is not a loopback address, so an admin token is required \
+             (--admin-token, PROTOGATE_ADMIN_TOKEN or `admin.token`)",
+        ]
+    );
+}
+
+#[test]
+fn registry_stores_exclude_each_other() {
+    let text = "[registry]\nredis = \"http://x\"\nstate_dir = \"s\"\nresync_interval = \"often\"";
+    let errors = Config::from_toml(text, &Flags::default()).unwrap_err().0;
+    assert_eq!(
+        errors,
+        [
+            "config: `registry.resync_interval`: \"often\" is not a duration (expected number at 0)",
+            "config: `registry.redis`: \"http://x\" must start with redis:// or rediss://",
+            "config: `registry.redis` and `registry.state_dir` exclude each other: Redis already keeps the registry",
+        ]
+    );
+    let config = Config::from_toml(
+        "[registry]\nredis = \"redis://127.0.0.1:6379\"",
+        &Flags::default(),
+    )
+    .unwrap();
+    assert_eq!(config.registry.key_prefix, "protogate:");
+    assert_eq!(config.registry.resync_interval, Duration::from_secs(5));
+    assert_eq!(config.registry.watch_interval, Duration::from_secs(2));
+}
+
+#[test]
+fn syntax_and_type_errors_name_the_place() {
+    let error = Config::from_toml("listen = ", &Flags::default())
+        .unwrap_err()
+        .0;
+    assert!(
+        error[0].starts_with("config: TOML parse error at line 1, column 10"),
+        "{error:?}"
+    );
+    let error = Config::from_toml("[limits]\nmax_body_size = \"big\"", &Flags::default())
+        .unwrap_err()
+        .0;
+    assert!(error[0].contains("line 2"), "{error:?}");
+    assert!(error[0].contains("max_body_size"), "{error:?}");
+}
