@@ -34,9 +34,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut all = protox::Compiler::new(["proto"])?;
     all.include_imports(true);
     all.open_files(SETS.iter().flat_map(|(_, roots)| roots.iter()))?;
-    tonic_prost_build::configure()
-        .build_client(true)
-        .build_server(true)
-        .compile_fds(all.file_descriptor_set())?;
+    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(all.file_descriptor_set())?;
     Ok(())
 }

@@ -57,11 +57,7 @@ impl Error {
     }
 
     pub fn not_found(path: &str) -> Self {
-        Self::new(
-            Origin::Client,
-            Code::NotFound,
-            format!("no route matches {path:?}"),
-        )
+        Self::new(Origin::Client, Code::NotFound, format!("no route matches {path:?}"))
     }
 
     pub fn method_not_allowed(method: &str, path: &str, allow: String) -> Self {
@@ -125,9 +121,7 @@ impl Error {
         if source.is_some() || status.code() == Code::Unknown && status.message().is_empty() {
             // tonic reports its own enforcement of our deadline as CANCELLED.
             let code = match status.code() {
-                _ if source.is_some_and(caused_by::<tonic::TimeoutExpired>) => {
-                    Code::DeadlineExceeded
-                }
+                _ if source.is_some_and(caused_by::<tonic::TimeoutExpired>) => Code::DeadlineExceeded,
                 Code::Cancelled | Code::DeadlineExceeded => status.code(),
                 _ => Code::Unavailable,
             };
@@ -157,9 +151,7 @@ impl std::fmt::Display for Error {
 impl std::error::Error for Error {}
 
 /// The first `T` in `error`'s source chain, `error` itself included.
-pub fn find_cause<'a, T: std::error::Error + 'static>(
-    error: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a T> {
+pub fn find_cause<'a, T: std::error::Error + 'static>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
     let mut current = Some(error);
     while let Some(e) = current {
         if let Some(found) = e.downcast_ref::<T>() {
@@ -171,9 +163,7 @@ pub fn find_cause<'a, T: std::error::Error + 'static>(
 }
 
 /// Whether `error` or anything in its source chain is a `T`.
-pub fn caused_by<T: std::error::Error + 'static>(
-    error: &(dyn std::error::Error + 'static),
-) -> bool {
+pub fn caused_by<T: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
     find_cause::<T>(error).is_some()
 }
 
@@ -279,10 +269,7 @@ mod tests {
     fn overrides_win_over_the_table() {
         assert_eq!(Error::payload_too_large(1).http_status(), 413);
         assert_eq!(Error::uri_too_long(9, 1).http_status(), 414);
-        assert_eq!(
-            Error::unsupported_media_type("text/plain").http_status(),
-            415
-        );
+        assert_eq!(Error::unsupported_media_type("text/plain").http_status(), 415);
         let e = Error::method_not_allowed("GET", "/x", "POST".into());
         assert_eq!(e.http_status(), 405);
         assert_eq!(e.allow.as_deref(), Some("POST"));
@@ -304,9 +291,6 @@ mod tests {
         let expired = tonic::Status::from_error(Box::new(tonic::TimeoutExpired(())));
         assert_eq!(expired.code(), Code::Cancelled);
         let expired = Error::from_upstream(expired);
-        assert_eq!(
-            (expired.code, expired.http_status().as_u16()),
-            (Code::DeadlineExceeded, 504)
-        );
+        assert_eq!((expired.code, expired.http_status().as_u16()), (Code::DeadlineExceeded, 504));
     }
 }

@@ -11,14 +11,19 @@ use protogate::registry::{snapshot, source};
 use protogate::{example, pb, server};
 
 #[derive(Parser)]
-#[command(
-    name = "protogate",
-    version,
-    about = "A gRPC/REST transcoding API gateway"
-)]
+#[command(name = "protogate", version, about = "A gRPC/REST transcoding API gateway")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as text or as one JSON object each (the access log included).
+    #[arg(long, global = true, value_enum, default_value = "text", env = "PROTOGATE_LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -85,15 +90,15 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
-    let result = match Cli::parse().command {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
+    let result = match cli.command {
         Command::Serve {
             descriptors,
             descriptor_dirs,
@@ -121,11 +126,7 @@ async fn main() -> ExitCode {
         }
         Command::Validate { files } => validate(&files),
         Command::Routes { descriptors } => routes(&descriptors),
-        Command::Demo {
-            listen,
-            backend_listen,
-            admin_listen,
-        } => demo(listen, backend_listen, admin_listen).await,
+        Command::Demo { listen, backend_listen, admin_listen } => demo(listen, backend_listen, admin_listen).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -137,8 +138,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(config_file: Option<PathBuf>, flags: Flags) -> Result<(), String> {
-    let config = Config::load(config_file.as_deref(), &flags)
-        .map_err(|e| format!("invalid configuration:\n{e}"))?;
+    let config = Config::load(config_file.as_deref(), &flags).map_err(|e| format!("invalid configuration:\n{e}"))?;
     let server = server::start(&config).await.map_err(|e| e.to_string())?;
     run_until_signal(server).await
 }
@@ -147,18 +147,10 @@ fn routes(descriptors: &[PathBuf]) -> Result<(), String> {
     let sets = source::read_files(descriptors).map_err(|e| e.join("\n"))?;
     let merged = source::merge(&sets).map_err(|e| e.messages.join("\n"))?;
     let (_, table) = snapshot::routes(&merged.pool).map_err(|e| e.messages.join("\n"))?;
-    let width = table
-        .bindings()
-        .iter()
-        .map(|b| b.template_text.len())
-        .max()
-        .unwrap_or(0);
+    let width = table.bindings().iter().map(|b| b.template_text.len()).max().unwrap_or(0);
     for binding in table.bindings() {
         let method = binding.http_method.as_str();
-        println!(
-            "{method:<7} {:<width$}  {}",
-            binding.template_text, binding.rpc_name
-        );
+        println!("{method:<7} {:<width$}  {}", binding.template_text, binding.rpc_name);
     }
     Ok(())
 }
@@ -166,9 +158,8 @@ fn routes(descriptors: &[PathBuf]) -> Result<(), String> {
 /// Validates exactly as registration does: .proto files are compiled
 /// together (named by the paths given), then every set is merged and routed.
 fn validate(files: &[PathBuf]) -> Result<(), String> {
-    let (protos, binaries): (Vec<&PathBuf>, Vec<&PathBuf>) = files
-        .iter()
-        .partition(|f| f.extension().is_some_and(|e| e == "proto"));
+    let (protos, binaries): (Vec<&PathBuf>, Vec<&PathBuf>) =
+        files.iter().partition(|f| f.extension().is_some_and(|e| e == "proto"));
     let mut sets = source::read_files(&binaries).map_err(|e| e.join("\n"))?;
     if !protos.is_empty() {
         let sources = protos
@@ -186,11 +177,7 @@ fn validate(files: &[PathBuf]) -> Result<(), String> {
     Ok(())
 }
 
-async fn demo(
-    listen: SocketAddr,
-    backend_listen: SocketAddr,
-    admin_listen: SocketAddr,
-) -> Result<(), String> {
+async fn demo(listen: SocketAddr, backend_listen: SocketAddr, admin_listen: SocketAddr) -> Result<(), String> {
     let backend = tokio::net::TcpListener::bind(backend_listen)
         .await
         .map_err(|e| format!("cannot bind the example backend to {backend_listen}: {e}"))?;
@@ -204,31 +191,22 @@ async fn demo(
     };
     let mut config = Config::load(None, &flags).map_err(|e| e.to_string())?;
     // A local playground: pages served from any loopback port may call it.
-    config.cors.allowed_origins = ["http://127.0.0.1:*", "http://localhost:*"]
-        .iter()
-        .filter_map(|o| OriginPattern::parse(o).ok())
-        .collect();
+    config.cors.allowed_origins =
+        ["http://127.0.0.1:*", "http://localhost:*"].iter().filter_map(|o| OriginPattern::parse(o).ok()).collect();
     let sets = vec![("library".to_string(), pb::LIBRARY_DESCRIPTOR_SET.to_vec())];
-    let server = server::start_with_sets(&config, sets)
-        .await
-        .map_err(|e| e.to_string())?;
+    let server = server::start_with_sets(&config, sets).await.map_err(|e| e.to_string())?;
     print_demo_lines(&server, backend_addr);
     run_until_signal(server).await
 }
 
 fn print_demo_lines(server: &server::Server, backend: SocketAddr) {
     let base = format!("http://{}", server.local_addr);
-    let admin = server
-        .admin_addr
-        .map(|a| format!(", admin API on http://{a}"))
-        .unwrap_or_default();
+    let admin = server.admin_addr.map(|a| format!(", admin API on http://{a}")).unwrap_or_default();
     println!("protogate demo: gateway on {base}, example gRPC backend on {backend}{admin}\nTry:");
     let lines = [
         format!("curl {base}/v1/shelves"),
         format!("curl {base}/v1/shelves/1/books/1"),
-        format!(
-            "curl '{base}/v1/shelves/1/books?author=Ursula%20K.%20Le%20Guin&genres=GENRE_FICTION'"
-        ),
+        format!("curl '{base}/v1/shelves/1/books?author=Ursula%20K.%20Le%20Guin&genres=GENRE_FICTION'"),
         format!(
             "curl -X POST {base}/v1/shelves/1/books -H 'Content-Type: application/json' -d '{{\"title\": \"Dune\", \"author\": \"Frank Herbert\", \"pageCount\": 412}}'"
         ),
@@ -256,11 +234,10 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => return std::future::pending().await,
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => return std::future::pending().await,
+        };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

@@ -19,7 +19,8 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::admin;
 use crate::config::{Config, ConfigErrors};
-use crate::middleware::{cors, limits};
+use crate::middleware::metrics::Metrics;
+use crate::middleware::{cors, limits, telemetry};
 use crate::protocol::{self, Context, Deadlines, Origins};
 use crate::registry::{RedisStore, Registry, Settings, StateDir, Store, reflect, shared, watch};
 use crate::upstream::Upstreams;
@@ -73,61 +74,39 @@ impl Server {
 
 /// Loads the configured descriptor files, binds the listeners and serves.
 pub async fn start(config: &Config) -> Result<Server, StartError> {
-    let files =
-        watch::files(&config.descriptors, &config.descriptor_dirs).map_err(StartError::Load)?;
+    let files = watch::files(&config.descriptors, &config.descriptor_dirs).map_err(StartError::Load)?;
     let sets = watch::read_named(&files).map_err(StartError::Load)?;
     let server = start_with_sets(config, sets).await?;
     let interval = config.registry.watch_interval;
     if !interval.is_zero() && (!files.is_empty() || !config.descriptor_dirs.is_empty()) {
         let (listed, dirs) = (config.descriptors.clone(), config.descriptor_dirs.clone());
-        watch::spawn(
-            server.context.registry.clone(),
-            listed,
-            dirs,
-            interval,
-            server.shutdown.subscribe(),
-        );
+        watch::spawn(server.context.registry.clone(), listed, dirs, interval, server.shutdown.subscribe());
     }
     Ok(server)
 }
 
 /// Like `start`, with the descriptor sets (name, bytes) given rather than
 /// read from files.
-pub async fn start_with_sets(
-    config: &Config,
-    sets: Vec<(String, Vec<u8>)>,
-) -> Result<Server, StartError> {
+pub async fn start_with_sets(config: &Config, sets: Vec<(String, Vec<u8>)>) -> Result<Server, StartError> {
     let context = Arc::new(build_context(config, sets).await?);
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(StartError::Io)?;
+    let listener = TcpListener::bind(config.listen).await.map_err(StartError::Io)?;
     let local_addr = listener.local_addr().map_err(StartError::Io)?;
     let (shutdown, signal) = signal::channel(false);
     let app = router(context.clone(), config);
     let mut tasks = vec![spawn_listener(listener, app, signal.clone())];
     let mut admin_addr = None;
     if let Some(admin) = &config.admin {
-        let listener = TcpListener::bind(admin.listen)
-            .await
-            .map_err(StartError::Io)?;
+        let listener = TcpListener::bind(admin.listen).await.map_err(StartError::Io)?;
         let addr = listener.local_addr().map_err(StartError::Io)?;
-        let app = admin::router(
-            context.registry.clone(),
-            admin,
-            config.upstream.connect_timeout,
-        );
+        let app =
+            admin::router(context.metrics.clone(), context.registry.clone(), admin, config.upstream.connect_timeout);
         tasks.push(spawn_listener(listener, app, signal));
         tracing::info!(admin_addr = %addr, "admin listening");
         admin_addr = Some(addr);
     }
     if let Some(Store::Redis(redis)) = context.registry.store() {
         let resync = config.registry.resync_interval;
-        shared::spawn_follower(
-            context.registry.clone(),
-            redis.clone(),
-            resync,
-            shutdown.subscribe(),
-        );
+        shared::spawn_follower(context.registry.clone(), redis.clone(), resync, shutdown.subscribe());
     }
     if !config.registry.reflect.is_empty() {
         let registry = &config.registry;
@@ -142,20 +121,11 @@ pub async fn start_with_sets(
         );
     }
     tracing::info!(%local_addr, "gateway listening");
-    Ok(Server {
-        local_addr,
-        admin_addr,
-        context,
-        shutdown,
-        tasks,
-    })
+    Ok(Server { local_addr, admin_addr, context, shutdown, tasks })
 }
 
 /// Opens the registry (stored sets plus `sets`) and the request context.
-pub async fn build_context(
-    config: &Config,
-    sets: Vec<(String, Vec<u8>)>,
-) -> Result<Context, StartError> {
+pub async fn build_context(config: &Config, sets: Vec<(String, Vec<u8>)>) -> Result<Context, StartError> {
     let store = store(config).await?;
     let settings = Settings {
         upstreams: config.upstream.map.clone(),
@@ -163,23 +133,16 @@ pub async fn build_context(
         max_versions: config.registry.max_versions,
         store,
     };
-    let registry = Registry::open(settings, sets)
-        .await
-        .map_err(|e| StartError::Load(e.messages))?;
+    let registry = Registry::open(settings, sets).await.map_err(|e| StartError::Load(e.messages))?;
     Ok(Context {
         registry: Arc::new(registry),
         json: config.json.clone(),
-        deadlines: Deadlines {
-            default: config.upstream.timeout,
-            max: config.upstream.max_timeout,
-        },
+        deadlines: Deadlines { default: config.upstream.timeout, max: config.upstream.max_timeout },
         max_body_size: config.limits.max_body_size,
         openapi: config.openapi,
         sse_keepalive: config.sse_keepalive,
-        origins: Origins {
-            any: config.cors.any_origin,
-            allowed: config.cors.allowed_origins.clone(),
-        },
+        origins: Origins { any: config.cors.any_origin, allowed: config.cors.allowed_origins.clone() },
+        metrics: Arc::new(Metrics::new().map_err(|e| StartError::Load(vec![format!("metrics: {e}")]))?),
     })
 }
 
@@ -190,9 +153,7 @@ async fn store(config: &Config) -> Result<Option<Store>, StartError> {
     if let Some(url) = &registry.redis {
         let redis = RedisStore::connect(url, &registry.key_prefix)
             .await
-            .map_err(|e| {
-                StartError::Load(vec![format!("cannot reach the shared registry: {e}")])
-            })?;
+            .map_err(|e| StartError::Load(vec![format!("cannot reach the shared registry: {e}")]))?;
         return Ok(Some(Store::Redis(redis)));
     }
     match &registry.state_dir {
@@ -226,22 +187,16 @@ pub fn router(context: Arc<Context>, config: &Config) -> Router {
     let stack = ServiceBuilder::new()
         // Outermost: every later log line and the response carry the id.
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(
-            TraceLayer::new_for_http()
-                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
-        )
+        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)))
         .layer(PropagateRequestIdLayer::x_request_id())
+        // Inside the request id, outside every policy: refusals are logged
+        // and counted too.
+        .layer(axum::middleware::from_fn_with_state(context.metrics.clone(), telemetry::observe))
         // Before every policy: preflights are answered without credentials.
         .option_layer(cors::layer(&config.cors))
         // Cheapest check first: a long URI is refused before routing.
-        .layer(axum::middleware::from_fn_with_state(
-            limits.max_uri_length,
-            limits::uri_length,
-        ));
-    Router::new()
-        .fallback(handle)
-        .with_state(context)
-        .layer(stack)
+        .layer(axum::middleware::from_fn_with_state(limits.max_uri_length, limits::uri_length));
+    Router::new().fallback(handle).with_state(context).layer(stack)
 }
 
 async fn handle(State(context): State<Arc<Context>>, request: Request) -> Response<Body> {

@@ -23,17 +23,9 @@ async fn library_only(extra: &str) -> Harness {
 }
 
 /// An admin request with the token; returns status and JSON body.
-async fn admin(
-    h: &Harness,
-    method: &str,
-    path: &str,
-    body: Option<(&str, Vec<u8>)>,
-) -> (u16, Value) {
+async fn admin(h: &Harness, method: &str, path: &str, body: Option<(&str, Vec<u8>)>) -> (u16, Value) {
     let url = format!("{}{path}", h.admin.as_ref().unwrap());
-    let mut request = h
-        .client
-        .request(method.parse().unwrap(), url)
-        .bearer_auth(TOKEN);
+    let mut request = h.client.request(method.parse().unwrap(), url).bearer_auth(TOKEN);
     if let Some((content_type, bytes)) = body {
         request = request.header("content-type", content_type).body(bytes);
     }
@@ -41,10 +33,7 @@ async fn admin(
 }
 
 fn everything() -> Option<(&'static str, Vec<u8>)> {
-    Some((
-        "application/octet-stream",
-        pb::EVERYTHING_DESCRIPTOR_SET.to_vec(),
-    ))
+    Some(("application/octet-stream", pb::EVERYTHING_DESCRIPTOR_SET.to_vec()))
 }
 
 #[tokio::test]
@@ -53,46 +42,33 @@ async fn a_registered_set_is_live_at_once_and_replacing_it_makes_a_version() {
     let (status, _) = h.get_json("/test/v1/echo?fInt32=1").await;
     assert_eq!(status, 404);
 
-    let path = format!(
-        "/v1/descriptor-sets/everything?upstream=http://{}",
-        h.echo_addr
-    );
+    let path = format!("/v1/descriptor-sets/everything?upstream=http://{}", h.echo_addr);
     let (status, body) = admin(&h, "PUT", &path, everything()).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["name"], "everything");
     assert_eq!(body["version"], 1);
     assert!(body["digest"].as_str().unwrap().starts_with("sha256:"));
     assert_eq!(body["services"], json!(["protogate.test.v1.EchoService"]));
-    assert!(body["routes"].as_array().unwrap().contains(&json!({"method": "POST", "path": "/test/v1/echo", "rpc": "protogate.test.v1.EchoService.Echo"})));
+    assert!(
+        body["routes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"method": "POST", "path": "/test/v1/echo", "rpc": "protogate.test.v1.EchoService.Echo"}))
+    );
 
     let (status, body) = h.get_json("/test/v1/echo?fInt32=1").await;
     assert_eq!((status, body), (200, json!({"fInt32": 1})));
 
     let (status, body) = admin(&h, "PUT", &path, everything()).await;
-    assert_eq!(
-        (status, &body["version"]),
-        (200, &json!(1)),
-        "identical bytes are not a new version"
-    );
+    assert_eq!((status, &body["version"]), (200, &json!(1)), "identical bytes are not a new version");
 
     let (status, body) = admin(&h, "GET", "/v1/descriptor-sets", None).await;
     assert_eq!(status, 200);
-    let names: Vec<&str> = body["sets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = body["sets"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["everything", "library"]);
     let (status, routes) = admin(&h, "GET", "/v1/routes", None).await;
     assert_eq!(status, 200);
-    assert!(
-        routes["routes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["path"] == "/v1/shelves" && r["set"] == "library")
-    );
+    assert!(routes["routes"].as_array().unwrap().iter().any(|r| r["path"] == "/v1/shelves" && r["set"] == "library"));
 }
 
 #[tokio::test]
@@ -105,24 +81,10 @@ async fn every_call_needs_the_token() {
         ("DELETE", "/v1/descriptor-sets/library"),
     ] {
         let url = format!("{}{path}", h.admin.as_ref().unwrap());
-        let response = h
-            .client
-            .request(method.parse().unwrap(), &url)
-            .bearer_auth("wrong")
-            .send()
-            .await
-            .unwrap();
+        let response = h.client.request(method.parse().unwrap(), &url).bearer_auth("wrong").send().await.unwrap();
         assert_eq!(response.status(), 401, "{method} {path}");
-        assert_eq!(
-            response.headers()["www-authenticate"],
-            "Bearer realm=\"protogate-admin\""
-        );
-        let response = h
-            .client
-            .request(method.parse().unwrap(), &url)
-            .send()
-            .await
-            .unwrap();
+        assert_eq!(response.headers()["www-authenticate"], "Bearer realm=\"protogate-admin\"");
+        let response = h.client.request(method.parse().unwrap(), &url).send().await.unwrap();
         assert_eq!(response.status(), 401, "{method} {path} without a token");
     }
     // The admin API is never reachable on the public listener.
@@ -133,18 +95,11 @@ async fn every_call_needs_the_token() {
 #[tokio::test]
 async fn bad_uploads_are_refused_with_every_problem_and_change_nothing() {
     let h = library_only("").await;
-    let (status, body) = admin(
-        &h,
-        "PUT",
-        "/v1/descriptor-sets/junk",
-        Some(("application/octet-stream", b"\x0a\x05\x0a".to_vec())),
-    )
-    .await;
+    let (status, body) =
+        admin(&h, "PUT", "/v1/descriptor-sets/junk", Some(("application/octet-stream", b"\x0a\x05\x0a".to_vec())))
+            .await;
     assert_eq!(status, 400, "{body}");
-    assert_eq!(
-        body["errors"][0].as_str().unwrap().split(':').next(),
-        Some("junk")
-    );
+    assert_eq!(body["errors"][0].as_str().unwrap().split(':').next(), Some("junk"));
 
     let broken = [(
         "bad.proto",
@@ -173,47 +128,23 @@ async fn bad_uploads_are_refused_with_every_problem_and_change_nothing() {
         ])
     );
 
-    let (status, body) = upload(
-        &h,
-        "noimport",
-        &[("x.proto", "syntax = \"proto3\";\nimport \"/etc/passwd\";\n")],
-        "",
-    )
-    .await;
+    let (status, body) =
+        upload(&h, "noimport", &[("x.proto", "syntax = \"proto3\";\nimport \"/etc/passwd\";\n")], "").await;
     assert_eq!(status, 400, "{body}");
     let (status, _) = admin(&h, "PUT", "/v1/descriptor-sets/bad%20name", everything()).await;
     assert_eq!(status, 400);
-    let (status, _) = admin(
-        &h,
-        "PUT",
-        "/v1/descriptor-sets/x?upstream=ftp://nowhere",
-        everything(),
-    )
-    .await;
+    let (status, _) = admin(&h, "PUT", "/v1/descriptor-sets/x?upstream=ftp://nowhere", everything()).await;
     assert_eq!(status, 400);
-    let (status, _) = admin(
-        &h,
-        "PUT",
-        "/v1/descriptor-sets/x",
-        Some(("text/plain", b"hi".to_vec())),
-    )
-    .await;
+    let (status, _) = admin(&h, "PUT", "/v1/descriptor-sets/x", Some(("text/plain", b"hi".to_vec()))).await;
     assert_eq!(status, 415);
     let (status, body) = admin(&h, "DELETE", "/v1/descriptor-sets/library", None).await;
     assert_eq!(
         (status, body["message"].as_str().unwrap()),
-        (
-            409,
-            "library comes from a --descriptor file; change the file instead"
-        )
+        (409, "library comes from a --descriptor file; change the file instead")
     );
 
     let (_, sets) = admin(&h, "GET", "/v1/descriptor-sets", None).await;
-    assert_eq!(
-        sets["sets"].as_array().unwrap().len(),
-        1,
-        "nothing was registered"
-    );
+    assert_eq!(sets["sets"].as_array().unwrap().len(), 1, "nothing was registered");
     let (status, _) = h.get_json("/v1/shelves/1").await;
     assert_eq!(status, 200, "the running snapshot still serves");
 }
@@ -249,25 +180,13 @@ async fn versions_roll_back_and_deletion_removes_routes() {
         assert!(status == 200 || status == 201);
     }
     let (_, versions) = admin(&h, "GET", "/v1/descriptor-sets/v/versions", None).await;
-    let numbers: Vec<u64> = versions["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["version"].as_u64().unwrap())
-        .collect();
-    assert_eq!(
-        (numbers, &versions["active"]),
-        (vec![2, 3], &json!(3)),
-        "two versions kept"
-    );
+    let numbers: Vec<u64> =
+        versions["versions"].as_array().unwrap().iter().map(|v| v["version"].as_u64().unwrap()).collect();
+    assert_eq!((numbers, &versions["active"]), (vec![2, 3], &json!(3)), "two versions kept");
 
     let (status, body) = admin(&h, "POST", "/v1/descriptor-sets/v:rollback?version=2", None).await;
     assert_eq!((status, &body["version"]), (200, &json!(2)));
-    assert_eq!(
-        h.get_json("/v/two").await.0,
-        501,
-        "version 2's route is back (the echo backend lacks the method)"
-    );
+    assert_eq!(h.get_json("/v/two").await.0, 501, "version 2's route is back (the echo backend lacks the method)");
     assert_eq!(h.get_json("/v/three").await.0, 404);
     let (status, _) = admin(&h, "POST", "/v1/descriptor-sets/v:rollback?version=1", None).await;
     assert_eq!(status, 404, "version 1 was pruned");
@@ -285,10 +204,7 @@ async fn registrations_survive_a_restart_with_the_same_state_dir() {
     let _ = std::fs::remove_dir_all(&dir);
     let extra = format!("[registry]\nstate_dir = \"{}\"", dir.display());
     let mut h = library_only(&extra).await;
-    let path = format!(
-        "/v1/descriptor-sets/everything?upstream=http://{}",
-        h.echo_addr
-    );
+    let path = format!("/v1/descriptor-sets/everything?upstream=http://{}", h.echo_addr);
     let (status, _) = admin(&h, "PUT", &path, everything()).await;
     assert_eq!(status, 201);
     h.server.take().unwrap().shutdown().await.unwrap();
@@ -324,10 +240,7 @@ async fn swaps_under_load_fail_no_request() {
         let (status, _) = upload(&h, "v", &files, &upstream).await;
         assert!(status == 200 || status == 201);
         if round % 3 == 0 {
-            assert_eq!(
-                admin(&h, "DELETE", "/v1/descriptor-sets/v", None).await.0,
-                200
-            );
+            assert_eq!(admin(&h, "DELETE", "/v1/descriptor-sets/v", None).await.0, 200);
         }
     }
     stop.store(true, Ordering::Relaxed);
@@ -345,30 +258,14 @@ fn versioned(route: &str) -> String {
 }
 
 /// A multipart upload of .proto files, each part named by its import path.
-async fn upload<T: AsRef<str>>(
-    h: &Harness,
-    name: &str,
-    files: &[(&str, T)],
-    query: &str,
-) -> (u16, Value) {
+async fn upload<T: AsRef<str>>(h: &Harness, name: &str, files: &[(&str, T)], query: &str) -> (u16, Value) {
     let mut form = reqwest::multipart::Form::new();
     for (path, text) in files {
-        let part =
-            reqwest::multipart::Part::text(text.as_ref().to_string()).file_name(path.to_string());
+        let part = reqwest::multipart::Part::text(text.as_ref().to_string()).file_name(path.to_string());
         form = form.part(path.to_string(), part);
     }
-    let url = format!(
-        "{}/v1/descriptor-sets/{name}{query}",
-        h.admin.as_ref().unwrap()
-    );
-    let response = h
-        .client
-        .put(url)
-        .bearer_auth(TOKEN)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let url = format!("{}/v1/descriptor-sets/{name}{query}", h.admin.as_ref().unwrap());
+    let response = h.client.put(url).bearer_auth(TOKEN).multipart(form).send().await.unwrap();
     common::read_json(response).await
 }
 
@@ -389,9 +286,7 @@ async fn descriptor_files_and_directories_reload_on_change() {
         descriptor_dirs: vec![dir.clone()],
         ..Default::default()
     };
-    let config =
-        protogate::config::Config::from_toml("[registry]\nwatch_interval = \"50ms\"", &flags)
-            .unwrap();
+    let config = protogate::config::Config::from_toml("[registry]\nwatch_interval = \"50ms\"", &flags).unwrap();
     let server = protogate::server::start(&config).await.unwrap();
     let base = format!("http://{}", server.local_addr);
     let status = |path: &str| {

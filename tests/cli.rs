@@ -32,19 +32,14 @@ async fn wait_for(child: &mut Child, from_stdout: bool, marker: &str) -> String 
 
 /// The text after `marker` up to the next space or comma.
 fn token_after(line: &str, marker: &str) -> String {
-    let (_, rest) = line
-        .split_once(marker)
-        .unwrap_or_else(|| panic!("{marker:?} not in {line:?}"));
+    let (_, rest) = line.split_once(marker).unwrap_or_else(|| panic!("{marker:?} not in {line:?}"));
     rest.split([' ', ',']).next().unwrap().to_string()
 }
 
 /// Reads the child's stderr (or stdout) until a line contains `marker`.
 async fn wait_for_line(child: &mut Child, from_stdout: bool, marker: &str) -> String {
-    let lines: Box<dyn tokio::io::AsyncRead + Unpin + Send> = if from_stdout {
-        Box::new(child.stdout.take().unwrap())
-    } else {
-        Box::new(child.stderr.take().unwrap())
-    };
+    let lines: Box<dyn tokio::io::AsyncRead + Unpin + Send> =
+        if from_stdout { Box::new(child.stdout.take().unwrap()) } else { Box::new(child.stderr.take().unwrap()) };
     let mut lines = BufReader::new(lines).lines();
     let found = tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(line) = lines.next_line().await.unwrap() {
@@ -62,20 +57,13 @@ async fn wait_for_line(child: &mut Child, from_stdout: bool, marker: &str) -> St
 
 #[tokio::test]
 async fn routes_prints_the_route_table() {
-    let output = protogate(&["routes", "--descriptor", "descriptors/library.binpb"])
-        .output()
-        .await
-        .unwrap();
+    let output = protogate(&["routes", "--descriptor", "descriptors/library.binpb"]).output().await.unwrap();
     assert!(output.status.success());
     let stdout = String::from_utf8(output.stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
         lines[0].split_whitespace().collect::<Vec<_>>(),
-        [
-            "GET",
-            "/v1/shelves",
-            "library.v1.LibraryService.ListShelves"
-        ]
+        ["GET", "/v1/shelves", "library.v1.LibraryService.ListShelves"]
     );
     assert!(stdout.contains("/v1/{name=shelves/*/books/*}:publish"));
     assert!(stdout.contains("/library.v1.LibraryService/GetBook"));
@@ -88,23 +76,11 @@ async fn serve_with_flags_serves_the_descriptor_set() {
     let backend_addr = backend.local_addr().unwrap();
     protogate::example::serve_library(backend);
     let upstream = format!("http://{backend_addr}");
-    let args = [
-        "serve",
-        "--descriptor",
-        "descriptors/library.binpb",
-        "--upstream",
-        &upstream,
-        "--listen",
-        "127.0.0.1:0",
-    ];
+    let args =
+        ["serve", "--descriptor", "descriptors/library.binpb", "--upstream", &upstream, "--listen", "127.0.0.1:0"];
     let mut child = protogate(&args).spawn().unwrap();
     let addr = wait_for(&mut child, false, "local_addr=").await;
-    let body = reqwest::get(format!("http://{addr}/v1/shelves/2"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = reqwest::get(format!("http://{addr}/v1/shelves/2")).await.unwrap().text().await.unwrap();
     assert!(body.contains("\"theme\":\"History\""), "{body}");
 }
 
@@ -120,16 +96,9 @@ async fn serve_with_a_config_file_holding_everything() {
          [upstream.services]\n\"library.v1.LibraryService\" = \"http://{backend_addr}\"\n[json]\nproto_field_names = true\n"
     );
     std::fs::write(&config, toml).unwrap();
-    let mut child = protogate(&["serve", "--config", config.to_str().unwrap()])
-        .spawn()
-        .unwrap();
+    let mut child = protogate(&["serve", "--config", config.to_str().unwrap()]).spawn().unwrap();
     let addr = wait_for(&mut child, false, "local_addr=").await;
-    let body = reqwest::get(format!("http://{addr}/v1/shelves/1/books/1"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = reqwest::get(format!("http://{addr}/v1/shelves/1/books/1")).await.unwrap().text().await.unwrap();
     assert!(body.contains("\"page_count\":304"), "{body}");
 }
 
@@ -137,21 +106,11 @@ async fn serve_with_a_config_file_holding_everything() {
 async fn serve_reports_every_problem_and_exits_non_zero() {
     let dir = tempdir();
     let config = dir.join("bad.toml");
-    std::fs::write(
-        &config,
-        "listen = \"nowhere\"\nextra = 1\n[limits]\nmax_uri = 3\n",
-    )
-    .unwrap();
-    let output = protogate(&["serve", "--config", config.to_str().unwrap()])
-        .output()
-        .await
-        .unwrap();
+    std::fs::write(&config, "listen = \"nowhere\"\nextra = 1\n[limits]\nmax_uri = 3\n").unwrap();
+    let output = protogate(&["serve", "--config", config.to_str().unwrap()]).output().await.unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(
-        stderr.contains("unknown key `extra`") && stderr.contains("unknown key `limits.max_uri`"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("unknown key `extra`") && stderr.contains("unknown key `limits.max_uri`"), "{stderr}");
 
     let output = protogate(&[
         "serve",
@@ -169,22 +128,13 @@ async fn serve_reports_every_problem_and_exits_non_zero() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("missing.binpb: No such file"), "{stderr}");
 
-    let output = protogate(&[
-        "serve",
-        "--descriptor",
-        "descriptors/library.binpb",
-        "--listen",
-        "127.0.0.1:0",
-    ])
-    .output()
-    .await
-    .unwrap();
+    let output = protogate(&["serve", "--descriptor", "descriptors/library.binpb", "--listen", "127.0.0.1:0"])
+        .output()
+        .await
+        .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(
-        stderr.contains("no upstream for service library.v1.LibraryService"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("no upstream for service library.v1.LibraryService"), "{stderr}");
 }
 
 #[tokio::test]
@@ -201,32 +151,18 @@ async fn every_readme_curl_line_works_against_the_demo() {
     .spawn()
     .unwrap();
     let line = wait_for_line(&mut child, true, "gateway on ").await;
-    let (base, admin) = (
-        token_after(&line, "gateway on "),
-        token_after(&line, "admin API on "),
-    );
+    let (base, admin) = (token_after(&line, "gateway on "), token_after(&line, "admin API on "));
     let readme = std::fs::read_to_string(format!("{ROOT}/README.md")).unwrap();
-    let section = readme
-        .split("## Try it against the demo")
-        .nth(1)
-        .unwrap()
-        .split("\n## ")
-        .next()
-        .unwrap();
+    let section = readme.split("## Try it against the demo").nth(1).unwrap().split("\n## ").next().unwrap();
     let lines: Vec<&str> = section.lines().filter(|l| l.starts_with("curl ")).collect();
     assert!(lines.len() >= 10, "the README lost its examples");
     let work = tempdir();
     for line in lines {
         let (command, expected) = match line.split_once("  # ") {
-            Some((command, comment)) => (
-                command.trim(),
-                comment.split([' ', ',']).next().unwrap_or("").to_string(),
-            ),
+            Some((command, comment)) => (command.trim(), comment.split([' ', ',']).next().unwrap_or("").to_string()),
             None => (line, "200".to_string()),
         };
-        let command = command
-            .replace("http://127.0.0.1:8080", &base)
-            .replace("http://127.0.0.1:9090", &admin);
+        let command = command.replace("http://127.0.0.1:8080", &base).replace("http://127.0.0.1:9090", &admin);
         let output = Command::new("sh")
             .arg("-c")
             .arg(format!("{command} -sS -o /dev/null -w '%{{http_code}}'"))
@@ -235,30 +171,19 @@ async fn every_readme_curl_line_works_against_the_demo() {
             .await
             .unwrap();
         let status = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "{line}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert!(output.status.success(), "{line}: {}", String::from_utf8_lossy(&output.stderr));
         assert_eq!(status, expected, "{line}");
     }
 }
 
 fn tempdir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "protogate-cli-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
+    let dir = std::env::temp_dir().join(format!("protogate-cli-{}-{}", std::process::id(), rand_suffix()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
 fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
 }
 
 #[tokio::test]
@@ -288,12 +213,7 @@ async fn a_kill_during_registrations_loses_nothing_acknowledged() {
     let child = std::sync::Arc::new(tokio::sync::Mutex::new(child));
     // Eight registrations in flight at a time; SIGKILL once 20 are acknowledged.
     let registrations = (0..80).map(|i| {
-        let (client, admin, acknowledged, child) = (
-            client.clone(),
-            admin.clone(),
-            acknowledged.clone(),
-            child.clone(),
-        );
+        let (client, admin, acknowledged, child) = (client.clone(), admin.clone(), acknowledged.clone(), child.clone());
         async move {
             let response = client
                 .put(format!("http://{admin}/v1/descriptor-sets/crash{i}"))
@@ -320,10 +240,7 @@ async fn a_kill_during_registrations_loses_nothing_acknowledged() {
     ))
     .await;
     let acknowledged = acknowledged.lock().unwrap().clone();
-    assert!(
-        acknowledged.len() >= 20 && acknowledged.len() < 80,
-        "the kill came too late: {acknowledged:?}"
-    );
+    assert!(acknowledged.len() >= 20 && acknowledged.len() < 80, "the kill came too late: {acknowledged:?}");
     let _ = child.lock().await.wait().await;
 
     let mut restarted = protogate(&args).spawn().unwrap();
@@ -337,17 +254,10 @@ async fn a_kill_during_registrations_loses_nothing_acknowledged() {
         .json()
         .await
         .unwrap();
-    let names: Vec<String> = listed["sets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap().to_string())
-        .collect();
+    let names: Vec<String> =
+        listed["sets"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string()).collect();
     for name in &acknowledged {
-        assert!(
-            names.contains(name),
-            "{name} was acknowledged but lost; kept {names:?}"
-        );
+        assert!(names.contains(name), "{name} was acknowledged but lost; kept {names:?}");
     }
     std::fs::remove_dir_all(&state).unwrap();
 }
@@ -358,21 +268,14 @@ fn crash_set(i: usize) -> Vec<u8> {
         "syntax = \"proto3\";\npackage crash{i}.v1;\nimport \"google/api/annotations.proto\";\nmessage R {{ string id = 1; }}\n\
          service S {{ rpc Get(R) returns (R) {{ option (google.api.http) = {{ get: \"/crash/{i}/{{id}}\" }}; }} }}\n"
     );
-    protogate::registry::source::compile_protos(&[(format!("crash{i}.proto"), source)], &[])
-        .unwrap()
+    protogate::registry::source::compile_protos(&[(format!("crash{i}.proto"), source)], &[]).unwrap()
 }
 
 #[tokio::test]
 async fn validate_checks_sets_and_proto_files_like_registration() {
-    let output = protogate(&["validate", "descriptors/library.binpb"])
-        .output()
-        .await
-        .unwrap();
+    let output = protogate(&["validate", "descriptors/library.binpb"]).output().await.unwrap();
     assert!(output.status.success());
-    assert_eq!(
-        String::from_utf8(output.stdout).unwrap(),
-        "ok: 14 methods, 15 annotated routes\n"
-    );
+    assert_eq!(String::from_utf8(output.stdout).unwrap(), "ok: 14 methods, 15 annotated routes\n");
 
     let dir = tempdir();
     let proto = dir.join("bad.proto");
@@ -383,22 +286,9 @@ async fn validate_checks_sets_and_proto_files_like_registration() {
          rpc B(R) returns (R) { option (google.api.http) = { get: \"/v1/shelves/{name}\" }; }\n}\n",
     )
     .unwrap();
-    let output = protogate(&[
-        "validate",
-        "descriptors/library.binpb",
-        proto.to_str().unwrap(),
-    ])
-    .output()
-    .await
-    .unwrap();
+    let output = protogate(&["validate", "descriptors/library.binpb", proto.to_str().unwrap()]).output().await.unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(
-        stderr.contains("bad.v1.S.A: GET \"/v1/{nam\": expected '}'"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("route conflict: GET \"/v1/shelves/{name}\""),
-        "{stderr}"
-    );
+    assert!(stderr.contains("bad.v1.S.A: GET \"/v1/{nam\": expected '}'"), "{stderr}");
+    assert!(stderr.contains("route conflict: GET \"/v1/shelves/{name}\""), "{stderr}");
 }

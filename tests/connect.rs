@@ -14,11 +14,7 @@ use serde_json::{Value, json};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-async fn connect_json(
-    h: &Harness,
-    path: &str,
-    body: &str,
-) -> (u16, Value, reqwest::header::HeaderMap) {
+async fn connect_json(h: &Harness, path: &str, body: &str) -> (u16, Value, reqwest::header::HeaderMap) {
     let response = h
         .client
         .post(h.url(path))
@@ -36,21 +32,11 @@ async fn connect_json(
 #[tokio::test]
 async fn unary_json_and_proto_and_get() {
     let h = Harness::start().await;
-    let (status, body, _) = connect_json(
-        &h,
-        "/library.v1.LibraryService/GetBook",
-        r#"{"name": "shelves/1/books/3"}"#,
-    )
-    .await;
-    assert_eq!(
-        (status, &body["copiesSold"]),
-        (200, &json!("9007199254740993"))
-    );
+    let (status, body, _) =
+        connect_json(&h, "/library.v1.LibraryService/GetBook", r#"{"name": "shelves/1/books/3"}"#).await;
+    assert_eq!((status, &body["copiesSold"]), (200, &json!("9007199254740993")));
 
-    let request = GetBookRequest {
-        name: "shelves/2/books/1".into(),
-    }
-    .encode_to_vec();
+    let request = GetBookRequest { name: "shelves/2/books/1".into() }.encode_to_vec();
     let response = h
         .client
         .post(h.url("/library.v1.LibraryService/GetBook"))
@@ -64,83 +50,43 @@ async fn unary_json_and_proto_and_get() {
     let book = Book::decode(response.bytes().await.unwrap()).unwrap();
     assert_eq!(book.title, "SPQR");
 
-    let message =
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"name":"shelves/1"}"#);
-    let url = h.url(&format!(
-        "/library.v1.LibraryService/GetShelf?connect=v1&encoding=json&base64=1&message={message}"
-    ));
+    let message = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"name":"shelves/1"}"#);
+    let url =
+        h.url(&format!("/library.v1.LibraryService/GetShelf?connect=v1&encoding=json&base64=1&message={message}"));
     let (status, body) = common::read_json(h.client.get(url).send().await.unwrap()).await;
     assert_eq!((status, &body["theme"]), (200, &json!("Fiction")));
-    let plain = h.url("/library.v1.LibraryService/GetShelf?connect=v1&encoding=json&message=%7B%22name%22%3A%22shelves%2F2%22%7D");
+    let plain = h.url(
+        "/library.v1.LibraryService/GetShelf?connect=v1&encoding=json&message=%7B%22name%22%3A%22shelves%2F2%22%7D",
+    );
     let (status, body) = common::read_json(h.client.get(plain).send().await.unwrap()).await;
     assert_eq!((status, &body["theme"]), (200, &json!("History")));
 
-    let side_effects =
-        h.url("/library.v1.LibraryService/DeleteShelf?connect=v1&encoding=json&message=%7B%7D");
+    let side_effects = h.url("/library.v1.LibraryService/DeleteShelf?connect=v1&encoding=json&message=%7B%7D");
     let response = h.client.get(side_effects).send().await.unwrap();
-    assert_eq!(
-        (
-            response.status().as_u16(),
-            response.headers()["allow"].to_str().unwrap()
-        ),
-        (405, "POST")
-    );
+    assert_eq!((response.status().as_u16(), response.headers()["allow"].to_str().unwrap()), (405, "POST"));
 }
 
 #[tokio::test]
 async fn errors_use_connect_codes_statuses_and_details() {
     let h = Harness::start().await;
-    let (status, body, _) = connect_json(
-        &h,
-        "/library.v1.LibraryService/GetShelf",
-        r#"{"name": "shelves/9"}"#,
-    )
-    .await;
+    let (status, body, _) = connect_json(&h, "/library.v1.LibraryService/GetShelf", r#"{"name": "shelves/9"}"#).await;
     assert_eq!(status, 404);
     assert_eq!(body["code"], "not_found");
     assert_eq!(body["message"], "shelves/9 not found");
     assert_eq!(body["details"][0]["type"], "google.rpc.ResourceInfo");
     assert_eq!(body["details"][0]["debug"]["resourceName"], "shelves/9");
-    assert!(
-        body["details"][0]["value"]
-            .as_str()
-            .is_some_and(|v| !v.ends_with('='))
-    );
+    assert!(body["details"][0]["value"].as_str().is_some_and(|v| !v.ends_with('=')));
 
     let cases = [
-        (
-            r#"{"nope": 1}"#,
-            "/library.v1.LibraryService/GetShelf",
-            400,
-            "invalid_argument",
-        ),
+        (r#"{"nope": 1}"#, "/library.v1.LibraryService/GetShelf", 400, "invalid_argument"),
         ("{}", "/nowhere.v1.S/M", 501, "unimplemented"),
-        (
-            r#"{"code": 1, "message": "m"}"#,
-            "/protogate.test.v1.EchoService/Fail",
-            499,
-            "canceled",
-        ),
-        (
-            r#"{"code": 16, "message": "m"}"#,
-            "/protogate.test.v1.EchoService/Fail",
-            401,
-            "unauthenticated",
-        ),
-        (
-            "{}",
-            "/protogate.test.v1.EchoService/Collect",
-            501,
-            "unimplemented",
-        ),
+        (r#"{"code": 1, "message": "m"}"#, "/protogate.test.v1.EchoService/Fail", 499, "canceled"),
+        (r#"{"code": 16, "message": "m"}"#, "/protogate.test.v1.EchoService/Fail", 401, "unauthenticated"),
+        ("{}", "/protogate.test.v1.EchoService/Collect", 501, "unimplemented"),
     ];
     for (request, path, http, code) in cases {
         let (status, body, _) = connect_json(&h, path, request).await;
-        assert_eq!(
-            (status, body["code"].as_str().unwrap()),
-            (http, code),
-            "{path} {request}: {body}"
-        );
+        assert_eq!((status, body["code"].as_str().unwrap()), (http, code), "{path} {request}: {body}");
     }
 
     let gzip = h
@@ -154,10 +100,7 @@ async fn errors_use_connect_codes_statuses_and_details() {
         .await
         .unwrap();
     let (status, body) = common::read_json(gzip).await;
-    assert_eq!(
-        (status, body["code"].as_str().unwrap()),
-        (501, "unimplemented")
-    );
+    assert_eq!((status, body["code"].as_str().unwrap()), (501, "unimplemented"));
 
     let slow = h
         .client
@@ -170,10 +113,7 @@ async fn errors_use_connect_codes_statuses_and_details() {
         .await
         .unwrap();
     let (status, body) = common::read_json(slow).await;
-    assert_eq!(
-        (status, body["code"].as_str().unwrap()),
-        (504, "deadline_exceeded")
-    );
+    assert_eq!((status, body["code"].as_str().unwrap()), (504, "deadline_exceeded"));
 }
 
 #[tokio::test]
@@ -225,62 +165,28 @@ async fn stream(h: &Harness, path: &str, payload: Vec<u8>) -> Vec<(u8, Vec<u8>)>
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/connect+json"
-    );
+    assert_eq!(response.headers()["content-type"], "application/connect+json");
     envelopes(&response.bytes().await.unwrap())
 }
 
 #[tokio::test]
 async fn server_streams_are_enveloped_and_end_with_status() {
     let h = Harness::start().await;
-    let request =
-        br#"{"message": {"fString": "x"}, "count": 2, "failCode": 5, "failMessage": "gone"}"#;
-    let frames = stream(
-        &h,
-        "/protogate.test.v1.EchoService/EchoStream",
-        envelope(0, request),
-    )
-    .await;
+    let request = br#"{"message": {"fString": "x"}, "count": 2, "failCode": 5, "failMessage": "gone"}"#;
+    let frames = stream(&h, "/protogate.test.v1.EchoService/EchoStream", envelope(0, request)).await;
     assert_eq!(frames.len(), 3);
     assert_eq!(frames[0], (0, br#"{"fString":"x"}"#.to_vec()));
     let end: Value = serde_json::from_slice(&frames[2].1).unwrap();
-    assert_eq!(
-        (frames[2].0, end["error"]["code"].as_str()),
-        (2, Some("not_found"))
-    );
+    assert_eq!((frames[2].0, end["error"]["code"].as_str()), (2, Some("not_found")));
 
-    let frames = stream(
-        &h,
-        "/library.v1.LibraryService/StreamBooks",
-        envelope(0, br#"{"parent": "shelves/1"}"#),
-    )
-    .await;
+    let frames = stream(&h, "/library.v1.LibraryService/StreamBooks", envelope(0, br#"{"parent": "shelves/1"}"#)).await;
     assert_eq!(frames.len(), 4);
-    assert_eq!(
-        frames[3],
-        (2, b"{}".to_vec()),
-        "a clean end carries no error"
-    );
+    assert_eq!(frames[3], (2, b"{}".to_vec()), "a clean end carries no error");
 
-    let truncated = stream(
-        &h,
-        "/library.v1.LibraryService/StreamBooks",
-        vec![0, 0, 0, 0, 99, b'{'],
-    )
-    .await;
+    let truncated = stream(&h, "/library.v1.LibraryService/StreamBooks", vec![0, 0, 0, 0, 99, b'{']).await;
     let end: Value = serde_json::from_slice(&truncated[0].1).unwrap();
-    assert_eq!(
-        (truncated[0].0, end["error"]["code"].as_str()),
-        (2, Some("invalid_argument")),
-        "{end}"
-    );
-    assert_eq!(
-        h.get_json("/v1/shelves/1").await.0,
-        200,
-        "the gateway keeps serving"
-    );
+    assert_eq!((truncated[0].0, end["error"]["code"].as_str()), (2, Some("invalid_argument")), "{end}");
+    assert_eq!(h.get_json("/v1/shelves/1").await.0, 200, "the gateway keeps serving");
 }
 
 /// `buf` from the npm package @bufbuild/buf (installed by .ci/run), or
@@ -290,44 +196,23 @@ fn buf() -> Option<PathBuf> {
     if local.exists() {
         return Some(local);
     }
-    if std::process::Command::new("buf")
-        .arg("--version")
-        .output()
-        .is_ok()
-    {
+    if std::process::Command::new("buf").arg("--version").output().is_ok() {
         return Some(PathBuf::from("buf"));
     }
-    assert!(
-        std::env::var("CI").is_err(),
-        "buf is missing; .ci/run installs @bufbuild/buf"
-    );
+    assert!(std::env::var("CI").is_err(), "buf is missing; .ci/run installs @bufbuild/buf");
     println!("SKIPPED: buf is not installed (npm install @bufbuild/buf)");
     None
 }
 
 async fn buf_curl(buf: &PathBuf, protocol: &str, url: &str, data: &str) -> String {
     let output = tokio::process::Command::new(buf)
-        .args([
-            "curl",
-            "--schema",
-            &format!("{ROOT}/descriptors/library.binpb"),
-            "--protocol",
-            protocol,
-        ])
-        .args(if protocol == "grpc" {
-            vec!["--http2-prior-knowledge"]
-        } else {
-            vec![]
-        })
+        .args(["curl", "--schema", &format!("{ROOT}/descriptors/library.binpb"), "--protocol", protocol])
+        .args(if protocol == "grpc" { vec!["--http2-prior-knowledge"] } else { vec![] })
         .args(["-d", data, url])
         .output()
         .await
         .unwrap();
-    assert!(
-        output.status.success(),
-        "buf curl --protocol {protocol}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "buf curl --protocol {protocol}: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).unwrap()
 }
 
@@ -338,15 +223,8 @@ async fn buf_curl_reaches_the_demo_over_connect_grpc_and_grpc_web() {
     let get_book = h.url("/library.v1.LibraryService/GetBook");
     let stream_books = h.url("/library.v1.LibraryService/StreamBooks");
     for protocol in ["connect", "grpc", "grpcweb"] {
-        let out = buf_curl(
-            &buf,
-            protocol,
-            &get_book,
-            r#"{"name": "shelves/1/books/2"}"#,
-        )
-        .await;
-        let book: Value =
-            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{protocol}: {e}: {out}"));
+        let out = buf_curl(&buf, protocol, &get_book, r#"{"name": "shelves/1/books/2"}"#).await;
+        let book: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{protocol}: {e}: {out}"));
         assert_eq!(book["title"], "A Wizard of Earthsea", "{protocol}");
         let out = buf_curl(&buf, protocol, &stream_books, r#"{"parent": "shelves/1"}"#).await;
         assert_eq!(out.matches("\"title\"").count(), 3, "{protocol}: {out}");
@@ -358,19 +236,8 @@ async fn oversized_connect_messages_are_refused() {
     let h = Harness::start_with("[limits]\nmax_body_size = 64").await;
     let big = format!(r#"{{"name": "{}"}}"#, "x".repeat(200));
     let (status, body, _) = connect_json(&h, "/library.v1.LibraryService/GetBook", &big).await;
-    assert_eq!(
-        (status, body["code"].as_str().unwrap()),
-        (413, "resource_exhausted")
-    );
-    let frames = stream(
-        &h,
-        "/library.v1.LibraryService/StreamBooks",
-        envelope(0, big.as_bytes()),
-    )
-    .await;
+    assert_eq!((status, body["code"].as_str().unwrap()), (413, "resource_exhausted"));
+    let frames = stream(&h, "/library.v1.LibraryService/StreamBooks", envelope(0, big.as_bytes())).await;
     let end: Value = serde_json::from_slice(&frames[0].1).unwrap();
-    assert_eq!(
-        (frames[0].0, end["error"]["code"].as_str()),
-        (2, Some("resource_exhausted"))
-    );
+    assert_eq!((frames[0].0, end["error"]["code"].as_str()), (2, Some("resource_exhausted")));
 }

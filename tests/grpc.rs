@@ -17,18 +17,11 @@ use tonic::Code;
 use tonic::transport::Channel;
 
 async fn channel(addr: &str) -> Channel {
-    Channel::from_shared(addr.to_string())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
+    Channel::from_shared(addr.to_string()).unwrap().connect().await.unwrap()
 }
 
 fn named(name: &str) -> Everything {
-    Everything {
-        f_string: name.into(),
-        ..Default::default()
-    }
+    Everything { f_string: name.into(), ..Default::default() }
 }
 
 #[tokio::test]
@@ -38,14 +31,7 @@ async fn all_four_call_kinds_give_the_same_results_as_the_backend() {
     let via_gateway = channel(&h.base).await;
     for channel in [direct, via_gateway] {
         let mut echo = EchoServiceClient::new(channel.clone());
-        let reply = echo
-            .echo(Everything {
-                f_int64: -5,
-                f_bytes: vec![0, 255],
-                ..named("unary")
-            })
-            .await
-            .unwrap();
+        let reply = echo.echo(Everything { f_int64: -5, f_bytes: vec![0, 255], ..named("unary") }).await.unwrap();
         assert_eq!(reply.get_ref().f_int64, -5);
         assert_eq!(reply.get_ref().f_bytes, [0, 255]);
 
@@ -66,21 +52,14 @@ async fn all_four_call_kinds_give_the_same_results_as_the_backend() {
             }
         };
         let end = end.unwrap();
-        assert_eq!(
-            (received, end.code(), end.message()),
-            (3, Code::FailedPrecondition, "stop")
-        );
+        assert_eq!((received, end.code(), end.message()), (3, Code::FailedPrecondition, "stop"));
 
         let outbound = futures_util::stream::iter(vec![named("a"), named("b"), named("c")]);
         let collected = echo.collect(outbound).await.unwrap().into_inner();
         assert_eq!(collected.r_string, ["a", "b", "c"]);
 
         let (sender, receiver) = tokio::sync::mpsc::channel(4);
-        let mut replies = echo
-            .chat(tokio_stream::wrappers::ReceiverStream::new(receiver))
-            .await
-            .unwrap()
-            .into_inner();
+        let mut replies = echo.chat(tokio_stream::wrappers::ReceiverStream::new(receiver)).await.unwrap().into_inner();
         sender.send(named("ping")).await.unwrap();
         assert_eq!(
             replies.message().await.unwrap().unwrap().f_string,
@@ -89,39 +68,21 @@ async fn all_four_call_kinds_give_the_same_results_as_the_backend() {
         );
         sender.send(named("pong")).await.unwrap();
         assert_eq!(replies.message().await.unwrap().unwrap().f_string, "pong");
-        sender
-            .send(Everything {
-                f_int32: 5,
-                ..named("gone")
-            })
-            .await
-            .unwrap();
+        sender.send(Everything { f_int32: 5, ..named("gone") }).await.unwrap();
         let status = replies.message().await.unwrap_err();
         assert_eq!((status.code(), status.message()), (Code::NotFound, "gone"));
 
         let failed = echo
-            .fail(FailRequest {
-                code: 7,
-                message: "no".into(),
-                reason: "WHY".into(),
-                ..Default::default()
-            })
+            .fail(FailRequest { code: 7, message: "no".into(), reason: "WHY".into(), ..Default::default() })
             .await
             .unwrap_err();
         assert_eq!(failed.code(), Code::PermissionDenied);
         let details = protogate::pb::google::rpc::Status::decode(failed.details()).unwrap();
-        assert_eq!(
-            details.details[0].type_url,
-            "type.googleapis.com/google.rpc.ErrorInfo"
-        );
+        assert_eq!(details.details[0].type_url, "type.googleapis.com/google.rpc.ErrorInfo");
 
         let mut request = tonic::Request::new(());
-        request
-            .metadata_mut()
-            .insert("echo-header-colour", "green".parse().unwrap());
-        request
-            .metadata_mut()
-            .insert("tenant", "acme".parse().unwrap());
+        request.metadata_mut().insert("echo-header-colour", "green".parse().unwrap());
+        request.metadata_mut().insert("tenant", "acme".parse().unwrap());
         let reply = echo.echo_metadata(request).await.unwrap();
         assert_eq!(reply.metadata().get("colour").unwrap(), "green");
         assert_eq!(reply.get_ref().entries["tenant"], "acme");
@@ -132,21 +93,10 @@ async fn all_four_call_kinds_give_the_same_results_as_the_backend() {
 async fn library_calls_pass_through_and_unknown_methods_are_unimplemented() {
     let h = Harness::start().await;
     let mut library = LibraryServiceClient::new(channel(&h.base).await);
-    let book = library
-        .get_book(GetBookRequest {
-            name: "shelves/1/books/3".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        (book.title.as_str(), book.copies_sold),
-        ("Solaris", 9_007_199_254_740_993)
-    );
+    let book = library.get_book(GetBookRequest { name: "shelves/1/books/3".into() }).await.unwrap().into_inner();
+    assert_eq!((book.title.as_str(), book.copies_sold), ("Solaris", 9_007_199_254_740_993));
     let books: Vec<_> = library
-        .stream_books(StreamBooksRequest {
-            parent: "shelves/1".into(),
-        })
+        .stream_books(StreamBooksRequest { parent: "shelves/1".into() })
         .await
         .unwrap()
         .into_inner()
@@ -158,27 +108,15 @@ async fn library_calls_pass_through_and_unknown_methods_are_unimplemented() {
     grpc.ready().await.unwrap();
     let path = http::uri::PathAndQuery::from_static("/nowhere.v1.Nothing/Call");
     let codec = tonic_prost::ProstCodec::<GetBookRequest, GetBookRequest>::default();
-    let status = grpc
-        .unary(tonic::Request::new(GetBookRequest::default()), path, codec)
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (status.code(), status.message()),
-        (
-            Code::Unimplemented,
-            "unknown method /nowhere.v1.Nothing/Call"
-        )
-    );
+    let status = grpc.unary(tonic::Request::new(GetBookRequest::default()), path, codec).await.unwrap_err();
+    assert_eq!((status.code(), status.message()), (Code::Unimplemented, "unknown method /nowhere.v1.Nothing/Call"));
 }
 
 #[tokio::test]
 async fn grpc_web_binary_works_with_tonic_web_client_over_http1() {
     let h = Harness::start().await;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http();
-    let service = tower::ServiceBuilder::new()
-        .layer(tonic_web::GrpcWebClientLayer::new())
-        .service(client);
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let service = tower::ServiceBuilder::new().layer(tonic_web::GrpcWebClientLayer::new()).service(client);
     let mut echo = EchoServiceClient::with_origin(service, h.base.parse().unwrap());
     let reply = echo.echo(named("web")).await.unwrap();
     assert_eq!(reply.get_ref().f_string, "web");
@@ -194,18 +132,9 @@ async fn grpc_web_binary_works_with_tonic_web_client_over_http1() {
     assert_eq!(stream.message().await.unwrap().unwrap().f_string, "w");
     let status = stream.message().await.unwrap_err();
     assert_eq!((status.code(), status.message()), (Code::NotFound, "end"));
-    let failed = echo
-        .fail(FailRequest {
-            code: 8,
-            message: "slow down".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (failed.code(), failed.message()),
-        (Code::ResourceExhausted, "slow down")
-    );
+    let failed =
+        echo.fail(FailRequest { code: 8, message: "slow down".into(), ..Default::default() }).await.unwrap_err();
+    assert_eq!((failed.code(), failed.message()), (Code::ResourceExhausted, "slow down"));
 }
 
 /// One gRPC(-Web) data frame.
@@ -236,11 +165,7 @@ fn frames(mut body: &[u8]) -> (Vec<Vec<u8>>, String) {
 #[tokio::test]
 async fn grpc_web_text_is_base64_both_ways_with_trailers_in_the_last_frame() {
     let h = Harness::start().await;
-    let request = EchoStreamRequest {
-        message: Some(named("text")),
-        count: 2,
-        ..Default::default()
-    };
+    let request = EchoStreamRequest { message: Some(named("text")), count: 2, ..Default::default() };
     let response = h
         .client
         .post(h.url("/protogate.test.v1.EchoService/EchoStream"))
@@ -252,25 +177,15 @@ async fn grpc_web_text_is_base64_both_ways_with_trailers_in_the_last_frame() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    assert!(
-        content_type.starts_with("application/grpc-web-text"),
-        "{content_type} {:?}",
-        response.headers()
-    );
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(content_type.starts_with("application/grpc-web-text"), "{content_type} {:?}", response.headers());
     let text = response.text().await.unwrap();
     // Chunks are encoded one by one, each padded: decode 4-character quanta.
     let quanta = text.trim().as_bytes().chunks(4);
     let body: Vec<u8> = quanta.flat_map(|q| STANDARD.decode(q).unwrap()).collect();
     let (data, trailers) = frames(&body);
     assert_eq!(data.len(), 2);
-    assert_eq!(
-        Everything::decode(data[0].as_slice()).unwrap().f_string,
-        "text"
-    );
+    assert_eq!(Everything::decode(data[0].as_slice()).unwrap().f_string, "text");
     assert!(trailers.contains("grpc-status:0"), "{trailers:?}");
 
     // Bad base64 gets a gRPC error, and the gateway keeps serving.
@@ -283,10 +198,7 @@ async fn grpc_web_text_is_base64_both_ways_with_trailers_in_the_last_frame() {
         .await
         .unwrap();
     assert_eq!(broken.headers()["grpc-status"], "13");
-    assert_eq!(
-        broken.headers()["grpc-message"],
-        "tonic-web:%20Invalid%20symbol%2064,%20offset%200."
-    );
+    assert_eq!(broken.headers()["grpc-message"], "tonic-web:%20Invalid%20symbol%2064,%20offset%200.");
     assert_eq!(h.get_json("/v1/shelves/1").await.0, 200);
 }
 
@@ -305,13 +217,7 @@ async fn truncated_grpc_web_frames_get_a_grpc_error_and_the_gateway_keeps_servin
         .unwrap();
     let headers = response.headers().clone();
     let body = response.bytes().await.unwrap();
-    let status = headers
-        .get("grpc-status")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_else(|| frames(&body).1);
-    assert!(
-        !status.is_empty() && status != "0" && !status.contains("grpc-status:0"),
-        "{headers:?} {body:?}"
-    );
+    let status = headers.get("grpc-status").map(|v| v.to_str().unwrap().to_string()).unwrap_or_else(|| frames(&body).1);
+    assert!(!status.is_empty() && status != "0" && !status.contains("grpc-status:0"), "{headers:?} {body:?}");
     assert_eq!(h.get_json("/v1/shelves/1").await.0, 200);
 }

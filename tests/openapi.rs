@@ -16,24 +16,13 @@ const GOLDEN: &str = "tests/golden/library.openapi.json";
 fn validate_with_independent_tool(document: &Value) -> bool {
     static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let path =
-        std::env::temp_dir().join(format!("protogate-openapi-{}-{n}.json", std::process::id()));
+    let path = std::env::temp_dir().join(format!("protogate-openapi-{}-{n}.json", std::process::id()));
     std::fs::write(&path, serde_json::to_vec_pretty(document).unwrap()).unwrap();
-    let output = Command::new("python3")
-        .args(["-m", "openapi_spec_validator", "--schema", "3.1"])
-        .arg(&path)
-        .output();
-    let available = output
-        .as_ref()
-        .is_ok_and(|o| !String::from_utf8_lossy(&o.stderr).contains("No module named"));
+    let output = Command::new("python3").args(["-m", "openapi_spec_validator", "--schema", "3.1"]).arg(&path).output();
+    let available = output.as_ref().is_ok_and(|o| !String::from_utf8_lossy(&o.stderr).contains("No module named"));
     if !available {
-        assert!(
-            std::env::var("CI").is_err(),
-            "openapi-spec-validator is missing; .ci/run installs it"
-        );
-        println!(
-            "SKIPPED: openapi-spec-validator is not installed (pip install openapi-spec-validator)"
-        );
+        assert!(std::env::var("CI").is_err(), "openapi-spec-validator is missing; .ci/run installs it");
+        println!("SKIPPED: openapi-spec-validator is not installed (pip install openapi-spec-validator)");
         return false;
     }
     let output = output.unwrap();
@@ -66,48 +55,26 @@ async fn the_document_is_valid_openapi_3_1_for_every_field_kind() {
         echo["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"],
         "#/components/schemas/protogate.test.v1.Everything"
     );
-    let query: Vec<&str> = echo["get"]["parameters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap())
-        .collect();
+    let query: Vec<&str> =
+        echo["get"]["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert!(
-        query.contains(&"fNested.child.name")
-            && query.contains(&"rInt32")
-            && !query.contains(&"mString"),
+        query.contains(&"fNested.child.name") && query.contains(&"rInt32") && !query.contains(&"mString"),
         "{query:?}"
     );
-    let everything =
-        &document["components"]["schemas"]["protogate.test.v1.Everything"]["properties"];
-    assert_eq!(
-        everything["fInt64"],
-        serde_json::json!({"type": "string", "format": "int64"})
-    );
-    assert_eq!(
-        everything["wTimestamp"],
-        serde_json::json!({"type": "string", "format": "date-time"})
-    );
-    assert_eq!(
-        everything["mNested"]["additionalProperties"]["$ref"],
-        "#/components/schemas/protogate.test.v1.Nested"
-    );
+    let everything = &document["components"]["schemas"]["protogate.test.v1.Everything"]["properties"];
+    assert_eq!(everything["fInt64"], serde_json::json!({"type": "string", "format": "int64"}));
+    assert_eq!(everything["wTimestamp"], serde_json::json!({"type": "string", "format": "date-time"}));
+    assert_eq!(everything["mNested"]["additionalProperties"]["$ref"], "#/components/schemas/protogate.test.v1.Nested");
     assert_eq!(everything["fEnum"]["enum"][1], "COLOR_RED");
     let stream = &document["paths"]["/test/v1/stream"]["get"]["responses"]["200"]["content"];
-    assert!(
-        stream.get("application/x-ndjson").is_some() && stream.get("text/event-stream").is_some()
-    );
+    assert!(stream.get("application/x-ndjson").is_some() && stream.get("text/event-stream").is_some());
     let body = &document["paths"]["/test/v1/body"]["post"]["requestBody"]["content"]["*/*"];
     assert_eq!(body["schema"]["format"], "binary");
 }
 
 #[tokio::test]
 async fn the_library_document_matches_its_golden_file() {
-    let h = Harness::start_with_sets(
-        "",
-        vec![("library".to_string(), pb::LIBRARY_DESCRIPTOR_SET.to_vec())],
-    )
-    .await;
+    let h = Harness::start_with_sets("", vec![("library".to_string(), pb::LIBRARY_DESCRIPTOR_SET.to_vec())]).await;
     let document = openapi(&h).await;
     validate_with_independent_tool(&document);
     let text = serde_json::to_string_pretty(&document).unwrap() + "\n";
@@ -122,28 +89,17 @@ async fn the_library_document_matches_its_golden_file() {
     );
     let shelf = &document["paths"]["/v1/shelves/{shelves}"];
     assert_eq!(shelf["get"]["operationId"], "LibraryService_GetShelf");
-    assert_eq!(
-        shelf["get"]["description"],
-        "Gets a shelf by resource name."
-    );
+    assert_eq!(shelf["get"]["description"], "Gets a shelf by resource name.");
     assert!(document["paths"]["/v1/shelves/{shelves}/books/{books}:publish"]["post"].is_object());
 }
 
 #[tokio::test]
 async fn the_document_follows_registrations_and_can_be_turned_off() {
     let toml = "[admin]\nlisten = \"127.0.0.1:0\"";
-    let h = Harness::start_with_sets(
-        toml,
-        vec![("library".to_string(), pb::LIBRARY_DESCRIPTOR_SET.to_vec())],
-    )
-    .await;
+    let h = Harness::start_with_sets(toml, vec![("library".to_string(), pb::LIBRARY_DESCRIPTOR_SET.to_vec())]).await;
     let before = openapi(&h).await;
     assert!(before["paths"].get("/test/v1/echo").is_none());
-    let url = format!(
-        "{}/v1/descriptor-sets/everything?upstream=http://{}",
-        h.admin.as_ref().unwrap(),
-        h.echo_addr
-    );
+    let url = format!("{}/v1/descriptor-sets/everything?upstream=http://{}", h.admin.as_ref().unwrap(), h.echo_addr);
     let response = h
         .client
         .put(url)

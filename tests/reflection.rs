@@ -28,12 +28,10 @@ async fn backend(reflection: Reflection) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let builder = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(pb::LIBRARY_DESCRIPTOR_SET)
+        tonic_reflection::server::Builder::configure().register_encoded_file_descriptor_set(pb::LIBRARY_DESCRIPTOR_SET)
     };
-    let mut router = tonic::transport::Server::builder().add_service(LibraryServiceServer::new(
-        protogate::example::Library::seeded(),
-    ));
+    let mut router = tonic::transport::Server::builder()
+        .add_service(LibraryServiceServer::new(protogate::example::Library::seeded()));
     router = match reflection {
         Reflection::V1 => router.add_service(builder().build_v1().unwrap()),
         Reflection::V1Alpha => router.add_service(builder().build_v1alpha().unwrap()),
@@ -44,10 +42,7 @@ async fn backend(reflection: Reflection) -> SocketAddr {
 }
 
 async fn reflect(h: &Harness, name: &str, backend: SocketAddr) -> (u16, serde_json::Value) {
-    let url = format!(
-        "{}/v1/descriptor-sets/{name}:reflect?upstream=http://{backend}",
-        h.admin.as_ref().unwrap()
-    );
+    let url = format!("{}/v1/descriptor-sets/{name}:reflect?upstream=http://{backend}", h.admin.as_ref().unwrap());
     common::read_json(h.client.post(url).send().await.unwrap()).await
 }
 
@@ -57,34 +52,19 @@ async fn reflection_v1_and_v1alpha_register_the_backend_services() {
     assert_eq!(h.get_json("/v1/shelves/1").await.0, 404);
     let (status, body) = reflect(&h, "lib", backend(Reflection::V1).await).await;
     assert_eq!(status, 201, "{body}");
-    assert_eq!(
-        body["services"],
-        serde_json::json!(["library.v1.LibraryService"])
-    );
+    assert_eq!(body["services"], serde_json::json!(["library.v1.LibraryService"]));
     let (status, body) = h.get_json("/v1/shelves/1").await;
-    assert_eq!(
-        (status, &body["theme"]),
-        (200, &serde_json::json!("Fiction"))
-    );
+    assert_eq!((status, &body["theme"]), (200, &serde_json::json!("Fiction")));
 
     let alpha = backend(Reflection::V1Alpha).await;
     let (status, body) = reflect(&h, "lib", alpha).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["upstream"], format!("http://{alpha}"));
-    assert_eq!(
-        body["version"], 1,
-        "the same schema read twice is the same version"
-    );
+    assert_eq!(body["version"], 1, "the same schema read twice is the same version");
 
     let (status, body) = reflect(&h, "other", backend(Reflection::None).await).await;
     assert_eq!(status, 502, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("does not offer server reflection"),
-        "{body}"
-    );
+    assert!(body["message"].as_str().unwrap().contains("does not offer server reflection"), "{body}");
 }
 
 /// A reflection service that answers with one of several schemas, for a
@@ -122,16 +102,11 @@ async fn reflect_flag_follows_a_redeploy_and_keeps_the_last_good_schema() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let schema = |set: &'static [u8]| {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(set)
-            .build_v1()
-            .unwrap()
+        tonic_reflection::server::Builder::configure().register_encoded_file_descriptor_set(set).build_v1().unwrap()
     };
     let broken = "syntax = \"proto3\";\npackage broken.v1;\nimport \"google/api/annotations.proto\";\nmessage R {}\n\
                   service B { rpc M(R) returns (R) { option (google.api.http) = { get: \"/v1/{\" }; } }\n";
-    let broken =
-        protogate::registry::source::compile_protos(&[("broken.proto".into(), broken.into())], &[])
-            .unwrap();
+    let broken = protogate::registry::source::compile_protos(&[("broken.proto".into(), broken.into())], &[]).unwrap();
     let current = Arc::new(AtomicUsize::new(0));
     let switch = Switch {
         schemas: vec![
@@ -142,9 +117,7 @@ async fn reflect_flag_follows_a_redeploy_and_keeps_the_last_good_schema() {
         current: current.clone(),
     };
     let server = tonic::transport::Server::builder()
-        .add_service(LibraryServiceServer::new(
-            protogate::example::Library::seeded(),
-        ))
+        .add_service(LibraryServiceServer::new(protogate::example::Library::seeded()))
         .add_service(switch)
         .serve_with_incoming(TcpListenerStream::new(listener));
     tokio::spawn(server);
@@ -155,11 +128,7 @@ async fn reflect_flag_follows_a_redeploy_and_keeps_the_last_good_schema() {
     current.store(1, Ordering::SeqCst);
     // The echo service is now in the schema; the backend does not serve it.
     wait_until(&h, "/test/v1/echo", 501).await;
-    assert_eq!(
-        h.get_json("/v1/shelves/1").await.0,
-        404,
-        "the old schema was replaced"
-    );
+    assert_eq!(h.get_json("/v1/shelves/1").await.0, 404, "the old schema was replaced");
 
     // A schema the gateway rejects leaves the last good one serving.
     current.store(2, Ordering::SeqCst);

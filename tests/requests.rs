@@ -13,19 +13,9 @@ async fn routes_by_method_and_template_with_precedence() {
     let h = Harness::start().await;
     let cases: &[(&str, &str, u16, serde_json::Value)] = &[
         ("GET", "/v1/shelves/1", 200, json!({"name": "shelves/1"})),
-        (
-            "GET",
-            "/v1/shelves/1/books/2",
-            200,
-            json!({"name": "shelves/1/books/2"}),
-        ),
+        ("GET", "/v1/shelves/1/books/2", 200, json!({"name": "shelves/1/books/2"})),
         // additional_bindings: parent from the query string.
-        (
-            "GET",
-            "/v1/books?parent=shelves%2F2",
-            200,
-            json!({"totalSize": 1}),
-        ),
+        ("GET", "/v1/books?parent=shelves%2F2", 200, json!({"totalSize": 1})),
         (
             "GET",
             "/test/v1/scalars/hi/-9007199254740993/true/COLOR_GREEN/2.5",
@@ -38,32 +28,12 @@ async fn routes_by_method_and_template_with_precedence() {
             200,
             json!({"fString": "x", "fInt64": "1", "fEnum": "COLOR_GREEN", "fDouble": -1000.0}),
         ),
-        (
-            "GET",
-            "/test/v1/nested/deep%20name",
-            200,
-            json!({"fNested": {"child": {"name": "deep name"}}}),
-        ),
+        ("GET", "/test/v1/nested/deep%20name", 200, json!({"fNested": {"child": {"name": "deep name"}}})),
         // Custom verb and multi-segment variables.
-        (
-            "GET",
-            "/test/v1/projects/p1/files/f%2Fg:download",
-            200,
-            json!({"fString": "projects/p1/files/f%2Fg"}),
-        ),
-        (
-            "GET",
-            "/test/v1/files/a/b%20c/d%2Fe",
-            200,
-            json!({"fString": "a/b c/d%2Fe"}),
-        ),
+        ("GET", "/test/v1/projects/p1/files/f%2Fg:download", 200, json!({"fString": "projects/p1/files/f%2Fg"})),
+        ("GET", "/test/v1/files/a/b%20c/d%2Fe", 200, json!({"fString": "a/b c/d%2Fe"})),
         // A single-segment variable is fully decoded, %2F included.
-        (
-            "GET",
-            "/test/v1/scalars/a%2Fb%3F/1/true/0/0",
-            200,
-            json!({"fString": "a/b?", "fInt64": "1", "fBool": true}),
-        ),
+        ("GET", "/test/v1/scalars/a%2Fb%3F/1/true/0/0", 200, json!({"fString": "a/b?", "fInt64": "1", "fBool": true})),
     ];
     for (method, path, status, subset) in cases {
         let request = h.client.request(method.parse().unwrap(), h.url(path));
@@ -77,13 +47,7 @@ async fn routes_by_method_and_template_with_precedence() {
 async fn unmatched_paths_get_404_and_other_methods_405_with_allow() {
     let h = Harness::start().await;
     let (status, body) = h.get_json("/v2/nothing").await;
-    assert_eq!(
-        (status, body),
-        (
-            404,
-            json!({"code": 5, "message": "no route matches \"/v2/nothing\"", "details": []})
-        )
-    );
+    assert_eq!((status, body), (404, json!({"code": 5, "message": "no route matches \"/v2/nothing\"", "details": []})));
 
     let response = h.client.put(h.url("/v1/shelves")).send().await.unwrap();
     assert_eq!(response.status(), 405);
@@ -91,19 +55,8 @@ async fn unmatched_paths_get_404_and_other_methods_405_with_allow() {
     let (_, body) = common::read_json(response).await;
     assert_eq!(body["code"], 12);
 
-    let response = h
-        .client
-        .get(h.url("/v1/shelves/1/books/1:publish"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        (
-            response.status().as_u16(),
-            response.headers()["allow"].to_str().unwrap()
-        ),
-        (405, "POST")
-    );
+    let response = h.client.get(h.url("/v1/shelves/1/books/1:publish")).send().await.unwrap();
+    assert_eq!((response.status().as_u16(), response.headers()["allow"].to_str().unwrap()), (405, "POST"));
 }
 
 #[tokio::test]
@@ -120,12 +73,7 @@ async fn custom_http_methods_and_auto_mapped_rpc_paths_work() {
     let (status, body) = common::read_json(search).await;
     assert_eq!((status, body), (200, json!({"fString": "searched"})));
 
-    let (status, body) = h
-        .post_json(
-            "/library.v1.LibraryService/GetBook",
-            r#"{"name":"shelves/2/books/1"}"#,
-        )
-        .await;
+    let (status, body) = h.post_json("/library.v1.LibraryService/GetBook", r#"{"name":"shelves/2/books/1"}"#).await;
     assert_eq!((status, &body["title"]), (200, &json!("SPQR")));
 }
 
@@ -179,13 +127,7 @@ async fn body_field_binds_one_field_and_the_path_wins() {
         .await
         .unwrap();
     let (status, body) = common::read_json(response).await;
-    assert_eq!(
-        (status, body),
-        (
-            200,
-            json!({"fString": "q", "fNested": {"name": "from-path", "count": 3}})
-        )
-    );
+    assert_eq!((status, body), (200, json!({"fString": "q", "fNested": {"name": "from-path", "count": 3}})));
 
     // A repeated field as the body.
     let (status, body) = h.post_json("/test/v1/repeated", r#"["x","y"]"#).await;
@@ -252,10 +194,7 @@ async fn bad_input_is_refused_with_400_naming_it_and_never_reaches_the_backend()
     let h = Harness::start().await;
     let get_cases: &[(&str, &str)] = &[
         ("/test/v1/echo?nope=1", "unknown query parameter \"nope\""),
-        (
-            "/test/v1/echo?fNested.nope=1",
-            "unknown query parameter \"fNested.nope\"",
-        ),
+        ("/test/v1/echo?fNested.nope=1", "unknown query parameter \"fNested.nope\""),
         (
             "/test/v1/echo?fInt32=abc",
             "invalid value \"abc\" for field \"f_int32\" in the query string: expected a 32-bit integer",
@@ -288,30 +227,18 @@ async fn bad_input_is_refused_with_400_naming_it_and_never_reaches_the_backend()
             "/test/v1/echo?wTimestamp=yesterday",
             "invalid value \"yesterday\" for field \"w_timestamp\" in the query string: expected an RFC 3339 timestamp such as 2024-01-31T12:00:00Z",
         ),
-        (
-            "/test/v1/echo?fString=a&fString=b",
-            "query parameter \"fString\" is given more than once",
-        ),
-        (
-            "/test/v1/echo?mString=x",
-            "query parameter \"mString\": map fields cannot be set from the query string",
-        ),
+        ("/test/v1/echo?fString=a&fString=b", "query parameter \"fString\" is given more than once"),
+        ("/test/v1/echo?mString=x", "query parameter \"mString\": map fields cannot be set from the query string"),
         (
             "/test/v1/echo?fNested=x",
             "invalid value \"x\" for field \"f_nested\" in the query string: protogate.test.v1.Nested has no string form; set its fields one by one",
         ),
-        (
-            "/test/v1/echo?fString=%FF",
-            "query parameter \"%FF\" is not valid UTF-8 once percent-decoded",
-        ),
+        ("/test/v1/echo?fString=%FF", "query parameter \"%FF\" is not valid UTF-8 once percent-decoded"),
         (
             "/test/v1/scalars/a/b/true/0/0",
             "invalid value \"b\" for field \"f_int64\" in the URL path: expected a 64-bit integer",
         ),
-        (
-            "/test/v1/scalars/%FF/1/true/0/0",
-            "path variable \"f_string\" is not valid UTF-8 once percent-decoded",
-        ),
+        ("/test/v1/scalars/%FF/1/true/0/0", "path variable \"f_string\" is not valid UTF-8 once percent-decoded"),
         (
             "/test/v1/nested/x?fNested.child.name=y",
             "query parameter \"fNested.child.name\" sets a field that this route takes from the URL path",
@@ -329,16 +256,8 @@ async fn bad_input_is_refused_with_400_naming_it_and_never_reaches_the_backend()
         }
     }
     let post_cases: &[(&str, &str, &str)] = &[
-        (
-            "/test/v1/echo",
-            "{\"fInt32\": 1",
-            "invalid JSON body: EOF while parsing an object at line 1 column 12",
-        ),
-        (
-            "/test/v1/echo",
-            "{\"fInt32\": 1}}",
-            "invalid JSON body: trailing characters at line 1 column 14",
-        ),
+        ("/test/v1/echo", "{\"fInt32\": 1", "invalid JSON body: EOF while parsing an object at line 1 column 12"),
+        ("/test/v1/echo", "{\"fInt32\": 1}}", "invalid JSON body: trailing characters at line 1 column 14"),
         (
             "/test/v1/echo",
             "{\"unknownField\": 1}",
@@ -364,28 +283,16 @@ async fn bad_input_is_refused_with_400_naming_it_and_never_reaches_the_backend()
             "{\"rInt32\": [1, \"x\"]}",
             "invalid JSON body: field \"rInt32[1]\": invalid digit found in string at line 1 column 18",
         ),
-        (
-            "/test/v1/echo",
-            "[1]",
-            "invalid JSON body: invalid type: sequence, expected a map at line 1 column 0",
-        ),
+        ("/test/v1/echo", "[1]", "invalid JSON body: invalid type: sequence, expected a map at line 1 column 0"),
         (
             "/test/v1/nested/x",
             "{\"count\": true}",
             "invalid JSON body: field \"f_nested.count\": invalid type: boolean `true`, expected a 32-bit signed integer at line 1 column 14",
         ),
-        (
-            "/test/v1/echo",
-            "\u{0}",
-            "invalid JSON body: expected value at line 1 column 1",
-        ),
+        ("/test/v1/echo", "\u{0}", "invalid JSON body: expected value at line 1 column 1"),
     ];
     for (path, body, message) in post_cases {
-        let method = if path.starts_with("/test/v1/nested") {
-            reqwest::Method::PUT
-        } else {
-            reqwest::Method::POST
-        };
+        let method = if path.starts_with("/test/v1/nested") { reqwest::Method::PUT } else { reqwest::Method::POST };
         let response = h
             .client
             .request(method, h.url(path))
@@ -400,32 +307,14 @@ async fn bad_input_is_refused_with_400_naming_it_and_never_reaches_the_backend()
         }
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
-    let invalid_utf8 = h
-        .client
-        .post(h.url("/test/v1/echo"))
-        .body(vec![b'"', 0xFF, b'"'])
-        .send()
-        .await
-        .unwrap();
+    let invalid_utf8 = h.client.post(h.url("/test/v1/echo")).body(vec![b'"', 0xFF, b'"']).send().await.unwrap();
     assert_eq!(invalid_utf8.status(), 400);
     let deep = format!("{{\"wValue\":{}1{}}}", "[".repeat(100), "]".repeat(100));
     let (status, body) = h.post_json("/test/v1/echo", &deep).await;
-    assert_eq!(
-        (status, body["message"].as_str().unwrap()),
-        (400, "invalid JSON body: nested deeper than 64 levels")
-    );
-    let with_body = h
-        .client
-        .get(h.url("/test/v1/echo"))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    assert_eq!((status, body["message"].as_str().unwrap()), (400, "invalid JSON body: nested deeper than 64 levels"));
+    let with_body = h.client.get(h.url("/test/v1/echo")).body("{}").send().await.unwrap();
     let (status, body) = common::read_json(with_body).await;
-    assert_eq!(
-        (status, body["message"].as_str().unwrap()),
-        (400, "GET /test/v1/echo takes no request body")
-    );
+    assert_eq!((status, body["message"].as_str().unwrap()), (400, "GET /test/v1/echo takes no request body"));
     assert_eq!(h.calls(), 0, "bad input reached the backend");
 }
 
@@ -436,15 +325,11 @@ async fn size_limits_and_content_types_are_enforced() {
     let (status, body) = h.post_json("/test/v1/echo", &big).await;
     assert_eq!(
         (status, body),
-        (
-            413,
-            json!({"code": 8, "message": "request body exceeds the limit of 1024 bytes", "details": []})
-        )
+        (413, json!({"code": 8, "message": "request body exceeds the limit of 1024 bytes", "details": []}))
     );
 
     // Without a declared length the limit still holds mid-stream.
-    let chunks =
-        futures_util::stream::iter(vec![Ok::<_, std::io::Error>(big.clone().into_bytes())]);
+    let chunks = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(big.clone().into_bytes())]);
     let streamed = h
         .client
         .post(h.url("/test/v1/echo"))
@@ -459,10 +344,7 @@ async fn size_limits_and_content_types_are_enforced() {
     let long = format!("/test/v1/echo?fString={}", "y".repeat(300));
     let (status, body) = h.get_json(&long).await;
     assert_eq!(status, 414);
-    assert_eq!(
-        body["message"],
-        format!("request URI is {} bytes, over the limit of 256", long.len())
-    );
+    assert_eq!(body["message"], format!("request URI is {} bytes, over the limit of 256", long.len()));
 
     let form = h
         .client
@@ -475,10 +357,7 @@ async fn size_limits_and_content_types_are_enforced() {
     let (status, body) = common::read_json(form).await;
     assert_eq!(
         (status, body["message"].as_str().unwrap()),
-        (
-            415,
-            "unsupported content type \"application/x-www-form-urlencoded\"; send application/json"
-        )
+        (415, "unsupported content type \"application/x-www-form-urlencoded\"; send application/json")
     );
     let (status, _) = h.post_json("/test/v1/echo", "{}").await;
     assert_eq!(status, 200);
@@ -500,19 +379,14 @@ async fn unknown_input_can_be_ignored_by_configuration() {
     let h = Harness::start_with(toml).await;
     let (status, body) = h.get_json("/test/v1/echo?nope=1&fString=kept").await;
     assert_eq!((status, body), (200, json!({"fString": "kept"})));
-    let (status, body) = h
-        .post_json("/test/v1/echo", r#"{"nope": 1, "fString": "kept"}"#)
-        .await;
+    let (status, body) = h.post_json("/test/v1/echo", r#"{"nope": 1, "fString": "kept"}"#).await;
     assert_eq!((status, body), (200, json!({"fString": "kept"})));
 
     let h = Harness::start_with("[json]\nignored_query_parameters = [\"api_key\"]").await;
     let (status, body) = h.get_json("/test/v1/echo?api_key=secret&fInt32=1").await;
     assert_eq!((status, body), (200, json!({"fInt32": 1})));
     let (status, _) = h.post_json("/test/v1/echo?api_key=secret", "{}").await;
-    assert_eq!(
-        status, 200,
-        "ignored parameters are allowed even when the body takes every field"
-    );
+    assert_eq!(status, 200, "ignored parameters are allowed even when the body takes every field");
     let (status, _) = h.get_json("/test/v1/echo?other=1").await;
     assert_eq!(status, 400);
 }
@@ -520,10 +394,7 @@ async fn unknown_input_can_be_ignored_by_configuration() {
 #[tokio::test]
 async fn http2_prior_knowledge_clients_are_served() {
     let h = Harness::start().await;
-    let client = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
+    let client = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
     let response = client.get(h.url("/v1/shelves/1")).send().await.unwrap();
     assert_eq!(response.version(), reqwest::Version::HTTP_2);
     let (status, body) = common::read_json(response).await;
@@ -535,10 +406,6 @@ fn assert_subset(actual: &serde_json::Value, subset: &serde_json::Value, context
         panic!("{context}: not objects: {actual} / {subset}");
     };
     for (key, value) in subset {
-        assert_eq!(
-            actual.get(key),
-            Some(value),
-            "{context}: key {key} in {actual:?}"
-        );
+        assert_eq!(actual.get(key), Some(value), "{context}: key {key} in {actual:?}");
     }
 }

@@ -14,23 +14,11 @@ async fn responses_use_the_canonical_json_mapping() {
     let h = Harness::start().await;
     let (status, body) = h.get_json("/v1/shelves/1/books/3").await;
     assert_eq!(status, 200);
-    assert_eq!(
-        body["copiesSold"], "9007199254740993",
-        "64-bit integers are strings"
-    );
+    assert_eq!(body["copiesSold"], "9007199254740993", "64-bit integers are strings");
     assert_eq!(body["genre"], "GENRE_FICTION", "enums are names");
     assert_eq!(body["publishTime"], "1970-01-01T00:00:00Z");
-    let (_, body) = h
-        .post_json(
-            "/test/v1/echo",
-            r#"{"fBytes": "AAE=", "fInt32": 0, "fString": ""}"#,
-        )
-        .await;
-    assert_eq!(
-        body,
-        json!({"fBytes": "AAE="}),
-        "default values are omitted"
-    );
+    let (_, body) = h.post_json("/test/v1/echo", r#"{"fBytes": "AAE=", "fInt32": 0, "fString": ""}"#).await;
+    assert_eq!(body, json!({"fBytes": "AAE="}), "default values are omitted");
 }
 
 #[tokio::test]
@@ -46,10 +34,7 @@ async fn json_output_options_are_configurable() {
         .unwrap();
     let text = response.text().await.unwrap();
     // Like protobuf's own printer, unset message fields stay out.
-    assert_eq!(
-        text,
-        "{\n  \"name\": \"n\",\n  \"count\": 0,\n  \"color\": 3\n}"
-    );
+    assert_eq!(text, "{\n  \"name\": \"n\",\n  \"count\": 0,\n  \"color\": 3\n}");
     let (_, body) = h.post_json("/test/v1/echo", r#"{"fInt64": "0"}"#).await;
     assert_eq!(body["f_int64"], "0");
     assert_eq!(body["f_enum"], 0);
@@ -59,16 +44,10 @@ async fn json_output_options_are_configurable() {
 #[tokio::test]
 async fn response_body_selects_one_field() {
     let h = Harness::start().await;
-    let (status, body) = h
-        .post_json(
-            "/test/v1/echo:nested",
-            r#"{"fNested": {"name": "n"}, "fString": "dropped"}"#,
-        )
-        .await;
+    let (status, body) =
+        h.post_json("/test/v1/echo:nested", r#"{"fNested": {"name": "n"}, "fString": "dropped"}"#).await;
     assert_eq!((status, body), (200, json!({"name": "n"})));
-    let (status, body) = h
-        .post_json("/test/v1/echo:tags", r#"{"rString": ["a", "b"]}"#)
-        .await;
+    let (status, body) = h.post_json("/test/v1/echo:tags", r#"{"rString": ["a", "b"]}"#).await;
     assert_eq!((status, body), (200, json!(["a", "b"])));
     let (status, body) = h.post_json("/test/v1/echo:tags", "{}").await;
     assert_eq!((status, body), (200, json!([])));
@@ -101,12 +80,7 @@ async fn http_body_passes_raw_bytes_both_ways() {
         .await
         .unwrap();
     assert_eq!(upload.status(), 200);
-    let cover = h
-        .client
-        .get(h.url("/v1/shelves/1/books/2/cover"))
-        .send()
-        .await
-        .unwrap();
+    let cover = h.client.get(h.url("/v1/shelves/1/books/2/cover")).send().await.unwrap();
     assert_eq!(cover.headers()["content-type"], "image/png");
     assert_eq!(cover.bytes().await.unwrap().as_ref(), png.as_slice());
     let text = h
@@ -118,10 +92,7 @@ async fn http_body_passes_raw_bytes_both_ways() {
         .await
         .unwrap();
     let (status, body) = common::read_json(text).await;
-    assert_eq!(
-        (status, &body["details"][0]["fieldViolations"][0]["field"]),
-        (400, &json!("cover"))
-    );
+    assert_eq!((status, &body["details"][0]["fieldViolations"][0]["field"]), (400, &json!("cover")));
 }
 
 #[tokio::test]
@@ -130,37 +101,15 @@ async fn server_streams_are_ndjson_by_default_and_sse_on_request() {
     let query = "/test/v1/stream?count=3&message.fInt32=7";
     let text = h.client.get(h.url(query)).send().await.unwrap();
     assert_eq!(text.headers()["content-type"], "application/x-ndjson");
-    assert_eq!(
-        text.text().await.unwrap(),
-        "{\"fInt32\":7}\n{\"fInt32\":7}\n{\"fInt32\":7}\n"
-    );
+    assert_eq!(text.text().await.unwrap(), "{\"fInt32\":7}\n{\"fInt32\":7}\n{\"fInt32\":7}\n");
 
-    let sse = h
-        .client
-        .get(h.url(query))
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .unwrap();
+    let sse = h.client.get(h.url(query)).header("accept", "text/event-stream").send().await.unwrap();
     assert_eq!(sse.headers()["content-type"], "text/event-stream");
-    assert_eq!(
-        sse.text().await.unwrap(),
-        "data: {\"fInt32\":7}\n\n".repeat(3)
-    );
+    assert_eq!(sse.text().await.unwrap(), "data: {\"fInt32\":7}\n\n".repeat(3));
 
-    let books = h
-        .client
-        .get(h.url("/v1/shelves/2/books:stream"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let titles: Vec<String> = books
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["title"].to_string())
-        .collect();
+    let books = h.client.get(h.url("/v1/shelves/2/books:stream")).send().await.unwrap().text().await.unwrap();
+    let titles: Vec<String> =
+        books.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["title"].to_string()).collect();
     assert_eq!(titles, ["\"SPQR\""]);
 }
 
@@ -170,33 +119,16 @@ async fn a_stream_that_fails_after_starting_ends_with_an_error_record() {
     let query = "/test/v1/stream?count=1&failCode=8&failMessage=quota";
     let ndjson = h.client.get(h.url(query)).send().await.unwrap();
     assert_eq!(ndjson.status(), 200);
-    assert_eq!(
-        ndjson.text().await.unwrap(),
-        "{}\n{\"error\":{\"code\":8,\"message\":\"quota\",\"details\":[]}}\n"
-    );
-    let sse = h
-        .client
-        .get(h.url(query))
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(ndjson.text().await.unwrap(), "{}\n{\"error\":{\"code\":8,\"message\":\"quota\",\"details\":[]}}\n");
+    let sse = h.client.get(h.url(query)).header("accept", "text/event-stream").send().await.unwrap();
     assert_eq!(
         sse.text().await.unwrap(),
         "data: {}\n\nevent: error\ndata: {\"code\":8,\"message\":\"quota\",\"details\":[]}\n\n"
     );
     // Failing before the first message is an ordinary error response.
-    let (status, body) = h
-        .get_json("/test/v1/stream?count=0&failCode=5&failMessage=gone")
-        .await;
-    assert_eq!(
-        status, 200,
-        "a stream that started cleanly has already sent 200"
-    );
-    assert_eq!(
-        body,
-        json!({"error": {"code": 5, "message": "gone", "details": []}})
-    );
+    let (status, body) = h.get_json("/test/v1/stream?count=0&failCode=5&failMessage=gone").await;
+    assert_eq!(status, 200, "a stream that started cleanly has already sent 200");
+    assert_eq!(body, json!({"error": {"code": 5, "message": "gone", "details": []}}));
     let (status, body) = h.get_json("/v1/shelves/404/books:stream").await;
     assert_eq!((status, &body["code"]), (404, &json!(5)));
 }
@@ -205,20 +137,11 @@ async fn a_stream_that_fails_after_starting_ends_with_an_error_record() {
 async fn streams_are_flushed_message_by_message() {
     let h = Harness::start().await;
     // The second message comes a minute later; the first must arrive alone.
-    let response = h
-        .client
-        .get(h.url("/test/v1/stream?count=2&intervalMs=60000&message.fString=first"))
-        .send()
-        .await
-        .unwrap();
+    let response =
+        h.client.get(h.url("/test/v1/stream?count=2&intervalMs=60000&message.fString=first")).send().await.unwrap();
     let mut body = response.bytes_stream();
-    let first = tokio::time::timeout(Duration::from_secs(20), body.next())
-        .await
-        .expect("first message was held back");
-    assert_eq!(
-        first.unwrap().unwrap().as_ref(),
-        b"{\"fString\":\"first\"}\n"
-    );
+    let first = tokio::time::timeout(Duration::from_secs(20), body.next()).await.expect("first message was held back");
+    assert_eq!(first.unwrap().unwrap().as_ref(), b"{\"fString\":\"first\"}\n");
 }
 
 #[tokio::test]
@@ -251,24 +174,12 @@ async fn backend_errors_keep_code_message_and_typed_details() {
         (16, 401),
     ];
     for (code, http) in table {
-        let (status, body) = h
-            .post_json(
-                "/test/v1/fail",
-                &format!(r#"{{"code": {code}, "message": "m"}}"#),
-            )
-            .await;
-        assert_eq!(
-            (status, body),
-            (http, json!({"code": code, "message": "m", "details": []})),
-            "code {code}"
-        );
+        let (status, body) = h.post_json("/test/v1/fail", &format!(r#"{{"code": {code}, "message": "m"}}"#)).await;
+        assert_eq!((status, body), (http, json!({"code": code, "message": "m", "details": []})), "code {code}");
     }
     let (status, body) = h.post_json("/v1/shelves", r#"{"name": "ignored"}"#).await;
     assert_eq!(status, 400);
-    assert_eq!(
-        body["details"][0]["fieldViolations"][0]["field"],
-        "shelf_id"
-    );
+    assert_eq!(body["details"][0]["fieldViolations"][0]["field"], "shelf_id");
 }
 
 #[tokio::test]
@@ -276,13 +187,7 @@ async fn deadlines_come_from_grpc_timeout_or_the_default() {
     let h = Harness::start_with("[upstream]\ntimeout = \"200ms\"").await;
     let slow = r#"{"code": 0, "delayMs": 3000}"#;
     let (status, body) = h.post_json("/test/v1/fail", slow).await;
-    assert_eq!(
-        (status, body),
-        (
-            504,
-            json!({"code": 4, "message": "deadline exceeded", "details": []})
-        )
-    );
+    assert_eq!((status, body), (504, json!({"code": 4, "message": "deadline exceeded", "details": []})));
 
     let response = h
         .client
@@ -292,26 +197,13 @@ async fn deadlines_come_from_grpc_timeout_or_the_default() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        response.status(),
-        200,
-        "the client's Grpc-Timeout replaces the default"
-    );
-    let response = h
-        .client
-        .post(h.url("/test/v1/fail"))
-        .header("grpc-timeout", "soon")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(response.status(), 200, "the client's Grpc-Timeout replaces the default");
+    let response =
+        h.client.post(h.url("/test/v1/fail")).header("grpc-timeout", "soon").body("{}").send().await.unwrap();
     let (status, body) = common::read_json(response).await;
     assert_eq!(
         (status, body["message"].as_str().unwrap()),
-        (
-            400,
-            "invalid Grpc-Timeout \"soon\"; expected digits and a unit such as 500m or 10S"
-        )
+        (400, "invalid Grpc-Timeout \"soon\"; expected digits and a unit such as 500m or 10S")
     );
 }
 
@@ -328,6 +220,7 @@ async fn metadata_flows_both_ways() {
         .header("authorization", "Bearer token-1")
         .header("x-forwarded-for", "203.0.113.9")
         .header("x-not-forwarded", "secret")
+        .header("x-request-id", "trace-me")
         .send()
         .await
         .unwrap();
@@ -340,11 +233,9 @@ async fn metadata_flows_both_ways() {
     assert_eq!(entries["blob-bin"], "AQID");
     assert_eq!(entries["authorization"], "Bearer token-1");
     assert_eq!(entries["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
-    assert_eq!(
-        entries["x-forwarded-host"],
-        h.base.trim_start_matches("http://")
-    );
+    assert_eq!(entries["x-forwarded-host"], h.base.trim_start_matches("http://"));
     assert!(entries.get("x-not-forwarded").is_none());
+    assert_eq!(entries["x-request-id"], "trace-me", "the request id reaches the backend");
     assert!(entries.get("grpc-metadata-tenant").is_none());
 }
 
@@ -358,10 +249,7 @@ async fn one_shared_channel_carries_concurrent_calls() {
     }
     assert_eq!(h.calls(), 32);
     let connections = h.echo_connections.load(std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(
-        connections, 1,
-        "calls must be multiplexed over one HTTP/2 connection"
-    );
+    assert_eq!(connections, 1, "calls must be multiplexed over one HTTP/2 connection");
 }
 
 #[tokio::test]
@@ -376,23 +264,10 @@ async fn an_unreachable_backend_is_503_without_internal_detail() {
         ..Default::default()
     };
     let config = protogate::config::Config::from_toml("", &flags).unwrap();
-    let sets = vec![(
-        "library".to_string(),
-        protogate::pb::LIBRARY_DESCRIPTOR_SET.to_vec(),
-    )];
-    let server = protogate::server::start_with_sets(&config, sets)
-        .await
-        .unwrap();
-    let response = reqwest::get(format!("http://{}/v1/shelves", server.local_addr))
-        .await
-        .unwrap();
+    let sets = vec![("library".to_string(), protogate::pb::LIBRARY_DESCRIPTOR_SET.to_vec())];
+    let server = protogate::server::start_with_sets(&config, sets).await.unwrap();
+    let response = reqwest::get(format!("http://{}/v1/shelves", server.local_addr)).await.unwrap();
     let (status, body) = common::read_json(response).await;
-    assert_eq!(
-        (status, body),
-        (
-            503,
-            json!({"code": 14, "message": "upstream unavailable", "details": []})
-        )
-    );
+    assert_eq!((status, body), (503, json!({"code": 14, "message": "upstream unavailable", "details": []})));
     server.shutdown().await.unwrap();
 }

@@ -32,35 +32,20 @@ impl Redis {
 
     async fn start_on(port: u16) -> Option<Self> {
         let spawned = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .kill_on_drop(true)
             .spawn();
         let child = match spawned {
             Ok(child) => child,
             Err(e) => {
-                assert!(
-                    std::env::var("CI").is_err(),
-                    "redis-server is missing ({e}); .ci/run installs it"
-                );
+                assert!(std::env::var("CI").is_err(), "redis-server is missing ({e}); .ci/run installs it");
                 println!("SKIPPED: redis-server is not installed (apt-get install redis-server)");
                 return None;
             }
         };
         for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
                 return Some(Self { child, port });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -79,11 +64,7 @@ impl Redis {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 async fn library_backend() -> String {
@@ -117,10 +98,8 @@ async fn gateway(redis: &str, upstream: &str) -> Gateway {
     let (mut public, mut admin) = (None, None);
     let found = tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(line) = lines.next_line().await.unwrap() {
-            let value = |marker: &str| {
-                line.split_once(marker)
-                    .map(|(_, rest)| rest.split(' ').next().unwrap().to_string())
-            };
+            let value =
+                |marker: &str| line.split_once(marker).map(|(_, rest)| rest.split(' ').next().unwrap().to_string());
             admin = admin.take().or_else(|| value("admin_addr="));
             public = public.take().or_else(|| value("local_addr="));
             if public.is_some() && admin.is_some() {
@@ -151,8 +130,7 @@ fn shelf_set(i: usize) -> Vec<u8> {
         "syntax = \"proto3\";\npackage shared{i}.v1;\nimport \"google/api/annotations.proto\";\nmessage R {{ string name = 1; }}\n\
          service S {{ rpc Get(R) returns (R) {{ option (google.api.http) = {{ get: \"/shared/{i}/{{name}}\" }}; }} }}\n"
     );
-    protogate::registry::source::compile_protos(&[(format!("shared{i}.proto"), source)], &[])
-        .unwrap()
+    protogate::registry::source::compile_protos(&[(format!("shared{i}.proto"), source)], &[]).unwrap()
 }
 
 async fn register(gateway: &Gateway, name: &str, set: Vec<u8>) -> u16 {
@@ -171,10 +149,7 @@ async fn register(gateway: &Gateway, name: &str, set: Vec<u8>) -> u16 {
 }
 
 async fn status(url: String) -> u16 {
-    reqwest::get(url)
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
+    reqwest::get(url).await.map(|r| r.status().as_u16()).unwrap_or(0)
 }
 
 /// Polls until `url` answers `expected` (501: the route exists, the library
@@ -190,12 +165,7 @@ async fn eventually(url: String, expected: u16) {
 }
 
 async fn ready(gateway: &Gateway) -> Value {
-    reqwest::get(format!("{}/readyz", gateway.admin))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    reqwest::get(format!("{}/readyz", gateway.admin)).await.unwrap().json().await.unwrap()
 }
 
 #[tokio::test]
@@ -204,10 +174,7 @@ async fn two_replicas_converge_and_a_late_one_catches_up() {
         return;
     };
     let upstream = library_backend().await;
-    let (a, b) = (
-        gateway(&redis.url(), &upstream).await,
-        gateway(&redis.url(), &upstream).await,
-    );
+    let (a, b) = (gateway(&redis.url(), &upstream).await, gateway(&redis.url(), &upstream).await);
 
     assert_eq!(register(&a, "one", shelf_set(1)).await, 201);
     eventually(format!("{}/shared/1/x", b.public), 501).await;
@@ -218,11 +185,7 @@ async fn two_replicas_converge_and_a_late_one_catches_up() {
     assert_eq!(status(format!("{}/shared/1/x", late.public)).await, 501);
     assert_eq!(status(format!("{}/shared/2/x", late.public)).await, 501);
 
-    let deleted = reqwest::Client::new()
-        .delete(format!("{}/v1/descriptor-sets/one", b.admin))
-        .send()
-        .await
-        .unwrap();
+    let deleted = reqwest::Client::new().delete(format!("{}/v1/descriptor-sets/one", b.admin)).send().await.unwrap();
     assert_eq!(deleted.status(), 200);
     eventually(format!("{}/shared/1/x", a.public), 404).await;
     eventually(format!("{}/shared/1/x", late.public), 404).await;
@@ -234,17 +197,10 @@ async fn concurrent_writers_on_two_replicas_lose_nothing() {
         return;
     };
     let upstream = library_backend().await;
-    let (a, b) = (
-        gateway(&redis.url(), &upstream).await,
-        gateway(&redis.url(), &upstream).await,
-    );
+    let (a, b) = (gateway(&redis.url(), &upstream).await, gateway(&redis.url(), &upstream).await);
     let writes = (0..16).map(|i| {
         let target = if i % 2 == 0 { &a } else { &b };
-        register(
-            target,
-            Box::leak(format!("set{i}").into_boxed_str()),
-            shelf_set(100 + i),
-        )
+        register(target, Box::leak(format!("set{i}").into_boxed_str()), shelf_set(100 + i))
     });
     for status in futures_util::future::join_all(writes).await {
         assert_eq!(status, 201);
@@ -261,25 +217,14 @@ async fn redis_going_away_keeps_replicas_serving_and_is_reported() {
         return;
     };
     let upstream = library_backend().await;
-    let (a, b) = (
-        gateway(&redis.url(), &upstream).await,
-        gateway(&redis.url(), &upstream).await,
-    );
+    let (a, b) = (gateway(&redis.url(), &upstream).await, gateway(&redis.url(), &upstream).await);
     assert_eq!(register(&a, "kept", shelf_set(7)).await, 201);
     eventually(format!("{}/shared/7/x", b.public), 501).await;
 
     let port = redis.stop().await;
-    assert_eq!(
-        register(&a, "lost", shelf_set(8)).await,
-        500,
-        "nothing is acknowledged without the store"
-    );
+    assert_eq!(register(&a, "lost", shelf_set(8)).await, 500, "nothing is acknowledged without the store");
     for gateway in [&a, &b] {
-        assert_eq!(
-            status(format!("{}/shared/7/x", gateway.public)).await,
-            501,
-            "the last good snapshot serves"
-        );
+        assert_eq!(status(format!("{}/shared/7/x", gateway.public)).await, 501, "the last good snapshot serves");
     }
     let mut degraded = false;
     for _ in 0..100 {
@@ -289,11 +234,7 @@ async fn redis_going_away_keeps_replicas_serving_and_is_reported() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(
-        degraded,
-        "readiness reports the unreachable store: {}",
-        ready(&b).await
-    );
+    assert!(degraded, "readiness reports the unreachable store: {}", ready(&b).await);
 
     let _redis = Redis::start_on(port).await.unwrap();
     // A fresh Redis is empty: registering again restores the shared state.

@@ -12,111 +12,53 @@ async fn preflights_and_responses_carry_cors_headers_for_allowed_origins_only() 
     let h = Harness::start_with(CORS).await;
     let preflight = h
         .client
-        .request(
-            reqwest::Method::OPTIONS,
-            h.url("/protogate.test.v1.EchoService/Echo"),
-        )
+        .request(reqwest::Method::OPTIONS, h.url("/protogate.test.v1.EchoService/Echo"))
         .header("origin", "http://localhost:5173")
         .header("access-control-request-method", "POST")
-        .header(
-            "access-control-request-headers",
-            "content-type,x-grpc-web,connect-protocol-version,grpc-timeout",
-        )
+        .header("access-control-request-headers", "content-type,x-grpc-web,connect-protocol-version,grpc-timeout")
         .send()
         .await
         .unwrap();
     assert_eq!(preflight.status(), 200);
     let headers = preflight.headers();
-    assert_eq!(
-        headers["access-control-allow-origin"],
-        "http://localhost:5173"
-    );
+    assert_eq!(headers["access-control-allow-origin"], "http://localhost:5173");
     assert_eq!(headers["access-control-max-age"], "3600");
     let allowed = headers["access-control-allow-headers"].to_str().unwrap();
-    for header in [
-        "x-grpc-web",
-        "connect-protocol-version",
-        "grpc-timeout",
-        "x-user-agent",
-    ] {
+    for header in ["x-grpc-web", "connect-protocol-version", "grpc-timeout", "x-user-agent"] {
         assert!(allowed.contains(header), "{allowed}");
     }
     assert_eq!(h.calls(), 0, "a preflight never reaches the backend");
 
-    let response = h
-        .client
-        .get(h.url("/v1/shelves/1"))
-        .header("origin", "https://app.example.com")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        response.headers()["access-control-allow-origin"],
-        "https://app.example.com"
-    );
-    let exposed = response.headers()["access-control-expose-headers"]
-        .to_str()
-        .unwrap();
-    assert!(
-        exposed.contains("grpc-status") && exposed.contains("grpc-metadata-colour"),
-        "{exposed}"
-    );
+    let response =
+        h.client.get(h.url("/v1/shelves/1")).header("origin", "https://app.example.com").send().await.unwrap();
+    assert_eq!(response.headers()["access-control-allow-origin"], "https://app.example.com");
+    let exposed = response.headers()["access-control-expose-headers"].to_str().unwrap();
+    assert!(exposed.contains("grpc-status") && exposed.contains("grpc-metadata-colour"), "{exposed}");
 
-    let foreign = h
-        .client
-        .get(h.url("/v1/shelves/1"))
-        .header("origin", "https://evil.example.org")
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        foreign
-            .headers()
-            .get("access-control-allow-origin")
-            .is_none()
-    );
+    let foreign =
+        h.client.get(h.url("/v1/shelves/1")).header("origin", "https://evil.example.org").send().await.unwrap();
+    assert!(foreign.headers().get("access-control-allow-origin").is_none());
 }
 
 #[tokio::test]
 async fn without_cors_configuration_no_cors_headers_are_sent() {
     let h = Harness::start().await;
-    let response = h
-        .client
-        .get(h.url("/v1/shelves/1"))
-        .header("origin", "https://app.example.com")
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        response
-            .headers()
-            .get("access-control-allow-origin")
-            .is_none()
-    );
+    let response =
+        h.client.get(h.url("/v1/shelves/1")).header("origin", "https://app.example.com").send().await.unwrap();
+    assert!(response.headers().get("access-control-allow-origin").is_none());
 }
 
 #[tokio::test]
 async fn server_streams_can_be_one_json_array() {
     let h = Harness::start().await;
     let query = "/test/v1/stream?count=2&message.fInt32=7";
-    let array = h
-        .client
-        .get(h.url(query))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
+    let array = h.client.get(h.url(query)).header("accept", "application/json").send().await.unwrap();
     assert_eq!(array.headers()["content-type"], "application/json");
     let body: serde_json::Value = array.json().await.unwrap();
     assert_eq!(body, serde_json::json!([{"fInt32": 7}, {"fInt32": 7}]));
 
-    let empty = h
-        .client
-        .get(h.url("/test/v1/stream?count=0"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
+    let empty =
+        h.client.get(h.url("/test/v1/stream?count=0")).header("accept", "application/json").send().await.unwrap();
     assert_eq!(empty.text().await.unwrap(), "[]");
     let failed = h
         .client
@@ -126,10 +68,7 @@ async fn server_streams_can_be_one_json_array() {
         .await
         .unwrap();
     let body: serde_json::Value = failed.json().await.unwrap();
-    assert_eq!(
-        body,
-        serde_json::json!([{}, {"error": {"code": 5, "message": "x", "details": []}}])
-    );
+    assert_eq!(body, serde_json::json!([{}, {"error": {"code": 5, "message": "x", "details": []}}]));
 }
 
 #[tokio::test]
@@ -161,17 +100,9 @@ async fn client_streams_read_ndjson_or_json_array_bodies() {
         .await
         .unwrap();
     let (status, body) = common::read_json(response).await;
-    assert_eq!(
-        (status, &body["rString"]),
-        (200, &serde_json::json!(["a", "b", "c"]))
-    );
+    assert_eq!((status, &body["rString"]), (200, &serde_json::json!(["a", "b", "c"])));
 
-    let (status, body) = h
-        .post_json(
-            "/test/v1/collect",
-            r#"[{"fString": "x"}, {"fString": "y", "fInt32": 2}]"#,
-        )
-        .await;
+    let (status, body) = h.post_json("/test/v1/collect", r#"[{"fString": "x"}, {"fString": "y", "fInt32": 2}]"#).await;
     assert_eq!(
         (status, &body["rString"], &body["fInt32"]),
         (200, &serde_json::json!(["x", "y"]), &serde_json::json!(2))
@@ -213,33 +144,20 @@ async fn bidi_streams_over_rest_stream_both_ways() {
         .body(body)
         .send();
     let pending = tokio::spawn(request);
-    sender
-        .send(Ok("{\"fString\":\"one\"}\n".into()))
-        .await
-        .unwrap();
+    sender.send(Ok("{\"fString\":\"one\"}\n".into())).await.unwrap();
     let response = pending.await.unwrap().unwrap();
     assert_eq!(response.headers()["content-type"], "application/x-ndjson");
     let mut replies = response.bytes_stream();
     use futures_util::StreamExt;
     let first = replies.next().await.unwrap().unwrap();
-    assert_eq!(
-        first.as_ref(),
-        b"{\"fString\":\"one\"}\n",
-        "the reply arrives before the request body ends"
-    );
-    sender
-        .send(Ok("{\"fString\":\"two\",\"fInt32\":9}\n".into()))
-        .await
-        .unwrap();
+    assert_eq!(first.as_ref(), b"{\"fString\":\"one\"}\n", "the reply arrives before the request body ends");
+    sender.send(Ok("{\"fString\":\"two\",\"fInt32\":9}\n".into())).await.unwrap();
     drop(sender);
     let mut rest = Vec::new();
     while let Some(chunk) = replies.next().await {
         rest.extend_from_slice(&chunk.unwrap());
     }
-    assert_eq!(
-        String::from_utf8(rest).unwrap(),
-        "{\"error\":{\"code\":9,\"message\":\"two\",\"details\":[]}}\n"
-    );
+    assert_eq!(String::from_utf8(rest).unwrap(), "{\"error\":{\"code\":9,\"message\":\"two\",\"details\":[]}}\n");
 }
 
 mod websocket {
@@ -248,9 +166,7 @@ mod websocket {
 
     use super::common::Harness;
 
-    type Socket = tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >;
+    type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
     async fn open(h: &Harness, path: &str) -> Socket {
         let url = format!("{}{path}", h.base.replace("http://", "ws://"));
@@ -277,32 +193,16 @@ mod websocket {
     async fn bidi_streams_run_full_duplex_and_close_with_the_status() {
         let h = Harness::start().await;
         let mut socket = open(&h, "/test/v1/chat").await;
-        socket
-            .send(Message::text(r#"{"fString": "hi"}"#))
-            .await
-            .unwrap();
+        socket.send(Message::text(r#"{"fString": "hi"}"#)).await.unwrap();
         let reply = socket.next().await.unwrap().unwrap();
-        assert_eq!(
-            reply,
-            Message::text(r#"{"fString":"hi"}"#),
-            "a reply before the next message"
-        );
-        socket
-            .send(Message::text(r#"{"fString": "again"}"#))
-            .await
-            .unwrap();
+        assert_eq!(reply, Message::text(r#"{"fString":"hi"}"#), "a reply before the next message");
+        socket.send(Message::text(r#"{"fString": "again"}"#)).await.unwrap();
         socket.send(Message::text("")).await.unwrap();
         let (texts, code, reason) = drain(&mut socket).await;
-        assert_eq!(
-            (texts, code, reason.as_str()),
-            (vec![r#"{"fString":"again"}"#.to_string()], 1000, "OK")
-        );
+        assert_eq!((texts, code, reason.as_str()), (vec![r#"{"fString":"again"}"#.to_string()], 1000, "OK"));
 
         let mut socket = open(&h, "/protogate.test.v1.EchoService/Chat").await;
-        socket
-            .send(Message::text(r#"{"fString": "gone", "fInt32": 5}"#))
-            .await
-            .unwrap();
+        socket.send(Message::text(r#"{"fString": "gone", "fInt32": 5}"#)).await.unwrap();
         let (texts, code, reason) = drain(&mut socket).await;
         assert_eq!((texts.len(), code, reason.as_str()), (0, 4005, "gone"));
     }
@@ -314,17 +214,11 @@ mod websocket {
         socket.send(Message::text("{}")).await.unwrap();
         let (texts, code, _) = drain(&mut socket).await;
         assert_eq!((texts.len(), code), (3, 1000));
-        assert!(
-            texts[0].contains("\"name\":\"shelves/1/books/1\""),
-            "{texts:?}"
-        );
+        assert!(texts[0].contains("\"name\":\"shelves/1/books/1\""), "{texts:?}");
 
         let mut socket = open(&h, "/protogate.test.v1.EchoService/Collect").await;
         for name in ["a", "b"] {
-            socket
-                .send(Message::text(format!(r#"{{"fString": "{name}"}}"#)))
-                .await
-                .unwrap();
+            socket.send(Message::text(format!(r#"{{"fString": "{name}"}}"#))).await.unwrap();
         }
         socket.send(Message::text("")).await.unwrap();
         let (texts, code, _) = drain(&mut socket).await;
@@ -336,10 +230,7 @@ mod websocket {
     async fn bad_frames_close_with_invalid_argument_and_unary_methods_are_refused() {
         let h = Harness::start().await;
         let mut socket = open(&h, "/test/v1/chat").await;
-        socket
-            .send(Message::text(r#"{"fInt32": "lots"}"#))
-            .await
-            .unwrap();
+        socket.send(Message::text(r#"{"fInt32": "lots"}"#)).await.unwrap();
         let (_, code, reason) = drain(&mut socket).await;
         assert_eq!(code, 4003);
         assert!(reason.contains("fInt32"), "{reason}");
@@ -347,10 +238,7 @@ mod websocket {
         let mut socket = open(&h, "/test/v1/chat").await;
         socket.send(Message::binary(vec![1, 2, 3])).await.unwrap();
         let (_, code, reason) = drain(&mut socket).await;
-        assert_eq!(
-            (code, reason.as_str()),
-            (4003, "send JSON messages as text frames")
-        );
+        assert_eq!((code, reason.as_str()), (4003, "send JSON messages as text frames"));
 
         // A client that vanishes mid-stream: the gateway keeps serving.
         let mut socket = open(&h, "/test/v1/chat").await;
@@ -375,9 +263,7 @@ mod websocket {
         let attempt = |origin: &str| {
             let url = format!("{}/test/v1/chat", h.base.replace("http://", "ws://"));
             let mut request = url.into_client_request().unwrap();
-            request
-                .headers_mut()
-                .insert("origin", origin.parse().unwrap());
+            request.headers_mut().insert("origin", origin.parse().unwrap());
             tokio_tungstenite::connect_async(request)
         };
         match attempt("https://evil.example.org").await {
@@ -386,10 +272,7 @@ mod websocket {
             }
             other => panic!("expected 403, got {:?}", other.map(|_| ())),
         }
-        assert!(
-            attempt("https://app.example.com").await.is_ok(),
-            "an allowed origin"
-        );
+        assert!(attempt("https://app.example.com").await.is_ok(), "an allowed origin");
         assert!(attempt(&h.base).await.is_ok(), "the gateway's own origin");
     }
 }

@@ -18,12 +18,14 @@ use serde::Serialize;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::config::AdminConfig;
+use crate::middleware::metrics::Metrics;
 use crate::registry::{ChangeError, Registry};
 
 /// What the admin handlers share.
 #[derive(Debug, Clone)]
 struct Admin {
     registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
     token: Option<Arc<str>>,
     max_upload: usize,
     connect_timeout: std::time::Duration,
@@ -49,37 +51,22 @@ struct ErrorBody<'a> {
 
 impl AdminError {
     fn new(status: StatusCode, code: tonic::Code, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code: code as i32,
-            message: message.into(),
-            errors: Vec::new(),
-        }
+        Self { status, code: code as i32, message: message.into(), errors: Vec::new() }
     }
 
     fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            tonic::Code::InvalidArgument,
-            message,
-        )
+        Self::new(StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument, message)
     }
 }
 
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            code: self.code,
-            message: &self.message,
-            details: [],
-            errors: &self.errors,
-        };
+        let body = ErrorBody { code: self.code, message: &self.message, details: [], errors: &self.errors };
         let mut response = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"protogate-admin\""),
-            );
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"protogate-admin\""));
         }
         response
     }
@@ -101,12 +88,9 @@ impl From<ChangeError> for AdminError {
                 "descriptor set rejected: its routes conflict with registered ones".to_string(),
                 errors,
             ),
-            ChangeError::NotFound(what) => (
-                StatusCode::NOT_FOUND,
-                Code::NotFound,
-                format!("{what} not found"),
-                Vec::new(),
-            ),
+            ChangeError::NotFound(what) => {
+                (StatusCode::NOT_FOUND, Code::NotFound, format!("{what} not found"), Vec::new())
+            }
             ChangeError::FromFile(name) => (
                 StatusCode::CONFLICT,
                 Code::FailedPrecondition,
@@ -115,58 +99,39 @@ impl From<ChangeError> for AdminError {
             ),
             ChangeError::Storage(detail) => {
                 tracing::error!(%detail, "registry storage failed");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    Code::Internal,
-                    "registry storage failed".to_string(),
-                    Vec::new(),
-                )
+                (StatusCode::INTERNAL_SERVER_ERROR, Code::Internal, "registry storage failed".to_string(), Vec::new())
             }
         };
-        Self {
-            status,
-            code: code as i32,
-            message,
-            errors,
-        }
+        Self { status, code: code as i32, message, errors }
     }
 }
 
 /// The admin router; every route behind the bearer token when one is set.
 pub fn router(
+    metrics: Arc<Metrics>,
     registry: Arc<Registry>,
     config: &AdminConfig,
     connect_timeout: std::time::Duration,
 ) -> Router {
     let admin = Admin {
         registry,
+        metrics,
         token: config.token.as_deref().map(Arc::from),
         max_upload: config.max_upload_size,
         connect_timeout,
     };
     Router::new()
         .route("/v1/descriptor-sets", get(sets::list))
-        .route(
-            "/v1/descriptor-sets/{name}",
-            get(sets::get)
-                .put(sets::put)
-                .delete(sets::delete)
-                .post(sets::custom_verb),
-        )
+        .route("/v1/descriptor-sets/{name}", get(sets::get).put(sets::put).delete(sets::delete).post(sets::custom_verb))
         .route("/v1/descriptor-sets/{name}/versions", get(sets::versions))
         .route("/v1/routes", get(sets::routes))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(prometheus_metrics))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            admin.clone(),
-            authenticate,
-        ))
+        .layer(axum::middleware::from_fn_with_state(admin.clone(), authenticate))
         .layer(DefaultBodyLimit::max(config.max_upload_size))
-        .layer(
-            TraceLayer::new_for_http()
-                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
-        )
+        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)))
         .with_state(admin)
 }
 
@@ -219,22 +184,32 @@ async fn readyz(State(admin): State<Admin>) -> Response {
     json(StatusCode::OK, &body)
 }
 
+/// Prometheus text exposition.
+async fn prometheus_metrics(State(admin): State<Admin>) -> Response {
+    admin.metrics.snapshot_generation.set(i64::try_from(admin.registry.snapshot().generation).unwrap_or(i64::MAX));
+    match admin.metrics.render() {
+        Ok(text) => {
+            let mut response = (StatusCode::OK, text).into_response();
+            let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
+            response.headers_mut().insert(CONTENT_TYPE, content_type);
+            response
+        }
+        Err(e) => {
+            AdminError::new(StatusCode::INTERNAL_SERVER_ERROR, tonic::Code::Internal, e.to_string()).into_response()
+        }
+    }
+}
+
 async fn not_found(request: Request<Body>) -> AdminError {
     AdminError::new(
         StatusCode::NOT_FOUND,
         tonic::Code::NotFound,
-        format!(
-            "no admin endpoint {} {}",
-            request.method(),
-            request.uri().path()
-        ),
+        format!("no admin endpoint {} {}", request.method(), request.uri().path()),
     )
 }
 
 fn json(status: StatusCode, body: &impl Serialize) -> Response {
     let mut response = (status, axum::Json(body)).into_response();
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }

@@ -134,9 +134,7 @@ struct RawStreaming {
 
 impl Default for RawStreaming {
     fn default() -> Self {
-        Self {
-            sse_keepalive: "15s".into(),
-        }
+        Self { sse_keepalive: "15s".into() }
     }
 }
 
@@ -155,10 +153,7 @@ impl Default for RawCors {
     fn default() -> Self {
         Self {
             allowed_origins: Vec::new(),
-            allowed_methods: crate::middleware::cors::default_methods()
-                .iter()
-                .map(|m| m.to_string())
-                .collect(),
+            allowed_methods: crate::middleware::cors::default_methods().iter().map(|m| m.to_string()).collect(),
             allowed_headers: Vec::new(),
             exposed_headers: Vec::new(),
             allow_credentials: false,
@@ -252,11 +247,7 @@ impl Default for RawRegistry {
 
 impl Default for RawAdmin {
     fn default() -> Self {
-        Self {
-            listen: None,
-            token: None,
-            max_upload_size: 16 * 1024 * 1024,
-        }
+        Self { listen: None, token: None, max_upload_size: 16 * 1024 * 1024 }
     }
 }
 
@@ -274,10 +265,7 @@ impl Default for RawUpstream {
 
 impl Default for RawLimits {
     fn default() -> Self {
-        Self {
-            max_body_size: 4 * 1024 * 1024,
-            max_uri_length: 8 * 1024,
-        }
+        Self { max_body_size: 4 * 1024 * 1024, max_uri_length: 8 * 1024 }
     }
 }
 
@@ -296,10 +284,7 @@ impl Config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| ConfigErrors(vec![format!("{}: {e}", path.display())]))?;
-                (
-                    parse_toml(&text, &path.display().to_string())?,
-                    path.display().to_string(),
-                )
+                (parse_toml(&text, &path.display().to_string())?, path.display().to_string())
             }
             None => (RawConfig::default(), "command line".to_string()),
         };
@@ -314,18 +299,14 @@ impl Config {
 
 /// Parses TOML, collecting every unknown key rather than stopping at the first.
 fn parse_toml(text: &str, location: &str) -> Result<RawConfig, ConfigErrors> {
-    let deserializer = toml::de::Deserializer::parse(text)
-        .map_err(|e| ConfigErrors(vec![format!("{location}: {e}")]))?;
+    let deserializer =
+        toml::de::Deserializer::parse(text).map_err(|e| ConfigErrors(vec![format!("{location}: {e}")]))?;
     let mut unknown = Vec::new();
     let raw: RawConfig = serde_ignored::deserialize(deserializer, |path| {
         unknown.push(format!("{location}: unknown key `{path}`"));
     })
     .map_err(|e| ConfigErrors(vec![format!("{location}: {e}")]))?;
-    if unknown.is_empty() {
-        Ok(raw)
-    } else {
-        Err(ConfigErrors(unknown))
-    }
+    if unknown.is_empty() { Ok(raw) } else { Err(ConfigErrors(unknown)) }
 }
 
 fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, ConfigErrors> {
@@ -334,16 +315,11 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
     let listen = listen_text
         .parse::<SocketAddr>()
         .map_err(|_| {
-            errors.push(format!(
-                "{location}: `listen`: {listen_text:?} is not HOST:PORT (e.g. 127.0.0.1:8080)"
-            ))
+            errors.push(format!("{location}: `listen`: {listen_text:?} is not HOST:PORT (e.g. 127.0.0.1:8080)"))
         })
         .ok();
 
-    let mut map = UpstreamMap {
-        default: raw.upstream.default,
-        services: raw.upstream.services,
-    };
+    let mut map = UpstreamMap { default: raw.upstream.default, services: raw.upstream.services };
     for flag in &flags.upstreams {
         match flag.split_once('=') {
             Some((service, url)) => {
@@ -356,11 +332,7 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
         .default
         .iter()
         .map(|u| ("upstream.default".to_string(), u))
-        .chain(
-            map.services
-                .iter()
-                .map(|(service, url)| (format!("upstream.services.\"{service}\""), url)),
-        );
+        .chain(map.services.iter().map(|(service, url)| (format!("upstream.services.\"{service}\""), url)));
     for (key, url) in urls {
         if let Err(e) = crate::upstream::endpoint(url, Duration::from_secs(1)) {
             errors.push(format!("{location}: `{key}`: {e}"));
@@ -369,11 +341,7 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
 
     let mut duration = |key: &str, text: &str| {
         humantime::parse_duration(text)
-            .map_err(|e| {
-                errors.push(format!(
-                    "{location}: `{key}`: {text:?} is not a duration ({e})"
-                ))
-            })
+            .map_err(|e| errors.push(format!("{location}: `{key}`: {text:?} is not a duration ({e})")))
             .unwrap_or_default()
     };
     let timeout = duration("upstream.timeout", &raw.upstream.timeout);
@@ -382,19 +350,14 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
     let reflect_interval = duration("registry.reflect_interval", &raw.registry.reflect_interval);
     let resync_interval = duration("registry.resync_interval", &raw.registry.resync_interval);
     let watch_interval = duration("registry.watch_interval", &raw.registry.watch_interval);
-    let sse_keepalive = Some(duration(
-        "streaming.sse_keepalive",
-        &raw.streaming.sse_keepalive,
-    ))
-    .filter(|d| !d.is_zero());
+    let sse_keepalive =
+        Some(duration("streaming.sse_keepalive", &raw.streaming.sse_keepalive)).filter(|d| !d.is_zero());
     let redis = flags.registry.clone().or(raw.registry.redis.clone());
     if let Some(url) = &redis
         && !url.starts_with("redis://")
         && !url.starts_with("rediss://")
     {
-        errors.push(format!(
-            "{location}: `registry.redis`: {url:?} must start with redis:// or rediss://"
-        ));
+        errors.push(format!("{location}: `registry.redis`: {url:?} must start with redis:// or rediss://"));
     }
     let state_dir = flags.state_dir.clone().or(raw.registry.state_dir.clone());
     if redis.is_some() && state_dir.is_some() {
@@ -414,50 +377,29 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
         errors.push(format!("{location}: `json.max_depth` must be at least 1"));
     }
     if raw.limits.max_body_size == 0 {
-        errors.push(format!(
-            "{location}: `limits.max_body_size` must be at least 1"
-        ));
+        errors.push(format!("{location}: `limits.max_body_size` must be at least 1"));
     }
     if raw.limits.max_uri_length < 16 {
-        errors.push(format!(
-            "{location}: `limits.max_uri_length` must be at least 16"
-        ));
+        errors.push(format!("{location}: `limits.max_uri_length` must be at least 16"));
     }
 
     if raw.registry.max_versions == 0 {
-        errors.push(format!(
-            "{location}: `registry.max_versions` must be at least 1"
-        ));
+        errors.push(format!("{location}: `registry.max_versions` must be at least 1"));
     }
     let admin = admin(raw.admin, flags, location, &mut errors);
     let cors = cors(raw.cors, location, &mut errors);
 
-    let descriptors = if flags.descriptors.is_empty() {
-        raw.descriptors
-    } else {
-        flags.descriptors.clone()
-    };
-    let descriptor_dirs = if flags.descriptor_dirs.is_empty() {
-        raw.descriptor_dirs
-    } else {
-        flags.descriptor_dirs.clone()
-    };
+    let descriptors = if flags.descriptors.is_empty() { raw.descriptors } else { flags.descriptors.clone() };
+    let descriptor_dirs =
+        if flags.descriptor_dirs.is_empty() { raw.descriptor_dirs } else { flags.descriptor_dirs.clone() };
     match listen {
         Some(listen) if errors.is_empty() => Ok(Config {
             listen,
             descriptors,
             descriptor_dirs,
-            upstream: UpstreamConfig {
-                map,
-                timeout,
-                max_timeout,
-                connect_timeout,
-            },
+            upstream: UpstreamConfig { map, timeout, max_timeout, connect_timeout },
             json: raw.json,
-            limits: Limits {
-                max_body_size: raw.limits.max_body_size,
-                max_uri_length: raw.limits.max_uri_length,
-            },
+            limits: Limits { max_body_size: raw.limits.max_body_size, max_uri_length: raw.limits.max_uri_length },
             registry: RegistryConfig {
                 state_dir,
                 max_versions: raw.registry.max_versions,
@@ -481,49 +423,30 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
 fn cors(raw: RawCors, location: &str, errors: &mut Vec<String>) -> CorsConfig {
     let any_origin = raw.allowed_origins.iter().any(|o| o == "*");
     if any_origin && raw.allow_credentials {
-        errors.push(format!(
-            "{location}: `cors.allowed_origins`: \"*\" cannot be combined with allow_credentials"
-        ));
+        errors.push(format!("{location}: `cors.allowed_origins`: \"*\" cannot be combined with allow_credentials"));
     }
     let mut report = |key: &str, e: String| errors.push(format!("{location}: `cors.{key}`: {e}"));
     let allowed_origins = raw
         .allowed_origins
         .iter()
         .filter(|o| *o != "*")
-        .filter_map(|o| {
-            OriginPattern::parse(o)
-                .map_err(|e| report("allowed_origins", e))
-                .ok()
-        })
+        .filter_map(|o| OriginPattern::parse(o).map_err(|e| report("allowed_origins", e)).ok())
         .collect();
     let allowed_methods = raw
         .allowed_methods
         .iter()
-        .filter_map(|m| {
-            m.parse()
-                .map_err(|_| report("allowed_methods", format!("{m:?} is not an HTTP method")))
-                .ok()
-        })
+        .filter_map(|m| m.parse().map_err(|_| report("allowed_methods", format!("{m:?} is not an HTTP method"))).ok())
         .collect();
     let mut headers = |key: &str, names: &[String]| -> Vec<http::HeaderName> {
         names
             .iter()
-            .filter_map(|h| {
-                h.parse()
-                    .map_err(|_| report(key, format!("{h:?} is not a header name")))
-                    .ok()
-            })
+            .filter_map(|h| h.parse().map_err(|_| report(key, format!("{h:?} is not a header name"))).ok())
             .collect()
     };
     let allowed_headers = headers("allowed_headers", &raw.allowed_headers);
     let exposed_headers = headers("exposed_headers", &raw.exposed_headers);
     let max_age = humantime::parse_duration(&raw.max_age)
-        .map_err(|e| {
-            errors.push(format!(
-                "{location}: `cors.max_age`: {:?} is not a duration ({e})",
-                raw.max_age
-            ))
-        })
+        .map_err(|e| errors.push(format!("{location}: `cors.max_age`: {:?} is not a duration ({e})", raw.max_age)))
         .unwrap_or_default();
     CorsConfig {
         allowed_origins,
@@ -537,22 +460,11 @@ fn cors(raw: RawCors, location: &str, errors: &mut Vec<String>) -> CorsConfig {
 }
 
 /// The admin listener settings; refuses an open admin API off loopback.
-fn admin(
-    raw: RawAdmin,
-    flags: &Flags,
-    location: &str,
-    errors: &mut Vec<String>,
-) -> Option<AdminConfig> {
+fn admin(raw: RawAdmin, flags: &Flags, location: &str, errors: &mut Vec<String>) -> Option<AdminConfig> {
     let listen = flags.admin_listen.clone().or(raw.listen)?;
-    let token = flags
-        .admin_token
-        .clone()
-        .or(raw.token)
-        .filter(|t| !t.is_empty());
+    let token = flags.admin_token.clone().or(raw.token).filter(|t| !t.is_empty());
     let Ok(addr) = listen.parse::<SocketAddr>() else {
-        errors.push(format!(
-            "{location}: `admin.listen`: {listen:?} is not HOST:PORT (e.g. 127.0.0.1:9090)"
-        ));
+        errors.push(format!("{location}: `admin.listen`: {listen:?} is not HOST:PORT (e.g. 127.0.0.1:9090)"));
         return None;
     };
     if token.is_none() && !addr.ip().is_loopback() {
@@ -562,15 +474,9 @@ fn admin(
         ));
     }
     if raw.max_upload_size == 0 {
-        errors.push(format!(
-            "{location}: `admin.max_upload_size` must be at least 1"
-        ));
+        errors.push(format!("{location}: `admin.max_upload_size` must be at least 1"));
     }
-    Some(AdminConfig {
-        listen: addr,
-        token,
-        max_upload_size: raw.max_upload_size,
-    })
+    Some(AdminConfig { listen: addr, token, max_upload_size: raw.max_upload_size })
 }
 
 #[cfg(test)]

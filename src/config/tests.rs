@@ -38,14 +38,8 @@ fn flags_override_the_file() {
     assert_eq!(config.descriptor_dirs, [PathBuf::from("sets")]);
     assert_eq!(config.listen.to_string(), "127.0.0.1:2");
     assert_eq!(config.descriptors, [PathBuf::from("b.binpb")]);
-    assert_eq!(
-        config.upstream.map.default.as_deref(),
-        Some("http://flag:1")
-    );
-    assert_eq!(
-        config.upstream.map.for_service("a.B", None),
-        Some("http://flag:2")
-    );
+    assert_eq!(config.upstream.map.default.as_deref(), Some("http://flag:1"));
+    assert_eq!(config.upstream.map.for_service("a.B", None), Some("http://flag:2"));
     let admin = config.admin.unwrap();
     assert_eq!(admin.listen.to_string(), "127.0.0.1:9");
     assert_eq!(admin.token.as_deref(), Some("t"));
@@ -70,17 +64,9 @@ fn reports_every_error_at_once() {
         listen = "0.0.0.0:9090"
     "#;
     let errors = Config::from_toml(text, &Flags::default()).unwrap_err().0;
-    assert_eq!(
-        errors,
-        [
-            "config: unknown key `colour`",
-            "config: unknown key `json.indentation`"
-        ]
-    );
+    assert_eq!(errors, ["config: unknown key `colour`", "config: unknown key `json.indentation`"]);
 
-    let text = text
-        .replace("colour = \"blue\"", "")
-        .replace("indentation = true", "");
+    let text = text.replace("colour = \"blue\"", "").replace("indentation = true", "");
     let errors = Config::from_toml(&text, &Flags::default()).unwrap_err().0;
     assert_eq!(
         errors,
@@ -109,11 +95,7 @@ fn registry_stores_exclude_each_other() {
             "config: `registry.redis` and `registry.state_dir` exclude each other: Redis already keeps the registry",
         ]
     );
-    let config = Config::from_toml(
-        "[registry]\nredis = \"redis://127.0.0.1:6379\"",
-        &Flags::default(),
-    )
-    .unwrap();
+    let config = Config::from_toml("[registry]\nredis = \"redis://127.0.0.1:6379\"", &Flags::default()).unwrap();
     assert_eq!(config.registry.key_prefix, "protogate:");
     assert_eq!(config.registry.resync_interval, Duration::from_secs(5));
     assert_eq!(config.registry.watch_interval, Duration::from_secs(2));
@@ -121,16 +103,9 @@ fn registry_stores_exclude_each_other() {
 
 #[test]
 fn syntax_and_type_errors_name_the_place() {
-    let error = Config::from_toml("listen = ", &Flags::default())
-        .unwrap_err()
-        .0;
-    assert!(
-        error[0].starts_with("config: TOML parse error at line 1, column 10"),
-        "{error:?}"
-    );
-    let error = Config::from_toml("[limits]\nmax_body_size = \"big\"", &Flags::default())
-        .unwrap_err()
-        .0;
+    let error = Config::from_toml("listen = ", &Flags::default()).unwrap_err().0;
+    assert!(error[0].starts_with("config: TOML parse error at line 1, column 10"), "{error:?}");
+    let error = Config::from_toml("[limits]\nmax_body_size = \"big\"", &Flags::default()).unwrap_err().0;
     assert!(error[0].contains("line 2"), "{error:?}");
     assert!(error[0].contains("max_body_size"), "{error:?}");
 }

@@ -46,9 +46,7 @@ impl Library {
     }
 
     fn state(&self) -> Result<MutexGuard<'_, State>, Status> {
-        self.state
-            .lock()
-            .map_err(|_| Status::internal("library state poisoned"))
+        self.state.lock().map_err(|_| Status::internal("library state poisoned"))
     }
 }
 
@@ -57,46 +55,14 @@ impl State {
         let now = now();
         for (id, theme) in [("1", "Fiction"), ("2", "History")] {
             let name = format!("shelves/{id}");
-            let shelf = Shelf {
-                name: name.clone(),
-                theme: theme.into(),
-                create_time: Some(now),
-            };
+            let shelf = Shelf { name: name.clone(), theme: theme.into(), create_time: Some(now) };
             self.shelves.insert(name, shelf);
         }
         let books = [
-            (
-                "shelves/1/books/1",
-                "The Left Hand of Darkness",
-                "Ursula K. Le Guin",
-                Genre::Fiction,
-                304,
-                1_000_000,
-            ),
-            (
-                "shelves/1/books/2",
-                "A Wizard of Earthsea",
-                "Ursula K. Le Guin",
-                Genre::Fiction,
-                183,
-                2_500_000,
-            ),
-            (
-                "shelves/1/books/3",
-                "Solaris",
-                "Stanisław Lem",
-                Genre::Fiction,
-                204,
-                9_007_199_254_740_993,
-            ),
-            (
-                "shelves/2/books/1",
-                "SPQR",
-                "Mary Beard",
-                Genre::History,
-                608,
-                500_000,
-            ),
+            ("shelves/1/books/1", "The Left Hand of Darkness", "Ursula K. Le Guin", Genre::Fiction, 304, 1_000_000),
+            ("shelves/1/books/2", "A Wizard of Earthsea", "Ursula K. Le Guin", Genre::Fiction, 183, 2_500_000),
+            ("shelves/1/books/3", "Solaris", "Stanisław Lem", Genre::Fiction, 204, 9_007_199_254_740_993),
+            ("shelves/2/books/1", "SPQR", "Mary Beard", Genre::History, 608, 500_000),
         ];
         for (name, title, author, genre, pages, sold) in books {
             let book = Book {
@@ -108,34 +74,23 @@ impl State {
                 copies_sold: sold,
                 tags: vec!["classic".into()],
                 published: true,
-                publish_time: Some(Timestamp {
-                    seconds: 0,
-                    nanos: 0,
-                }),
+                publish_time: Some(Timestamp { seconds: 0, nanos: 0 }),
                 update_time: Some(now),
             };
             self.books.insert(name.into(), book);
         }
         let svg = br##"<svg xmlns="http://www.w3.org/2000/svg" width="60" height="90"><rect width="60" height="90" fill="#345"/></svg>"##;
-        let cover = HttpBody {
-            content_type: "image/svg+xml".into(),
-            data: svg.to_vec(),
-            extensions: vec![],
-        };
+        let cover = HttpBody { content_type: "image/svg+xml".into(), data: svg.to_vec(), extensions: vec![] };
         self.covers.insert("shelves/1/books/1".into(), cover);
         self.next_id = 100;
     }
 
     fn shelf(&self, name: &str) -> Result<&Shelf, Status> {
-        self.shelves
-            .get(name)
-            .ok_or_else(|| not_found("library.v1.Shelf", name))
+        self.shelves.get(name).ok_or_else(|| not_found("library.v1.Shelf", name))
     }
 
     fn book_mut(&mut self, name: &str) -> Result<&mut Book, Status> {
-        self.books
-            .get_mut(name)
-            .ok_or_else(|| not_found("library.v1.Book", name))
+        self.books.get_mut(name).ok_or_else(|| not_found("library.v1.Book", name))
     }
 }
 
@@ -149,23 +104,14 @@ impl LibraryService for Library {
         let state = self.state()?;
         let shelves: Vec<Shelf> = state.shelves.values().cloned().collect();
         let (shelves, next_page_token) = page(shelves, request.page_size, &request.page_token)?;
-        Ok(Response::new(ListShelvesResponse {
-            shelves,
-            next_page_token,
-        }))
+        Ok(Response::new(ListShelvesResponse { shelves, next_page_token }))
     }
 
-    async fn create_shelf(
-        &self,
-        request: Request<CreateShelfRequest>,
-    ) -> Result<Response<Shelf>, Status> {
+    async fn create_shelf(&self, request: Request<CreateShelfRequest>) -> Result<Response<Shelf>, Status> {
         let request = request.into_inner();
         let mut shelf = request.shelf.unwrap_or_default();
         if request.shelf_id.is_empty() || request.shelf_id.contains('/') {
-            return Err(bad_request(&[(
-                "shelf_id",
-                "must be set and must not contain '/'",
-            )]));
+            return Err(bad_request(&[("shelf_id", "must be set and must not contain '/'")]));
         }
         let name = format!("shelves/{}", request.shelf_id);
         let mut state = self.state()?;
@@ -188,18 +134,12 @@ impl LibraryService for Library {
         Ok(Response::new(shelf))
     }
 
-    async fn get_shelf(
-        &self,
-        request: Request<GetShelfRequest>,
-    ) -> Result<Response<Shelf>, Status> {
+    async fn get_shelf(&self, request: Request<GetShelfRequest>) -> Result<Response<Shelf>, Status> {
         let state = self.state()?;
         Ok(Response::new(state.shelf(&request.get_ref().name)?.clone()))
     }
 
-    async fn delete_shelf(
-        &self,
-        request: Request<DeleteShelfRequest>,
-    ) -> Result<Response<()>, Status> {
+    async fn delete_shelf(&self, request: Request<DeleteShelfRequest>) -> Result<Response<()>, Status> {
         let name = request.into_inner().name;
         let mut state = self.state()?;
         state.shelf(&name)?;
@@ -210,10 +150,7 @@ impl LibraryService for Library {
         Ok(Response::new(()))
     }
 
-    async fn list_books(
-        &self,
-        request: Request<ListBooksRequest>,
-    ) -> Result<Response<ListBooksResponse>, Status> {
+    async fn list_books(&self, request: Request<ListBooksRequest>) -> Result<Response<ListBooksResponse>, Status> {
         let request = request.into_inner();
         let state = self.state()?;
         if !request.parent.is_empty() {
@@ -235,24 +172,15 @@ impl LibraryService for Library {
             .collect();
         let total_size = i32::try_from(matching.len()).unwrap_or(i32::MAX);
         let (books, next_page_token) = page(matching, request.page_size, &request.page_token)?;
-        Ok(Response::new(ListBooksResponse {
-            books,
-            next_page_token,
-            total_size,
-        }))
+        Ok(Response::new(ListBooksResponse { books, next_page_token, total_size }))
     }
 
     async fn get_book(&self, request: Request<GetBookRequest>) -> Result<Response<Book>, Status> {
         let mut state = self.state()?;
-        Ok(Response::new(
-            state.book_mut(&request.get_ref().name)?.clone(),
-        ))
+        Ok(Response::new(state.book_mut(&request.get_ref().name)?.clone()))
     }
 
-    async fn create_book(
-        &self,
-        request: Request<CreateBookRequest>,
-    ) -> Result<Response<Book>, Status> {
+    async fn create_book(&self, request: Request<CreateBookRequest>) -> Result<Response<Book>, Status> {
         let request = request.into_inner();
         let mut book = request.book.unwrap_or_default();
         let mut violations = Vec::new();
@@ -278,32 +206,21 @@ impl LibraryService for Library {
         };
         book.name = format!("{}/books/{id}", request.parent);
         if state.books.contains_key(&book.name) {
-            return Err(Status::already_exists(format!(
-                "{} already exists",
-                book.name
-            )));
+            return Err(Status::already_exists(format!("{} already exists", book.name)));
         }
         book.update_time = Some(now());
         state.books.insert(book.name.clone(), book.clone());
         Ok(Response::new(book))
     }
 
-    async fn update_book(
-        &self,
-        request: Request<UpdateBookRequest>,
-    ) -> Result<Response<Book>, Status> {
+    async fn update_book(&self, request: Request<UpdateBookRequest>) -> Result<Response<Book>, Status> {
         let request = request.into_inner();
         let patch = request.book.unwrap_or_default();
         let paths = request.update_mask.map(|m| m.paths).unwrap_or_default();
-        let unknown: Vec<&String> = paths
-            .iter()
-            .filter(|p| !UPDATABLE.contains(&p.as_str()))
-            .collect();
+        let unknown: Vec<&String> = paths.iter().filter(|p| !UPDATABLE.contains(&p.as_str())).collect();
         if !unknown.is_empty() {
-            let violations: Vec<(&str, &str)> = unknown
-                .iter()
-                .map(|p| (p.as_str(), "not an updatable field"))
-                .collect();
+            let violations: Vec<(&str, &str)> =
+                unknown.iter().map(|p| (p.as_str(), "not an updatable field")).collect();
             return Err(bad_request(&violations));
         }
         let mut state = self.state()?;
@@ -332,10 +249,7 @@ impl LibraryService for Library {
         Ok(Response::new(book.clone()))
     }
 
-    async fn delete_book(
-        &self,
-        request: Request<DeleteBookRequest>,
-    ) -> Result<Response<()>, Status> {
+    async fn delete_book(&self, request: Request<DeleteBookRequest>) -> Result<Response<()>, Status> {
         let name = request.into_inner().name;
         let mut state = self.state()?;
         state.book_mut(&name)?;
@@ -344,10 +258,7 @@ impl LibraryService for Library {
         Ok(Response::new(()))
     }
 
-    async fn publish_book(
-        &self,
-        request: Request<PublishBookRequest>,
-    ) -> Result<Response<Book>, Status> {
+    async fn publish_book(&self, request: Request<PublishBookRequest>) -> Result<Response<Book>, Status> {
         let request = request.into_inner();
         let mut state = self.state()?;
         let book = state.book_mut(&request.name)?;
@@ -360,12 +271,7 @@ impl LibraryService for Library {
                 }],
             };
             let message = format!("{} is already published", request.name);
-            return Err(with_details(
-                Code::FailedPrecondition,
-                message,
-                "google.rpc.PreconditionFailure",
-                &failure,
-            ));
+            return Err(with_details(Code::FailedPrecondition, message, "google.rpc.PreconditionFailure", &failure));
         }
         book.published = true;
         book.publish_time = Some(request.publish_time.unwrap_or_else(now));
@@ -375,30 +281,19 @@ impl LibraryService for Library {
 
     type StreamBooksStream = BookStream;
 
-    async fn stream_books(
-        &self,
-        request: Request<StreamBooksRequest>,
-    ) -> Result<Response<BookStream>, Status> {
+    async fn stream_books(&self, request: Request<StreamBooksRequest>) -> Result<Response<BookStream>, Status> {
         let parent = request.into_inner().parent;
         let state = self.state()?;
         state.shelf(&parent)?;
         let prefix = format!("{parent}/");
-        let books: Vec<Result<Book, Status>> = state
-            .books
-            .values()
-            .filter(|b| b.name.starts_with(&prefix))
-            .cloned()
-            .map(Ok)
-            .collect();
+        let books: Vec<Result<Book, Status>> =
+            state.books.values().filter(|b| b.name.starts_with(&prefix)).cloned().map(Ok).collect();
         Ok(Response::new(Box::pin(futures_util::stream::iter(books))))
     }
 
     type LookupBooksStream = BookStream;
 
-    async fn lookup_books(
-        &self,
-        request: Request<Streaming<GetBookRequest>>,
-    ) -> Result<Response<BookStream>, Status> {
+    async fn lookup_books(&self, request: Request<Streaming<GetBookRequest>>) -> Result<Response<BookStream>, Status> {
         let state = self.state.clone();
         let names = request.into_inner();
         let books = futures_util::stream::unfold(Some(names), move |names| {
@@ -421,30 +316,19 @@ impl LibraryService for Library {
         Ok(Response::new(Box::pin(books)))
     }
 
-    async fn get_book_cover(
-        &self,
-        request: Request<GetBookCoverRequest>,
-    ) -> Result<Response<HttpBody>, Status> {
+    async fn get_book_cover(&self, request: Request<GetBookCoverRequest>) -> Result<Response<HttpBody>, Status> {
         let name = request.into_inner().name;
         let mut state = self.state()?;
         state.book_mut(&name)?;
         let cover = state.covers.get(&name).cloned();
-        cover
-            .map(Response::new)
-            .ok_or_else(|| not_found("library.v1.Cover", &format!("{name}/cover")))
+        cover.map(Response::new).ok_or_else(|| not_found("library.v1.Cover", &format!("{name}/cover")))
     }
 
-    async fn upload_book_cover(
-        &self,
-        request: Request<UploadBookCoverRequest>,
-    ) -> Result<Response<()>, Status> {
+    async fn upload_book_cover(&self, request: Request<UploadBookCoverRequest>) -> Result<Response<()>, Status> {
         let request = request.into_inner();
         let cover = request.cover.unwrap_or_default();
         if !cover.content_type.starts_with("image/") {
-            return Err(bad_request(&[(
-                "cover",
-                "the content type must be an image/* type",
-            )]));
+            return Err(bad_request(&[("cover", "the content type must be an image/* type")]));
         }
         let mut state = self.state()?;
         state.book_mut(&request.name)?;
@@ -453,14 +337,7 @@ impl LibraryService for Library {
     }
 }
 
-const UPDATABLE: [&str; 6] = [
-    "title",
-    "author",
-    "genre",
-    "page_count",
-    "copies_sold",
-    "tags",
-];
+const UPDATABLE: [&str; 6] = ["title", "author", "genre", "page_count", "copies_sold", "tags"];
 
 /// Pages through `items`; tokens are opaque offsets.
 fn page<T>(items: Vec<T>, page_size: i32, token: &str) -> Result<(Vec<T>, String), Status> {
@@ -473,17 +350,11 @@ fn page<T>(items: Vec<T>, page_size: i32, token: &str) -> Result<(Vec<T>, String
     };
     let start = match token {
         "" => 0,
-        t => t
-            .parse::<usize>()
-            .map_err(|_| bad_request(&[("page_token", "is not a token this service issued")]))?,
+        t => t.parse::<usize>().map_err(|_| bad_request(&[("page_token", "is not a token this service issued")]))?,
     };
     let total = items.len();
     let page: Vec<T> = items.into_iter().skip(start).take(size).collect();
-    let next = if start + size < total {
-        (start + size).to_string()
-    } else {
-        String::new()
-    };
+    let next = if start + size < total { (start + size).to_string() } else { String::new() };
     Ok((page, next))
 }
 
@@ -498,12 +369,7 @@ fn not_found(resource_type: &str, name: &str) -> Status {
         owner: String::new(),
         description: format!("{name} does not exist"),
     };
-    with_details(
-        Code::NotFound,
-        format!("{name} not found"),
-        "google.rpc.ResourceInfo",
-        &info,
-    )
+    with_details(Code::NotFound, format!("{name} not found"), "google.rpc.ResourceInfo", &info)
 }
 
 fn bad_request(violations: &[(&str, &str)]) -> Status {
@@ -519,12 +385,7 @@ fn bad_request(violations: &[(&str, &str)]) -> Status {
     };
     let fields: Vec<&str> = violations.iter().map(|(f, _)| *f).collect();
     let message = format!("invalid fields: {}", fields.join(", "));
-    with_details(
-        Code::InvalidArgument,
-        message,
-        "google.rpc.BadRequest",
-        &detail,
-    )
+    with_details(Code::InvalidArgument, message, "google.rpc.BadRequest", &detail)
 }
 
 /// A status carrying one typed detail in `grpc-status-details-bin`.
@@ -532,10 +393,7 @@ pub fn with_details(code: Code, message: String, type_name: &str, detail: &impl 
     let status = rpc::Status {
         code: code as i32,
         message: message.clone(),
-        details: vec![Any {
-            type_url: format!("type.googleapis.com/{type_name}"),
-            value: detail.encode_to_vec(),
-        }],
+        details: vec![Any { type_url: format!("type.googleapis.com/{type_name}"), value: detail.encode_to_vec() }],
     };
     Status::with_details(code, message, status.encode_to_vec().into())
 }

@@ -15,8 +15,6 @@ pub use library::Library;
 pub fn serve_library(listener: TcpListener) -> JoinHandle<Result<(), tonic::transport::Error>> {
     let service = LibraryServiceServer::new(Library::seeded());
     tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(TcpListenerStream::new(listener)),
+        tonic::transport::Server::builder().add_service(service).serve_with_incoming(TcpListenerStream::new(listener)),
     )
 }

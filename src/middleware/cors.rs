@@ -24,12 +24,8 @@ pub const DEFAULT_ALLOWED_HEADERS: [&str; 11] = [
 ];
 
 /// Response headers scripts may read, always exposed.
-pub const DEFAULT_EXPOSED_HEADERS: [&str; 4] = [
-    "grpc-status",
-    "grpc-message",
-    "grpc-status-details-bin",
-    "x-request-id",
-];
+pub const DEFAULT_EXPOSED_HEADERS: [&str; 4] =
+    ["grpc-status", "grpc-message", "grpc-status-details-bin", "x-request-id"];
 
 /// An allowed origin: exact, or with one `*` standing for any text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,19 +37,13 @@ pub struct OriginPattern {
 impl OriginPattern {
     pub fn parse(text: &str) -> Result<Self, String> {
         if !(text.starts_with("http://") || text.starts_with("https://")) {
-            return Err(format!(
-                "origin {text:?} must start with http:// or https://"
-            ));
+            return Err(format!("origin {text:?} must start with http:// or https://"));
         }
         match text.split_once('*') {
-            None => Ok(Self {
-                prefix: text.to_string(),
-                suffix: None,
-            }),
-            Some((prefix, suffix)) if !suffix.contains('*') => Ok(Self {
-                prefix: prefix.to_string(),
-                suffix: Some(suffix.to_string()),
-            }),
+            None => Ok(Self { prefix: text.to_string(), suffix: None }),
+            Some((prefix, suffix)) if !suffix.contains('*') => {
+                Ok(Self { prefix: prefix.to_string(), suffix: Some(suffix.to_string()) })
+            }
             Some(_) => Err(format!("origin {text:?} may hold one '*' at most")),
         }
     }
@@ -82,9 +72,7 @@ pub fn layer(config: &CorsConfig) -> Option<CorsLayer> {
     } else {
         let patterns = Arc::new(config.allowed_origins.clone());
         AllowOrigin::predicate(move |origin: &HeaderValue, _| {
-            origin
-                .to_str()
-                .is_ok_and(|o| patterns.iter().any(|p| p.matches(o)))
+            origin.to_str().is_ok_and(|o| patterns.iter().any(|p| p.matches(o)))
         })
     };
     let headers = |names: &[&'static str], extra: &[HeaderName]| -> Vec<HeaderName> {
@@ -105,13 +93,7 @@ pub fn layer(config: &CorsConfig) -> Option<CorsLayer> {
 
 /// The default methods: everything REST, gRPC-Web and Connect use.
 pub fn default_methods() -> Vec<Method> {
-    vec![
-        Method::GET,
-        Method::POST,
-        Method::PUT,
-        Method::PATCH,
-        Method::DELETE,
-    ]
+    vec![Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE]
 }
 
 #[cfg(test)]
@@ -122,29 +104,17 @@ mod tests {
     fn origin_patterns_match_exactly_or_around_one_wildcard() {
         let cases = [
             ("https://app.example.com", "https://app.example.com", true),
-            (
-                "https://app.example.com",
-                "https://app.example.com.evil.io",
-                false,
-            ),
+            ("https://app.example.com", "https://app.example.com.evil.io", false),
             ("https://*.example.com", "https://a.example.com", true),
             ("https://*.example.com", "https://a.b.example.com", true),
             ("https://*.example.com", "https://.example.com", false),
             ("https://*.example.com", "https://example.com", false),
-            (
-                "https://*.example.com",
-                "https://evil.io/.example.com",
-                false,
-            ),
+            ("https://*.example.com", "https://evil.io/.example.com", false),
             ("http://localhost:*", "http://localhost:5173", true),
             ("http://localhost:*", "https://localhost:5173", false),
         ];
         for (pattern, origin, expected) in cases {
-            assert_eq!(
-                OriginPattern::parse(pattern).unwrap().matches(origin),
-                expected,
-                "{pattern} vs {origin}"
-            );
+            assert_eq!(OriginPattern::parse(pattern).unwrap().matches(origin), expected, "{pattern} vs {origin}");
         }
         assert!(OriginPattern::parse("example.com").is_err());
         assert!(OriginPattern::parse("https://*.*.com").is_err());

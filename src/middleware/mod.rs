@@ -1,5 +1,6 @@
-//! Policies as tower layers (issue-driven: limits now; auth, rate limits and
-//! metrics join here).
+//! Policies as tower layers: CORS, request limits, the access log and metrics.
 
 pub mod cors;
 pub mod limits;
+pub mod metrics;
+pub mod telemetry;

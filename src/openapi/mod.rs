@@ -18,12 +18,7 @@ use schema::{Comments, Schemas};
 const MAX_QUERY_DEPTH: usize = 3;
 
 /// Builds the document for the bindings of `routes` over `methods`.
-pub fn document(
-    pool: &DescriptorPool,
-    routes: &RouteTable,
-    methods: &[MethodDescriptor],
-    generation: u64,
-) -> Value {
+pub fn document(pool: &DescriptorPool, routes: &RouteTable, methods: &[MethodDescriptor], generation: u64) -> Value {
     let comments = Comments::from_pool(pool);
     let mut schemas = Schemas::default();
     let mut paths: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
@@ -33,11 +28,7 @@ pub fn document(
             continue;
         };
         let verb = binding.http_method.as_str().to_ascii_lowercase();
-        if ![
-            "get", "put", "post", "delete", "patch", "head", "options", "trace",
-        ]
-        .contains(&verb.as_str())
-        {
+        if !["get", "put", "post", "delete", "patch", "head", "options", "trace"].contains(&verb.as_str()) {
             continue;
         }
         let (path, path_params) = openapi_path(binding, &mut schemas, &comments);
@@ -45,9 +36,7 @@ pub fn document(
         operation["operationId"] = Value::String(unique_id(method, binding, &mut operation_ids));
         paths.entry(path).or_default().insert(verb, operation);
     }
-    schemas
-        .components
-        .insert("google.rpc.Status".into(), status_schema());
+    schemas.components.insert("google.rpc.Status".into(), status_schema());
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -74,15 +63,7 @@ fn operation(
             _ => None,
         };
         let mut path = Vec::new();
-        query_parameters(
-            &input,
-            binding,
-            body_field,
-            &mut path,
-            &mut parameters,
-            schemas,
-            comments,
-        );
+        query_parameters(&input, binding, body_field, &mut path, &mut parameters, schemas, comments);
     }
     let file = method.parent_file();
     let mut operation = json!({
@@ -128,12 +109,7 @@ fn request_body(
     Some(json!({ "required": true, "content": { "application/json": { "schema": schema } } }))
 }
 
-fn response(
-    binding: &Binding,
-    method: &MethodDescriptor,
-    schemas: &mut Schemas,
-    comments: &Comments,
-) -> Value {
+fn response(binding: &Binding, method: &MethodDescriptor, schemas: &mut Schemas, comments: &Comments) -> Value {
     let output = method.output();
     let schema = match &binding.response_body {
         Some(field) => match field.kind() {
@@ -170,11 +146,7 @@ fn raw_content(description: &str) -> Value {
 /// parameter; a multi-segment variable keeps its literals in the path and
 /// turns each wildcard into a parameter, so generated clients build real
 /// URLs instead of escaping `/`.
-fn openapi_path(
-    binding: &Binding,
-    schemas: &mut Schemas,
-    comments: &Comments,
-) -> (String, Vec<Value>) {
+fn openapi_path(binding: &Binding, schemas: &mut Schemas, comments: &Comments) -> (String, Vec<Value>) {
     let template = &binding.template;
     let mut path = String::new();
     let mut parameters = Vec::new();
@@ -182,11 +154,7 @@ fn openapi_path(
     let mut index = 0;
     while index < template.segments.len() {
         path.push('/');
-        let variable = template
-            .variables
-            .iter()
-            .zip(&binding.path_fields)
-            .find(|(v, _)| v.start == index);
+        let variable = template.variables.iter().zip(&binding.path_fields).find(|(v, _)| v.start == index);
         let Some((variable, field_path)) = variable else {
             let name = format!("segment{index}");
             match &template.segments[index] {
@@ -205,17 +173,8 @@ fn openapi_path(
         };
         let field = variable.field_path.join(".");
         if !template.is_multi_segment(variable) {
-            let schema = field_path.last().map_or(json!({"type": "string"}), |f| {
-                schemas.field_schema(f, comments)
-            });
-            push_parameter(
-                &mut path,
-                &mut parameters,
-                &mut used,
-                &field,
-                schema,
-                &format!("Sets `{field}`."),
-            );
+            let schema = field_path.last().map_or(json!({"type": "string"}), |f| schemas.field_schema(f, comments));
+            push_parameter(&mut path, &mut parameters, &mut used, &field, schema, &format!("Sets `{field}`."));
         } else {
             let pattern = &template.segments[variable.start..variable.end];
             for (offset, segment) in pattern.iter().enumerate() {
@@ -226,13 +185,10 @@ fn openapi_path(
                     Segment::Literal(l) => Some(l.as_str()),
                     _ => None,
                 });
-                let name = previous
-                    .filter(|p| !used.contains(*p))
-                    .map_or_else(|| format!("{field}_{offset}"), str::to_string);
-                let description = format!(
-                    "A segment of `{field}`, which is the whole matched `{}`.",
-                    pattern_text(pattern)
-                );
+                let name =
+                    previous.filter(|p| !used.contains(*p)).map_or_else(|| format!("{field}_{offset}"), str::to_string);
+                let description =
+                    format!("A segment of `{field}`, which is the whole matched `{}`.", pattern_text(pattern));
                 match segment {
                     Segment::Literal(literal) => path.push_str(literal),
                     Segment::Single => push_parameter(
@@ -278,7 +234,8 @@ fn push_parameter(
     path.push_str(name);
     path.push('}');
     used.insert(name.to_string());
-    parameters.push(json!({ "name": name, "in": "path", "required": true, "schema": schema, "description": description }));
+    parameters
+        .push(json!({ "name": name, "in": "path", "required": true, "schema": schema, "description": description }));
 }
 
 fn pattern_text(pattern: &[Segment]) -> String {
@@ -323,7 +280,8 @@ fn query_parameters(
             None if field.is_list() && matches!(field.kind(), Kind::Message(_)) => {}
             None => {
                 let name: Vec<&str> = prefix.iter().map(|f| f.json_name()).collect();
-                let mut parameter = json!({ "name": name.join("."), "in": "query", "schema": schemas.field_schema(&field, comments) });
+                let mut parameter =
+                    json!({ "name": name.join("."), "in": "query", "schema": schemas.field_schema(&field, comments) });
                 if field.is_list() {
                     parameter["explode"] = Value::Bool(true);
                 }
@@ -343,11 +301,7 @@ fn same_path(a: &[FieldDescriptor], b: &[FieldDescriptor]) -> bool {
 
 fn unique_id(method: &MethodDescriptor, binding: &Binding, used: &mut HashSet<String>) -> String {
     let base = format!("{}_{}", method.parent_service().name(), method.name());
-    let base = if binding.auto_mapped {
-        format!("{base}_rpc")
-    } else {
-        base
-    };
+    let base = if binding.auto_mapped { format!("{base}_rpc") } else { base };
     let mut id = base.clone();
     let mut n = 1;
     while !used.insert(id.clone()) {

@@ -25,17 +25,10 @@ impl Comments {
             };
             for location in &info.location {
                 // protoc keeps the space after `//` on every line.
-                let lines: Vec<&str> = location
-                    .leading_comments()
-                    .trim()
-                    .lines()
-                    .map(|l| l.strip_prefix(' ').unwrap_or(l))
-                    .collect();
+                let lines: Vec<&str> =
+                    location.leading_comments().trim().lines().map(|l| l.strip_prefix(' ').unwrap_or(l)).collect();
                 if !lines.is_empty() {
-                    comments.insert(
-                        (file.name().to_string(), location.path.clone()),
-                        lines.join("\n"),
-                    );
+                    comments.insert((file.name().to_string(), location.path.clone()), lines.join("\n"));
                 }
             }
         }
@@ -43,9 +36,7 @@ impl Comments {
     }
 
     pub fn get(&self, file: &str, path: &[i32]) -> Option<&str> {
-        self.0
-            .get(&(file.to_string(), path.to_vec()))
-            .map(String::as_str)
+        self.0.get(&(file.to_string(), path.to_vec())).map(String::as_str)
     }
 }
 
@@ -76,10 +67,7 @@ impl Schemas {
                 notes.push(text.to_string());
             }
             if let Some(oneof) = field.containing_oneof().filter(|o| !o.is_synthetic()) {
-                notes.push(format!(
-                    "Only one field of the `{}` group may be set.",
-                    oneof.name()
-                ));
+                notes.push(format!("Only one field of the `{}` group may be set.", oneof.name()));
             }
             if !notes.is_empty() && schema.get("$ref").is_none() {
                 schema["description"] = Value::String(notes.join("\n\n"));
@@ -103,11 +91,7 @@ impl Schemas {
             return json!({ "type": "object", "additionalProperties": self.single_schema(&value.kind(), comments) });
         }
         let single = self.single_schema(&field.kind(), comments);
-        if field.is_list() {
-            json!({ "type": "array", "items": single })
-        } else {
-            single
-        }
+        if field.is_list() { json!({ "type": "array", "items": single }) } else { single }
     }
 
     fn single_schema(&mut self, kind: &Kind, comments: &Comments) -> Value {
@@ -167,15 +151,11 @@ fn well_known(message: &MessageDescriptor) -> Option<Value> {
             "required": ["@type"],
             "additionalProperties": true,
         }),
-        "google.protobuf.DoubleValue" | "google.protobuf.FloatValue" => {
-            wrapper(json!({ "type": "number" }))
-        }
+        "google.protobuf.DoubleValue" | "google.protobuf.FloatValue" => wrapper(json!({ "type": "number" })),
         "google.protobuf.Int64Value" | "google.protobuf.UInt64Value" => {
             wrapper(json!({ "type": "string", "format": "int64" }))
         }
-        "google.protobuf.Int32Value" | "google.protobuf.UInt32Value" => {
-            wrapper(json!({ "type": "integer" }))
-        }
+        "google.protobuf.Int32Value" | "google.protobuf.UInt32Value" => wrapper(json!({ "type": "integer" })),
         "google.protobuf.BoolValue" => wrapper(json!({ "type": "boolean" })),
         "google.protobuf.StringValue" => wrapper(json!({ "type": "string" })),
         "google.protobuf.BytesValue" => wrapper(json!({ "type": "string", "format": "byte" })),

@@ -3,14 +3,11 @@
 #![allow(clippy::all, missing_docs)]
 
 /// `library.v1` plus every file it imports (the demo's descriptor set).
-pub const LIBRARY_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/library.binpb"));
+pub const LIBRARY_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/library.binpb"));
 /// `protogate.test.v1` plus imports: the test-only echo service.
-pub const EVERYTHING_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/everything.binpb"));
+pub const EVERYTHING_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/everything.binpb"));
 /// `google.api`, `google.rpc` and the well-known types the gateway always knows.
-pub const BUNDLED_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/bundled.binpb"));
+pub const BUNDLED_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/bundled.binpb"));
 
 pub mod google {
     pub mod api {

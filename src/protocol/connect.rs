@@ -12,9 +12,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
-use http::{
-    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, request::Parts,
-};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, request::Parts};
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
 use serde_json::{Map, Value, json};
@@ -23,6 +21,7 @@ use tonic::metadata::MetadataMap;
 
 use super::{Context, read_body};
 use crate::error::{Error, http_status};
+use crate::middleware::telemetry::trace_of;
 use crate::registry::{MethodEntry, Snapshot};
 use crate::transcode::status::details;
 
@@ -66,7 +65,10 @@ pub async fn serve(context: &Context, request: Request<Body>) -> Response<Body> 
         Ok(method) => unary(context, method, &parts, body).await,
         Err(error) => Err(error),
     };
-    outcome.unwrap_or_else(|error| unary_error(&error, &snapshot.pool))
+    outcome.unwrap_or_else(|error| {
+        trace_of(&parts.extensions).grpc_code(error.code);
+        unary_error(&error, &snapshot.pool)
+    })
 }
 
 fn find_method<'a>(snapshot: &'a Snapshot, parts: &Parts) -> Result<&'a MethodEntry, Error> {
@@ -78,12 +80,7 @@ fn find_method<'a>(snapshot: &'a Snapshot, parts: &Parts) -> Result<&'a MethodEn
         .ok_or_else(|| Error::client(Code::Unimplemented, format!("unknown method {path}")))
 }
 
-async fn unary(
-    context: &Context,
-    method: &MethodEntry,
-    parts: &Parts,
-    body: Body,
-) -> Result<Response<Body>, Error> {
+async fn unary(context: &Context, method: &MethodEntry, parts: &Parts, body: Body) -> Result<Response<Body>, Error> {
     let (codec, payload) = if parts.method == Method::GET {
         get_request(method, parts)?
     } else {
@@ -92,26 +89,15 @@ async fn unary(
             "application/proto" => Codec::Proto,
             other => return Err(Error::unsupported_media_type(other)),
         };
-        check_identity(
-            parts
-                .headers
-                .get(CONTENT_ENCODING)
-                .and_then(|v| v.to_str().ok()),
-        )?;
+        check_identity(parts.headers.get(CONTENT_ENCODING).and_then(|v| v.to_str().ok()))?;
         (codec, read_body(body, context.max_body_size).await?)
     };
     let message = decode(codec, &method.descriptor.input(), &payload, context)?;
     let request = call_request(message, parts, context, false)?;
-    let reply = method
-        .call
-        .unary(request.0)
-        .await
-        .map_err(Error::from_upstream)?;
+    let reply = method.call.unary(request.0).await.map_err(Error::from_upstream)?;
     let body = encode(codec, &reply.message, &context.json.serialize_options())?;
     let mut response = Response::new(Body::from(body));
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(codec.unary_type()));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(codec.unary_type()));
     copy_metadata(&reply.headers, "", response.headers_mut());
     copy_metadata(&reply.trailers, "trailer-", response.headers_mut());
     Ok(response)
@@ -133,38 +119,22 @@ fn get_request(method: &MethodEntry, parts: &Parts) -> Result<(Codec, Bytes), Er
         return Err(error);
     }
     let query: Vec<(String, String)> = url_pairs(parts.uri.query().unwrap_or(""));
-    let get = |key: &str| {
-        query
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    };
+    let get = |key: &str| query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
     let codec = match get("encoding") {
         Some("json") => Codec::Json,
         Some("proto") => Codec::Proto,
         Some(other) => {
-            return Err(Error::bad_request(format!(
-                "unsupported encoding {other:?}; use json or proto"
-            )));
+            return Err(Error::bad_request(format!("unsupported encoding {other:?}; use json or proto")));
         }
         None => {
-            return Err(Error::bad_request(
-                "a Connect GET needs ?encoding=json|proto",
-            ));
+            return Err(Error::bad_request("a Connect GET needs ?encoding=json|proto"));
         }
     };
     check_identity(get("compression"))?;
     let message = get("message").unwrap_or("");
     let payload = if get("base64") == Some("1") {
-        let engine = if message.ends_with('=') {
-            &URL_SAFE
-        } else {
-            &URL_SAFE_NO_PAD
-        };
-        engine
-            .decode(message)
-            .map_err(|_| Error::bad_request("message is not URL-safe base64"))?
-            .into()
+        let engine = if message.ends_with('=') { &URL_SAFE } else { &URL_SAFE_NO_PAD };
+        engine.decode(message).map_err(|_| Error::bad_request("message is not URL-safe base64"))?.into()
     } else {
         Bytes::copy_from_slice(message.as_bytes())
     };
@@ -177,11 +147,8 @@ fn url_pairs(query: &str) -> Vec<(String, String)> {
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let decode = |s: &str| {
-                percent_encoding::percent_decode_str(&s.replace('+', " "))
-                    .decode_utf8_lossy()
-                    .into_owned()
-            };
+            let decode =
+                |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
             (decode(k), decode(v))
         })
         .collect()
@@ -203,27 +170,18 @@ async fn server_stream(
     };
     let (headers, frames) = match stream_request(context, method, parts, body, codec).await {
         Ok((headers, messages)) => {
-            let state = StreamState {
-                messages,
-                codec,
-                json: context.json.serialize_options(),
-                pool: snapshot.pool.clone(),
-            };
+            let state =
+                StreamState { messages, codec, json: context.json.serialize_options(), pool: snapshot.pool.clone() };
             (headers, responses(state))
         }
         Err(error) => {
             log(&error);
             let end = end_of_stream(Some(&error), &MetadataMap::new(), &snapshot.pool);
-            (
-                MetadataMap::new(),
-                futures_util::stream::once(async move { Ok(end) }).boxed(),
-            )
+            (MetadataMap::new(), futures_util::stream::once(async move { Ok(end) }).boxed())
         }
     };
     let mut response = Response::new(Body::from_stream(frames));
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(codec.stream_type()));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(codec.stream_type()));
     copy_metadata(&headers, "", response.headers_mut());
     Ok(response)
 }
@@ -235,21 +193,12 @@ async fn stream_request(
     body: Body,
     codec: Codec,
 ) -> Result<(MetadataMap, tonic::Streaming<DynamicMessage>), Error> {
-    check_identity(
-        parts
-            .headers
-            .get("connect-content-encoding")
-            .and_then(|v| v.to_str().ok()),
-    )?;
+    check_identity(parts.headers.get("connect-content-encoding").and_then(|v| v.to_str().ok()))?;
     let payload = read_body(body, context.max_body_size).await?;
     let message = single_envelope(&payload)?;
     let message = decode(codec, &method.descriptor.input(), message, context)?;
     let (request, _) = call_request(message, parts, context, true)?;
-    let response = method
-        .call
-        .server_streaming(request)
-        .await
-        .map_err(Error::from_upstream)?;
+    let response = method.call.server_streaming(request).await.map_err(Error::from_upstream)?;
     let (headers, messages, _) = response.into_parts();
     Ok((headers, messages))
 }
@@ -257,28 +206,18 @@ async fn stream_request(
 /// The one request envelope of a server-streaming call.
 fn single_envelope(payload: &[u8]) -> Result<&[u8], Error> {
     if payload.len() < 5 {
-        return Err(Error::bad_request(
-            "truncated envelope: a Connect stream message needs a 5-byte prefix",
-        ));
+        return Err(Error::bad_request("truncated envelope: a Connect stream message needs a 5-byte prefix"));
     }
     let flags = payload[0];
     if flags & COMPRESSED != 0 {
-        return Err(Error::client(
-            Code::Unimplemented,
-            "compressed envelopes are not supported",
-        ));
+        return Err(Error::client(Code::Unimplemented, "compressed envelopes are not supported"));
     }
     let length = u32::from_be_bytes([payload[1], payload[2], payload[3], payload[4]]) as usize;
     let message = payload.get(5..5 + length).ok_or_else(|| {
-        Error::bad_request(format!(
-            "truncated envelope: {length} bytes announced, {} sent",
-            payload.len() - 5
-        ))
+        Error::bad_request(format!("truncated envelope: {length} bytes announced, {} sent", payload.len() - 5))
     })?;
     if payload.len() != 5 + length {
-        return Err(Error::bad_request(
-            "a server-streaming call takes exactly one request message",
-        ));
+        return Err(Error::bad_request("a server-streaming call takes exactly one request message"));
     }
     Ok(message)
 }
@@ -300,25 +239,12 @@ fn responses(state: StreamState) -> BoxStream<'static, Result<Bytes, std::conver
                 Err(error) => error,
             },
             Ok(None) => {
-                let trailers = state
-                    .messages
-                    .trailers()
-                    .await
-                    .ok()
-                    .flatten()
-                    .unwrap_or_default();
+                let trailers = state.messages.trailers().await.ok().flatten().unwrap_or_default();
                 return Some((Ok(end_of_stream(None, &trailers, &state.pool)), None));
             }
             Err(status) => Error::from_upstream(status),
         };
-        Some((
-            Ok(end_of_stream(
-                Some(&failure),
-                &MetadataMap::new(),
-                &state.pool,
-            )),
-            None,
-        ))
+        Some((Ok(end_of_stream(Some(&failure), &MetadataMap::new(), &state.pool)), None))
     })
     .boxed()
 }
@@ -352,10 +278,7 @@ fn end_of_stream(error: Option<&Error>, trailers: &MetadataMap, pool: &Descripto
     if !metadata.is_empty() {
         end.insert("metadata".into(), Value::Object(metadata));
     }
-    envelope(
-        END_STREAM,
-        &serde_json::to_vec(&Value::Object(end)).unwrap_or_default(),
-    )
+    envelope(END_STREAM, &serde_json::to_vec(&Value::Object(end)).unwrap_or_default())
 }
 
 /// Builds the upstream request: metadata from plain headers, the deadline
@@ -399,9 +322,7 @@ fn metadata(headers: &HeaderMap) -> Result<MetadataMap, Error> {
             STANDARD_NO_PAD
                 .decode(text)
                 .or_else(|_| URL_SAFE_NO_PAD.decode(text))
-                .map_err(|_| {
-                    Error::bad_request(format!("header {key}: binary metadata must be base64"))
-                })?;
+                .map_err(|_| Error::bad_request(format!("header {key}: binary metadata must be base64")))?;
         }
         map.append(name.clone(), value.clone());
     }
@@ -444,20 +365,14 @@ fn decode(
     }
 }
 
-fn encode(
-    codec: Codec,
-    message: &DynamicMessage,
-    json: &SerializeOptions,
-) -> Result<Vec<u8>, Error> {
+fn encode(codec: Codec, message: &DynamicMessage, json: &SerializeOptions) -> Result<Vec<u8>, Error> {
     match codec {
         Codec::Proto => Ok(message.encode_to_vec()),
         Codec::Json => {
             let mut out = Vec::new();
             message
                 .serialize_with_options(&mut serde_json::Serializer::new(&mut out), json)
-                .map_err(|e| {
-                    Error::gateway(Code::Internal, format!("cannot render the response: {e}"))
-                })?;
+                .map_err(|e| Error::gateway(Code::Internal, format!("cannot render the response: {e}")))?;
             Ok(out)
         }
     }
@@ -466,24 +381,15 @@ fn encode(
 fn check_identity(encoding: Option<&str>) -> Result<(), Error> {
     match encoding {
         None | Some("identity") => Ok(()),
-        Some(other) => Err(Error::client(
-            Code::Unimplemented,
-            format!("unsupported compression {other:?}; send identity"),
-        )),
+        Some(other) => {
+            Err(Error::client(Code::Unimplemented, format!("unsupported compression {other:?}; send identity")))
+        }
     }
 }
 
 fn content_type(headers: &HeaderMap) -> String {
-    let value = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
+    let value = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    value.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
 }
 
 /// A unary (or pre-stream) error: Connect's JSON with the table's status.
@@ -492,14 +398,8 @@ fn unary_error(error: &Error, pool: &DescriptorPool) -> Response<Body> {
     let body = serde_json::to_vec(&error_json(error, pool)).unwrap_or_default();
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = error.http_status.unwrap_or_else(|| http_status(error.code));
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Some(allow) = error
-        .allow
-        .as_deref()
-        .and_then(|a| HeaderValue::try_from(a).ok())
-    {
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(allow) = error.allow.as_deref().and_then(|a| HeaderValue::try_from(a).ok()) {
         response.headers_mut().insert(http::header::ALLOW, allow);
     }
     response
@@ -516,15 +416,9 @@ fn error_json(error: &Error, pool: &DescriptorPool) -> Value {
     let details: Vec<Value> = details(&error.details)
         .into_iter()
         .map(|any| {
-            let type_name = any
-                .type_url
-                .rsplit('/')
-                .next()
-                .unwrap_or_default()
-                .to_string();
+            let type_name = any.type_url.rsplit('/').next().unwrap_or_default().to_string();
             let debug = crate::transcode::status::decode_any(&any, &[pool]);
-            let mut detail =
-                json!({ "type": type_name, "value": STANDARD_NO_PAD.encode(&any.value) });
+            let mut detail = json!({ "type": type_name, "value": STANDARD_NO_PAD.encode(&any.value) });
             if let Some(debug) = debug {
                 detail["debug"] = debug;
             }

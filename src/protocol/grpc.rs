@@ -57,10 +57,7 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let snapshot = self.registry.snapshot();
         let path = request.uri().path();
-        let method = snapshot
-            .rpc_index
-            .get(path)
-            .and_then(|&i| snapshot.methods.get(i));
+        let method = snapshot.rpc_index.get(path).and_then(|&i| snapshot.methods.get(i));
         let Some(method) = method else {
             let status = tonic::Status::unimplemented(format!("unknown method {path}"));
             return Box::pin(async move { Ok(status.into_http()) });
@@ -76,10 +73,7 @@ where
         // gRPC-Web may arrive over HTTP/1.1; upstream it is always HTTP/2.
         parts.version = Version::HTTP_2;
         let failure = Arc::new(OnceLock::new());
-        let body = ForwardedBody {
-            inner: body,
-            failure: failure.clone(),
-        };
+        let body = ForwardedBody { inner: body, failure: failure.clone() };
         let request = Request::from_parts(parts, tonic::body::Body::new(body));
         Box::pin(async move {
             let response = match std::future::poll_fn(|cx| channel.poll_ready(cx)).await {
@@ -111,17 +105,15 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, tonic::Status>>> {
-        Poll::Ready(
-            match std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
-                Some(Ok(frame)) => Some(Ok(frame)),
-                Some(Err(e)) => {
-                    let status = tonic::Status::from_error(e.into());
-                    let _ = self.failure.set(status.clone());
-                    Some(Err(status))
-                }
-                None => None,
-            },
-        )
+        Poll::Ready(match std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
+            Some(Ok(frame)) => Some(Ok(frame)),
+            Some(Err(e)) => {
+                let status = tonic::Status::from_error(e.into());
+                let _ = self.failure.set(status.clone());
+                Some(Err(status))
+            }
+            None => None,
+        })
     }
 
     fn is_end_stream(&self) -> bool {

@@ -18,6 +18,8 @@ use http::{HeaderValue, Method, Request, Response};
 use http_body_util::BodyExt;
 
 use crate::error::{Error, caused_by};
+use crate::middleware::metrics::Metrics;
+use crate::middleware::telemetry::trace_of;
 use crate::registry::Registry;
 use crate::transcode::JsonOptions;
 
@@ -35,6 +37,7 @@ pub struct Context {
     /// Browser origins allowed cross-origin (CORS, and WebSocket upgrades,
     /// which CORS does not cover).
     pub origins: Origins,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Which `Origin`s may call from a browser.
@@ -49,11 +52,7 @@ impl Origins {
     /// origins pass.
     pub fn permits(&self, origin: Option<&str>, host: Option<&str>) -> bool {
         let Some(origin) = origin else { return true };
-        let same_origin = host.is_some_and(|host| {
-            origin
-                .split_once("://")
-                .is_some_and(|(_, rest)| rest == host)
-        });
+        let same_origin = host.is_some_and(|host| origin.split_once("://").is_some_and(|(_, rest)| rest == host));
         same_origin || self.any || self.allowed.iter().any(|p| p.matches(origin))
     }
 }
@@ -74,21 +73,25 @@ pub async fn dispatch(context: Arc<Context>, request: Request<Body>) -> Response
     if context.openapi && request.method() == Method::GET {
         match request.uri().path() {
             "/openapi.json" => {
-                return document(
-                    context.registry.snapshot().openapi.clone(),
-                    "application/json",
-                );
+                return document(context.registry.snapshot().openapi.clone(), "application/json");
             }
             "/docs" => {
-                return document(
-                    Bytes::from_static(DOCS_PAGE.as_bytes()),
-                    "text/html; charset=utf-8",
-                );
+                return document(Bytes::from_static(DOCS_PAGE.as_bytes()), "text/html; charset=utf-8");
             }
             _ => {}
         }
     }
-    match classify(&request) {
+    let protocol = classify(&request);
+    let trace = trace_of(request.extensions());
+    trace.protocol(protocol.name());
+    if matches!(protocol, Protocol::Grpc | Protocol::GrpcWeb | Protocol::Connect) {
+        // These name the method in the path; a known one is a bounded label.
+        let path = request.uri().path();
+        if context.registry.snapshot().rpc_index.contains_key(path) {
+            trace.route(None, path.trim_start_matches('/'));
+        }
+    }
+    match protocol {
         Protocol::Grpc => grpc(context, request).await,
         Protocol::GrpcWeb => grpc_web::serve(context.registry.clone(), request).await,
         Protocol::Connect => connect::serve(&context, request).await,
@@ -105,6 +108,19 @@ pub enum Protocol {
     Connect,
     WebSocket,
     Rest,
+}
+
+impl Protocol {
+    /// The name in logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Grpc => "grpc",
+            Self::GrpcWeb => "grpc-web",
+            Self::Connect => "connect",
+            Self::WebSocket => "websocket",
+            Self::Rest => "rest",
+        }
+    }
 }
 
 /// Classifies a request once, by its content type and Connect's markers
@@ -127,10 +143,7 @@ pub fn classify<B>(request: &Request<B>) -> Protocol {
     } else if content_type.starts_with("application/connect+")
         || request.headers().contains_key("connect-protocol-version")
         || request.method() == Method::GET
-            && request
-                .uri()
-                .query()
-                .is_some_and(|q| q.split('&').any(|p| p == "connect=v1"))
+            && request.uri().query().is_some_and(|q| q.split('&').any(|p| p == "connect=v1"))
     {
         Protocol::Connect
     } else {
@@ -141,9 +154,7 @@ pub fn classify<B>(request: &Request<B>) -> Protocol {
 async fn grpc(context: Arc<Context>, request: Request<Body>) -> Response<Body> {
     use tower::ServiceExt;
     if request.version() != http::Version::HTTP_2 {
-        let status = tonic::Status::internal(
-            "gRPC needs HTTP/2 (h2c prior knowledge); use gRPC-Web over HTTP/1.1",
-        );
+        let status = tonic::Status::internal("gRPC needs HTTP/2 (h2c prior knowledge); use gRPC-Web over HTTP/1.1");
         return status.into_http();
     }
     let proxy = grpc::GrpcProxy::new(context.registry.clone());
@@ -170,19 +181,13 @@ pub(crate) async fn aborted(signal: &mut Option<tokio::sync::oneshot::Receiver<E
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, Error> {
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if caused_by::<http_body_util::LengthLimitError>(e.as_ref()) => {
-            Err(Error::payload_too_large(limit))
-        }
-        Err(e) => Err(Error::bad_request(format!(
-            "cannot read the request body: {e}"
-        ))),
+        Err(e) if caused_by::<http_body_util::LengthLimitError>(e.as_ref()) => Err(Error::payload_too_large(limit)),
+        Err(e) => Err(Error::bad_request(format!("cannot read the request body: {e}"))),
     }
 }
 
 fn document(body: Bytes, content_type: &'static str) -> Response<Body> {
     let mut response = Response::new(Body::from(body));
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }

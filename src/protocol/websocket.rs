@@ -23,6 +23,7 @@ use tonic::Code;
 use super::rest::error_response;
 use super::{Context, aborted};
 use crate::error::Error;
+use crate::middleware::telemetry::trace_of;
 use crate::registry::Snapshot;
 use crate::route::{Binding, BodyRule};
 use crate::transcode::request::{HttpInput, build};
@@ -55,20 +56,9 @@ pub async fn serve(context: Arc<Context>, request: Request<Body>) -> Response<Bo
     let snapshot = context.registry.snapshot();
     let (mut parts, _) = request.into_parts();
     // CORS does not cover WebSocket: refuse cross-site upgrades here.
-    let header = |name| {
-        parts
-            .headers
-            .get(name)
-            .and_then(|v: &http::HeaderValue| v.to_str().ok())
-    };
-    if !context
-        .origins
-        .permits(header(http::header::ORIGIN), header(http::header::HOST))
-    {
-        let error = Error::client(
-            Code::PermissionDenied,
-            "this origin may not open WebSocket streams",
-        );
+    let header = |name| parts.headers.get(name).and_then(|v: &http::HeaderValue| v.to_str().ok());
+    if !context.origins.permits(header(http::header::ORIGIN), header(http::header::HOST)) {
+        let error = Error::client(Code::PermissionDenied, "this origin may not open WebSocket streams");
         return error_response(&error, None);
     }
     let prepared = prepare(&context, &snapshot, &parts);
@@ -95,30 +85,24 @@ fn prepare(
     let (index, binding, variables) = match snapshot.rpc_index.get(path) {
         Some(&index) => (index, None, Vec::new()),
         None => {
-            let found = snapshot
-                .routes
-                .find(&Method::GET, path)
-                .map_err(|_| Error::not_found(path))?;
+            let found = snapshot.routes.find(&Method::GET, path).map_err(|_| Error::not_found(path))?;
             // Each frame carries the fields the path does not bind.
             let mut binding = found.binding.clone();
             binding.body = BodyRule::Whole;
             (binding.method, Some(binding), found.variables)
         }
     };
-    let method = snapshot
-        .methods
-        .get(index)
-        .ok_or_else(|| Error::gateway(Code::Internal, "route points at no method"))?;
+    let method =
+        snapshot.methods.get(index).ok_or_else(|| Error::gateway(Code::Internal, "route points at no method"))?;
+    let template = binding.as_ref().map(|b| b.template_text.as_str());
+    trace_of(&parts.extensions).route(template, method.descriptor.full_name());
     if !method.descriptor.is_client_streaming() && !method.descriptor.is_server_streaming() {
         return Err(Error::bad_request(format!(
             "{} is unary; WebSocket serves streaming methods only",
             method.descriptor.full_name()
         )));
     }
-    let client = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
+    let client = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
     let metadata = metadata::from_http(&parts.headers, client).map_err(Error::bad_request)?;
     let decoder = Decoder {
         binding,
@@ -243,19 +227,13 @@ async fn run(
 /// (trimmed to the 123 bytes a close frame holds).
 fn close_frame(outcome: &Outcome) -> CloseFrame {
     match outcome {
-        Ok(()) => CloseFrame {
-            code: 1000,
-            reason: Utf8Bytes::from_static("OK"),
-        },
+        Ok(()) => CloseFrame { code: 1000, reason: Utf8Bytes::from_static("OK") },
         Err(error) => {
             let mut reason = error.message.clone();
             while reason.len() > 123 {
                 reason.pop();
             }
-            CloseFrame {
-                code: 4000 + error.code as u16,
-                reason: Utf8Bytes::from(reason),
-            }
+            CloseFrame { code: 4000 + error.code as u16, reason: Utf8Bytes::from(reason) }
         }
     }
 }

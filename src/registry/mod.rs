@@ -81,20 +81,13 @@ pub struct Change {
 
 impl LoadErrors {
     pub fn invalid(messages: Vec<String>) -> Self {
-        Self {
-            messages,
-            conflict: false,
-        }
+        Self { messages, conflict: false }
     }
 }
 
 impl From<LoadErrors> for ChangeError {
     fn from(errors: LoadErrors) -> Self {
-        if errors.conflict {
-            Self::Conflict(errors.messages)
-        } else {
-            Self::Invalid(errors.messages)
-        }
+        if errors.conflict { Self::Conflict(errors.messages) } else { Self::Invalid(errors.messages) }
     }
 }
 
@@ -102,10 +95,7 @@ impl Registry {
     /// Opens the registry: the stored sets plus the sets from files (named
     /// by the caller), validated together. A shared store that cannot be
     /// read yet is reported and retried by the follower, not fatal.
-    pub async fn open(
-        settings: Settings,
-        file_sets: Vec<(String, Vec<u8>)>,
-    ) -> Result<Self, LoadErrors> {
+    pub async fn open(settings: Settings, file_sets: Vec<(String, Vec<u8>)>) -> Result<Self, LoadErrors> {
         let mut store_error = None;
         let mut sets = match &settings.store {
             Some(store) => match store.load().await {
@@ -152,25 +142,18 @@ impl Registry {
     }
 
     /// Registers `bytes` as the next version of `name` (or the first).
-    pub async fn register(
-        &self,
-        name: &str,
-        bytes: Vec<u8>,
-        upstream: Option<String>,
-    ) -> Result<Change, ChangeError> {
+    pub async fn register(&self, name: &str, bytes: Vec<u8>, upstream: Option<String>) -> Result<Change, ChangeError> {
         sets::validate_name(name).map_err(|e| ChangeError::Invalid(vec![e]))?;
         let bytes = Arc::new(bytes);
         self.change(name, |sets, max| {
             let created = !sets.contains_key(name);
-            let set = sets
-                .entry(name.to_string())
-                .or_insert_with(|| RegisteredSet {
-                    name: name.to_string(),
-                    upstream: None,
-                    versions: Vec::new(),
-                    active: 0,
-                    from_file: false,
-                });
+            let set = sets.entry(name.to_string()).or_insert_with(|| RegisteredSet {
+                name: name.to_string(),
+                upstream: None,
+                versions: Vec::new(),
+                active: 0,
+                from_file: false,
+            });
             if set.from_file {
                 return Err(ChangeError::FromFile(name.to_string()));
             }
@@ -186,9 +169,7 @@ impl Registry {
     /// Makes an earlier kept version active again.
     pub async fn rollback(&self, name: &str, version: u64) -> Result<Change, ChangeError> {
         self.change(name, |sets, _| {
-            let set = sets
-                .get_mut(name)
-                .ok_or_else(|| ChangeError::NotFound(name.to_string()))?;
+            let set = sets.get_mut(name).ok_or_else(|| ChangeError::NotFound(name.to_string()))?;
             if !set.versions.iter().any(|v| v.number == version) {
                 return Err(ChangeError::NotFound(format!("{name} version {version}")));
             }
@@ -201,9 +182,7 @@ impl Registry {
     /// Removes a set and its routes.
     pub async fn delete(&self, name: &str) -> Result<Change, ChangeError> {
         self.change(name, |sets, _| {
-            let set = sets
-                .get(name)
-                .ok_or_else(|| ChangeError::NotFound(name.to_string()))?;
+            let set = sets.get(name).ok_or_else(|| ChangeError::NotFound(name.to_string()))?;
             if set.from_file {
                 return Err(ChangeError::FromFile(name.to_string()));
             }
@@ -215,26 +194,14 @@ impl Registry {
 
     /// Replaces every set that came from a file (files changed on disk);
     /// API-registered sets stay. Refused as a whole if the result is invalid.
-    pub async fn replace_file_sets(
-        &self,
-        files: Vec<(String, Vec<u8>)>,
-    ) -> Result<Arc<Snapshot>, ChangeError> {
+    pub async fn replace_file_sets(&self, files: Vec<(String, Vec<u8>)>) -> Result<Arc<Snapshot>, ChangeError> {
         let mut sets = self.sets.lock().await;
-        let mut next: Sets = sets
-            .iter()
-            .filter(|(_, s)| !s.from_file)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let mut next: Sets = sets.iter().filter(|(_, s)| !s.from_file).map(|(k, v)| (k.clone(), v.clone())).collect();
         for (name, bytes) in files {
             if next.contains_key(&name) {
-                return Err(ChangeError::Invalid(vec![format!(
-                    "file set {name} has the name of a registered set"
-                )]));
+                return Err(ChangeError::Invalid(vec![format!("file set {name} has the name of a registered set")]));
             }
-            next.insert(
-                name.clone(),
-                file_set(name, bytes, self.settings.max_versions),
-            );
+            next.insert(name.clone(), file_set(name, bytes, self.settings.max_versions));
         }
         if next == *sets {
             return Ok(self.snapshot());
@@ -251,14 +218,8 @@ impl Registry {
             return Ok(self.snapshot());
         };
         let mut sets = self.sets.lock().await;
-        let registered = self
-            .record(store.load().await)
-            .map_err(ChangeError::Storage)?;
-        let mut next: Sets = sets
-            .iter()
-            .filter(|(_, s)| s.from_file)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let registered = self.record(store.load().await).map_err(ChangeError::Storage)?;
+        let mut next: Sets = sets.iter().filter(|(_, s)| s.from_file).map(|(k, v)| (k.clone(), v.clone())).collect();
         next.extend(registered.into_iter().filter(|(_, s)| !s.from_file));
         if next == *sets {
             return Ok(self.snapshot());
@@ -291,11 +252,7 @@ impl Registry {
             .ok_or_else(|| ChangeError::NotFound(name.to_string()))?;
             let created = outcome.unwrap_or(false);
             if next == base && base == *sets {
-                return Ok(Change {
-                    created,
-                    set,
-                    snapshot: self.snapshot(),
-                });
+                return Ok(Change { created, set, snapshot: self.snapshot() });
             }
             let snapshot = self.build_next(&next).await?;
             if let Some(store) = &self.settings.store {
@@ -307,28 +264,16 @@ impl Registry {
                 }
             }
             *sets = next;
-            return Ok(Change {
-                created,
-                set,
-                snapshot: self.swap(snapshot),
-            });
+            return Ok(Change { created, set, snapshot: self.swap(snapshot) });
         }
-        Err(ChangeError::Storage(
-            "the shared registry kept changing; try again".into(),
-        ))
+        Err(ChangeError::Storage("the shared registry kept changing; try again".into()))
     }
 
     /// The shared sets plus this process's file sets.
     async fn shared_base(&self, store: &Store, sets: &Sets) -> Result<Sets, ChangeError> {
-        let mut base = self
-            .record(store.load().await)
-            .map_err(ChangeError::Storage)?;
+        let mut base = self.record(store.load().await).map_err(ChangeError::Storage)?;
         base.retain(|_, s| !s.from_file);
-        base.extend(
-            sets.iter()
-                .filter(|(_, s)| s.from_file)
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
+        base.extend(sets.iter().filter(|(_, s)| s.from_file).map(|(k, v)| (k.clone(), v.clone())));
         Ok(base)
     }
 
@@ -349,23 +294,13 @@ impl Registry {
         self.generation.store(snapshot.generation, Ordering::SeqCst);
         let snapshot = Arc::new(snapshot);
         self.current.store(snapshot.clone());
-        tracing::info!(
-            generation = snapshot.generation,
-            routes = snapshot.routes.bindings().len(),
-            "snapshot swapped"
-        );
+        tracing::info!(generation = snapshot.generation, routes = snapshot.routes.bindings().len(), "snapshot swapped");
         snapshot
     }
 }
 
 fn file_set(name: String, bytes: Vec<u8>, max_versions: usize) -> RegisteredSet {
-    let mut set = RegisteredSet {
-        name,
-        upstream: None,
-        versions: Vec::new(),
-        active: 0,
-        from_file: true,
-    };
+    let mut set = RegisteredSet { name, upstream: None, versions: Vec::new(), active: 0, from_file: true };
     set.push(Arc::new(bytes), max_versions);
     set
 }
@@ -374,11 +309,9 @@ fn file_set(name: String, bytes: Vec<u8>, max_versions: usize) -> RegisteredSet 
 /// that must not stall request tasks.
 async fn build(sets: &Sets, settings: &Settings, generation: u64) -> Result<Snapshot, LoadErrors> {
     let (sets, settings) = (sets.clone(), settings.clone());
-    tokio::task::spawn_blocking(move || {
-        Snapshot::build(&sets, &settings.upstreams, &settings.channels, generation)
-    })
-    .await
-    .map_err(|e| LoadErrors::invalid(vec![format!("snapshot build failed: {e}")]))?
+    tokio::task::spawn_blocking(move || Snapshot::build(&sets, &settings.upstreams, &settings.channels, generation))
+        .await
+        .map_err(|e| LoadErrors::invalid(vec![format!("snapshot build failed: {e}")]))?
 }
 
 #[cfg(test)]

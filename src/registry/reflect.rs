@@ -56,23 +56,16 @@ pub async fn fetch(url: &str, connect_timeout: Duration) -> Result<Vec<u8>, Stri
     for path in PATHS {
         match fetch_with(channel.clone(), path).await {
             Ok(set) => return Ok(set),
-            Err(status) if status.code() == Code::Unimplemented => {
-                last = status.message().to_string()
-            }
+            Err(status) if status.code() == Code::Unimplemented => last = status.message().to_string(),
             Err(status) => return Err(format!("{url}: reflection failed: {status}")),
         }
     }
-    Err(format!(
-        "{url}: the backend does not offer server reflection ({last})"
-    ))
+    Err(format!("{url}: the backend does not offer server reflection ({last})"))
 }
 
 async fn fetch_with(channel: Channel, path: &'static str) -> Result<Vec<u8>, Status> {
     let mut conversation = Conversation::open(channel, path).await?;
-    let services = match conversation
-        .ask(MessageRequest::ListServices(String::new()))
-        .await?
-    {
+    let services = match conversation.ask(MessageRequest::ListServices(String::new())).await? {
         MessageResponse::ListServicesResponse(list) => list.service,
         other => return Err(unexpected(&other)),
     };
@@ -88,13 +81,10 @@ async fn fetch_with(channel: Channel, path: &'static str) -> Result<Vec<u8>, Sta
             other => return Err(unexpected(&other)),
         };
         for raw in protos {
-            let header =
-                FileHeader::decode(raw.as_slice()).map_err(|e| Status::internal(e.to_string()))?;
+            let header = FileHeader::decode(raw.as_slice()).map_err(|e| Status::internal(e.to_string()))?;
             let name = header.name.unwrap_or_default();
             for dependency in header.dependency {
-                let asked = wanted
-                    .iter()
-                    .any(|w| matches!(w, MessageRequest::FileByFilename(f) if *f == dependency));
+                let asked = wanted.iter().any(|w| matches!(w, MessageRequest::FileByFilename(f) if *f == dependency));
                 if !files.contains_key(&dependency) && !asked && dependency != name {
                     wanted.push_back(MessageRequest::FileByFilename(dependency));
                 }
@@ -102,43 +92,25 @@ async fn fetch_with(channel: Channel, path: &'static str) -> Result<Vec<u8>, Sta
             files.insert(name, raw);
         }
     }
-    Ok(EncodedSet {
-        file: files.into_values().collect(),
-    }
-    .encode_to_vec())
+    Ok(EncodedSet { file: files.into_values().collect() }.encode_to_vec())
 }
 
 impl Conversation {
     async fn open(channel: Channel, path: &'static str) -> Result<Self, Status> {
         let (requests, receiver) = mpsc::channel(1);
         let mut grpc = tonic::client::Grpc::new(channel);
-        grpc.ready()
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+        grpc.ready().await.map_err(|e| Status::unavailable(e.to_string()))?;
         let codec = tonic_prost::ProstCodec::default();
         let responses = grpc
-            .streaming(
-                tonic::Request::new(ReceiverStream::new(receiver)),
-                PathAndQuery::from_static(path),
-                codec,
-            )
+            .streaming(tonic::Request::new(ReceiverStream::new(receiver)), PathAndQuery::from_static(path), codec)
             .await?
             .into_inner();
-        Ok(Self {
-            requests,
-            responses,
-        })
+        Ok(Self { requests, responses })
     }
 
     async fn ask(&mut self, request: MessageRequest) -> Result<MessageResponse, Status> {
-        let request = ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(request),
-        };
-        self.requests
-            .send(request)
-            .await
-            .map_err(|_| Status::unavailable("reflection stream closed"))?;
+        let request = ServerReflectionRequest { host: String::new(), message_request: Some(request) };
+        self.requests.send(request).await.map_err(|_| Status::unavailable("reflection stream closed"))?;
         let response = self
             .responses
             .message()
@@ -146,9 +118,7 @@ impl Conversation {
             .and_then(|r| r.message_response)
             .ok_or_else(|| Status::unavailable("reflection stream ended"))?;
         match response {
-            MessageResponse::ErrorResponse(e) => {
-                Err(Status::new(Code::from(e.error_code), e.error_message))
-            }
+            MessageResponse::ErrorResponse(e) => Err(Status::new(Code::from(e.error_code), e.error_message)),
             other => Ok(other),
         }
     }
@@ -163,13 +133,7 @@ pub fn set_name(url: &str) -> String {
     let host: String = url
         .trim_start_matches("http://")
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' {
-                c
-            } else {
-                '-'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '-' })
         .collect();
     format!("reflect-{}", host.trim_matches('-'))
 }

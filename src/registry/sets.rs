@@ -48,12 +48,7 @@ impl RegisteredSet {
             return false;
         }
         let number = self.versions.iter().map(|v| v.number).max().unwrap_or(0) + 1;
-        self.versions.push(Version {
-            number,
-            digest,
-            created: now(),
-            bytes,
-        });
+        self.versions.push(Version { number, digest, created: now(), bytes });
         self.active = number;
         self.prune(max_versions);
         true
@@ -82,25 +77,19 @@ pub fn digest(bytes: &[u8]) -> String {
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Set names appear in URLs and file names: keep them plain.
 pub fn validate_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 128
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
         && !name.starts_with('.');
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "invalid set name {name:?}: use 1 to 128 letters, digits, '-', '_' or '.', not starting with '.'"
-        ))
+        Err(format!("invalid set name {name:?}: use 1 to 128 letters, digits, '-', '_' or '.', not starting with '.'"))
     }
 }
 
@@ -109,23 +98,14 @@ mod tests {
     use super::*;
 
     fn set() -> RegisteredSet {
-        RegisteredSet {
-            name: "s".into(),
-            upstream: None,
-            versions: Vec::new(),
-            active: 0,
-            from_file: false,
-        }
+        RegisteredSet { name: "s".into(), upstream: None, versions: Vec::new(), active: 0, from_file: false }
     }
 
     #[test]
     fn versions_are_numbered_deduplicated_and_bounded() {
         let mut s = set();
         assert!(s.push(Arc::new(vec![1]), 2));
-        assert!(
-            !s.push(Arc::new(vec![1]), 2),
-            "same bytes again change nothing"
-        );
+        assert!(!s.push(Arc::new(vec![1]), 2), "same bytes again change nothing");
         assert!(s.push(Arc::new(vec![2]), 2));
         assert!(s.push(Arc::new(vec![3]), 2));
         let numbers: Vec<u64> = s.versions.iter().map(|v| v.number).collect();
@@ -138,10 +118,7 @@ mod tests {
 
     #[test]
     fn digests_and_names() {
-        assert_eq!(
-            digest(b""),
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(digest(b""), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
         for ok in ["library", "a.b-c_d", "v1"] {
             assert!(validate_name(ok).is_ok(), "{ok}");
         }

@@ -45,9 +45,7 @@ pub enum Saved {
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisStore")
-            .field("prefix", &self.prefix)
-            .finish()
+        f.debug_struct("RedisStore").field("prefix", &self.prefix).finish()
     }
 }
 
@@ -61,10 +59,7 @@ impl RedisStore {
             .set_response_timeout(Some(Duration::from_secs(5)))
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_number_of_retries(2);
-        let connection = client
-            .get_connection_manager_with_config(config)
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
+        let connection = client.get_connection_manager_with_config(config).await.map_err(|e| format!("{url}: {e}"))?;
         Ok(Self {
             client,
             connection,
@@ -88,21 +83,16 @@ impl RedisStore {
     /// The shared sets, blobs included and checked against their digests.
     pub async fn load(&self) -> Result<Sets, String> {
         let mut connection = self.connection.clone();
-        let manifest: Option<String> = connection
-            .get(self.manifest_key())
-            .await
-            .map_err(|e| e.to_string())?;
+        let manifest: Option<String> = connection.get(self.manifest_key()).await.map_err(|e| e.to_string())?;
         let Some(manifest) = manifest.filter(|m| !m.is_empty()) else {
             return Ok(Sets::new());
         };
-        let sets: Vec<RegisteredSet> =
-            serde_json::from_str(&manifest).map_err(|e| format!("shared manifest: {e}"))?;
+        let sets: Vec<RegisteredSet> = serde_json::from_str(&manifest).map_err(|e| format!("shared manifest: {e}"))?;
         let mut loaded = Sets::new();
         for mut set in sets {
             for version in &mut set.versions {
                 let key = self.blob_key(&version.digest);
-                let bytes: Option<Vec<u8>> =
-                    connection.get(&key).await.map_err(|e| e.to_string())?;
+                let bytes: Option<Vec<u8>> = connection.get(&key).await.map_err(|e| e.to_string())?;
                 let bytes = bytes.ok_or_else(|| format!("shared blob {key} is missing"))?;
                 if digest(&bytes) != version.digest {
                     return Err(format!("shared blob {key} does not match its digest"));
@@ -119,21 +109,14 @@ impl RedisStore {
         let base_json = manifest_json(base)?;
         let next_json = manifest_json(next)?;
         let digests = |sets: &Sets| -> Vec<String> {
-            sets.values()
-                .filter(|s| !s.from_file)
-                .flat_map(|s| s.versions.iter().map(|v| v.digest.clone()))
-                .collect()
+            sets.values().filter(|s| !s.from_file).flat_map(|s| s.versions.iter().map(|v| v.digest.clone())).collect()
         };
         let (old, new) = (digests(base), digests(next));
         let added: Vec<&RegisteredSet> = next.values().filter(|s| !s.from_file).collect();
         let mut script = self.compare_and_set.prepare_invoke();
         script.key(self.manifest_key());
         let mut blobs = Vec::new();
-        for version in added
-            .iter()
-            .flat_map(|s| &s.versions)
-            .filter(|v| !old.contains(&v.digest))
-        {
+        for version in added.iter().flat_map(|s| &s.versions).filter(|v| !old.contains(&v.digest)) {
             if !blobs.contains(&version.digest) {
                 script.key(self.blob_key(&version.digest));
                 blobs.push(version.digest.clone());
@@ -153,34 +136,19 @@ impl RedisStore {
             script.arg(self.blob_key(gone));
         }
         let mut connection = self.connection.clone();
-        let landed: i64 = script
-            .invoke_async(&mut connection)
-            .await
-            .map_err(|e| e.to_string())?;
+        let landed: i64 = script.invoke_async(&mut connection).await.map_err(|e| e.to_string())?;
         if landed == 0 {
             return Ok(Saved::Conflict);
         }
-        let _: i64 = connection
-            .publish(self.channel(), "changed")
-            .await
-            .map_err(|e| e.to_string())?;
+        let _: i64 = connection.publish(self.channel(), "changed").await.map_err(|e| e.to_string())?;
         Ok(Saved::Yes)
     }
 
     /// A stream that yields whenever a replica announces a change; it ends
     /// when the connection drops.
-    pub async fn subscribe(
-        &self,
-    ) -> Result<impl futures_util::Stream<Item = ()> + Send + use<>, String> {
-        let mut pubsub = self
-            .client
-            .get_async_pubsub()
-            .await
-            .map_err(|e| e.to_string())?;
-        pubsub
-            .subscribe(self.channel())
-            .await
-            .map_err(|e| e.to_string())?;
+    pub async fn subscribe(&self) -> Result<impl futures_util::Stream<Item = ()> + Send + use<>, String> {
+        let mut pubsub = self.client.get_async_pubsub().await.map_err(|e| e.to_string())?;
+        pubsub.subscribe(self.channel()).await.map_err(|e| e.to_string())?;
         Ok(pubsub.into_on_message().map(|_| ()))
     }
 }

@@ -49,16 +49,8 @@ pub struct MethodEntry {
 }
 
 impl UpstreamMap {
-    pub fn for_service<'a>(
-        &'a self,
-        service: &str,
-        set_upstream: Option<&'a str>,
-    ) -> Option<&'a str> {
-        self.services
-            .get(service)
-            .map(String::as_str)
-            .or(set_upstream)
-            .or(self.default.as_deref())
+    pub fn for_service<'a>(&'a self, service: &str, set_upstream: Option<&'a str>) -> Option<&'a str> {
+        self.services.get(service).map(String::as_str).or(set_upstream).or(self.default.as_deref())
     }
 }
 
@@ -68,14 +60,7 @@ impl Snapshot {
         let pool = source::bundled_pool().unwrap_or_default();
         let routes = RouteTable::default();
         let openapi = render_openapi(&pool, &routes, &[], 0);
-        Self {
-            generation: 0,
-            pool,
-            routes,
-            methods: Vec::new(),
-            rpc_index: HashMap::new(),
-            openapi,
-        }
+        Self { generation: 0, pool, routes, methods: Vec::new(), rpc_index: HashMap::new(), openapi }
     }
 
     /// Builds a snapshot from the active version of every set, collecting
@@ -87,10 +72,8 @@ impl Snapshot {
         channels: &Upstreams,
         generation: u64,
     ) -> Result<Self, LoadErrors> {
-        let active: Vec<(String, &[u8])> = sets
-            .values()
-            .filter_map(|set| Some((set.name.clone(), set.active_version()?.bytes.as_slice())))
-            .collect();
+        let active: Vec<(String, &[u8])> =
+            sets.values().filter_map(|set| Some((set.name.clone(), set.active_version()?.bytes.as_slice()))).collect();
         let merged = source::merge(&active)?;
         let (descriptors, routes) = routes(&merged.pool)?;
         let openapi = render_openapi(&merged.pool, &routes, &descriptors, generation);
@@ -98,27 +81,18 @@ impl Snapshot {
         let mut methods = Vec::with_capacity(descriptors.len());
         for descriptor in descriptors {
             let service = descriptor.parent_service();
-            let owner = merged
-                .owners
-                .get(service.parent_file().name())
-                .map(|&i| active[i].0.as_str());
+            let owner = merged.owners.get(service.parent_file().name()).map(|&i| active[i].0.as_str());
             let set = owner.and_then(|name| sets.get(name));
-            let url =
-                upstreams.for_service(service.full_name(), set.and_then(|s| s.upstream.as_deref()));
+            let url = upstreams.for_service(service.full_name(), set.and_then(|s| s.upstream.as_deref()));
             let Some(url) = url else {
                 let name = service.full_name();
-                let problem = format!(
-                    "no upstream for service {name}; pass --upstream URL or --upstream {name}=URL"
-                );
+                let problem = format!("no upstream for service {name}; pass --upstream URL or --upstream {name}=URL");
                 if !errors.contains(&problem) {
                     errors.push(problem);
                 }
                 continue;
             };
-            match channels
-                .channel(url)
-                .and_then(|channel| call(&descriptor, channel))
-            {
+            match channels.channel(url).and_then(|channel| call(&descriptor, channel)) {
                 Ok(call) => methods.push(MethodEntry {
                     side_effect_free: side_effect_free(&descriptor),
                     descriptor,
@@ -132,19 +106,8 @@ impl Snapshot {
         if !errors.is_empty() {
             return Err(LoadErrors::invalid(errors));
         }
-        let rpc_index = methods
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (Box::from(m.call.path.path()), i))
-            .collect();
-        Ok(Self {
-            generation,
-            pool: merged.pool,
-            routes,
-            methods,
-            rpc_index,
-            openapi,
-        })
+        let rpc_index = methods.iter().enumerate().map(|(i, m)| (Box::from(m.call.path.path()), i)).collect();
+        Ok(Self { generation, pool: merged.pool, routes, methods, rpc_index, openapi })
     }
 }
 
@@ -155,10 +118,7 @@ pub fn routes(pool: &DescriptorPool) -> Result<(Vec<MethodDescriptor>, RouteTabl
     let mut methods = Vec::new();
     let mut explicit = Vec::new();
     let mut fallback = Vec::new();
-    for method in pool
-        .services()
-        .flat_map(|s| s.methods().collect::<Vec<_>>())
-    {
+    for method in pool.services().flat_map(|s| s.methods().collect::<Vec<_>>()) {
         let index = methods.len();
         match method_bindings(&method, index) {
             Ok(bindings) => explicit.extend(bindings),
@@ -175,10 +135,7 @@ pub fn routes(pool: &DescriptorPool) -> Result<(Vec<MethodDescriptor>, RouteTabl
         Ok(_) => Err(LoadErrors::invalid(errors)),
         Err(mut conflicts) => {
             errors.append(&mut conflicts);
-            Err(LoadErrors {
-                messages: errors,
-                conflict: true,
-            })
+            Err(LoadErrors { messages: errors, conflict: true })
         }
     }
 }
@@ -187,43 +144,24 @@ fn side_effect_free(method: &MethodDescriptor) -> bool {
     const NO_SIDE_EFFECTS: i32 = 1;
     let options = method.options();
     let level = options.get_field_by_name("idempotency_level");
-    matches!(
-        level.as_deref(),
-        Some(prost_reflect::Value::EnumNumber(NO_SIDE_EFFECTS))
-    )
+    matches!(level.as_deref(), Some(prost_reflect::Value::EnumNumber(NO_SIDE_EFFECTS)))
 }
 
-fn render_openapi(
-    pool: &DescriptorPool,
-    routes: &RouteTable,
-    methods: &[MethodDescriptor],
-    generation: u64,
-) -> Bytes {
+fn render_openapi(pool: &DescriptorPool, routes: &RouteTable, methods: &[MethodDescriptor], generation: u64) -> Bytes {
     let document = crate::openapi::document(pool, routes, methods, generation);
-    serde_json::to_vec(&document)
-        .map(Bytes::from)
-        .unwrap_or_default()
+    serde_json::to_vec(&document).map(Bytes::from).unwrap_or_default()
 }
 
 fn method_bindings(method: &MethodDescriptor, index: usize) -> Result<Vec<Binding>, Vec<String>> {
     match binding::http_rule(method) {
         Ok(Some(rule)) => binding::bindings(method, index, &rule),
         Ok(None) => Ok(Vec::new()),
-        Err(e) => Err(vec![format!(
-            "{}: {}: {e}",
-            method.parent_file().name(),
-            method.full_name()
-        )]),
+        Err(e) => Err(vec![format!("{}: {}: {e}", method.parent_file().name(), method.full_name())]),
     }
 }
 
 fn call(method: &MethodDescriptor, channel: tonic::transport::Channel) -> Result<Call, String> {
     let text = format!("/{}/{}", method.parent_service().full_name(), method.name());
-    let path = PathAndQuery::try_from(text)
-        .map_err(|e| format!("{}: invalid gRPC path: {e}", method.full_name()))?;
-    Ok(Call {
-        channel,
-        path,
-        output: method.output(),
-    })
+    let path = PathAndQuery::try_from(text).map_err(|e| format!("{}: invalid gRPC path: {e}", method.full_name()))?;
+    Ok(Call { channel, path, output: method.output() })
 }

@@ -62,10 +62,7 @@ pub fn merge<B: AsRef<[u8]>>(sets: &[(String, B)]) -> Result<Merged, LoadErrors>
             match seen.get(&file) {
                 Some((other, first)) if *first != raw => {
                     consistent = false;
-                    errors.push(format!(
-                        "{name}: file {file:?} differs from the one in {}",
-                        sets[*other].0
-                    ));
+                    errors.push(format!("{name}: file {file:?} differs from the one in {}", sets[*other].0));
                 }
                 Some(_) => {}
                 None => {
@@ -78,11 +75,7 @@ pub fn merge<B: AsRef<[u8]>>(sets: &[(String, B)]) -> Result<Merged, LoadErrors>
             errors.push(format!("{name}: {e}"));
         }
     }
-    if errors.is_empty() {
-        Ok(Merged { pool, owners })
-    } else {
-        Err(LoadErrors::invalid(errors))
-    }
+    if errors.is_empty() { Ok(Merged { pool, owners }) } else { Err(LoadErrors::invalid(errors)) }
 }
 
 /// The name and raw bytes of each file in an encoded set, without decoding
@@ -112,21 +105,14 @@ pub fn read_files(paths: &[impl AsRef<Path>]) -> Result<Vec<(String, Vec<u8>)>, 
             Err(e) => errors.push(format!("{}: {e}", path.display())),
         }
     }
-    if errors.is_empty() {
-        Ok(sets)
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(sets) } else { Err(errors) }
 }
 
 /// Compiles `.proto` sources (import path, text) into a binary descriptor
 /// set. Imports resolve against the given sources, the bundled `google/api`,
 /// `google/rpc` and `google/protobuf` files, and the `registered` sets only —
 /// never the filesystem.
-pub fn compile_protos(
-    sources: &[(String, String)],
-    registered: &[&[u8]],
-) -> Result<Vec<u8>, Vec<String>> {
+pub fn compile_protos(sources: &[(String, String)], registered: &[&[u8]]) -> Result<Vec<u8>, Vec<String>> {
     let bundled = protox::file::DescriptorSetFileResolver::decode(BUNDLED_DESCRIPTOR_SET)
         .map_err(|e| vec![format!("bundled descriptors: {e}")])?;
     let mut resolver = protox::file::ChainFileResolver::new();
@@ -153,10 +139,7 @@ impl protox::file::FileResolver for MemoryResolver {
     /// Sources are named by their import path already.
     fn resolve_path(&self, path: &Path) -> Option<String> {
         let path = path.to_str()?;
-        self.0
-            .iter()
-            .any(|(n, _)| n == path)
-            .then(|| path.to_string())
+        self.0.iter().any(|(n, _)| n == path).then(|| path.to_string())
     }
 
     fn open_file(&self, name: &str) -> Result<protox::file::File, protox::Error> {

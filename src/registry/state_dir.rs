@@ -41,18 +41,14 @@ impl StateDir {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Sets::new()),
             Err(e) => return Err(format!("{}: {e}", path.display())),
         };
-        let manifest: Manifest =
-            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut sets = Sets::new();
         for mut set in manifest.sets {
             for version in &mut set.versions {
                 let blob = self.blob_path(&version.digest);
                 let bytes = fs::read(&blob).map_err(|e| format!("{}: {e}", blob.display()))?;
                 if digest(&bytes) != version.digest {
-                    return Err(format!(
-                        "{}: content does not match its digest",
-                        blob.display()
-                    ));
+                    return Err(format!("{}: content does not match its digest", blob.display()));
                 }
                 version.bytes = Arc::new(bytes);
             }
@@ -71,18 +67,13 @@ impl StateDir {
                 write_atomically(&blob, &version.bytes)?;
             }
         }
-        let manifest = serde_json::to_vec_pretty(&Manifest { sets: kept.clone() })
-            .map_err(io::Error::other)?;
+        let manifest = serde_json::to_vec_pretty(&Manifest { sets: kept.clone() }).map_err(io::Error::other)?;
         write_atomically(&self.root.join(MANIFEST), &manifest)?;
         self.collect_garbage(&kept)
     }
 
     fn collect_garbage(&self, kept: &[RegisteredSet]) -> io::Result<()> {
-        let live: Vec<PathBuf> = kept
-            .iter()
-            .flat_map(|s| &s.versions)
-            .map(|v| self.blob_path(&v.digest))
-            .collect();
+        let live: Vec<PathBuf> = kept.iter().flat_map(|s| &s.versions).map(|v| self.blob_path(&v.digest)).collect();
         for entry in fs::read_dir(self.root.join(BLOBS))? {
             let path = entry?.path();
             if !live.contains(&path) {
@@ -101,13 +92,8 @@ impl StateDir {
 /// Writes a temp file, fsyncs it, renames it over `path` and fsyncs the
 /// directory, so `path` holds the old or the new content, never a mix.
 fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| io::Error::other("no parent directory"))?;
-    let temp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("state")
-    ));
+    let dir = path.parent().ok_or_else(|| io::Error::other("no parent directory"))?;
+    let temp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("state")));
     let mut file = File::create(&temp)?;
     file.write_all(bytes)?;
     file.sync_all()?;
@@ -134,11 +120,7 @@ mod tests {
         };
         set.push(Arc::new(vec![1, 2]), 2);
         set.push(Arc::new(vec![3]), 2);
-        let file_set = RegisteredSet {
-            name: "f".into(),
-            from_file: true,
-            ..set.clone()
-        };
+        let file_set = RegisteredSet { name: "f".into(), from_file: true, ..set.clone() };
         let sets = Sets::from([("a".to_string(), set.clone()), ("f".to_string(), file_set)]);
         store.save(&sets).unwrap();
         let loaded = store.load().unwrap();
@@ -151,23 +133,11 @@ mod tests {
         assert_eq!(fs::read_dir(root.join(BLOBS)).unwrap().count(), 1);
 
         fs::write(
-            root.join(BLOBS).join(
-                fs::read_dir(root.join(BLOBS))
-                    .unwrap()
-                    .next()
-                    .unwrap()
-                    .unwrap()
-                    .file_name(),
-            ),
+            root.join(BLOBS).join(fs::read_dir(root.join(BLOBS)).unwrap().next().unwrap().unwrap().file_name()),
             b"x",
         )
         .unwrap();
-        assert!(
-            store
-                .load()
-                .unwrap_err()
-                .contains("does not match its digest")
-        );
+        assert!(store.load().unwrap_err().contains("does not match its digest"));
         fs::remove_dir_all(&root).unwrap();
     }
 }

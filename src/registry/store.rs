@@ -22,9 +22,7 @@ impl Store {
         match self {
             Self::Dir(dir) => {
                 let dir = dir.clone();
-                tokio::task::spawn_blocking(move || dir.load())
-                    .await
-                    .map_err(|e| e.to_string())?
+                tokio::task::spawn_blocking(move || dir.load()).await.map_err(|e| e.to_string())?
             }
             Self::Redis(redis) => redis.load().await,
         }

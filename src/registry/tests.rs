@@ -9,8 +9,7 @@ use super::snapshot::{self, Snapshot, UpstreamMap};
 use super::source;
 use crate::upstream::Upstreams;
 
-const HEADER: &str =
-    "syntax = \"proto3\";\npackage t.v1;\nimport \"google/api/annotations.proto\";\n";
+const HEADER: &str = "syntax = \"proto3\";\npackage t.v1;\nimport \"google/api/annotations.proto\";\n";
 
 fn proto(body: &str) -> String {
     format!(
@@ -20,53 +19,33 @@ fn proto(body: &str) -> String {
 }
 
 fn method(rule: &str) -> String {
-    proto(&format!(
-        "service S {{ rpc M(Req) returns (Resp) {{ option (google.api.http) = {{ {rule} }}; }} }}"
-    ))
+    proto(&format!("service S {{ rpc M(Req) returns (Resp) {{ option (google.api.http) = {{ {rule} }}; }} }}"))
 }
 
 fn load_errors(files: &[(&str, String)]) -> Vec<String> {
-    let sources: Vec<(String, String)> = files
-        .iter()
-        .map(|(n, s)| (n.to_string(), s.clone()))
-        .collect();
+    let sources: Vec<(String, String)> = files.iter().map(|(n, s)| (n.to_string(), s.clone())).collect();
     let set = source::compile_protos(&sources, &[]).expect("test protos compile");
     let merged = source::merge(&[("set".to_string(), set)]).expect("set merges");
-    snapshot::routes(&merged.pool)
-        .err()
-        .map(|e| e.messages)
-        .unwrap_or_default()
+    snapshot::routes(&merged.pool).err().map(|e| e.messages).unwrap_or_default()
 }
 
 #[test]
 fn bad_rules_are_reported_with_their_location() {
     let at = "t.proto: t.v1.S.M";
     let cases = [
-        (
-            r#"get: "/v1/{name""#,
-            format!("{at}: GET \"/v1/{{name\": expected '}}', found end of template at offset 9"),
-        ),
+        (r#"get: "/v1/{name""#, format!("{at}: GET \"/v1/{{name\": expected '}}', found end of template at offset 9")),
         (
             r#"get: "/v1/{nope}""#,
-            format!(
-                "{at}: GET \"/v1/{{nope}}\": path variable \"nope\": no field \"nope\" in t.v1.Req"
-            ),
+            format!("{at}: GET \"/v1/{{nope}}\": path variable \"nope\": no field \"nope\" in t.v1.Req"),
         ),
-        (
-            r#"get: "/v1/{tags}""#,
-            format!("{at}: GET \"/v1/{{tags}}\": path variable \"tags\" is a repeated field"),
-        ),
+        (r#"get: "/v1/{tags}""#, format!("{at}: GET \"/v1/{{tags}}\": path variable \"tags\" is a repeated field")),
         (
             r#"get: "/v1/{inner}""#,
-            format!(
-                "{at}: GET \"/v1/{{inner}}\": path variable \"inner\" is a message (t.v1.Inner)"
-            ),
+            format!("{at}: GET \"/v1/{{inner}}\": path variable \"inner\" is a message (t.v1.Inner)"),
         ),
         (
             r#"get: "/v1/{name.x}""#,
-            format!(
-                "{at}: GET \"/v1/{{name.x}}\": path variable \"name.x\": \"name\" is not a message"
-            ),
+            format!("{at}: GET \"/v1/{{name.x}}\": path variable \"name.x\": \"name\" is not a message"),
         ),
         (
             r#"post: "/v1/x" body: "missing""#,
@@ -78,29 +57,20 @@ fn bad_rules_are_reported_with_their_location() {
         ),
         (
             r#"get: "/v1/x" response_body: "gone""#,
-            format!(
-                "{at}: GET \"/v1/x\": response_body field \"gone\" is not a field of t.v1.Resp"
-            ),
+            format!("{at}: GET \"/v1/x\": response_body field \"gone\" is not a field of t.v1.Resp"),
         ),
         (
             r#"custom: { kind: "BAD KIND" path: "/v1/x" }"#,
             format!("{at}: custom kind \"BAD KIND\" is not an HTTP method"),
         ),
-        (
-            r#"body: "*""#,
-            format!("{at}: http rule has no pattern (get, put, post, delete, patch or custom)"),
-        ),
+        (r#"body: "*""#, format!("{at}: http rule has no pattern (get, put, post, delete, patch or custom)")),
         (
             r#"get: "/v1/a" additional_bindings { get: "/v1/b" additional_bindings { get: "/v1/c" } }"#,
             format!("{at}: additional_bindings must not be nested"),
         ),
     ];
     for (rule, expected) in cases {
-        assert_eq!(
-            load_errors(&[("t.proto", method(rule))]),
-            [expected],
-            "{rule}"
-        );
+        assert_eq!(load_errors(&[("t.proto", method(rule))]), [expected], "{rule}");
     }
 }
 
@@ -130,10 +100,7 @@ fn conflicts_across_files_name_both_methods() {
     let other = format!(
         "{HEADER}import \"t.proto\";\nservice Other {{ rpc N(Req) returns (Resp) {{ option (google.api.http) = {{ get: \"/v1/{{name}}\" }}; }} }}"
     );
-    let errors = load_errors(&[
-        ("t.proto", method(r#"get: "/v1/{name}""#)),
-        ("other.proto", other),
-    ]);
+    let errors = load_errors(&[("t.proto", method(r#"get: "/v1/{name}""#)), ("other.proto", other)]);
     assert_eq!(
         errors,
         [
@@ -144,12 +111,10 @@ fn conflicts_across_files_name_both_methods() {
 
 #[test]
 fn broken_sets_and_missing_upstreams_are_reported() {
-    let errors = source::merge(&[
-        ("a.binpb".into(), b"not protobuf".to_vec()),
-        ("b.binpb".into(), vec![0x0a, 0x05, 0x0a]),
-    ])
-    .unwrap_err()
-    .messages;
+    let errors =
+        source::merge(&[("a.binpb".into(), b"not protobuf".to_vec()), ("b.binpb".into(), vec![0x0a, 0x05, 0x0a])])
+            .unwrap_err()
+            .messages;
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(errors[0].starts_with("a.binpb: "), "{errors:?}");
     assert!(errors[1].starts_with("b.binpb: "), "{errors:?}");
@@ -162,26 +127,15 @@ fn broken_sets_and_missing_upstreams_are_reported() {
             ..Default::default()
         }],
     };
-    let errors = source::merge(&[(
-        "lonely.binpb".into(),
-        prost::Message::encode_to_vec(&lonely),
-    )])
-    .unwrap_err()
-    .messages;
-    assert!(
-        errors[0].starts_with("lonely.binpb: ") && errors[0].contains("missing/dep.proto"),
-        "{errors:?}"
-    );
+    let errors =
+        source::merge(&[("lonely.binpb".into(), prost::Message::encode_to_vec(&lonely))]).unwrap_err().messages;
+    assert!(errors[0].starts_with("lonely.binpb: ") && errors[0].contains("missing/dep.proto"), "{errors:?}");
 
-    let set =
-        source::compile_protos(&[("t.proto".into(), method(r#"get: "/v1/x""#))], &[]).unwrap();
+    let set = source::compile_protos(&[("t.proto".into(), method(r#"get: "/v1/x""#))], &[]).unwrap();
     let mut sets = sets_of(&[("t", set)]);
     sets.values_mut().for_each(|s| s.upstream = None);
     let errors = Snapshot::build(&sets, &UpstreamMap::default(), &channels(), 1).unwrap_err();
-    assert_eq!(
-        errors.messages,
-        ["no upstream for service t.v1.S; pass --upstream URL or --upstream t.v1.S=URL"]
-    );
+    assert_eq!(errors.messages, ["no upstream for service t.v1.S; pass --upstream URL or --upstream t.v1.S=URL"]);
 }
 
 #[test]
@@ -189,9 +143,7 @@ fn imports_resolve_only_against_sources_and_bundled_files() {
     let with_import = format!("{HEADER}import \"etc/passwd.proto\";\n");
     let errors = source::compile_protos(&[("t.proto".into(), with_import)], &[]).unwrap_err();
     assert!(errors[0].contains("etc/passwd.proto"), "{errors:?}");
-    let wkt = format!(
-        "{HEADER}import \"google/protobuf/timestamp.proto\";\nimport \"google/rpc/status.proto\";\n"
-    );
+    let wkt = format!("{HEADER}import \"google/protobuf/timestamp.proto\";\nimport \"google/rpc/status.proto\";\n");
     assert!(source::compile_protos(&[("t.proto".into(), wkt)], &[]).is_ok());
 }
 
@@ -223,58 +175,15 @@ async fn sets_bring_their_upstream_and_must_agree_on_shared_files() {
         "{HEADER}import \"common.proto\";\nservice A {{ rpc M(Shared) returns (Shared) {{ option (google.api.http) = {{ get: \"/a/{{id}}\" }}; }} }}"
     );
     let b = a.replace("service A", "service B").replace("/a/", "/b/");
-    let set_a = source::compile_protos(
-        &[
-            ("a.proto".into(), a),
-            ("common.proto".into(), common.clone()),
-        ],
-        &[],
-    )
-    .unwrap();
-    let set_b = source::compile_protos(
-        &[
-            ("b.proto".into(), b.clone()),
-            ("common.proto".into(), common),
-        ],
-        &[],
-    )
-    .unwrap();
-    let map = UpstreamMap {
-        default: None,
-        services: [("t.v1.B".to_string(), "http://override:1".to_string())].into(),
-    };
-    let snapshot = Snapshot::build(
-        &sets_of(&[("a", set_a.clone()), ("b", set_b)]),
-        &map,
-        &channels(),
-        7,
-    )
-    .unwrap();
-    let upstreams: Vec<(&str, &str)> = snapshot
-        .methods
-        .iter()
-        .map(|m| (m.set.as_str(), m.upstream.as_str()))
-        .collect();
-    assert_eq!(
-        upstreams,
-        [("a", "http://a.internal:1"), ("b", "http://override:1")]
-    );
+    let set_a = source::compile_protos(&[("a.proto".into(), a), ("common.proto".into(), common.clone())], &[]).unwrap();
+    let set_b = source::compile_protos(&[("b.proto".into(), b.clone()), ("common.proto".into(), common)], &[]).unwrap();
+    let map = UpstreamMap { default: None, services: [("t.v1.B".to_string(), "http://override:1".to_string())].into() };
+    let snapshot = Snapshot::build(&sets_of(&[("a", set_a.clone()), ("b", set_b)]), &map, &channels(), 7).unwrap();
+    let upstreams: Vec<(&str, &str)> = snapshot.methods.iter().map(|m| (m.set.as_str(), m.upstream.as_str())).collect();
+    assert_eq!(upstreams, [("a", "http://a.internal:1"), ("b", "http://override:1")]);
     assert_eq!(snapshot.generation, 7);
 
-    let set_b = source::compile_protos(
-        &[("b.proto".into(), b), ("common.proto".into(), changed)],
-        &[],
-    )
-    .unwrap();
-    let errors = Snapshot::build(
-        &sets_of(&[("a", set_a), ("b", set_b)]),
-        &map,
-        &channels(),
-        8,
-    )
-    .unwrap_err();
-    assert_eq!(
-        errors.messages,
-        ["b: file \"common.proto\" differs from the one in a"]
-    );
+    let set_b = source::compile_protos(&[("b.proto".into(), b), ("common.proto".into(), changed)], &[]).unwrap();
+    let errors = Snapshot::build(&sets_of(&[("a", set_a), ("b", set_b)]), &map, &channels(), 8).unwrap_err();
+    assert_eq!(errors.messages, ["b: file \"common.proto\" differs from the one in a"]);
 }

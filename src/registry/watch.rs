@@ -28,11 +28,7 @@ pub fn files(listed: &[PathBuf], dirs: &[PathBuf]) -> Result<Vec<PathBuf>, Vec<S
             Ok(entries) => {
                 let mut found: Vec<PathBuf> = entries
                     .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| {
-                        p.extension()
-                            .and_then(|e| e.to_str())
-                            .is_some_and(|e| EXTENSIONS.contains(&e))
-                    })
+                    .filter(|p| p.extension().and_then(|e| e.to_str()).is_some_and(|e| EXTENSIONS.contains(&e)))
                     .collect();
                 found.sort();
                 files.extend(found);
@@ -40,11 +36,7 @@ pub fn files(listed: &[PathBuf], dirs: &[PathBuf]) -> Result<Vec<PathBuf>, Vec<S
             Err(e) => errors.push(format!("{}: {e}", dir.display())),
         }
     }
-    if errors.is_empty() {
-        Ok(files)
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(files) } else { Err(errors) }
 }
 
 /// Reads files and names each set by its file name, which must be unique.
@@ -52,22 +44,13 @@ pub fn read_named(paths: &[PathBuf]) -> Result<Vec<(String, Vec<u8>)>, Vec<Strin
     let mut named: Vec<(String, Vec<u8>)> = Vec::with_capacity(paths.len());
     let mut errors = Vec::new();
     for (path, bytes) in paths.iter().zip(source::read_files(paths)?) {
-        let name = path
-            .file_name()
-            .map_or_else(|| bytes.0.clone(), |n| n.to_string_lossy().into_owned());
+        let name = path.file_name().map_or_else(|| bytes.0.clone(), |n| n.to_string_lossy().into_owned());
         if named.iter().any(|(n, _)| *n == name) {
-            errors.push(format!(
-                "{}: another descriptor file is also named {name:?}",
-                path.display()
-            ));
+            errors.push(format!("{}: another descriptor file is also named {name:?}", path.display()));
         }
         named.push((name, bytes.1));
     }
-    if errors.is_empty() {
-        Ok(named)
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(named) } else { Err(errors) }
 }
 
 fn fingerprint(paths: &[PathBuf]) -> Fingerprint {
@@ -91,9 +74,7 @@ pub fn spawn(
     mut shutdown: watch::Receiver<bool>,
 ) {
     tokio::spawn(async move {
-        let mut last = files(&listed, &dirs)
-            .map(|f| fingerprint(&f))
-            .unwrap_or_default();
+        let mut last = files(&listed, &dirs).map(|f| fingerprint(&f)).unwrap_or_default();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
@@ -116,23 +97,14 @@ async fn reload(registry: &Registry, files: &[PathBuf]) {
     let sets = match read_named(files) {
         Ok(sets) => sets,
         Err(errors) => {
-            tracing::warn!(
-                ?errors,
-                "descriptor files unreadable; keeping the current snapshot"
-            );
+            tracing::warn!(?errors, "descriptor files unreadable; keeping the current snapshot");
             return;
         }
     };
     match registry.replace_file_sets(sets).await {
-        Ok(snapshot) => tracing::info!(
-            generation = snapshot.generation,
-            "descriptor files reloaded"
-        ),
+        Ok(snapshot) => tracing::info!(generation = snapshot.generation, "descriptor files reloaded"),
         Err(ChangeError::Invalid(errors) | ChangeError::Conflict(errors)) => {
-            tracing::warn!(
-                ?errors,
-                "changed descriptor files rejected; keeping the current snapshot"
-            )
+            tracing::warn!(?errors, "changed descriptor files rejected; keeping the current snapshot")
         }
         Err(error) => tracing::warn!(?error, "descriptor files not reloaded"),
     }

@@ -62,10 +62,7 @@ impl Binding {
 
 /// Reads the `google.api.http` option of a method, if it has one.
 pub fn http_rule(method: &MethodDescriptor) -> Result<Option<HttpRule>, String> {
-    let Some(extension) = method
-        .parent_pool()
-        .get_extension_by_name("google.api.http")
-    else {
+    let Some(extension) = method.parent_pool().get_extension_by_name("google.api.http") else {
         return Ok(None);
     };
     let options = method.options();
@@ -73,42 +70,30 @@ pub fn http_rule(method: &MethodDescriptor) -> Result<Option<HttpRule>, String> 
         return Ok(None);
     }
     match options.get_extension(&extension).as_ref() {
-        Value::Message(rule) => rule
-            .transcode_to::<HttpRule>()
-            .map(Some)
-            .map_err(|e| format!("unreadable google.api.http option: {e}")),
+        Value::Message(rule) => {
+            rule.transcode_to::<HttpRule>().map(Some).map_err(|e| format!("unreadable google.api.http option: {e}"))
+        }
         _ => Err("google.api.http option is not a message".into()),
     }
 }
 
 /// All bindings of one method's rule (the rule and its additional bindings),
 /// or every problem found, each prefixed with where it is.
-pub fn bindings(
-    method: &MethodDescriptor,
-    index: usize,
-    rule: &HttpRule,
-) -> Result<Vec<Binding>, Vec<String>> {
+pub fn bindings(method: &MethodDescriptor, index: usize, rule: &HttpRule) -> Result<Vec<Binding>, Vec<String>> {
     let mut bindings = Vec::new();
     let mut errors = Vec::new();
-    let rules =
-        std::iter::once((rule, false)).chain(rule.additional_bindings.iter().map(|r| (r, true)));
+    let rules = std::iter::once((rule, false)).chain(rule.additional_bindings.iter().map(|r| (r, true)));
     for (rule, additional) in rules {
         let location = format!("{}: {}", method.parent_file().name(), method.full_name());
         if additional && !rule.additional_bindings.is_empty() {
-            errors.push(format!(
-                "{location}: additional_bindings must not be nested"
-            ));
+            errors.push(format!("{location}: additional_bindings must not be nested"));
         }
         match binding(method, index, rule) {
             Ok(binding) => bindings.push(binding),
             Err(e) => errors.push(format!("{location}: {e}")),
         }
     }
-    if errors.is_empty() {
-        Ok(bindings)
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(bindings) } else { Err(errors) }
 }
 
 fn binding(method: &MethodDescriptor, index: usize, rule: &HttpRule) -> Result<Binding, String> {
@@ -124,9 +109,7 @@ fn binding(method: &MethodDescriptor, index: usize, rule: &HttpRule) -> Result<B
             (method, custom.path.as_str())
         }
         None => {
-            return Err(
-                "http rule has no pattern (get, put, post, delete, patch or custom)".into(),
-            );
+            return Err("http rule has no pattern (get, put, post, delete, patch or custom)".into());
         }
     };
     let located = |e: String| format!("{http_method} {text:?}: {e}");
@@ -160,17 +143,10 @@ fn binding(method: &MethodDescriptor, index: usize, rule: &HttpRule) -> Result<B
     })
 }
 
-fn top_level_field(
-    message: &MessageDescriptor,
-    name: &str,
-    what: &str,
-) -> Result<FieldDescriptor, String> {
-    message.get_field_by_name(name).ok_or_else(|| {
-        format!(
-            "{what} field {name:?} is not a field of {}",
-            message.full_name()
-        )
-    })
+fn top_level_field(message: &MessageDescriptor, name: &str, what: &str) -> Result<FieldDescriptor, String> {
+    message
+        .get_field_by_name(name)
+        .ok_or_else(|| format!("{what} field {name:?} is not a field of {}", message.full_name()))
 }
 
 /// Resolves a path variable's field path: singular messages down to a
@@ -181,12 +157,9 @@ fn path_field(message: &MessageDescriptor, names: &[String]) -> Result<FieldPath
     let mut current = message.clone();
     let shown = names.join(".");
     for (i, name) in names.iter().enumerate() {
-        let field = current.get_field_by_name(name).ok_or_else(|| {
-            format!(
-                "path variable {shown:?}: no field {name:?} in {}",
-                current.full_name()
-            )
-        })?;
+        let field = current
+            .get_field_by_name(name)
+            .ok_or_else(|| format!("path variable {shown:?}: no field {name:?} in {}", current.full_name()))?;
         if field.is_list() || field.is_map() {
             return Err(format!("path variable {shown:?} is a repeated field"));
         }
@@ -194,15 +167,10 @@ fn path_field(message: &MessageDescriptor, names: &[String]) -> Result<FieldPath
         match field.kind() {
             Kind::Message(m) if !last => current = m,
             Kind::Message(m) if !wkt::has_text_form(&m) => {
-                return Err(format!(
-                    "path variable {shown:?} is a message ({})",
-                    m.full_name()
-                ));
+                return Err(format!("path variable {shown:?} is a message ({})", m.full_name()));
             }
             _ if !last => {
-                return Err(format!(
-                    "path variable {shown:?}: {name:?} is not a message"
-                ));
+                return Err(format!("path variable {shown:?}: {name:?} is not a message"));
             }
             _ => {}
         }

@@ -85,11 +85,7 @@ impl RouteTable {
                 table.bindings.pop();
             }
         }
-        if errors.is_empty() {
-            Ok(table)
-        } else {
-            Err(errors)
-        }
+        if errors.is_empty() { Ok(table) } else { Err(errors) }
     }
 
     pub fn bindings(&self) -> &[Binding] {
@@ -104,9 +100,7 @@ impl RouteTable {
         let mut ends_multi = false;
         for segment in &binding.template.segments {
             node = match segment {
-                Segment::Literal(literal) => {
-                    node.literal.entry(literal.as_str().into()).or_default()
-                }
+                Segment::Literal(literal) => node.literal.entry(literal.as_str().into()).or_default(),
                 Segment::Single => node.single.get_or_insert_with(Default::default),
                 Segment::Multi => {
                     ends_multi = true;
@@ -114,25 +108,14 @@ impl RouteTable {
                 }
             };
         }
-        let endpoints = if ends_multi {
-            &mut node.multi
-        } else {
-            &mut node.here
-        };
+        let endpoints = if ends_multi { &mut node.multi } else { &mut node.here };
         let verb = binding.template.verb.as_deref().map(Box::from);
-        if let Some(existing) = endpoints
-            .iter()
-            .find(|e| e.verb == verb && e.method == binding.http_method)
-        {
+        if let Some(existing) = endpoints.iter().find(|e| e.verb == verb && e.method == binding.http_method) {
             let existing = existing.binding;
             self.bindings.push(binding);
             return Err(existing);
         }
-        endpoints.push(Endpoint {
-            verb,
-            method: binding.http_method.clone(),
-            binding: index,
-        });
+        endpoints.push(Endpoint { verb, method: binding.http_method.clone(), binding: index });
         self.bindings.push(binding);
         Ok(())
     }
@@ -142,11 +125,9 @@ impl RouteTable {
     /// off wins over the whole path whenever some route has that verb there.
     pub fn find(&self, method: &Method, path: &str) -> Result<RouteMatch<'_>, MatchError> {
         for candidate in candidates(path) {
-            let found = self.find_method(&candidate, method).or_else(|| {
-                (method == Method::HEAD)
-                    .then(|| self.find_method(&candidate, &Method::GET))
-                    .flatten()
-            });
+            let found = self
+                .find_method(&candidate, method)
+                .or_else(|| (method == Method::HEAD).then(|| self.find_method(&candidate, &Method::GET)).flatten());
             if let Some(binding) = found {
                 let binding = &self.bindings[binding];
                 let variables = extract_variables(binding, &candidate.segments)?;
@@ -163,10 +144,8 @@ impl RouteTable {
     fn find_method(&self, candidate: &Candidate<'_>, method: &Method) -> Option<usize> {
         let mut found = None;
         self.root.walk(&candidate.segments, 0, &mut |endpoints| {
-            found = endpoints
-                .iter()
-                .find(|e| e.verb.as_deref() == candidate.verb && e.method == method)
-                .map(|e| e.binding);
+            found =
+                endpoints.iter().find(|e| e.verb.as_deref() == candidate.verb && e.method == method).map(|e| e.binding);
             found.is_some()
         });
         found
@@ -176,10 +155,7 @@ impl RouteTable {
     fn allowed_methods(&self, candidate: &Candidate<'_>) -> Vec<Method> {
         let mut allowed: Vec<Method> = Vec::new();
         self.root.walk(&candidate.segments, 0, &mut |endpoints| {
-            for e in endpoints
-                .iter()
-                .filter(|e| e.verb.as_deref() == candidate.verb)
-            {
+            for e in endpoints.iter().filter(|e| e.verb.as_deref() == candidate.verb) {
                 if !allowed.contains(&e.method) {
                     allowed.push(e.method.clone());
                 }
@@ -194,12 +170,7 @@ impl RouteTable {
 impl Node {
     /// Visits the endpoint lists that match `segments[i..]`, best first,
     /// until `visit` returns true.
-    fn walk(
-        &self,
-        segments: &[&str],
-        i: usize,
-        visit: &mut dyn FnMut(&[Endpoint]) -> bool,
-    ) -> bool {
+    fn walk(&self, segments: &[&str], i: usize, visit: &mut dyn FnMut(&[Endpoint]) -> bool) -> bool {
         if let Some(segment) = segments.get(i) {
             if let Some(child) = self.literal.get(*segment)
                 && child.walk(segments, i + 1, visit)
@@ -223,26 +194,16 @@ impl Node {
 /// first), then whole.
 fn candidates(path: &str) -> Vec<Candidate<'_>> {
     let trimmed = path.strip_prefix('/').unwrap_or(path);
-    let segments: Vec<&str> = if trimmed.is_empty() {
-        Vec::new()
-    } else {
-        trimmed.split('/').collect()
-    };
+    let segments: Vec<&str> = if trimmed.is_empty() { Vec::new() } else { trimmed.split('/').collect() };
     let mut candidates = Vec::with_capacity(2);
     if let Some((last, verb)) = segments.last().and_then(|s| s.rsplit_once(':')) {
         let mut split = segments.clone();
         if let Some(end) = split.last_mut() {
             *end = last;
         }
-        candidates.push(Candidate {
-            segments: split,
-            verb: Some(verb),
-        });
+        candidates.push(Candidate { segments: split, verb: Some(verb) });
     }
-    candidates.push(Candidate {
-        segments,
-        verb: None,
-    });
+    candidates.push(Candidate { segments, verb: None });
     candidates
 }
 
@@ -253,11 +214,7 @@ fn extract_variables(binding: &Binding, segments: &[&str]) -> Result<Vec<String>
         .iter()
         .map(|variable| {
             let multi = template.is_multi_segment(variable);
-            let end = if template.segments[variable.end - 1] == Segment::Multi {
-                segments.len()
-            } else {
-                variable.end
-            };
+            let end = if template.segments[variable.end - 1] == Segment::Multi { segments.len() } else { variable.end };
             let raw = segments[variable.start..end].join("/");
             percent_decode(&raw, multi).ok_or_else(|| {
                 MatchError::BadVariable(format!(

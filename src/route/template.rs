@@ -52,13 +52,7 @@ struct Parser<'a> {
 
 impl Template {
     pub fn parse(text: &str) -> Result<Self, TemplateError> {
-        Parser {
-            text,
-            pos: 0,
-            segments: Vec::new(),
-            variables: Vec::new(),
-        }
-        .parse()
+        Parser { text, pos: 0, segments: Vec::new(), variables: Vec::new() }.parse()
     }
 
     /// Whether a variable covers more than one path segment (a `**` or
@@ -106,19 +100,11 @@ impl Parser<'_> {
         if !self.at_end() && self.peek() != Some(':') {
             self.parse_segments(false)?;
         }
-        let verb = if self.eat(':') {
-            Some(self.parse_literal("a verb after ':'")?)
-        } else {
-            None
-        };
+        let verb = if self.eat(':') { Some(self.parse_literal("a verb after ':'")?) } else { None };
         if let Some(c) = self.peek() {
             return Err(self.error(&format!("unexpected {c:?}")));
         }
-        Ok(Template {
-            segments: self.segments,
-            verb,
-            variables: self.variables,
-        })
+        Ok(Template { segments: self.segments, verb, variables: self.variables })
     }
 
     fn parse_segments(&mut self, in_variable: bool) -> Result<(), TemplateError> {
@@ -137,11 +123,7 @@ impl Parser<'_> {
         match self.peek() {
             Some('*') => {
                 self.pos += 1;
-                let segment = if self.eat('*') {
-                    Segment::Multi
-                } else {
-                    Segment::Single
-                };
+                let segment = if self.eat('*') { Segment::Multi } else { Segment::Single };
                 self.segments.push(segment);
             }
             Some('{') if in_variable => return Err(self.error("nested variables are not allowed")),
@@ -173,11 +155,7 @@ impl Parser<'_> {
                 message: format!("variable {:?} is bound twice", field_path.join(".")),
             });
         }
-        self.variables.push(Variable {
-            field_path,
-            start,
-            end: self.segments.len(),
-        });
+        self.variables.push(Variable { field_path, start, end: self.segments.len() });
         Ok(())
     }
 
@@ -186,8 +164,7 @@ impl Parser<'_> {
         loop {
             let start = self.pos;
             while let Some(c) = self.peek() {
-                let ok =
-                    c.is_ascii_alphabetic() || c == '_' || (self.pos > start && c.is_ascii_digit());
+                let ok = c.is_ascii_alphabetic() || c == '_' || (self.pos > start && c.is_ascii_digit());
                 if !ok {
                     break;
                 }
@@ -245,15 +222,9 @@ impl Parser<'_> {
             None => "end of template".to_string(),
             Some(c) => format!("{c:?}"),
         };
-        let message = if message.starts_with("expected") {
-            format!("{message}, found {found}")
-        } else {
-            message.to_string()
-        };
-        TemplateError {
-            offset: self.pos,
-            message,
-        }
+        let message =
+            if message.starts_with("expected") { format!("{message}, found {found}") } else { message.to_string() };
+        TemplateError { offset: self.pos, message }
     }
 }
 
@@ -272,32 +243,18 @@ mod tests {
     }
 
     fn var(path: &str, start: usize, end: usize) -> Variable {
-        Variable {
-            field_path: path.split('.').map(String::from).collect(),
-            start,
-            end,
-        }
+        Variable { field_path: path.split('.').map(String::from).collect(), start, end }
     }
 
     #[test]
     fn parses_every_form_of_the_grammar() {
         use Segment::{Multi, Single};
-        type Case = (
-            &'static str,
-            Vec<Segment>,
-            Option<&'static str>,
-            Vec<Variable>,
-        );
+        type Case = (&'static str, Vec<Segment>, Option<&'static str>, Vec<Variable>);
         let cases: Vec<Case> = vec![
             ("/", vec![], None, vec![]),
             ("/v1/shelves", vec![lit("v1"), lit("shelves")], None, vec![]),
             // Examples from the HttpRule documentation.
-            (
-                "/v1/{name=messages/*}",
-                vec![lit("v1"), lit("messages"), Single],
-                None,
-                vec![var("name", 1, 3)],
-            ),
+            ("/v1/{name=messages/*}", vec![lit("v1"), lit("messages"), Single], None, vec![var("name", 1, 3)]),
             (
                 "/v1/messages/{message_id}",
                 vec![lit("v1"), lit("messages"), Single],
@@ -322,12 +279,7 @@ mod tests {
                 None,
                 vec![var("name", 1, 5)],
             ),
-            (
-                "/v1/{name=**}",
-                vec![lit("v1"), Multi],
-                None,
-                vec![var("name", 1, 2)],
-            ),
+            ("/v1/{name=**}", vec![lit("v1"), Multi], None, vec![var("name", 1, 2)]),
             ("/v1/**", vec![lit("v1"), Multi], None, vec![]),
             ("/v1/*/x", vec![lit("v1"), Single, lit("x")], None, vec![]),
             (
@@ -336,12 +288,7 @@ mod tests {
                 Some("publish"),
                 vec![var("name", 1, 3)],
             ),
-            (
-                "/v1/books:batchGet",
-                vec![lit("v1"), lit("books")],
-                Some("batchGet"),
-                vec![],
-            ),
+            ("/v1/books:batchGet", vec![lit("v1"), lit("books")], Some("batchGet"), vec![]),
             (
                 "/v1/{name=files/**}:download",
                 vec![lit("v1"), lit("files"), Multi],
@@ -349,12 +296,7 @@ mod tests {
                 vec![var("name", 1, 3)],
             ),
             ("/:verb", vec![], Some("verb"), vec![]),
-            (
-                "/v1/a%2Fb/x-y_z.~!$&'()+,;@",
-                vec![lit("v1"), lit("a%2Fb"), lit("x-y_z.~!$&'()+,;@")],
-                None,
-                vec![],
-            ),
+            ("/v1/a%2Fb/x-y_z.~!$&'()+,;@", vec![lit("v1"), lit("a%2Fb"), lit("x-y_z.~!$&'()+,;@")], None, vec![]),
         ];
         for (text, segments, verb, variables) in cases {
             let template = Template::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
@@ -369,37 +311,22 @@ mod tests {
         let cases = [
             ("", "a template must start with '/' at offset 0"),
             ("v1/x", "a template must start with '/' at offset 0"),
-            (
-                "/v1/",
-                "expected a segment, found end of template at offset 4",
-            ),
+            ("/v1/", "expected a segment, found end of template at offset 4"),
             ("/v1//x", "expected a segment, found '/' at offset 4"),
-            (
-                "/v1/{name",
-                "expected '}', found end of template at offset 9",
-            ),
+            ("/v1/{name", "expected '}', found end of template at offset 9"),
             ("/v1/{}", "expected a field name, found '}' at offset 5"),
             ("/v1/{1abc}", "expected a field name, found '1' at offset 5"),
             ("/v1/{a.}", "expected a field name, found '}' at offset 7"),
             ("/v1/{a=}", "expected a segment, found '}' at offset 7"),
-            (
-                "/v1/{a={b}}",
-                "nested variables are not allowed at offset 7",
-            ),
+            ("/v1/{a={b}}", "nested variables are not allowed at offset 7"),
             ("/v1/{a}/{a}", "variable \"a\" is bound twice at offset 8"),
             ("/v1/**/x", "'**' must be the last segment at offset 7"),
             ("/v1/{a=**}/x", "'**' must be the last segment at offset 11"),
             ("/v1/{a=**/x}", "'**' must be the last segment at offset 10"),
-            (
-                "/v1/x:",
-                "expected a verb after ':', found end of template at offset 6",
-            ),
+            ("/v1/x:", "expected a verb after ':', found end of template at offset 6"),
             ("/v1/x:a:b", "unexpected ':' at offset 7"),
             ("/v1/x?q=1", "unexpected '?' at offset 5"),
-            (
-                "/v1/x%zz",
-                "'%' must be followed by two hex digits at offset 5",
-            ),
+            ("/v1/x%zz", "'%' must be followed by two hex digits at offset 5"),
             ("/v1/***", "unexpected '*' at offset 6"),
             ("/v1/x}", "unexpected '}' at offset 5"),
         ];

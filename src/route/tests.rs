@@ -26,31 +26,16 @@ fn table() -> RouteTable {
         (Method::DELETE, "/v1/{name=shelves/*}", "DeleteShelf"),
         (Method::GET, "/v1/shelves/special", "GetSpecial"),
         (Method::GET, "/v1/{name=shelves/*/books/*}", "GetBook"),
-        (
-            Method::POST,
-            "/v1/{name=shelves/*/books/*}:publish",
-            "PublishBook",
-        ),
+        (Method::POST, "/v1/{name=shelves/*/books/*}:publish", "PublishBook"),
         (Method::GET, "/v1/files/{path=**}", "GetFile"),
         (Method::GET, "/v1/files/{path=**}:download", "Download"),
         (Method::GET, "/v1/files/readme", "Readme"),
         (Method::GET, "/v1/{a}/{b}/x", "TwoVars"),
         (Method::GET, "/", "Root"),
-        (
-            Method::from_bytes(b"SEARCH").unwrap(),
-            "/v1/shelves",
-            "Search",
-        ),
+        (Method::from_bytes(b"SEARCH").unwrap(), "/v1/shelves", "Search"),
     ];
-    let bindings = routes
-        .into_iter()
-        .map(|(m, t, r)| binding(m, t, r))
-        .collect();
-    RouteTable::build(
-        bindings,
-        vec![binding(Method::POST, "/pkg.Svc/Method", "pkg.Svc.Method")],
-    )
-    .unwrap()
+    let bindings = routes.into_iter().map(|(m, t, r)| binding(m, t, r)).collect();
+    RouteTable::build(bindings, vec![binding(Method::POST, "/pkg.Svc/Method", "pkg.Svc.Method")]).unwrap()
 }
 
 #[test]
@@ -61,52 +46,25 @@ fn matches_by_precedence_with_decoded_variables() {
         (Method::POST, "/v1/shelves", "CreateShelf", &[]),
         (Method::GET, "/v1/shelves/1", "GetShelf", &["shelves/1"]),
         (Method::GET, "/v1/shelves/special", "GetSpecial", &[]),
-        (
-            Method::DELETE,
-            "/v1/shelves/special",
-            "DeleteShelf",
-            &["shelves/special"],
-        ),
-        (
-            Method::GET,
-            "/v1/shelves/1/books/2",
-            "GetBook",
-            &["shelves/1/books/2"],
-        ),
-        (
-            Method::POST,
-            "/v1/shelves/1/books/2:publish",
-            "PublishBook",
-            &["shelves/1/books/2"],
-        ),
+        (Method::DELETE, "/v1/shelves/special", "DeleteShelf", &["shelves/special"]),
+        (Method::GET, "/v1/shelves/1/books/2", "GetBook", &["shelves/1/books/2"]),
+        (Method::POST, "/v1/shelves/1/books/2:publish", "PublishBook", &["shelves/1/books/2"]),
         (Method::GET, "/v1/shelves/a:b", "GetShelf", &["shelves/a:b"]),
         (Method::GET, "/v1/files/readme", "Readme", &[]),
         (Method::GET, "/v1/files/a/b/c", "GetFile", &["a/b/c"]),
         (Method::GET, "/v1/files", "GetFile", &[""]),
         (Method::GET, "/v1/files/a/b:download", "Download", &["a/b"]),
-        (
-            Method::GET,
-            "/v1/files/a%2Fb/c%20d",
-            "GetFile",
-            &["a%2Fb/c d"],
-        ),
+        (Method::GET, "/v1/files/a%2Fb/c%20d", "GetFile", &["a%2Fb/c d"]),
         (Method::GET, "/v1/files/a%2fb", "GetFile", &["a%2fb"]),
         (Method::GET, "/v1/x%2Fy/b%20c/x", "TwoVars", &["x/y", "b c"]),
         (Method::GET, "/v1/%E2%9C%93/b/x", "TwoVars", &["✓", "b"]),
         (Method::GET, "/", "Root", &[]),
         (Method::HEAD, "/v1/shelves", "ListShelves", &[]),
-        (
-            Method::from_bytes(b"SEARCH").unwrap(),
-            "/v1/shelves",
-            "Search",
-            &[],
-        ),
+        (Method::from_bytes(b"SEARCH").unwrap(), "/v1/shelves", "Search", &[]),
         (Method::POST, "/pkg.Svc/Method", "pkg.Svc.Method", &[]),
     ];
     for (method, path, rpc, variables) in cases {
-        let found = table
-            .find(method, path)
-            .unwrap_or_else(|e| panic!("{method} {path}: {e:?}"));
+        let found = table.find(method, path).unwrap_or_else(|e| panic!("{method} {path}: {e:?}"));
         assert_eq!(found.binding.rpc_name, *rpc, "{method} {path}");
         assert_eq!(found.variables, *variables, "{method} {path}");
     }
@@ -118,46 +76,21 @@ fn reports_not_found_and_method_not_allowed() {
     let cases: &[(Method, &str, Result<(), MatchError>)] = &[
         (Method::GET, "/v2/shelves", Err(MatchError::NotFound)),
         (Method::GET, "/v1/shelves/", Err(MatchError::NotFound)),
-        (
-            Method::GET,
-            "/v1/shelves/1/books",
-            Err(MatchError::NotFound),
-        ),
+        (Method::GET, "/v1/shelves/1/books", Err(MatchError::NotFound)),
         (Method::GET, "/v1/shelves/1:unknownVerb", Ok(())),
         (Method::GET, "/v1/shelves/1/books/2:unpublish", Ok(())),
         (
             Method::PUT,
             "/v1/shelves",
-            Err(MatchError::MethodNotAllowed(vec![
-                Method::GET,
-                Method::POST,
-                Method::from_bytes(b"SEARCH").unwrap(),
-            ])),
+            Err(MatchError::MethodNotAllowed(vec![Method::GET, Method::POST, Method::from_bytes(b"SEARCH").unwrap()])),
         ),
-        (
-            Method::PATCH,
-            "/v1/shelves/1",
-            Err(MatchError::MethodNotAllowed(vec![
-                Method::DELETE,
-                Method::GET,
-            ])),
-        ),
-        (
-            Method::GET,
-            "/v1/shelves/1/books/2:publish",
-            Err(MatchError::MethodNotAllowed(vec![Method::POST])),
-        ),
-        (
-            Method::GET,
-            "/pkg.Svc/Method",
-            Err(MatchError::MethodNotAllowed(vec![Method::POST])),
-        ),
+        (Method::PATCH, "/v1/shelves/1", Err(MatchError::MethodNotAllowed(vec![Method::DELETE, Method::GET]))),
+        (Method::GET, "/v1/shelves/1/books/2:publish", Err(MatchError::MethodNotAllowed(vec![Method::POST]))),
+        (Method::GET, "/pkg.Svc/Method", Err(MatchError::MethodNotAllowed(vec![Method::POST]))),
         (
             Method::GET,
             "/v1/%FF/b/x",
-            Err(MatchError::BadVariable(
-                "path variable \"a\" is not valid UTF-8 once percent-decoded".into(),
-            )),
+            Err(MatchError::BadVariable("path variable \"a\" is not valid UTF-8 once percent-decoded".into())),
         ),
     ];
     for (method, path, expected) in cases {
@@ -170,9 +103,7 @@ fn reports_not_found_and_method_not_allowed() {
 fn a_verb_falls_back_to_the_whole_segment() {
     // "a:b" is a shelf id containing ':' when no route has the verb ":b".
     let table = table();
-    let found = table
-        .find(&Method::GET, "/v1/shelves/1/books/2:unpublish")
-        .unwrap();
+    let found = table.find(&Method::GET, "/v1/shelves/1/books/2:unpublish").unwrap();
     assert_eq!(found.binding.rpc_name, "GetBook");
     assert_eq!(found.variables, ["shelves/1/books/2:unpublish"]);
 }
@@ -204,14 +135,7 @@ fn explicit_routes_win_over_auto_mapped_ones() {
         vec![binding(Method::POST, "/pkg.Svc/Method", "auto")],
     )
     .unwrap();
-    assert_eq!(
-        table
-            .find(&Method::POST, "/pkg.Svc/Method")
-            .unwrap()
-            .binding
-            .rpc_name,
-        "explicit"
-    );
+    assert_eq!(table.find(&Method::POST, "/pkg.Svc/Method").unwrap().binding.rpc_name, "explicit");
     assert_eq!(table.bindings().len(), 1);
 }
 
@@ -229,10 +153,6 @@ fn percent_decoding_follows_the_contract() {
         ("%C3", false, None),
     ];
     for (raw, multi, expected) in cases {
-        assert_eq!(
-            table::percent_decode(raw, multi).as_deref(),
-            expected,
-            "{raw}"
-        );
+        assert_eq!(table::percent_decode(raw, multi).as_deref(), expected, "{raw}");
     }
 }

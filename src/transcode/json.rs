@@ -48,11 +48,7 @@ mod tests {
             ("[][][]", 1, false),
         ];
         for (json, max, expected) in cases {
-            assert_eq!(
-                exceeds_depth(json.as_bytes(), *max),
-                *expected,
-                "{json} max {max}"
-            );
+            assert_eq!(exceeds_depth(json.as_bytes(), *max), *expected, "{json} max {max}");
         }
     }
 }

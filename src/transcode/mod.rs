@@ -68,8 +68,7 @@ impl JsonOptions {
     }
 
     pub(crate) fn deserialize_options(&self) -> prost_reflect::DeserializeOptions {
-        prost_reflect::DeserializeOptions::new()
-            .deny_unknown_fields(self.unknown_fields == Unknown::Reject)
+        prost_reflect::DeserializeOptions::new().deny_unknown_fields(self.unknown_fields == Unknown::Reject)
     }
 }
 

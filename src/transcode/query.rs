@@ -12,12 +12,7 @@ use crate::route::{Binding, BodyRule};
 /// Applies every parameter of `query` to `message`, refusing (with a 400
 /// naming it) anything that names no field, a field already bound by the path
 /// or body, or a single field given twice.
-pub fn apply(
-    message: &mut DynamicMessage,
-    binding: &Binding,
-    query: &str,
-    options: &JsonOptions,
-) -> Result<(), Error> {
+pub fn apply(message: &mut DynamicMessage, binding: &Binding, query: &str, options: &JsonOptions) -> Result<(), Error> {
     let mut seen: Vec<Vec<FieldDescriptor>> = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -30,9 +25,7 @@ pub fn apply(
             if options.unknown_query_parameters == Unknown::Ignore {
                 continue;
             }
-            return Err(Error::bad_request(format!(
-                "unknown query parameter {key:?}"
-            )));
+            return Err(Error::bad_request(format!("unknown query parameter {key:?}")));
         };
         check_unbound(binding, &key, &path)?;
         let Some(leaf) = path.last() else { continue };
@@ -42,13 +35,8 @@ pub fn apply(
             )));
         }
         if !leaf.is_list() {
-            if seen
-                .iter()
-                .any(|p| field_path::overlaps(p, &path) && p.len() == path.len())
-            {
-                return Err(Error::bad_request(format!(
-                    "query parameter {key:?} is given more than once"
-                )));
+            if seen.iter().any(|p| field_path::overlaps(p, &path) && p.len() == path.len()) {
+                return Err(Error::bad_request(format!("query parameter {key:?} is given more than once")));
             }
             seen.push(path.clone());
         }
@@ -69,9 +57,7 @@ fn resolve(message: &MessageDescriptor, key: &str) -> Option<Vec<FieldDescriptor
     let mut current = message.clone();
     let mut names = key.split('.').peekable();
     while let Some(name) = names.next() {
-        let field = current
-            .get_field_by_name(name)
-            .or_else(|| current.get_field_by_json_name(name))?;
+        let field = current.get_field_by_name(name).or_else(|| current.get_field_by_json_name(name))?;
         if names.peek().is_some() {
             match field.kind() {
                 Kind::Message(m) if !field.is_list() && !field.is_map() => current = m,
@@ -94,11 +80,7 @@ fn check_unbound(binding: &Binding, key: &str, path: &[FieldDescriptor]) -> Resu
             "query parameter {key:?} sets a field that this route takes from the request body"
         )));
     }
-    if binding
-        .path_fields
-        .iter()
-        .any(|bound| field_path::overlaps(bound, path))
-    {
+    if binding.path_fields.iter().any(|bound| field_path::overlaps(bound, path)) {
         return Err(Error::bad_request(format!(
             "query parameter {key:?} sets a field that this route takes from the URL path"
         )));
@@ -112,9 +94,5 @@ fn decode(raw: &str) -> Result<String, Error> {
     percent_decode(spaced.as_bytes())
         .decode_utf8()
         .map(|s| s.into_owned())
-        .map_err(|_| {
-            Error::bad_request(format!(
-                "query parameter {raw:?} is not valid UTF-8 once percent-decoded"
-            ))
-        })
+        .map_err(|_| Error::bad_request(format!("query parameter {raw:?} is not valid UTF-8 once percent-decoded")))
 }

@@ -1,9 +1,7 @@
 //! Builds the request message from the body, the query string and the path
 //! variables, in that order, so the path has the last word.
 
-use prost_reflect::{
-    DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage, Value,
-};
+use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage, Value};
 
 use super::{JsonOptions, field_path, json, query, value, wkt};
 use crate::error::Error;
@@ -85,10 +83,7 @@ fn read_body(
     }
     check_json_content_type(http.content_type)?;
     if json::exceeds_depth(http.body, options.max_depth) {
-        return Err(Error::bad_request(format!(
-            "invalid JSON body: nested deeper than {} levels",
-            options.max_depth
-        )));
+        return Err(Error::bad_request(format!("invalid JSON body: nested deeper than {} levels", options.max_depth)));
     }
     match (target, body_type) {
         (None, _) => *message = parse_message(message.descriptor(), http.body, options, "")?,
@@ -106,10 +101,7 @@ fn raw_http_body(http_body: &MessageDescriptor, http: HttpInput<'_>) -> DynamicM
     let content_type = http.content_type.unwrap_or("application/octet-stream");
     // Field names are the standard ones of google/api/httpbody.proto.
     raw.set_field_by_name("content_type", Value::String(content_type.to_string()));
-    raw.set_field_by_name(
-        "data",
-        Value::Bytes(bytes::Bytes::copy_from_slice(http.body)),
-    );
+    raw.set_field_by_name("data", Value::Bytes(bytes::Bytes::copy_from_slice(http.body)));
     raw
 }
 
@@ -118,12 +110,7 @@ fn check_json_content_type(content_type: Option<&str>) -> Result<(), Error> {
     let Some(content_type) = content_type else {
         return Ok(());
     };
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if essence == "application/json" || essence.ends_with("+json") {
         Ok(())
     } else {
@@ -142,11 +129,7 @@ fn parse_message(
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let mut track = serde_path_to_error::Track::new();
     let tracked = serde_path_to_error::Deserializer::new(&mut deserializer, &mut track);
-    let parsed = DynamicMessage::deserialize_with_options(
-        descriptor,
-        tracked,
-        &options.deserialize_options(),
-    );
+    let parsed = DynamicMessage::deserialize_with_options(descriptor, tracked, &options.deserialize_options());
     let message = parsed.map_err(|e| {
         let inner = track.path().to_string();
         let path = match (prefix, inner.as_str()) {
@@ -156,9 +139,7 @@ fn parse_message(
         };
         json_error(&path, &e.to_string())
     })?;
-    deserializer
-        .end()
-        .map_err(|e| json_error("", &e.to_string()))?;
+    deserializer.end().map_err(|e| json_error("", &e.to_string()))?;
     Ok(message)
 }
 
@@ -171,16 +152,11 @@ fn parse_field_value(
     body: &[u8],
     options: &JsonOptions,
 ) -> Result<(), Error> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| json_error("", &e.to_string()))?;
-    let wrapped =
-        serde_json::Value::Object([(field.name().to_string(), value)].into_iter().collect());
-    let parsed = DynamicMessage::deserialize_with_options(
-        message.descriptor(),
-        wrapped,
-        &options.deserialize_options(),
-    )
-    .map_err(|e| json_error(field.name(), &e.to_string()))?;
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| json_error("", &e.to_string()))?;
+    let wrapped = serde_json::Value::Object([(field.name().to_string(), value)].into_iter().collect());
+    let parsed =
+        DynamicMessage::deserialize_with_options(message.descriptor(), wrapped, &options.deserialize_options())
+            .map_err(|e| json_error(field.name(), &e.to_string()))?;
     message.set_field(field, parsed.get_field(field).into_owned());
     Ok(())
 }

@@ -36,11 +36,7 @@ pub fn render(
     }
 }
 
-fn render_message(
-    message: &DynamicMessage,
-    options: &JsonOptions,
-    pretty: bool,
-) -> Result<Rendered, String> {
+fn render_message(message: &DynamicMessage, options: &JsonOptions, pretty: bool) -> Result<Rendered, String> {
     if wkt::is_http_body(&message.descriptor()) {
         return Ok(raw_http_body(message));
     }
@@ -61,12 +57,7 @@ pub fn to_json(
         let mut serializer = serde_json::Serializer::new(&mut out);
         message.serialize_with_options(&mut serializer, serialize_options)
     };
-    result.map_err(|e| {
-        format!(
-            "cannot render {} as JSON: {e}",
-            message.descriptor().full_name()
-        )
-    })?;
+    result.map_err(|e| format!("cannot render {} as JSON: {e}", message.descriptor().full_name()))?;
     Ok(out)
 }
 
@@ -84,11 +75,7 @@ fn render_field(
     let json = only
         .serialize_with_options(serde_json::value::Serializer, &serialize_options)
         .map_err(|e| format!("cannot render {}: {e}", field.full_name()))?;
-    let key = if options.proto_field_names {
-        field.name()
-    } else {
-        field.json_name()
-    };
+    let key = if options.proto_field_names { field.name() } else { field.json_name() };
     let value = json.get(key).cloned().unwrap_or(serde_json::Value::Null);
     let mut out = Vec::new();
     let written = if pretty {

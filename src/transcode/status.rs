@@ -19,13 +19,8 @@ struct StatusJson<'a> {
 /// empty); each detail is decoded with the first pool that knows its type.
 pub fn to_json(code: i32, message: &str, details: &[u8], pools: &[&DescriptorPool]) -> Vec<u8> {
     let details = decode_details(details, pools);
-    let status = StatusJson {
-        code,
-        message,
-        details,
-    };
-    serde_json::to_vec(&status)
-        .unwrap_or_else(|_| br#"{"code":13,"message":"internal error","details":[]}"#.to_vec())
+    let status = StatusJson { code, message, details };
+    serde_json::to_vec(&status).unwrap_or_else(|_| br#"{"code":13,"message":"internal error","details":[]}"#.to_vec())
 }
 
 fn decode_details(bytes: &[u8], pools: &[&DescriptorPool]) -> Vec<serde_json::Value> {
@@ -58,9 +53,7 @@ pub fn details(bytes: &[u8]) -> Vec<prost_types::Any> {
 /// A detail as JSON, decoded with the first pool that knows its type.
 pub fn decode_any(any: &prost_types::Any, pools: &[&DescriptorPool]) -> Option<serde_json::Value> {
     let type_name = any.type_url.rsplit('/').next().unwrap_or_default();
-    let descriptor = pools
-        .iter()
-        .find_map(|pool| pool.get_message_by_name(type_name))?;
+    let descriptor = pools.iter().find_map(|pool| pool.get_message_by_name(type_name))?;
     let message = DynamicMessage::decode(descriptor, any.value.as_slice()).ok()?;
     serde_json::to_value(&message).ok()
 }

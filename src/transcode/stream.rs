@@ -18,11 +18,7 @@ impl StreamFormat {
     /// SSE or a JSON array when the client asks for one, NDJSON otherwise
     /// (`*/*` included).
     pub fn from_accept(accept: Option<&str>) -> Self {
-        let types = accept
-            .unwrap_or("")
-            .split(',')
-            .filter_map(|part| part.split(';').next())
-            .map(str::trim);
+        let types = accept.unwrap_or("").split(',').filter_map(|part| part.split(';').next()).map(str::trim);
         let mut format = Self::Ndjson;
         for media_type in types {
             if media_type.eq_ignore_ascii_case("text/event-stream") {
@@ -124,13 +120,7 @@ mod tests {
             (JsonArray.end(0).unwrap(), "[]"),
             (JsonArray.end(3).unwrap(), "]"),
             (Sse.keepalive().unwrap(), ": keep-alive\n\n"),
-            (
-                Bytes::from(format!(
-                    "{:?}",
-                    (Ndjson.end(1), Sse.end(1), Ndjson.keepalive())
-                )),
-                "(None, None, None)",
-            ),
+            (Bytes::from(format!("{:?}", (Ndjson.end(1), Sse.end(1), Ndjson.keepalive()))), "(None, None, None)"),
         ];
         for (got, expected) in cases {
             assert_eq!(got, expected);

@@ -12,14 +12,11 @@ use crate::registry::{snapshot, source};
 use crate::route::RouteTable;
 
 fn pool() -> DescriptorPool {
-    source::merge(&[("everything".to_string(), EVERYTHING_DESCRIPTOR_SET)])
-        .unwrap()
-        .pool
+    source::merge(&[("everything".to_string(), EVERYTHING_DESCRIPTOR_SET)]).unwrap().pool
 }
 
 fn everything(pool: &DescriptorPool) -> MessageDescriptor {
-    pool.get_message_by_name("protogate.test.v1.Everything")
-        .unwrap()
+    pool.get_message_by_name("protogate.test.v1.Everything").unwrap()
 }
 
 fn table(pool: &DescriptorPool) -> RouteTable {
@@ -31,23 +28,10 @@ fn table(pool: &DescriptorPool) -> RouteTable {
 fn transcode(method: Method, path: &str, body: &str) -> Result<String, String> {
     let pool = pool();
     let table = table(&pool);
-    let (path, query) = path
-        .split_once('?')
-        .map_or((path, None), |(p, q)| (p, Some(q)));
+    let (path, query) = path.split_once('?').map_or((path, None), |(p, q)| (p, Some(q)));
     let found = table.find(&method, path).map_err(|e| format!("{e:?}"))?;
-    let input = HttpInput {
-        variables: &found.variables,
-        query,
-        content_type: None,
-        body: body.as_bytes(),
-    };
-    let message = build(
-        found.binding,
-        &everything(&pool),
-        input,
-        &JsonOptions::default(),
-    )
-    .map_err(|e| e.message)?;
+    let input = HttpInput { variables: &found.variables, query, content_type: None, body: body.as_bytes() };
+    let message = build(found.binding, &everything(&pool), input, &JsonOptions::default()).map_err(|e| e.message)?;
     Ok(serde_json::to_string(&message).unwrap())
 }
 
@@ -76,68 +60,31 @@ fn text_values_parse_by_field_kind() {
         ("f_enum", "42", Value::EnumNumber(42)),
     ];
     for (field, text, expected) in ok {
-        assert_eq!(
-            value::parse_scalar(&kind(field), text).as_ref(),
-            Ok(expected),
-            "{field}={text}"
-        );
+        assert_eq!(value::parse_scalar(&kind(field), text).as_ref(), Ok(expected), "{field}={text}");
     }
     let err: &[(&str, &str, &str)] = &[
         ("f_double", "inf", "expected a number"),
         ("f_double", "", "expected a number"),
-        (
-            "f_float",
-            "3.5e38",
-            "number out of range for a 32-bit float",
-        ),
+        ("f_float", "3.5e38", "number out of range for a 32-bit float"),
         ("f_int32", "1.0", "expected a 32-bit integer"),
-        (
-            "f_int64",
-            "9223372036854775808",
-            "expected a 64-bit integer",
-        ),
+        ("f_int64", "9223372036854775808", "expected a 64-bit integer"),
         ("f_uint64", "-1", "expected an unsigned 64-bit integer"),
         ("f_bool", "TRUE", "expected true or false"),
         ("f_bytes", "a", "expected standard or URL-safe base64"),
-        (
-            "f_enum",
-            "RED",
-            "expected a value of enum protogate.test.v1.Color",
-        ),
-        (
-            "w_duration",
-            "5 minutes",
-            "expected a duration in seconds such as 1.5s",
-        ),
-        (
-            "w_field_mask",
-            "a,,b c",
-            "expected comma-separated field paths, found \"b c\"",
-        ),
-        (
-            "w_struct",
-            "{}",
-            "google.protobuf.Struct has no string form; set its fields one by one",
-        ),
+        ("f_enum", "RED", "expected a value of enum protogate.test.v1.Color"),
+        ("w_duration", "5 minutes", "expected a duration in seconds such as 1.5s"),
+        ("w_field_mask", "a,,b c", "expected comma-separated field paths, found \"b c\""),
+        ("w_struct", "{}", "google.protobuf.Struct has no string form; set its fields one by one"),
     ];
     for (field, text, expected) in err {
-        assert_eq!(
-            value::parse_scalar(&kind(field), text),
-            Err(expected.to_string()),
-            "{field}={text}"
-        );
+        assert_eq!(value::parse_scalar(&kind(field), text), Err(expected.to_string()), "{field}={text}");
     }
 }
 
 #[test]
 fn requests_combine_body_query_and_path() {
     let cases: &[(Method, &str, &str, Result<&str, &str>)] = &[
-        (
-            Method::GET,
-            "/test/v1/echo?fInt32=1&rString=a&rString=b",
-            "",
-            Ok(r#"{"fInt32":1,"rString":["a","b"]}"#),
-        ),
+        (Method::GET, "/test/v1/echo?fInt32=1&rString=a&rString=b", "", Ok(r#"{"fInt32":1,"rString":["a","b"]}"#)),
         (
             Method::GET,
             "/test/v1/echo?f_nested.child.name=x&fNested.count=2",
@@ -155,25 +102,16 @@ fn requests_combine_body_query_and_path() {
             Method::GET,
             "/test/v1/echo?&&fBool",
             "",
-            Err(
-                "invalid value \"\" for field \"f_bool\" in the query string: expected true or false",
-            ),
+            Err("invalid value \"\" for field \"f_bool\" in the query string: expected true or false"),
         ),
         (Method::GET, "/test/v1/echo?fString=", "", Ok("{}")),
-        (
-            Method::POST,
-            "/test/v1/echo",
-            r#"{"fInt32": 3}"#,
-            Ok(r#"{"fInt32":3}"#),
-        ),
+        (Method::POST, "/test/v1/echo", r#"{"fInt32": 3}"#, Ok(r#"{"fInt32":3}"#)),
         (Method::POST, "/test/v1/echo", "  ", Ok("{}")),
         (
             Method::POST,
             "/test/v1/echo?fInt32=3",
             "{}",
-            Err(
-                "query parameter \"fInt32\" sets a field that this route takes from the request body",
-            ),
+            Err("query parameter \"fInt32\" sets a field that this route takes from the request body"),
         ),
         (
             Method::PUT,
@@ -185,25 +123,19 @@ fn requests_combine_body_query_and_path() {
             Method::PUT,
             "/test/v1/nested/p?fNested.count=1",
             "{}",
-            Err(
-                "query parameter \"fNested.count\" sets a field that this route takes from the request body",
-            ),
+            Err("query parameter \"fNested.count\" sets a field that this route takes from the request body"),
         ),
         (
             Method::POST,
             "/test/v1/repeated",
             r#"["a", 1]"#,
-            Err(
-                "invalid JSON body: field \"r_string\": invalid type: integer `1`, expected a string",
-            ),
+            Err("invalid JSON body: field \"r_string\": invalid type: integer `1`, expected a string"),
         ),
         (
             Method::GET,
             "/test/v1/scalars/s/1/true/COLOR_RED/0.5?fInt32=2",
             "",
-            Ok(
-                r#"{"fDouble":0.5,"fInt32":2,"fInt64":"1","fBool":true,"fString":"s","fEnum":"COLOR_RED"}"#,
-            ),
+            Ok(r#"{"fDouble":0.5,"fInt32":2,"fInt64":"1","fBool":true,"fString":"s","fEnum":"COLOR_RED"}"#),
         ),
         (
             Method::GET,
@@ -214,11 +146,7 @@ fn requests_combine_body_query_and_path() {
     ];
     for (method, path, body, expected) in cases {
         let got = transcode(method.clone(), path, body);
-        assert_eq!(
-            got.as_deref(),
-            expected.map_err(String::from).as_deref(),
-            "{method} {path} {body}"
-        );
+        assert_eq!(got.as_deref(), expected.map_err(String::from).as_deref(), "{method} {path} {body}");
     }
 }
 
@@ -226,20 +154,13 @@ fn requests_combine_body_query_and_path() {
 fn responses_render_whole_messages_fields_and_http_bodies() {
     let pool = pool();
     let descriptor = everything(&pool);
-    let json =
-        r#"{"fNested": {"name": "n"}, "rString": ["a"], "fInt64": "5", "mString": {"k": "v"}}"#;
-    let message = DynamicMessage::deserialize(
-        descriptor.clone(),
-        &mut serde_json::Deserializer::from_str(json),
-    )
-    .unwrap();
+    let json = r#"{"fNested": {"name": "n"}, "rString": ["a"], "fInt64": "5", "mString": {"k": "v"}}"#;
+    let message =
+        DynamicMessage::deserialize(descriptor.clone(), &mut serde_json::Deserializer::from_str(json)).unwrap();
     let field = |name: &str| descriptor.get_field_by_name(name).unwrap();
     let options = JsonOptions::default();
     let cases: &[(Option<&str>, &str)] = &[
-        (
-            None,
-            r#"{"fInt64":"5","fNested":{"name":"n"},"rString":["a"],"mString":{"k":"v"}}"#,
-        ),
+        (None, r#"{"fInt64":"5","fNested":{"name":"n"},"rString":["a"],"mString":{"k":"v"}}"#),
         (Some("f_nested"), r#"{"name":"n"}"#),
         (Some("r_string"), r#"["a"]"#),
         (Some("f_int64"), r#""5""#),
@@ -250,11 +171,7 @@ fn responses_render_whole_messages_fields_and_http_bodies() {
     for (response_body, expected) in cases {
         let body = response_body.map(field);
         let rendered = render(&message, body.as_ref(), &options, false).unwrap();
-        assert_eq!(
-            rendered,
-            Rendered::Json(expected.as_bytes().to_vec()),
-            "{response_body:?}"
-        );
+        assert_eq!(rendered, Rendered::Json(expected.as_bytes().to_vec()), "{response_body:?}");
     }
     let http_body = pool.get_message_by_name("google.api.HttpBody").unwrap();
     let mut raw = DynamicMessage::new(http_body);
@@ -263,9 +180,6 @@ fn responses_render_whole_messages_fields_and_http_bodies() {
     assert_eq!(raw.descriptor().full_name(), "google.api.HttpBody");
     assert_eq!(
         render(&raw, None, &options, false).unwrap(),
-        Rendered::Raw {
-            content_type: "text/csv".into(),
-            data: "a,b\n".into()
-        }
+        Rendered::Raw { content_type: "text/csv".into(), data: "a,b\n".into() }
     );
 }

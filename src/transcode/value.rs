@@ -20,12 +20,8 @@ pub fn parse_scalar(kind: &Kind, text: &str) -> Result<Value, String> {
             }
             Value::F32(v as f32)
         }
-        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
-            Value::I32(parse_int(text, "a 32-bit integer")?)
-        }
-        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
-            Value::I64(parse_int(text, "a 64-bit integer")?)
-        }
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => Value::I32(parse_int(text, "a 32-bit integer")?),
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => Value::I64(parse_int(text, "a 64-bit integer")?),
         Kind::Uint32 | Kind::Fixed32 => Value::U32(parse_int(text, "an unsigned 32-bit integer")?),
         Kind::Uint64 | Kind::Fixed64 => Value::U64(parse_int(text, "an unsigned 64-bit integer")?),
         Kind::Bool => Value::Bool(match text {
@@ -38,15 +34,12 @@ pub fn parse_scalar(kind: &Kind, text: &str) -> Result<Value, String> {
         Kind::Enum(e) => {
             let number = match e.get_value_by_name(text) {
                 Some(v) => v.number(),
-                None => text
-                    .parse::<i32>()
-                    .map_err(|_| format!("expected a value of enum {}", e.full_name()))?,
+                None => text.parse::<i32>().map_err(|_| format!("expected a value of enum {}", e.full_name()))?,
             };
             Value::EnumNumber(number)
         }
         Kind::Message(_) => {
-            return wkt::parse_message_text(kind, text)
-                .unwrap_or_else(|| Err("not a scalar".into()));
+            return wkt::parse_message_text(kind, text).unwrap_or_else(|| Err("not a scalar".into()));
         }
     };
     Ok(value)
@@ -62,12 +55,7 @@ fn parse_float(text: &str) -> Result<f64, String> {
         "Infinity" => Ok(f64::INFINITY),
         "-Infinity" => Ok(f64::NEG_INFINITY),
         // Rust also reads "inf" and "nan"; the JSON mapping does not.
-        _ if text
-            .bytes()
-            .any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E') =>
-        {
-            Err("expected a number".into())
-        }
+        _ if text.bytes().any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E') => Err("expected a number".into()),
         _ => text.parse::<f64>().map_err(|_| "expected a number".into()),
     }
 }
@@ -82,7 +70,5 @@ pub fn decode_base64(text: &str) -> Result<Vec<u8>, String> {
         (true, true) => &URL_SAFE,
         (true, false) => &URL_SAFE_NO_PAD,
     };
-    engine
-        .decode(text)
-        .map_err(|_| "expected standard or URL-safe base64".into())
+    engine.decode(text).map_err(|_| "expected standard or URL-safe base64".into())
 }

@@ -5,11 +5,7 @@ use prost_reflect::{DynamicMessage, Kind, MessageDescriptor, Value};
 
 use super::value;
 
-const STRING_FORMS: [&str; 3] = [
-    "google.protobuf.Timestamp",
-    "google.protobuf.Duration",
-    "google.protobuf.FieldMask",
-];
+const STRING_FORMS: [&str; 3] = ["google.protobuf.Timestamp", "google.protobuf.Duration", "google.protobuf.FieldMask"];
 
 const WRAPPERS: [&str; 9] = [
     "google.protobuf.DoubleValue",
@@ -39,9 +35,7 @@ pub fn is_http_body(message: &MessageDescriptor) -> bool {
 pub fn parse_text(message: &MessageDescriptor, text: &str) -> Result<DynamicMessage, String> {
     let name = message.full_name();
     if WRAPPERS.contains(&name) {
-        let field = message
-            .get_field_by_name("value")
-            .ok_or_else(|| format!("{name} has no value field"))?;
+        let field = message.get_field_by_name("value").ok_or_else(|| format!("{name} has no value field"))?;
         let inner = value::parse_scalar(&field.kind(), text)?;
         let mut wrapper = DynamicMessage::new(message.clone());
         wrapper.set_field(&field, inner);
@@ -53,24 +47,19 @@ pub fn parse_text(message: &MessageDescriptor, text: &str) -> Result<DynamicMess
     if STRING_FORMS.contains(&name) {
         let json = serde_json::Value::String(text.to_string());
         return DynamicMessage::deserialize(message.clone(), json).map_err(|e| match name {
-            "google.protobuf.Timestamp" => {
-                "expected an RFC 3339 timestamp such as 2024-01-31T12:00:00Z".to_string()
-            }
+            "google.protobuf.Timestamp" => "expected an RFC 3339 timestamp such as 2024-01-31T12:00:00Z".to_string(),
             "google.protobuf.Duration" => "expected a duration in seconds such as 1.5s".to_string(),
             _ => e.to_string(),
         });
     }
-    Err(format!(
-        "{name} has no string form; set its fields one by one"
-    ))
+    Err(format!("{name} has no string form; set its fields one by one"))
 }
 
 /// A field mask from `a.b,cD`: paths in proto (`page_count`) or JSON
 /// (`pageCount`) form, since users write both in query strings.
 fn field_mask(message: &MessageDescriptor, text: &str) -> Result<DynamicMessage, String> {
-    let field = message
-        .get_field_by_name("paths")
-        .ok_or_else(|| "google.protobuf.FieldMask has no paths field".to_string())?;
+    let field =
+        message.get_field_by_name("paths").ok_or_else(|| "google.protobuf.FieldMask has no paths field".to_string())?;
     let mut paths = Vec::new();
     for path in text.split(',').filter(|p| !p.is_empty()) {
         let valid = path.split('.').all(|part| {
@@ -78,9 +67,7 @@ fn field_mask(message: &MessageDescriptor, text: &str) -> Result<DynamicMessage,
                 && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         });
         if !valid {
-            return Err(format!(
-                "expected comma-separated field paths, found {path:?}"
-            ));
+            return Err(format!("expected comma-separated field paths, found {path:?}"));
         }
         paths.push(Value::String(snake_case(path)));
     }

@@ -38,12 +38,7 @@ impl Call {
         request: Request<DynamicMessage>,
     ) -> Result<tonic::Response<Streaming<DynamicMessage>>, Status> {
         let mut grpc = self.client().await?;
-        grpc.server_streaming(
-            request,
-            self.path.clone(),
-            DynamicCodec::new(self.output.clone()),
-        )
-        .await
+        grpc.server_streaming(request, self.path.clone(), DynamicCodec::new(self.output.clone())).await
     }
 
     /// A client-streaming call: many messages in, one reply.
@@ -55,48 +50,31 @@ impl Call {
     }
 
     /// A bidirectional call (any call with a stream of requests).
-    pub async fn streaming<S>(
-        &self,
-        request: Request<S>,
-    ) -> Result<tonic::Response<Streaming<DynamicMessage>>, Status>
+    pub async fn streaming<S>(&self, request: Request<S>) -> Result<tonic::Response<Streaming<DynamicMessage>>, Status>
     where
         S: Stream<Item = DynamicMessage> + Send + 'static,
     {
         let mut grpc = self.client().await?;
-        grpc.streaming(
-            request,
-            self.path.clone(),
-            DynamicCodec::new(self.output.clone()),
-        )
-        .await
+        grpc.streaming(request, self.path.clone(), DynamicCodec::new(self.output.clone())).await
     }
 
     async fn client(&self) -> Result<tonic::client::Grpc<Channel>, Status> {
         let mut grpc = tonic::client::Grpc::new(self.channel.clone());
-        grpc.ready()
-            .await
-            .map_err(|e| Status::from_error(Box::new(e)))?;
+        grpc.ready().await.map_err(|e| Status::from_error(Box::new(e)))?;
         Ok(grpc)
     }
 }
 
 /// Reads the one message of a unary answer, then its trailers.
-async fn single_reply(
-    response: tonic::Response<Streaming<DynamicMessage>>,
-) -> Result<UnaryReply, Status> {
+async fn single_reply(response: tonic::Response<Streaming<DynamicMessage>>) -> Result<UnaryReply, Status> {
     let (headers, mut stream, _) = response.into_parts();
-    let message = stream.message().await?.ok_or_else(|| {
-        Status::internal("backend closed a unary call without a response message")
-    })?;
+    let message = stream
+        .message()
+        .await?
+        .ok_or_else(|| Status::internal("backend closed a unary call without a response message"))?;
     if stream.message().await?.is_some() {
-        return Err(Status::internal(
-            "backend sent more than one message on a unary call",
-        ));
+        return Err(Status::internal("backend sent more than one message on a unary call"));
     }
     let trailers = stream.trailers().await?.unwrap_or_default();
-    Ok(UnaryReply {
-        headers,
-        message,
-        trailers,
-    })
+    Ok(UnaryReply { headers, message, trailers })
 }

@@ -36,9 +36,7 @@ impl Codec for DynamicCodec {
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        DynamicDecoder {
-            output: self.output.clone(),
-        }
+        DynamicDecoder { output: self.output.clone() }
     }
 }
 
@@ -47,8 +45,7 @@ impl Encoder for DynamicEncoder {
     type Error = Status;
 
     fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
-        item.encode(dst)
-            .map_err(|e| Status::internal(format!("cannot encode request: {e}")))
+        item.encode(dst).map_err(|e| Status::internal(format!("cannot encode request: {e}")))
     }
 }
 
@@ -59,11 +56,6 @@ impl Decoder for DynamicDecoder {
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Self::Error> {
         DynamicMessage::decode(self.output.clone(), src)
             .map(Some)
-            .map_err(|e| {
-                Status::internal(format!(
-                    "backend sent an undecodable {}: {e}",
-                    self.output.full_name()
-                ))
-            })
+            .map_err(|e| Status::internal(format!("backend sent an undecodable {}: {e}", self.output.full_name())))
     }
 }

@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use tonic::metadata::{
-    AsciiMetadataKey, AsciiMetadataValue, BinaryMetadataKey, BinaryMetadataValue, MetadataMap,
-};
+use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, BinaryMetadataKey, BinaryMetadataValue, MetadataMap};
 
 const METADATA_PREFIX: &str = "grpc-metadata-";
 
@@ -42,10 +40,11 @@ pub fn from_http(headers: &HeaderMap, client: Option<SocketAddr>) -> Result<Meta
     if let Some(authorization) = headers.get(http::header::AUTHORIZATION) {
         insert(&mut metadata, "authorization", authorization)?;
     }
-    let forwarded_for = match (
-        headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
-        client,
-    ) {
+    // The id the access log carries, so backend logs can be joined with it.
+    if let Some(id) = headers.get("x-request-id") {
+        insert(&mut metadata, "x-request-id", id)?;
+    }
+    let forwarded_for = match (headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()), client) {
         (Some(chain), Some(client)) => Some(format!("{chain}, {}", client.ip())),
         (None, Some(client)) => Some(client.ip().to_string()),
         (chain, None) => chain.map(str::to_string),
@@ -65,21 +64,15 @@ pub fn from_http(headers: &HeaderMap, client: Option<SocketAddr>) -> Result<Meta
 
 fn insert(metadata: &mut MetadataMap, key: &str, value: &HeaderValue) -> Result<(), String> {
     if key.ends_with("-bin") {
-        let key = BinaryMetadataKey::from_bytes(key.as_bytes())
-            .map_err(|_| "invalid metadata key".to_string())?;
-        let trimmed = value
-            .to_str()
-            .map_err(|_| "value is not ASCII".to_string())?
-            .trim_end_matches('=');
+        let key = BinaryMetadataKey::from_bytes(key.as_bytes()).map_err(|_| "invalid metadata key".to_string())?;
+        let trimmed = value.to_str().map_err(|_| "value is not ASCII".to_string())?.trim_end_matches('=');
         let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
             .decode(trimmed)
             .map_err(|_| "binary metadata must be base64".to_string())?;
         metadata.append_bin(key, BinaryMetadataValue::from_bytes(&bytes));
     } else {
-        let key = AsciiMetadataKey::from_bytes(key.as_bytes())
-            .map_err(|_| "invalid metadata key".to_string())?;
-        let value = AsciiMetadataValue::try_from(value.as_bytes())
-            .map_err(|_| "value is not ASCII".to_string())?;
+        let key = AsciiMetadataKey::from_bytes(key.as_bytes()).map_err(|_| "invalid metadata key".to_string())?;
+        let value = AsciiMetadataValue::try_from(value.as_bytes()).map_err(|_| "value is not ASCII".to_string())?;
         metadata.append(key, value);
     }
     Ok(())
@@ -162,20 +155,9 @@ mod tests {
         let client = "127.0.0.1:5000".parse().ok();
         let metadata = from_http(&headers, client).unwrap();
         assert_eq!(metadata.get("tenant").unwrap(), "acme");
-        assert_eq!(
-            metadata
-                .get_bin("trace-bin")
-                .unwrap()
-                .to_bytes()
-                .unwrap()
-                .as_ref(),
-            [1, 2, 3]
-        );
+        assert_eq!(metadata.get_bin("trace-bin").unwrap().to_bytes().unwrap().as_ref(), [1, 2, 3]);
         assert_eq!(metadata.get("authorization").unwrap(), "Bearer t");
-        assert_eq!(
-            metadata.get("x-forwarded-for").unwrap(),
-            "10.0.0.1, 127.0.0.1"
-        );
+        assert_eq!(metadata.get("x-forwarded-for").unwrap(), "10.0.0.1, 127.0.0.1");
         assert_eq!(metadata.get("x-forwarded-host").unwrap(), "api.example.com");
         assert!(metadata.get("x-other").is_none());
     }
@@ -183,23 +165,12 @@ mod tests {
     #[test]
     fn refuses_malformed_metadata_headers() {
         let cases = [
-            (
-                "grpc-metadata-grpc-status",
-                "AA",
-                "header grpc-metadata-grpc-status sets reserved metadata",
-            ),
-            (
-                "grpc-metadata-x-bin",
-                "!!",
-                "header grpc-metadata-x-bin: binary metadata must be base64",
-            ),
+            ("grpc-metadata-grpc-status", "AA", "header grpc-metadata-grpc-status sets reserved metadata"),
+            ("grpc-metadata-x-bin", "!!", "header grpc-metadata-x-bin: binary metadata must be base64"),
         ];
         for (name, value, expected) in cases {
             let mut headers = HeaderMap::new();
-            headers.insert(
-                HeaderName::from_static(name),
-                HeaderValue::from_static(value),
-            );
+            headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
             assert_eq!(from_http(&headers, None).unwrap_err(), expected);
         }
     }

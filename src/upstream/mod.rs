@@ -22,18 +22,12 @@ pub struct Upstreams {
 
 impl Upstreams {
     pub fn new(connect_timeout: Duration) -> Self {
-        Self {
-            connect_timeout,
-            channels: Mutex::new(HashMap::new()),
-        }
+        Self { connect_timeout, channels: Mutex::new(HashMap::new()) }
     }
 
     /// The channel for `url`, created on first use (without connecting yet).
     pub fn channel(&self, url: &str) -> Result<Channel, String> {
-        let mut channels = self
-            .channels
-            .lock()
-            .map_err(|_| "upstream table poisoned".to_string())?;
+        let mut channels = self.channels.lock().map_err(|_| "upstream table poisoned".to_string())?;
         if let Some(channel) = channels.get(url) {
             return Ok(channel.clone());
         }
@@ -45,15 +39,11 @@ impl Upstreams {
 
 /// Checks an upstream URL and builds its endpoint.
 pub fn endpoint(url: &str, connect_timeout: Duration) -> Result<Endpoint, String> {
-    let parsed: http::Uri = url
-        .parse()
-        .map_err(|e| format!("invalid upstream URL {url:?}: {e}"))?;
+    let parsed: http::Uri = url.parse().map_err(|e| format!("invalid upstream URL {url:?}: {e}"))?;
     match parsed.scheme_str() {
         Some("http") => {}
         Some("https") => {
-            return Err(format!(
-                "upstream {url:?}: TLS upstreams are not supported yet; use http://"
-            ));
+            return Err(format!("upstream {url:?}: TLS upstreams are not supported yet; use http://"));
         }
         _ => return Err(format!("upstream URL {url:?} must start with http://")),
     }

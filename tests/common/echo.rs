@@ -33,10 +33,7 @@ impl EchoService for Echo {
 
     type EchoStreamStream = EverythingStream;
 
-    async fn echo_stream(
-        &self,
-        request: Request<EchoStreamRequest>,
-    ) -> Result<Response<EverythingStream>, Status> {
+    async fn echo_stream(&self, request: Request<EchoStreamRequest>) -> Result<Response<EverythingStream>, Status> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let request = request.into_inner();
         let message = request.message.clone().unwrap_or_default();
@@ -48,20 +45,14 @@ impl EchoService for Echo {
     async fn fail(&self, request: Request<FailRequest>) -> Result<Response<Everything>, Status> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let request = request.into_inner();
-        tokio::time::sleep(Duration::from_millis(
-            u64::try_from(request.delay_ms).unwrap_or(0),
-        ))
-        .await;
+        tokio::time::sleep(Duration::from_millis(u64::try_from(request.delay_ms).unwrap_or(0))).await;
         if request.code == 0 {
             return Ok(Response::new(Everything::default()));
         }
         let mut details = Vec::new();
         if !request.reason.is_empty() {
-            let info = rpc::ErrorInfo {
-                reason: request.reason.clone(),
-                domain: "test".into(),
-                metadata: Default::default(),
-            };
+            let info =
+                rpc::ErrorInfo { reason: request.reason.clone(), domain: "test".into(), metadata: Default::default() };
             details.push(any("google.rpc.ErrorInfo", &info));
         }
         if !request.bad_field.is_empty() {
@@ -70,30 +61,14 @@ impl EchoService for Echo {
                 description: "is wrong".into(),
                 ..Default::default()
             };
-            details.push(any(
-                "google.rpc.BadRequest",
-                &rpc::BadRequest {
-                    field_violations: vec![violation],
-                },
-            ));
+            details.push(any("google.rpc.BadRequest", &rpc::BadRequest { field_violations: vec![violation] }));
         }
         if request.unknown_detail {
-            details.push(prost_types::Any {
-                type_url: "type.googleapis.com/acme.Secret".into(),
-                value: vec![1, 2, 3],
-            });
+            details.push(prost_types::Any { type_url: "type.googleapis.com/acme.Secret".into(), value: vec![1, 2, 3] });
         }
         let code = Code::from(request.code);
-        let status = rpc::Status {
-            code: request.code,
-            message: request.message.clone(),
-            details,
-        };
-        Err(Status::with_details(
-            code,
-            request.message,
-            status.encode_to_vec().into(),
-        ))
+        let status = rpc::Status { code: request.code, message: request.message.clone(), details };
+        Err(Status::with_details(code, request.message, status.encode_to_vec().into()))
     }
 
     async fn echo_metadata(&self, request: Request<()>) -> Result<Response<Metadata>, Status> {
@@ -103,10 +78,7 @@ impl EchoService for Echo {
         for (name, value) in request.metadata().clone().into_headers().iter() {
             let value = value.to_str().unwrap_or("(binary)").to_string();
             if let Some(header) = name.as_str().strip_prefix("echo-header-")
-                && let (Ok(k), Ok(v)) = (
-                    header.parse::<tonic::metadata::AsciiMetadataKey>(),
-                    value.parse(),
-                )
+                && let (Ok(k), Ok(v)) = (header.parse::<tonic::metadata::AsciiMetadataKey>(), value.parse())
             {
                 reply_headers.insert(k, v);
             }
@@ -122,10 +94,7 @@ impl EchoService for Echo {
         Ok(Response::new(request.into_inner()))
     }
 
-    async fn collect(
-        &self,
-        request: Request<Streaming<Everything>>,
-    ) -> Result<Response<Everything>, Status> {
+    async fn collect(&self, request: Request<Streaming<Everything>>) -> Result<Response<Everything>, Status> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let mut stream = request.into_inner();
         let mut last = Everything::default();
@@ -140,19 +109,15 @@ impl EchoService for Echo {
 
     type ChatStream = EverythingStream;
 
-    async fn chat(
-        &self,
-        request: Request<Streaming<Everything>>,
-    ) -> Result<Response<EverythingStream>, Status> {
+    async fn chat(&self, request: Request<Streaming<Everything>>) -> Result<Response<EverythingStream>, Status> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let incoming = request.into_inner();
         let replies = futures_util::stream::unfold(Some(incoming), |state| async move {
             let mut incoming = state?;
             match incoming.message().await {
-                Ok(Some(message)) if message.f_int32 != 0 => Some((
-                    Err(Status::new(Code::from(message.f_int32), message.f_string)),
-                    None,
-                )),
+                Ok(Some(message)) if message.f_int32 != 0 => {
+                    Some((Err(Status::new(Code::from(message.f_int32), message.f_string)), None))
+                }
                 Ok(Some(message)) => Some((Ok(message), Some(incoming))),
                 Ok(None) => None,
                 Err(status) => Some((Err(status), None)),
@@ -178,13 +143,7 @@ fn async_stream_of(
                 return Some((Ok(message), sent + 1));
             }
             if sent == count && request.fail_code != 0 {
-                return Some((
-                    Err(Status::new(
-                        Code::from(request.fail_code),
-                        request.fail_message,
-                    )),
-                    sent + 1,
-                ));
+                return Some((Err(Status::new(Code::from(request.fail_code), request.fail_message)), sent + 1));
             }
             None
         }
@@ -192,10 +151,7 @@ fn async_stream_of(
 }
 
 fn any(type_name: &str, message: &impl Message) -> prost_types::Any {
-    prost_types::Any {
-        type_url: format!("type.googleapis.com/{type_name}"),
-        value: message.encode_to_vec(),
-    }
+    prost_types::Any { type_url: format!("type.googleapis.com/{type_name}"), value: message.encode_to_vec() }
 }
 
 /// A layer that appends the trailers a request names in `echo-trailer-<k>`
@@ -222,8 +178,7 @@ where
 {
     type Response = http::Response<tonic::body::Body>;
     type Error = S::Error;
-    type Future =
-        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Future = Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)

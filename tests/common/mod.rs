@@ -39,10 +39,7 @@ impl Harness {
     pub async fn start_with(toml: &str) -> Self {
         let sets = vec![
             ("library".to_string(), pb::LIBRARY_DESCRIPTOR_SET.to_vec()),
-            (
-                "everything".to_string(),
-                pb::EVERYTHING_DESCRIPTOR_SET.to_vec(),
-            ),
+            ("everything".to_string(), pb::EVERYTHING_DESCRIPTOR_SET.to_vec()),
         ];
         Self::start_with_sets(toml, sets).await
     }
@@ -63,9 +60,7 @@ impl Harness {
         };
         let mut flags = flags;
         if sets.iter().any(|(name, _)| name == "everything") {
-            flags
-                .upstreams
-                .push(format!("protogate.test.v1.EchoService=http://{echo_addr}"));
+            flags.upstreams.push(format!("protogate.test.v1.EchoService=http://{echo_addr}"));
         }
         let config = Config::from_toml(toml, &flags).unwrap();
         let server = server::start_with_sets(&config, sets).await.unwrap();

@@ -16,6 +16,7 @@ use tonic::Code;
 
 use super::{Context, aborted, read_body};
 use crate::error::{Error, Origin};
+use crate::middleware::telemetry::{Trace, trace_of};
 use crate::registry::{MethodEntry, Snapshot};
 use crate::route::{Binding, MatchError, RouteMatch};
 use crate::transcode::request::HttpInput;
@@ -39,9 +40,13 @@ struct Prepared<'a> {
 /// Serves one REST request; never fails: errors become Status JSON.
 pub async fn serve(context: &Context, request: Request<Body>) -> Response<Body> {
     let snapshot = context.registry.snapshot();
-    match handle(context, &snapshot, request).await {
+    let trace = trace_of(request.extensions());
+    match handle(context, &snapshot, request, &trace).await {
         Ok(response) => response,
-        Err(error) => error_response(&error, Some(&snapshot.pool)),
+        Err(error) => {
+            trace.grpc_code(error.code);
+            error_response(&error, Some(&snapshot.pool))
+        }
     }
 }
 
@@ -49,37 +54,28 @@ async fn handle(
     context: &Context,
     snapshot: &Snapshot,
     request: Request<Body>,
+    trace: &Trace,
 ) -> Result<Response<Body>, Error> {
     let (parts, body) = request.into_parts();
-    let found = snapshot
-        .routes
-        .find(&parts.method, parts.uri.path())
-        .map_err(|e| match_error(e, &parts))?;
+    let found = snapshot.routes.find(&parts.method, parts.uri.path()).map_err(|e| match_error(e, &parts))?;
+    trace.route(Some(&found.binding.template_text), &found.binding.rpc_name);
     let prepared = prepare(context, snapshot, found, &parts)?;
     let content_type = content_type(&parts)?;
     if prepared.method.descriptor.is_client_streaming() {
         return client_stream(context, snapshot, prepared, &parts, content_type, body).await;
     }
     let body = read_body(body, context.max_body_size).await?;
-    let input = HttpInput {
-        variables: &prepared.variables,
-        query: parts.uri.query(),
-        content_type,
-        body: &body,
-    };
-    let message = crate::transcode::request::build(
-        prepared.binding,
-        &prepared.method.descriptor.input(),
-        input,
-        &context.json,
-    )?;
+    let input = HttpInput { variables: &prepared.variables, query: parts.uri.query(), content_type, body: &body };
+    let input_type = prepared.method.descriptor.input();
+    let message = trace
+        .time_transcoding(|| crate::transcode::request::build(prepared.binding, &input_type, input, &context.json))?;
     let request = call_request(message, &prepared);
     if prepared.method.descriptor.is_server_streaming() {
-        server_stream(context, snapshot, prepared, request).await
+        trace.time_backend(server_stream(context, snapshot, prepared, request)).await
     } else {
         let call = prepared.method.call.unary(request);
-        let reply = within(prepared.timeout, call).await?;
-        unary_response(context, prepared.binding, reply)
+        let reply = trace.time_backend(within(prepared.timeout, call)).await?;
+        trace.time_transcoding(|| unary_response(context, prepared.binding, reply))
     }
 }
 
@@ -94,13 +90,9 @@ fn prepare<'a>(
         .methods
         .get(binding.method)
         .ok_or_else(|| Error::gateway(Code::Internal, "binding points at no method"))?;
-    let client = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
+    let client = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
     let metadata = metadata::from_http(&parts.headers, client).map_err(Error::bad_request)?;
-    let streaming =
-        method.descriptor.is_server_streaming() || method.descriptor.is_client_streaming();
+    let streaming = method.descriptor.is_server_streaming() || method.descriptor.is_client_streaming();
     let accept = parts.headers.get(ACCEPT).and_then(|v| v.to_str().ok());
     Ok(Prepared {
         binding,
@@ -115,10 +107,7 @@ fn prepare<'a>(
 fn content_type(parts: &Parts) -> Result<Option<&str>, Error> {
     match parts.headers.get(CONTENT_TYPE) {
         None => Ok(None),
-        Some(value) => value
-            .to_str()
-            .map(Some)
-            .map_err(|_| Error::unsupported_media_type("(not ASCII)")),
+        Some(value) => value.to_str().map(Some).map_err(|_| Error::unsupported_media_type("(not ASCII)")),
     }
 }
 
@@ -150,9 +139,7 @@ fn deadline(parts: &Parts, context: &Context, streaming: bool) -> Result<Option<
     };
     let parsed = value.to_str().ok().and_then(metadata::parse_grpc_timeout);
     let requested = parsed.ok_or_else(|| {
-        Error::bad_request(format!(
-            "invalid Grpc-Timeout {value:?}; expected digits and a unit such as 500m or 10S"
-        ))
+        Error::bad_request(format!("invalid Grpc-Timeout {value:?}; expected digits and a unit such as 500m or 10S"))
     })?;
     Ok(Some(requested.min(context.deadlines.max)))
 }
@@ -163,29 +150,17 @@ async fn within<T>(
     call: impl Future<Output = Result<T, tonic::Status>>,
 ) -> Result<T, Error> {
     match timeout {
-        Some(timeout) => tokio::time::timeout(timeout, call).await.map_err(|_| {
-            Error::gateway(
-                Code::DeadlineExceeded,
-                format!("no answer within {timeout:?}"),
-            )
-        })?,
+        Some(timeout) => tokio::time::timeout(timeout, call)
+            .await
+            .map_err(|_| Error::gateway(Code::DeadlineExceeded, format!("no answer within {timeout:?}")))?,
         None => call.await,
     }
     .map_err(Error::from_upstream)
 }
 
-fn unary_response(
-    context: &Context,
-    binding: &Binding,
-    reply: UnaryReply,
-) -> Result<Response<Body>, Error> {
-    let rendered = response::render(
-        &reply.message,
-        binding.response_body.as_ref(),
-        &context.json,
-        context.json.indent,
-    )
-    .map_err(|e| Error::gateway(Code::Internal, e))?;
+fn unary_response(context: &Context, binding: &Binding, reply: UnaryReply) -> Result<Response<Body>, Error> {
+    let rendered = response::render(&reply.message, binding.response_body.as_ref(), &context.json, context.json.indent)
+        .map_err(|e| Error::gateway(Code::Internal, e))?;
     let mut response = match rendered {
         Rendered::Json(json) => json_response(StatusCode::OK, json),
         Rendered::Raw { content_type, data } => {
@@ -196,16 +171,8 @@ fn unary_response(
             response
         }
     };
-    metadata::to_http(
-        &reply.headers,
-        metadata::HEADER_PREFIX,
-        response.headers_mut(),
-    );
-    metadata::to_http(
-        &reply.trailers,
-        metadata::TRAILER_PREFIX,
-        response.headers_mut(),
-    );
+    metadata::to_http(&reply.headers, metadata::HEADER_PREFIX, response.headers_mut());
+    metadata::to_http(&reply.trailers, metadata::TRAILER_PREFIX, response.headers_mut());
     Ok(response)
 }
 
@@ -218,16 +185,9 @@ async fn server_stream(
     request: tonic::Request<DynamicMessage>,
 ) -> Result<Response<Body>, Error> {
     let deadline = prepared.timeout.map(|t| (Instant::now() + t, t));
-    let started = within(
-        prepared.timeout,
-        prepared.method.call.server_streaming(request),
-    )
-    .await?;
+    let started = within(prepared.timeout, prepared.method.call.server_streaming(request)).await?;
     let (headers, messages, _) = started.into_parts();
-    Ok(stream::response(
-        &headers,
-        frames(context, snapshot, &prepared, messages, deadline, None),
-    ))
+    Ok(stream::response(&headers, frames(context, snapshot, &prepared, messages, deadline, None)))
 }
 
 fn frames(
@@ -262,26 +222,15 @@ async fn client_stream(
     body: Body,
 ) -> Result<Response<Body>, Error> {
     let ndjson = stream::is_ndjson(content_type);
-    let json = content_type.is_none_or(|ct| {
-        ct.split(';')
-            .next()
-            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
-    });
+    let json = content_type
+        .is_none_or(|ct| ct.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")));
     if !ndjson && !json {
-        return Err(Error::unsupported_media_type(
-            content_type.unwrap_or_default(),
-        ));
+        return Err(Error::unsupported_media_type(content_type.unwrap_or_default()));
     }
     let build = {
-        let (binding, input, options) = (
-            prepared.binding.clone(),
-            prepared.method.descriptor.input(),
-            context.json.clone(),
-        );
-        let (variables, query) = (
-            prepared.variables.clone(),
-            parts.uri.query().map(str::to_string),
-        );
+        let (binding, input, options) =
+            (prepared.binding.clone(), prepared.method.descriptor.input(), context.json.clone());
+        let (variables, query) = (prepared.variables.clone(), parts.uri.query().map(str::to_string));
         move |bytes: &[u8]| {
             let http = HttpInput {
                 variables: &variables,
@@ -317,11 +266,7 @@ async fn client_stream(
 /// on a 405. Gateway-side details go to the log only.
 pub fn error_response(error: &Error, pool: Option<&DescriptorPool>) -> Response<Body> {
     let mut response = json_response(error.http_status(), error_body(error, pool));
-    if let Some(allow) = error
-        .allow
-        .as_deref()
-        .and_then(|a| HeaderValue::try_from(a).ok())
-    {
+    if let Some(allow) = error.allow.as_deref().and_then(|a| HeaderValue::try_from(a).ok()) {
         response.headers_mut().insert(ALLOW, allow);
     }
     response
@@ -346,8 +291,6 @@ fn error_body(error: &Error, pool: Option<&DescriptorPool>) -> Vec<u8> {
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }

@@ -49,10 +49,7 @@ pub(super) fn response(headers: &MetadataMap, frames: Frames) -> Response<Body> 
     let format = frames.format;
     let mut response = Response::new(Body::from_stream(stream(frames)));
     let out = response.headers_mut();
-    out.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static(format.content_type()),
-    );
+    out.insert(CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
     out.insert("cache-control", HeaderValue::from_static("no-cache"));
     metadata::to_http(headers, metadata::HEADER_PREFIX, out);
     response
@@ -113,8 +110,7 @@ impl Frames {
     }
 
     fn failure(&self, error: Error) -> Bytes {
-        self.format
-            .error(&error_body(&error, Some(&self.pool)), self.sent)
+        self.format.error(&error_body(&error, Some(&self.pool)), self.sent)
     }
 }
 
@@ -127,74 +123,59 @@ pub(super) fn requests<F>(
     ndjson: bool,
     limit: usize,
     build: F,
-) -> (
-    impl Stream<Item = DynamicMessage> + Send + 'static,
-    oneshot::Receiver<Error>,
-)
+) -> (impl Stream<Item = DynamicMessage> + Send + 'static, oneshot::Receiver<Error>)
 where
     F: Fn(&[u8]) -> Result<DynamicMessage, Error> + Send + 'static,
 {
     let (abort, aborted) = oneshot::channel();
-    let elements: BoxStream<'static, Result<Bytes, Error>> = if ndjson {
-        lines(body, limit).boxed()
-    } else {
-        array_elements(body, limit).boxed()
-    };
+    let elements: BoxStream<'static, Result<Bytes, Error>> =
+        if ndjson { lines(body, limit).boxed() } else { array_elements(body, limit).boxed() };
     let start = (elements, build, Some(abort), 1usize);
-    let messages =
-        futures_util::stream::unfold(start, |(mut elements, build, mut abort, n)| async move {
-            let failure = match elements.next().await? {
-                Ok(bytes) => match build(&bytes) {
-                    Ok(message) => return Some((message, (elements, build, abort, n + 1))),
-                    Err(mut error) => {
-                        error.message = format!("stream message {n}: {}", error.message);
-                        error
-                    }
-                },
-                Err(error) => error,
-            };
-            if let Some(abort) = abort.take() {
-                let _ = abort.send(failure);
-            }
-            std::future::pending().await
-        });
+    let messages = futures_util::stream::unfold(start, |(mut elements, build, mut abort, n)| async move {
+        let failure = match elements.next().await? {
+            Ok(bytes) => match build(&bytes) {
+                Ok(message) => return Some((message, (elements, build, abort, n + 1))),
+                Err(mut error) => {
+                    error.message = format!("stream message {n}: {}", error.message);
+                    error
+                }
+            },
+            Err(error) => error,
+        };
+        if let Some(abort) = abort.take() {
+            let _ = abort.send(failure);
+        }
+        std::future::pending().await
+    });
     (messages, aborted)
 }
 
 /// Non-empty NDJSON lines, each at most `limit` bytes.
 fn lines(body: Body, limit: usize) -> impl Stream<Item = Result<Bytes, Error>> + Send {
-    futures_util::stream::unfold(
-        Some((body.into_data_stream(), BytesMut::new())),
-        move |state| async move {
-            let (mut data, mut buffer) = state?;
-            loop {
-                if let Some(end) = buffer.iter().position(|&b| b == b'\n') {
-                    let line = buffer.split_to(end + 1).freeze();
-                    let line = line.slice(..line.len() - 1);
-                    if line.iter().all(u8::is_ascii_whitespace) {
-                        continue;
-                    }
-                    return Some((Ok(line), Some((data, buffer))));
+    futures_util::stream::unfold(Some((body.into_data_stream(), BytesMut::new())), move |state| async move {
+        let (mut data, mut buffer) = state?;
+        loop {
+            if let Some(end) = buffer.iter().position(|&b| b == b'\n') {
+                let line = buffer.split_to(end + 1).freeze();
+                let line = line.slice(..line.len() - 1);
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
                 }
-                if buffer.len() > limit {
-                    return Some((Err(Error::payload_too_large(limit)), None));
-                }
-                match data.next().await {
-                    Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
-                    Some(Err(e)) => {
-                        return Some((
-                            Err(Error::bad_request(format!(
-                                "cannot read the request body: {e}"
-                            ))),
-                            None,
-                        ));
-                    }
-                    None if buffer.iter().all(u8::is_ascii_whitespace) => return None,
-                    None => return Some((Ok(std::mem::take(&mut buffer).freeze()), None)),
-                }
+                return Some((Ok(line), Some((data, buffer))));
             }
-        },
-    )
+            if buffer.len() > limit {
+                return Some((Err(Error::payload_too_large(limit)), None));
+            }
+            match data.next().await {
+                Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
+                Some(Err(e)) => {
+                    return Some((Err(Error::bad_request(format!("cannot read the request body: {e}"))), None));
+                }
+                None if buffer.iter().all(u8::is_ascii_whitespace) => return None,
+                None => return Some((Ok(std::mem::take(&mut buffer).freeze()), None)),
+            }
+        }
+    })
 }
 
 /// The elements of a JSON array body (read whole, at most `limit` bytes).
@@ -202,19 +183,12 @@ fn array_elements(body: Body, limit: usize) -> impl Stream<Item = Result<Bytes, 
     futures_util::stream::once(async move {
         let bytes = super::super::read_body(body, limit).await?;
         let values: Vec<Box<serde_json::value::RawValue>> = serde_json::from_slice(&bytes)
-            .map_err(|e| {
-                Error::bad_request(format!(
-                    "a client stream body must be a JSON array or NDJSON: {e}"
-                ))
-            })?;
+            .map_err(|e| Error::bad_request(format!("a client stream body must be a JSON array or NDJSON: {e}")))?;
         Ok(values)
     })
     .flat_map(|parsed| {
         let items: Vec<Result<Bytes, Error>> = match parsed {
-            Ok(values) => values
-                .into_iter()
-                .map(|v| Ok(Bytes::copy_from_slice(v.get().as_bytes())))
-                .collect(),
+            Ok(values) => values.into_iter().map(|v| Ok(Bytes::copy_from_slice(v.get().as_bytes()))).collect(),
             Err(error) => vec![Err(error)],
         };
         futures_util::stream::iter(items)
@@ -223,9 +197,6 @@ fn array_elements(body: Body, limit: usize) -> impl Stream<Item = Result<Bytes, 
 
 /// Whether a client-stream body is NDJSON (else a JSON array).
 pub(super) fn is_ndjson(content_type: Option<&str>) -> bool {
-    content_type.is_some_and(|ct| {
-        ct.split(';')
-            .next()
-            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/x-ndjson"))
-    })
+    content_type
+        .is_some_and(|ct| ct.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/x-ndjson")))
 }

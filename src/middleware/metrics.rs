@@ -1,0 +1,83 @@
+//! Prometheus metrics, served by the admin listener at `/metrics`. Latency is
+//! split into the time spent transcoding and the time waiting on backends.
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+
+/// Every metric the gateway exports.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub duration: HistogramVec,
+    pub transcode: HistogramVec,
+    pub backend: HistogramVec,
+    pub request_bytes: HistogramVec,
+    pub response_bytes: HistogramVec,
+    pub in_flight: IntGauge,
+    pub upstream_errors: IntCounterVec,
+    pub snapshot_generation: IntGauge,
+}
+
+const LATENCY_BUCKETS: [f64; 14] =
+    [0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0];
+const SIZE_BUCKETS: [f64; 8] = [64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262_144.0, 1_048_576.0];
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("protogate".into()), None)?;
+        let labels = ["protocol", "route", "rpc", "http_status", "grpc_code"];
+        let requests = IntCounterVec::new(Opts::new("requests_total", "Requests served"), &labels)?;
+        let histogram = |name: &str, help: &str, buckets: &[f64]| {
+            HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), &["protocol", "rpc"])
+        };
+        let metrics = Self {
+            requests,
+            duration: histogram(
+                "request_duration_seconds",
+                "Time from request to the end of the response",
+                &LATENCY_BUCKETS,
+            )?,
+            transcode: histogram(
+                "transcode_duration_seconds",
+                "Time spent transcoding requests and responses",
+                &LATENCY_BUCKETS,
+            )?,
+            backend: histogram(
+                "backend_duration_seconds",
+                "Time waiting on the backend for its answer",
+                &LATENCY_BUCKETS,
+            )?,
+            request_bytes: histogram("request_bytes", "Request body sizes", &SIZE_BUCKETS)?,
+            response_bytes: histogram("response_bytes", "Response body sizes", &SIZE_BUCKETS)?,
+            in_flight: IntGauge::new("requests_in_flight", "Requests being served")?,
+            upstream_errors: IntCounterVec::new(
+                Opts::new("upstream_errors_total", "Calls that could not reach a backend"),
+                &["upstream"],
+            )?,
+            snapshot_generation: IntGauge::new("snapshot_generation", "Generation of the active registry snapshot")?,
+            registry,
+        };
+        let collectors: [Box<dyn prometheus::core::Collector>; 9] = [
+            Box::new(metrics.requests.clone()),
+            Box::new(metrics.duration.clone()),
+            Box::new(metrics.transcode.clone()),
+            Box::new(metrics.backend.clone()),
+            Box::new(metrics.request_bytes.clone()),
+            Box::new(metrics.response_bytes.clone()),
+            Box::new(metrics.in_flight.clone()),
+            Box::new(metrics.upstream_errors.clone()),
+            Box::new(metrics.snapshot_generation.clone()),
+        ];
+        for collector in collectors {
+            metrics.registry.register(collector)?;
+        }
+        Ok(metrics)
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Result<Vec<u8>, prometheus::Error> {
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,164 @@
+//! The access log and Prometheus metrics: one JSON log line per request with
+//! transcoding and backend time apart, and `/metrics` read by a real
+//! Prometheus text parser (the PyPI `prometheus_client`).
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::Harness;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const BIN: &str = env!("CARGO_BIN_EXE_protogate");
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Parses Prometheus text with `prometheus_client` into
+/// `[[name, labels, value], …]`, or `None` (a printed skip) outside CI.
+/// One sample: metric name, labels, value.
+type Sample = (String, serde_json::Map<String, Value>, f64);
+
+fn parse_prometheus(text: &str) -> Option<Vec<Sample>> {
+    let script = "import json, sys\nfrom prometheus_client.parser import text_string_to_metric_families\n\
+                  print(json.dumps([[s.name, s.labels, s.value] for f in text_string_to_metric_families(sys.stdin.read()) for s in f.samples]))";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    if String::from_utf8_lossy(&output.stderr).contains("No module named 'prometheus_client'") {
+        assert!(std::env::var("CI").is_err(), "prometheus_client is missing; .ci/run installs it");
+        println!("SKIPPED: pip install prometheus-client");
+        return None;
+    }
+    assert!(
+        output.status.success(),
+        "the Prometheus parser refused the text: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let samples: Vec<Sample> = serde_json::from_slice(&output.stdout).unwrap();
+    Some(samples)
+}
+
+#[tokio::test]
+async fn metrics_count_every_protocol_and_split_latency() {
+    let h = Harness::start_with("[admin]\nlisten = \"127.0.0.1:0\"").await;
+    assert_eq!(h.get_json("/v1/shelves/1").await.0, 200);
+    assert_eq!(h.get_json("/v1/shelves/1").await.0, 200);
+    assert_eq!(h.get_json("/v1/shelves/404").await.0, 404);
+    assert_eq!(h.get_json("/nowhere").await.0, 404);
+    let connect = h
+        .client
+        .post(h.url("/library.v1.LibraryService/GetShelf"))
+        .header("content-type", "application/json")
+        .header("connect-protocol-version", "1")
+        .body(r#"{"name": "shelves/2"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(connect.status(), 200);
+    connect.bytes().await.unwrap();
+    // Metrics are recorded when a response body is done; give the last one a moment.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let text =
+        h.client.get(format!("{}/metrics", h.admin.as_ref().unwrap())).send().await.unwrap().text().await.unwrap();
+    let Some(samples) = parse_prometheus(&text) else { return };
+    let find = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        samples
+            .iter()
+            .filter(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.get(*k).and_then(Value::as_str) == Some(*v)))
+            .map(|(_, _, value)| value)
+            .sum()
+    };
+    let get_shelf =
+        [("protocol", "rest"), ("route", "/v1/{name=shelves/*}"), ("rpc", "library.v1.LibraryService.GetShelf")];
+    assert_eq!(
+        find("protogate_requests_total", &[&get_shelf[..], &[("http_status", "200"), ("grpc_code", "0")]].concat()),
+        2.0
+    );
+    assert_eq!(
+        find("protogate_requests_total", &[&get_shelf[..], &[("http_status", "404"), ("grpc_code", "5")]].concat()),
+        1.0
+    );
+    assert_eq!(find("protogate_requests_total", &[("protocol", "rest"), ("route", ""), ("http_status", "404")]), 1.0);
+    assert_eq!(
+        find("protogate_requests_total", &[("protocol", "connect"), ("rpc", "library.v1.LibraryService/GetShelf")]),
+        1.0
+    );
+    let rpc = [("protocol", "rest"), ("rpc", "library.v1.LibraryService.GetShelf")];
+    assert_eq!(find("protogate_backend_duration_seconds_count", &rpc), 3.0);
+    assert!(find("protogate_backend_duration_seconds_sum", &rpc) > 0.0);
+    assert!(find("protogate_transcode_duration_seconds_sum", &rpc) > 0.0);
+    assert_eq!(find("protogate_requests_in_flight", &[]), 0.0);
+    assert_eq!(find("protogate_snapshot_generation", &[]), 1.0);
+}
+
+#[tokio::test]
+async fn the_access_log_has_one_json_line_per_request_with_split_times() {
+    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}", backend.local_addr().unwrap());
+    protogate::example::serve_library(backend);
+    let args = [
+        "serve",
+        "--log-format",
+        "json",
+        "--descriptor",
+        "descriptors/library.binpb",
+        "--upstream",
+        &upstream,
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    let mut child = tokio::process::Command::new(BIN)
+        .args(args)
+        .current_dir(ROOT)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut address = None;
+    while address.is_none() {
+        let line: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+        address = line["local_addr"].as_str().map(str::to_string);
+    }
+    let base = format!("http://{}", address.unwrap());
+    let response = reqwest::Client::new()
+        .get(format!("{base}/v1/shelves/1"))
+        .header("x-request-id", "req-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "req-42");
+    response.bytes().await.unwrap();
+
+    let access = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let line: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+            if line["target"] == "protogate::access" {
+                return line;
+            }
+        }
+    })
+    .await
+    .expect("no access log line");
+    assert_eq!(access["request_id"], "req-42");
+    assert_eq!(access["route"], "/v1/{name=shelves/*}");
+    assert_eq!(access["rpc"], "library.v1.LibraryService.GetShelf");
+    assert_eq!(access["protocol"], "rest");
+    assert_eq!(access["status"], 200);
+    assert_eq!(access["grpc_code"], "0");
+    assert_eq!(access["client"], "127.0.0.1");
+    assert!(access["bytes_out"].as_u64().unwrap() > 20, "{access}");
+    for field in ["total_us", "transcode_us", "backend_us"] {
+        assert!(access[field].is_u64(), "{field} in {access}");
+    }
+    assert!(access["backend_us"].as_u64() > Some(0), "{access}");
+}
