@@ -184,6 +184,11 @@ fn spawn_listener(
 /// unary): a total-body limit here would cut long gRPC streams.
 pub fn router(context: Arc<Context>, config: &Config) -> Router {
     let limits = &config.limits;
+    let request_limits = limits::RequestLimits {
+        max_uri_length: limits.max_uri_length,
+        max_header_bytes: limits.max_header_bytes,
+        concurrency: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_requests)),
+    };
     let stack = ServiceBuilder::new()
         // Outermost: every later log line and the response carry the id.
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -194,8 +199,9 @@ pub fn router(context: Arc<Context>, config: &Config) -> Router {
         .layer(axum::middleware::from_fn_with_state(context.metrics.clone(), telemetry::observe))
         // Before every policy: preflights are answered without credentials.
         .option_layer(cors::layer(&config.cors))
-        // Cheapest check first: a long URI is refused before routing.
-        .layer(axum::middleware::from_fn_with_state(limits.max_uri_length, limits::uri_length));
+        // After CORS (preflights are never shed or refused), before any
+        // protocol work: oversized requests and overload are refused cheaply.
+        .layer(axum::middleware::from_fn_with_state(request_limits, limits::check));
     Router::new().fallback(handle).with_state(context).layer(stack)
 }
 

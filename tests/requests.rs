@@ -409,3 +409,41 @@ fn assert_subset(actual: &serde_json::Value, subset: &serde_json::Value, context
         assert_eq!(actual.get(key), Some(value), "{context}: key {key} in {actual:?}");
     }
 }
+
+#[tokio::test]
+async fn header_floods_get_431_and_overload_is_shed_with_retry_after() {
+    let h = Harness::start_with("[limits]\nmax_header_bytes = 2048\nmax_concurrent_requests = 1").await;
+    let response = h.client.get(h.url("/v1/shelves/1")).header("x-flood", "z".repeat(4096)).send().await.unwrap();
+    let (status, body) = common::read_json(response).await;
+    assert_eq!((status, body["code"].as_i64()), (431, Some(3)));
+
+    // One stream holds the only permit until its body ends.
+    let held = h.client.get(h.url("/test/v1/stream?count=2&intervalMs=60000")).send().await.unwrap();
+    let mut held = held.bytes_stream();
+    use futures_util::StreamExt;
+    held.next().await.unwrap().unwrap();
+    let shed = h.client.get(h.url("/v1/shelves/1")).send().await.unwrap();
+    assert_eq!(shed.headers()["retry-after"], "1");
+    let (status, body) = common::read_json(shed).await;
+    assert_eq!((status, body["code"].as_i64()), (503, Some(14)));
+    let grpc = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let refused = grpc
+        .post(h.url("/protogate.test.v1.EchoService/Echo"))
+        .header("content-type", "application/grpc")
+        .body(vec![0, 0, 0, 0, 0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.headers()["grpc-status"], "14", "gRPC clients are refused in gRPC's form");
+
+    drop(held);
+    let mut status = 0;
+    for _ in 0..100 {
+        status = h.get_json("/v1/shelves/1").await.0;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, 200, "the permit comes back when the stream ends");
+}

@@ -87,6 +87,8 @@ pub struct UpstreamConfig {
 pub struct Limits {
     pub max_body_size: usize,
     pub max_uri_length: usize,
+    pub max_header_bytes: usize,
+    pub max_concurrent_requests: usize,
 }
 
 /// Settings given on the command line; each one set overrides the file.
@@ -210,6 +212,8 @@ struct RawUpstream {
 struct RawLimits {
     max_body_size: usize,
     max_uri_length: usize,
+    max_header_bytes: usize,
+    max_concurrent_requests: usize,
 }
 
 impl Default for RawConfig {
@@ -265,7 +269,12 @@ impl Default for RawUpstream {
 
 impl Default for RawLimits {
     fn default() -> Self {
-        Self { max_body_size: 4 * 1024 * 1024, max_uri_length: 8 * 1024 }
+        Self {
+            max_body_size: 4 * 1024 * 1024,
+            max_uri_length: 8 * 1024,
+            max_header_bytes: 16 * 1024,
+            max_concurrent_requests: 4096,
+        }
     }
 }
 
@@ -379,6 +388,11 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
     if raw.limits.max_body_size == 0 {
         errors.push(format!("{location}: `limits.max_body_size` must be at least 1"));
     }
+    if raw.limits.max_concurrent_requests == 0 || raw.limits.max_header_bytes == 0 {
+        errors.push(format!(
+            "{location}: `limits.max_concurrent_requests` and `limits.max_header_bytes` must be at least 1"
+        ));
+    }
     if raw.limits.max_uri_length < 16 {
         errors.push(format!("{location}: `limits.max_uri_length` must be at least 16"));
     }
@@ -399,7 +413,12 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
             descriptor_dirs,
             upstream: UpstreamConfig { map, timeout, max_timeout, connect_timeout },
             json: raw.json,
-            limits: Limits { max_body_size: raw.limits.max_body_size, max_uri_length: raw.limits.max_uri_length },
+            limits: Limits {
+                max_body_size: raw.limits.max_body_size,
+                max_uri_length: raw.limits.max_uri_length,
+                max_header_bytes: raw.limits.max_header_bytes,
+                max_concurrent_requests: raw.limits.max_concurrent_requests,
+            },
             registry: RegistryConfig {
                 state_dir,
                 max_versions: raw.registry.max_versions,
