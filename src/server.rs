@@ -19,6 +19,7 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::admin;
 use crate::config::{Config, ConfigErrors};
+use crate::middleware::auth::{self, Authenticator};
 use crate::middleware::metrics::Metrics;
 use crate::middleware::{cors, limits, telemetry};
 use crate::protocol::{self, Context, Deadlines, Origins};
@@ -133,9 +134,11 @@ pub async fn build_context(config: &Config, sets: Vec<(String, Vec<u8>)>) -> Res
         max_versions: config.registry.max_versions,
         store,
     };
-    let registry = Registry::open(settings, sets).await.map_err(|e| StartError::Load(e.messages))?;
+    let registry = Arc::new(Registry::open(settings, sets).await.map_err(|e| StartError::Load(e.messages))?);
+    let auth = Authenticator::new(config.auth.clone(), registry.clone()).map_err(StartError::Load)?;
     Ok(Context {
-        registry: Arc::new(registry),
+        registry,
+        auth: Arc::new(auth),
         json: config.json.clone(),
         deadlines: Deadlines { default: config.upstream.timeout, max: config.upstream.max_timeout },
         max_body_size: config.limits.max_body_size,
@@ -201,7 +204,15 @@ pub fn router(context: Arc<Context>, config: &Config) -> Router {
         .option_layer(cors::layer(&config.cors))
         // After CORS (preflights are never shed or refused), before any
         // protocol work: oversized requests and overload are refused cheaply.
-        .layer(axum::middleware::from_fn_with_state(request_limits, limits::check));
+        .layer(axum::middleware::from_fn_with_state(request_limits, limits::check))
+        // After limits (cheap refusals first), before any protocol work:
+        // who is calling decides whether anything else happens.
+        .option_layer(
+            context
+                .auth
+                .enabled()
+                .then(|| axum::middleware::from_fn_with_state(context.auth.clone(), auth::authenticate)),
+        );
     Router::new().fallback(handle).with_state(context).layer(stack)
 }
 

@@ -9,6 +9,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod auth;
+
+pub use auth::{AuthConfig, JwtConfig, KeyConfig, RuleConfig};
+
 use crate::middleware::cors::OriginPattern;
 use crate::registry::UpstreamMap;
 use crate::transcode::JsonOptions;
@@ -30,6 +34,7 @@ pub struct Config {
     pub cors: CorsConfig,
     /// Interval of SSE keep-alive comments; none turns them off.
     pub sse_keepalive: Option<Duration>,
+    pub auth: AuthConfig,
 }
 
 /// Cross-origin access for browsers.
@@ -126,6 +131,7 @@ struct RawConfig {
     openapi: RawOpenApi,
     cors: RawCors,
     streaming: RawStreaming,
+    auth: auth::RawAuth,
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,6 +236,7 @@ impl Default for RawConfig {
             openapi: RawOpenApi::default(),
             cors: RawCors::default(),
             streaming: RawStreaming::default(),
+            auth: auth::RawAuth::default(),
         }
     }
 }
@@ -402,6 +409,14 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
     }
     let admin = admin(raw.admin, flags, location, &mut errors);
     let cors = cors(raw.cors, location, &mut errors);
+    let auth = auth::validate(raw.auth, location, &mut errors);
+    // The API key's query parameter is a credential, not a request field.
+    let mut json = raw.json;
+    if let Some(name) = &auth.api_key_query
+        && !json.ignored_query_parameters.contains(name)
+    {
+        json.ignored_query_parameters.push(name.clone());
+    }
 
     let descriptors = if flags.descriptors.is_empty() { raw.descriptors } else { flags.descriptors.clone() };
     let descriptor_dirs =
@@ -412,7 +427,7 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
             descriptors,
             descriptor_dirs,
             upstream: UpstreamConfig { map, timeout, max_timeout, connect_timeout },
-            json: raw.json,
+            json,
             limits: Limits {
                 max_body_size: raw.limits.max_body_size,
                 max_uri_length: raw.limits.max_uri_length,
@@ -433,6 +448,7 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
             openapi: raw.openapi.enabled,
             cors,
             sse_keepalive,
+            auth,
         }),
         _ => Err(ConfigErrors(errors)),
     }

@@ -16,7 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Code;
 
 use crate::error::Error;
-use crate::protocol::{Protocol, classify, rest::error_response};
+use crate::protocol::refusal as refuse;
 
 /// The limits checked per request.
 #[derive(Debug, Clone)]
@@ -58,14 +58,6 @@ pub async fn check(State(limits): State<RequestLimits>, request: Request, next: 
     };
     let response = next.run(request).await;
     response.map(|inner| Body::new(Permitted { inner, _permit: permit }))
-}
-
-/// A refusal in the protocol's own form.
-fn refuse(request: &Request, error: Error) -> Response<Body> {
-    match classify(request) {
-        Protocol::Grpc | Protocol::GrpcWeb => tonic::Status::new(error.code, error.message).into_http(),
-        _ => error_response(&error, None),
-    }
 }
 
 impl http_body::Body for Permitted {

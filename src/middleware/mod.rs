@@ -1,5 +1,6 @@
 //! Policies as tower layers: CORS, request limits, the access log and metrics.
 
+pub mod auth;
 pub mod cors;
 pub mod limits;
 pub mod metrics;

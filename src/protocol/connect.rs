@@ -392,6 +392,11 @@ fn content_type(headers: &HeaderMap) -> String {
     value.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
 }
 
+/// A policy refusal in Connect's form.
+pub fn error_response(error: &Error) -> Response<Body> {
+    unary_error(error, &DescriptorPool::default())
+}
+
 /// A unary (or pre-stream) error: Connect's JSON with the table's status.
 fn unary_error(error: &Error, pool: &DescriptorPool) -> Response<Body> {
     log(error);

@@ -18,6 +18,7 @@ use http::{HeaderValue, Method, Request, Response};
 use http_body_util::BodyExt;
 
 use crate::error::{Error, caused_by};
+use crate::middleware::auth::Authenticator;
 use crate::middleware::metrics::Metrics;
 use crate::middleware::telemetry::trace_of;
 use crate::registry::Registry;
@@ -38,6 +39,7 @@ pub struct Context {
     /// which CORS does not cover).
     pub origins: Origins,
     pub metrics: Arc<Metrics>,
+    pub auth: Arc<Authenticator>,
 }
 
 /// Which `Origin`s may call from a browser.
@@ -161,6 +163,16 @@ async fn grpc(context: Arc<Context>, request: Request<Body>) -> Response<Body> {
     match proxy.oneshot(request).await {
         Ok(response) => response.map(Body::new),
         Err(never) => match never {},
+    }
+}
+
+/// A refusal by a policy layer, in the protocol's own form: a trailers-only
+/// gRPC status, Connect's error JSON, or Status JSON.
+pub fn refusal<B>(request: &Request<B>, error: Error) -> Response<Body> {
+    match classify(request) {
+        Protocol::Grpc | Protocol::GrpcWeb => tonic::Status::new(error.code, error.message).into_http(),
+        Protocol::Connect => connect::error_response(&error),
+        _ => rest::error_response(&error, None),
     }
 }
 

@@ -1,0 +1,320 @@
+//! Authentication and authorization for every protocol: API keys (stored as
+//! SHA-256 hashes) and JWT bearer tokens (jsonwebtoken; each key bound to one
+//! algorithm, so `alg: none` and algorithm confusion are refused), rules per
+//! gRPC method, service or REST template, and the identity forwarded to the
+//! backend as metadata — client-sent copies stripped first.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use http::{HeaderName, HeaderValue, Method, Response};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use tonic::Code;
+
+use crate::config::{AuthConfig, RuleConfig};
+use crate::error::Error;
+use crate::protocol::{Protocol, classify, refusal};
+use crate::registry::Registry;
+
+/// The configured checks, shared by every request.
+#[derive(Debug)]
+pub struct Authenticator {
+    config: AuthConfig,
+    registry: Arc<Registry>,
+    rules: HashMap<String, RuleConfig>,
+    static_keys: Vec<VerifyingKey>,
+    jwks: RwLock<Vec<VerifyingKey>>,
+    jwks_read: Mutex<Option<Instant>>,
+}
+
+#[derive(Debug, Clone)]
+struct VerifyingKey {
+    kid: Option<String>,
+    algorithm: Algorithm,
+    key: DecodingKey,
+}
+
+/// Who is calling.
+#[derive(Debug, Default)]
+struct Identity {
+    consumer: Option<String>,
+    claims: Map<String, Value>,
+}
+
+impl Authenticator {
+    /// Reads every configured key, reporting every unreadable one.
+    pub fn new(config: AuthConfig, registry: Arc<Registry>) -> Result<Self, Vec<String>> {
+        let mut errors = Vec::new();
+        let mut static_keys = Vec::new();
+        for key in config.jwt.iter().flat_map(|j| &j.keys) {
+            match static_key(key) {
+                Ok(k) => static_keys.push(k),
+                Err(e) => errors.push(format!("auth.jwt.keys ({}): {e}", key.kid.as_deref().unwrap_or(&key.algorithm))),
+            }
+        }
+        let rules = config.rules.iter().map(|r| (r.selector.clone(), r.clone())).collect();
+        let authenticator =
+            Self { config, registry, rules, static_keys, jwks: RwLock::new(Vec::new()), jwks_read: Mutex::new(None) };
+        if let Err(e) = authenticator.reload_jwks() {
+            errors.push(e);
+        }
+        if errors.is_empty() { Ok(authenticator) } else { Err(errors) }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.config.enabled()
+    }
+
+    /// Re-reads the JWKS file (rotation); at most once a second.
+    fn reload_jwks(&self) -> Result<(), String> {
+        let Some(path) = self.config.jwt.as_ref().and_then(|j| j.jwks_file.as_ref()) else {
+            return Ok(());
+        };
+        if let Ok(mut read) = self.jwks_read.lock() {
+            if read.is_some_and(|at| at.elapsed().as_secs() < 1) {
+                return Ok(());
+            }
+            *read = Some(Instant::now());
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let set: jsonwebtoken::jwk::JwkSet =
+            serde_json::from_str(&text).map_err(|e| format!("{}: not a JWKS: {e}", path.display()))?;
+        let keys = set
+            .keys
+            .iter()
+            .filter_map(|jwk| {
+                // A key without `alg` could be tried with any algorithm: skip it.
+                let algorithm = Algorithm::from_str(&jwk.common.key_algorithm?.to_string()).ok()?;
+                let key = DecodingKey::from_jwk(jwk).ok()?;
+                Some(VerifyingKey { kid: jwk.common.key_id.clone(), algorithm, key })
+            })
+            .collect();
+        if let Ok(mut jwks) = self.jwks.write() {
+            *jwks = keys;
+        }
+        Ok(())
+    }
+
+    fn jwks_due(&self) -> bool {
+        let refresh = self.config.jwt.as_ref().map(|j| j.jwks_refresh).unwrap_or_default();
+        self.jwks_read.lock().map(|r| r.is_none_or(|at| at.elapsed() >= refresh)).unwrap_or(false)
+    }
+
+    /// The rule for a method (its own, its service's), a REST template, or
+    /// the default.
+    fn rule(&self, rpc: Option<&str>, template: Option<&str>) -> Option<&RuleConfig> {
+        let service = rpc.and_then(|r| r.rsplit_once('.')).map(|(s, _)| s);
+        [rpc, service, template].into_iter().flatten().find_map(|selector| self.rules.get(selector))
+    }
+
+    fn identify(&self, request: &Request) -> Result<Option<Identity>, Error> {
+        let headers = request.headers();
+        let bearer = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        if let Some(bearer) = bearer
+            && self.config.jwt.is_some()
+        {
+            return self.verify_jwt(bearer.trim()).map(Some);
+        }
+        let from_query = self.config.api_key_query.as_deref().and_then(|name| query_value(request, name));
+        let key = headers
+            .get(self.config.api_key_header.as_str())
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .or(from_query);
+        match key {
+            Some(key) if !self.config.api_keys.is_empty() => {
+                let hash = hex(&Sha256::digest(key.as_bytes()));
+                let consumer = self.config.api_keys.get(&hash).ok_or_else(|| unauthenticated("invalid API key"))?;
+                Ok(Some(Identity { consumer: Some(consumer.clone()), claims: Map::new() }))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn verify_jwt(&self, token: &str) -> Result<Identity, Error> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| unauthenticated("malformed bearer token"))?;
+        let mut candidates = self.candidates(&header);
+        if candidates.is_empty() && header.kid.is_some() && self.reload_jwks().is_ok() {
+            candidates = self.candidates(&header);
+        } else if self.jwks_due() {
+            let _ = self.reload_jwks();
+        }
+        let jwt = self.config.jwt.as_ref().ok_or_else(|| unauthenticated("bearer tokens are not accepted"))?;
+        let mut last = unauthenticated("no key verifies this token");
+        for key in candidates {
+            let mut validation = Validation::new(key.algorithm);
+            validation.leeway = jwt.leeway.as_secs();
+            validation.validate_nbf = true;
+            if let Some(issuer) = &jwt.issuer {
+                validation.set_issuer(&[issuer]);
+            }
+            if jwt.audiences.is_empty() {
+                validation.validate_aud = false;
+            } else {
+                validation.set_audience(&jwt.audiences);
+            }
+            match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation) {
+                Ok(data) => return Ok(Identity { consumer: None, claims: data.claims }),
+                Err(e) => last = unauthenticated(&format!("invalid bearer token: {e}")),
+            }
+        }
+        Err(last)
+    }
+
+    /// Keys that may verify a token: same algorithm, and same kid when both
+    /// have one.
+    fn candidates(&self, header: &jsonwebtoken::Header) -> Vec<VerifyingKey> {
+        let jwks = self.jwks.read().map(|k| k.clone()).unwrap_or_default();
+        self.static_keys
+            .iter()
+            .chain(jwks.iter())
+            .filter(|k| k.algorithm == header.alg)
+            .filter(|k| match (&k.kid, &header.kid) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Scopes (`scope` or `scp`) and claims a rule asks for.
+    fn authorize(rule: &RuleConfig, identity: &Identity) -> Result<(), Error> {
+        let scopes: Vec<&str> = match identity.claims.get("scope").or(identity.claims.get("scp")) {
+            Some(Value::String(s)) => s.split_whitespace().collect(),
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        if let Some(missing) = rule.scopes.iter().find(|s| !scopes.contains(&s.as_str())) {
+            return Err(Error::client(Code::PermissionDenied, format!("missing scope {missing:?}")));
+        }
+        for (claim, expected) in &rule.claims {
+            let actual = identity.claims.get(claim).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string));
+            if actual.as_deref() != Some(expected.as_str()) {
+                return Err(Error::client(Code::PermissionDenied, format!("claim {claim:?} does not allow this call")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The tower layer's function.
+pub async fn authenticate(State(auth): State<Arc<Authenticator>>, mut request: Request, next: Next) -> Response<Body> {
+    if request.method() == Method::OPTIONS && request.headers().contains_key("access-control-request-method") {
+        return next.run(request).await;
+    }
+    let protocol = classify(&request);
+    strip_forwarded(&auth.config, request.headers_mut());
+    let (rpc, template) = route_of(&auth.registry, &request, protocol);
+    let rule = auth.rule(rpc.as_deref(), template.as_deref());
+    let required = rule.map_or(auth.config.required_by_default, |r| r.require == "authenticated");
+    let identity = match auth.identify(&request) {
+        Ok(identity) => identity,
+        Err(error) => return challenge(&request, error),
+    };
+    let identity = match (identity, required) {
+        (Some(identity), _) => identity,
+        (None, true) => return challenge(&request, unauthenticated("credentials are required")),
+        (None, false) => return next.run(request).await,
+    };
+    if let Some(rule) = rule
+        && let Err(error) = Authenticator::authorize(rule, &identity)
+    {
+        return refusal(&request, error);
+    }
+    forward(&auth.config, &identity, protocol, request.headers_mut());
+    next.run(request).await
+}
+
+/// The route's gRPC method and REST template, for rule lookup.
+fn route_of(registry: &Registry, request: &Request, protocol: Protocol) -> (Option<String>, Option<String>) {
+    let snapshot = registry.snapshot();
+    let path = request.uri().path();
+    if let Some(method) = snapshot.rpc_index.get(path).and_then(|&i| snapshot.methods.get(i)) {
+        return (Some(method.descriptor.full_name().to_string()), None);
+    }
+    let method = if protocol == Protocol::WebSocket { &Method::GET } else { request.method() };
+    match snapshot.routes.find(method, path) {
+        Ok(found) => (Some(found.binding.rpc_name.clone()), Some(found.binding.template_text.clone())),
+        Err(_) => (None, None),
+    }
+}
+
+/// Removes client-sent copies of the identity metadata.
+fn strip_forwarded(config: &AuthConfig, headers: &mut http::HeaderMap) {
+    let names = [&config.forward_consumer, &config.forward_subject].into_iter().chain(config.forward_claims.values());
+    for name in names {
+        headers.remove(name.as_str());
+        headers.remove(format!("grpc-metadata-{name}").as_str());
+    }
+}
+
+/// Adds the identity as metadata: plain headers are metadata for gRPC and
+/// Connect; REST and WebSocket carry metadata as `Grpc-Metadata-*`.
+fn forward(config: &AuthConfig, identity: &Identity, protocol: Protocol, headers: &mut http::HeaderMap) {
+    let prefix = if matches!(protocol, Protocol::Rest | Protocol::WebSocket) { "grpc-metadata-" } else { "" };
+    let subject = identity.claims.get("sub").and_then(Value::as_str);
+    let mut values: Vec<(&str, String)> = Vec::new();
+    if let Some(consumer) = &identity.consumer {
+        values.push((&config.forward_consumer, consumer.clone()));
+    }
+    if let Some(subject) = subject {
+        values.push((&config.forward_subject, subject.to_string()));
+    }
+    for (claim, name) in &config.forward_claims {
+        if let Some(value) = identity.claims.get(claim) {
+            values.push((name, value.as_str().map_or_else(|| value.to_string(), str::to_string)));
+        }
+    }
+    for (name, value) in values {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(format!("{prefix}{name}")), HeaderValue::try_from(value)) {
+            headers.insert(name, value);
+        }
+    }
+}
+
+fn challenge(request: &Request, error: Error) -> Response<Body> {
+    let mut response = refusal(request, error);
+    response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"protogate\""));
+    response
+}
+
+fn unauthenticated(message: &str) -> Error {
+    Error::client(Code::Unauthenticated, message)
+}
+
+fn query_value(request: &Request, name: &str) -> Option<String> {
+    request.uri().query()?.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then(|| percent_encoding::percent_decode_str(value).decode_utf8_lossy().into_owned())
+    })
+}
+
+fn static_key(key: &crate::config::KeyConfig) -> Result<VerifyingKey, String> {
+    let algorithm = Algorithm::from_str(&key.algorithm).map_err(|e| e.to_string())?;
+    let decoding = match (&key.secret, &key.pem_file) {
+        (Some(secret), _) => DecodingKey::from_secret(secret.as_bytes()),
+        (None, Some(path)) => {
+            let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            match &key.algorithm[..2] {
+                "RS" | "PS" => DecodingKey::from_rsa_pem(&pem),
+                "ES" => DecodingKey::from_ec_pem(&pem),
+                _ => DecodingKey::from_ed_pem(&pem),
+            }
+            .map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        (None, None) => return Err("no secret or pem_file".into()),
+    };
+    Ok(VerifyingKey { kid: key.kid.clone(), algorithm, key: decoding })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
