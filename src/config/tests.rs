@@ -109,3 +109,34 @@ fn syntax_and_type_errors_name_the_place() {
     assert!(error[0].contains("line 2"), "{error:?}");
     assert!(error[0].contains("max_body_size"), "{error:?}");
 }
+
+#[test]
+fn auth_settings_are_checked_whole() {
+    let text = r#"
+        [auth]
+        default = "sometimes"
+        [auth.api_keys]
+        query = "api_key"
+        keys = [{ consumer = "c", sha256 = "nothex" }]
+        [auth.jwt]
+        leeway = "later"
+        keys = [{ algorithm = "HS999", secret = "s" }, { algorithm = "RS256", secret = "s" }]
+        [[auth.rules]]
+        selector = "a.B"
+        require = "maybe"
+    "#;
+    let errors = Config::from_toml(text, &Flags::default()).unwrap_err().0;
+    assert_eq!(
+        errors,
+        [
+            "config: `auth.default`: \"sometimes\" is not \"anonymous\" or \"authenticated\"",
+            "config: `auth.api_keys.keys`: the sha256 of \"c\" is not 64 hex digits",
+            "config: `auth.jwt.keys`: \"HS999\" is not a supported algorithm (HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA)",
+            "config: `auth.jwt.keys`: a RS256 key needs `pem_file`",
+            "config: `auth.jwt.leeway`: \"later\" is not a duration (expected number at 0)",
+            "config: `auth.rules`: a.B: require \"maybe\" is not \"anonymous\" or \"authenticated\"",
+        ]
+    );
+    let config = Config::from_toml("[auth.api_keys]\nquery = \"key\"", &Flags::default()).unwrap();
+    assert_eq!(config.json.ignored_query_parameters, ["key"], "the key's query parameter is never a request field");
+}
