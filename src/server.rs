@@ -21,7 +21,7 @@ use crate::admin;
 use crate::config::{Config, ConfigErrors};
 use crate::middleware::auth::{self, Authenticator};
 use crate::middleware::metrics::Metrics;
-use crate::middleware::{cors, limits, telemetry};
+use crate::middleware::{cors, limits, rate_limit, telemetry};
 use crate::protocol::{self, Context, Deadlines, Origins};
 use crate::registry::{RedisStore, Registry, Settings, StateDir, Store, reflect, shared, watch};
 use crate::upstream::Upstreams;
@@ -212,7 +212,12 @@ pub fn router(context: Arc<Context>, config: &Config) -> Router {
                 .auth
                 .enabled()
                 .then(|| axum::middleware::from_fn_with_state(context.auth.clone(), auth::authenticate)),
-        );
+        )
+        // After auth: buckets are keyed by the caller it established.
+        .option_layer(config.rate_limit.enabled().then(|| {
+            let limiter = Arc::new(rate_limit::Limiter::new(&config.rate_limit, context.registry.clone()));
+            axum::middleware::from_fn_with_state(limiter, rate_limit::limit)
+        }));
     Router::new().fallback(handle).with_state(context).layer(stack)
 }
 

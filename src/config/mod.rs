@@ -10,8 +10,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod auth;
+mod rate_limit;
 
 pub use auth::{AuthConfig, JwtConfig, KeyConfig, RuleConfig};
+pub use rate_limit::{QuotaConfig, RateKey, RateLimitConfig};
 
 use crate::middleware::cors::OriginPattern;
 use crate::registry::UpstreamMap;
@@ -35,6 +37,7 @@ pub struct Config {
     /// Interval of SSE keep-alive comments; none turns them off.
     pub sse_keepalive: Option<Duration>,
     pub auth: AuthConfig,
+    pub rate_limit: RateLimitConfig,
 }
 
 /// Cross-origin access for browsers.
@@ -132,6 +135,7 @@ struct RawConfig {
     cors: RawCors,
     streaming: RawStreaming,
     auth: auth::RawAuth,
+    rate_limit: rate_limit::RawRateLimit,
 }
 
 #[derive(Debug, Deserialize)]
@@ -237,6 +241,7 @@ impl Default for RawConfig {
             cors: RawCors::default(),
             streaming: RawStreaming::default(),
             auth: auth::RawAuth::default(),
+            rate_limit: rate_limit::RawRateLimit::default(),
         }
     }
 }
@@ -410,6 +415,7 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
     let admin = admin(raw.admin, flags, location, &mut errors);
     let cors = cors(raw.cors, location, &mut errors);
     let auth = auth::validate(raw.auth, location, &mut errors);
+    let rate_limit = rate_limit::validate(raw.rate_limit, location, &mut errors);
     // The API key's query parameter is a credential, not a request field.
     let mut json = raw.json;
     if let Some(name) = &auth.api_key_query
@@ -449,6 +455,7 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
             cors,
             sse_keepalive,
             auth,
+            rate_limit,
         }),
         _ => Err(ConfigErrors(errors)),
     }

@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tonic::Code;
 
+use super::route_info::{Caller, RouteInfo, route_info};
 use crate::config::{AuthConfig, RuleConfig};
 use crate::error::Error;
 use crate::protocol::{Protocol, classify, refusal};
@@ -108,11 +109,9 @@ impl Authenticator {
         self.jwks_read.lock().map(|r| r.is_none_or(|at| at.elapsed() >= refresh)).unwrap_or(false)
     }
 
-    /// The rule for a method (its own, its service's), a REST template, or
-    /// the default.
-    fn rule(&self, rpc: Option<&str>, template: Option<&str>) -> Option<&RuleConfig> {
-        let service = rpc.and_then(|r| r.rsplit_once('.')).map(|(s, _)| s);
-        [rpc, service, template].into_iter().flatten().find_map(|selector| self.rules.get(selector))
+    /// The most specific rule for a route.
+    fn rule(&self, route: &RouteInfo) -> Option<&RuleConfig> {
+        route.selectors().into_iter().flatten().find_map(|selector| self.rules.get(selector))
     }
 
     fn identify(&self, request: &Request) -> Result<Option<Identity>, Error> {
@@ -212,8 +211,8 @@ pub async fn authenticate(State(auth): State<Arc<Authenticator>>, mut request: R
     }
     let protocol = classify(&request);
     strip_forwarded(&auth.config, request.headers_mut());
-    let (rpc, template) = route_of(&auth.registry, &request, protocol);
-    let rule = auth.rule(rpc.as_deref(), template.as_deref());
+    let route = route_info(&auth.registry, &mut request);
+    let rule = auth.rule(&route);
     let required = rule.map_or(auth.config.required_by_default, |r| r.require == "authenticated");
     let identity = match auth.identify(&request) {
         Ok(identity) => identity,
@@ -230,21 +229,9 @@ pub async fn authenticate(State(auth): State<Arc<Authenticator>>, mut request: R
         return refusal(&request, error);
     }
     forward(&auth.config, &identity, protocol, request.headers_mut());
+    let subject = identity.claims.get("sub").and_then(Value::as_str).map(str::to_string);
+    request.extensions_mut().insert(Caller { consumer: identity.consumer.clone(), subject });
     next.run(request).await
-}
-
-/// The route's gRPC method and REST template, for rule lookup.
-fn route_of(registry: &Registry, request: &Request, protocol: Protocol) -> (Option<String>, Option<String>) {
-    let snapshot = registry.snapshot();
-    let path = request.uri().path();
-    if let Some(method) = snapshot.rpc_index.get(path).and_then(|&i| snapshot.methods.get(i)) {
-        return (Some(method.descriptor.full_name().to_string()), None);
-    }
-    let method = if protocol == Protocol::WebSocket { &Method::GET } else { request.method() };
-    match snapshot.routes.find(method, path) {
-        Ok(found) => (Some(found.binding.rpc_name.clone()), Some(found.binding.template_text.clone())),
-        Err(_) => (None, None),
-    }
 }
 
 /// Removes client-sent copies of the identity metadata.

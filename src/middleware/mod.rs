@@ -4,4 +4,6 @@ pub mod auth;
 pub mod cors;
 pub mod limits;
 pub mod metrics;
+pub mod rate_limit;
+pub mod route_info;
 pub mod telemetry;

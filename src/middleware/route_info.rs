@@ -1,0 +1,54 @@
+//! The route a request is for, resolved once for the policy layers and kept
+//! in the request's extensions.
+
+use http::{Method, Request};
+
+use crate::protocol::{Protocol, classify};
+use crate::registry::Registry;
+
+/// A request's gRPC method and REST template, when it has them.
+#[derive(Debug, Clone, Default)]
+pub struct RouteInfo {
+    pub rpc: Option<String>,
+    pub template: Option<String>,
+}
+
+/// Who is calling, as authentication established it.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    pub consumer: Option<String>,
+    pub subject: Option<String>,
+}
+
+impl RouteInfo {
+    /// Selectors a rule can name, most specific first: the method, its
+    /// service, the REST template.
+    pub fn selectors(&self) -> [Option<&str>; 3] {
+        let service = self.rpc.as_deref().and_then(|r| r.rsplit_once('.')).map(|(s, _)| s);
+        [self.rpc.as_deref(), service, self.template.as_deref()]
+    }
+}
+
+/// The request's route, resolved on first use.
+pub fn route_info<B>(registry: &Registry, request: &mut Request<B>) -> RouteInfo {
+    if let Some(info) = request.extensions().get::<RouteInfo>() {
+        return info.clone();
+    }
+    let snapshot = registry.snapshot();
+    let path = request.uri().path();
+    let info = match snapshot.rpc_index.get(path).and_then(|&i| snapshot.methods.get(i)) {
+        Some(method) => RouteInfo { rpc: Some(method.descriptor.full_name().to_string()), template: None },
+        None => {
+            let method = if classify(request) == Protocol::WebSocket { &Method::GET } else { request.method() };
+            match snapshot.routes.find(method, path) {
+                Ok(found) => RouteInfo {
+                    rpc: Some(found.binding.rpc_name.clone()),
+                    template: Some(found.binding.template_text.clone()),
+                },
+                Err(_) => RouteInfo::default(),
+            }
+        }
+    };
+    request.extensions_mut().insert(info.clone());
+    info
+}
