@@ -118,6 +118,12 @@ impl Error {
     /// forwarded; one tonic made up for a transport failure is the gateway's.
     pub fn from_upstream(status: tonic::Status) -> Self {
         let source = std::error::Error::source(&status);
+        // tonic's own check of `upstream.max_message_size` on a response.
+        if source.is_none() && status.message().starts_with("Error, decoded message length too large") {
+            let mut error = Self::gateway(Code::ResourceExhausted, status.message().to_string());
+            error.message = "the backend's answer is over upstream.max_message_size".into();
+            return error;
+        }
         if source.is_some() || status.code() == Code::Unknown && status.message().is_empty() {
             // tonic reports its own enforcement of our deadline as CANCELLED.
             let code = match status.code() {

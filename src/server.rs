@@ -130,7 +130,7 @@ pub async fn build_context(config: &Config, sets: Vec<(String, Vec<u8>)>) -> Res
     let store = store(config).await?;
     let settings = Settings {
         upstreams: config.upstream.map.clone(),
-        channels: Arc::new(Upstreams::new(config.upstream.connect_timeout)),
+        channels: Arc::new(Upstreams::new(config.upstream.connect_timeout, config.upstream.max_message_size)),
         max_versions: config.registry.max_versions,
         store,
     };

@@ -271,3 +271,22 @@ async fn an_unreachable_backend_is_503_without_internal_detail() {
     assert_eq!((status, body), (503, json!({"code": 14, "message": "upstream unavailable", "details": []})));
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn messages_over_the_upstream_size_limit_are_refused_both_ways() {
+    let h = Harness::start_with("[upstream]\nmax_message_size = 64").await;
+    let (status, body) = h.post_json("/test/v1/echo", &format!(r#"{{"fString": "{}"}}"#, "x".repeat(100))).await;
+    assert_eq!((status, body["code"].as_i64()), (429, Some(8)), "{body}");
+    assert_eq!(h.calls(), 0, "too large to send: the backend never saw it");
+    // Small enough to send, too large to accept back: the stream repeats it.
+    let (status, body) = h.get_json(&format!("/test/v1/stream?count=1&message.fString={}", "y".repeat(50))).await;
+    assert_eq!(status, 200, "a stream has started before the message arrives: {body}");
+    let small = format!(r#"{{"fString": "{}", "fInt64": "1"}}"#, "z".repeat(50));
+    assert_eq!(h.post_json("/test/v1/echo", &small).await.0, 200, "a message under the limit passes");
+    // A small request with a large answer: the book list.
+    let (status, body) = h.get_json("/v1/shelves/1/books").await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (429, Some("the backend's answer is over upstream.max_message_size"))
+    );
+}

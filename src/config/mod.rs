@@ -89,6 +89,8 @@ pub struct UpstreamConfig {
     /// Upper bound on any deadline a client asks for.
     pub max_timeout: Duration,
     pub connect_timeout: Duration,
+    /// Largest gRPC message sent to or accepted from a backend.
+    pub max_message_size: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -215,6 +217,7 @@ struct RawUpstream {
     timeout: String,
     max_timeout: String,
     connect_timeout: String,
+    max_message_size: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -275,6 +278,7 @@ impl Default for RawUpstream {
             timeout: "15s".into(),
             max_timeout: "5m".into(),
             connect_timeout: "5s".into(),
+            max_message_size: 4 * 1024 * 1024,
         }
     }
 }
@@ -432,7 +436,13 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
             listen,
             descriptors,
             descriptor_dirs,
-            upstream: UpstreamConfig { map, timeout, max_timeout, connect_timeout },
+            upstream: UpstreamConfig {
+                map,
+                timeout,
+                max_timeout,
+                connect_timeout,
+                max_message_size: raw.upstream.max_message_size,
+            },
             json,
             limits: Limits {
                 max_body_size: raw.limits.max_body_size,

@@ -92,7 +92,7 @@ impl Snapshot {
                 }
                 continue;
             };
-            match channels.channel(url).and_then(|channel| call(&descriptor, channel)) {
+            match channels.channel(url).and_then(|channel| call(&descriptor, channel, channels.max_message_size)) {
                 Ok(call) => methods.push(MethodEntry {
                     side_effect_free: side_effect_free(&descriptor),
                     descriptor,
@@ -160,8 +160,12 @@ fn method_bindings(method: &MethodDescriptor, index: usize) -> Result<Vec<Bindin
     }
 }
 
-fn call(method: &MethodDescriptor, channel: tonic::transport::Channel) -> Result<Call, String> {
+fn call(
+    method: &MethodDescriptor,
+    channel: tonic::transport::Channel,
+    max_message_size: usize,
+) -> Result<Call, String> {
     let text = format!("/{}/{}", method.parent_service().full_name(), method.name());
     let path = PathAndQuery::try_from(text).map_err(|e| format!("{}: invalid gRPC path: {e}", method.full_name()))?;
-    Ok(Call { channel, path, output: method.output() })
+    Ok(Call { channel, path, output: method.output(), max_message_size })
 }

@@ -148,7 +148,7 @@ fn imports_resolve_only_against_sources_and_bundled_files() {
 }
 
 fn channels() -> Upstreams {
-    Upstreams::new(Duration::from_secs(1))
+    Upstreams::new(Duration::from_secs(1), 4 << 20)
 }
 
 fn sets_of(sets: &[(&str, Vec<u8>)]) -> Sets {

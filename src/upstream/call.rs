@@ -16,6 +16,8 @@ pub struct Call {
     /// `/package.Service/Method`, built once per snapshot.
     pub path: PathAndQuery,
     pub output: MessageDescriptor,
+    /// Largest message sent or accepted, either way.
+    pub max_message_size: usize,
 }
 
 /// A unary answer with its header and trailer metadata kept apart.
@@ -59,7 +61,9 @@ impl Call {
     }
 
     async fn client(&self) -> Result<tonic::client::Grpc<Channel>, Status> {
-        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone())
+            .max_decoding_message_size(self.max_message_size)
+            .max_encoding_message_size(self.max_message_size);
         grpc.ready().await.map_err(|e| Status::from_error(Box::new(e)))?;
         Ok(grpc)
     }

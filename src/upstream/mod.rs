@@ -17,12 +17,14 @@ use tonic::transport::{Channel, Endpoint};
 #[derive(Debug)]
 pub struct Upstreams {
     connect_timeout: Duration,
+    /// Largest message sent to or accepted from a backend.
+    pub max_message_size: usize,
     channels: Mutex<HashMap<String, Channel>>,
 }
 
 impl Upstreams {
-    pub fn new(connect_timeout: Duration) -> Self {
-        Self { connect_timeout, channels: Mutex::new(HashMap::new()) }
+    pub fn new(connect_timeout: Duration, max_message_size: usize) -> Self {
+        Self { connect_timeout, max_message_size, channels: Mutex::new(HashMap::new()) }
     }
 
     /// The channel for `url`, created on first use (without connecting yet).

@@ -69,6 +69,7 @@ async fn handle(
     let input_type = prepared.method.descriptor.input();
     let message = trace
         .time_transcoding(|| crate::transcode::request::build(prepared.binding, &input_type, input, &context.json))?;
+    check_size(&message, prepared.method.call.max_message_size)?;
     let request = call_request(message, &prepared);
     if prepared.method.descriptor.is_server_streaming() {
         trace.time_backend(server_stream(context, snapshot, prepared, request)).await
@@ -118,6 +119,20 @@ fn call_request<T>(message: T, prepared: &Prepared<'_>) -> tonic::Request<T> {
         request.set_timeout(timeout);
     }
     request
+}
+
+/// Refuses a message the upstream limit would reject, before sending it
+/// (tonic's own check surfaces only as an anonymous stream reset).
+pub(crate) fn check_size(message: &DynamicMessage, limit: usize) -> Result<(), Error> {
+    use prost::Message;
+    let size = message.encoded_len();
+    if size > limit {
+        return Err(Error::client(
+            Code::ResourceExhausted,
+            format!("the request message is {size} bytes in protobuf, over the upstream limit of {limit}"),
+        ));
+    }
+    Ok(())
 }
 
 fn match_error(error: MatchError, parts: &Parts) -> Error {
