@@ -19,6 +19,7 @@ use serde_json::{Map, Value, json};
 use tonic::Code;
 use tonic::metadata::MetadataMap;
 
+use super::rest::check_size;
 use super::{Context, read_body};
 use crate::error::{Error, http_status};
 use crate::middleware::telemetry::trace_of;
@@ -93,6 +94,7 @@ async fn unary(context: &Context, method: &MethodEntry, parts: &Parts, body: Bod
         (codec, read_body(body, context.max_body_size).await?)
     };
     let message = decode(codec, &method.descriptor.input(), &payload, context)?;
+    check_size(&message, method.call.max_message_size)?;
     let request = call_request(message, parts, context, false)?;
     let reply = method.call.unary(request.0).await.map_err(Error::from_upstream)?;
     let body = encode(codec, &reply.message, &context.json.serialize_options())?;
@@ -197,6 +199,7 @@ async fn stream_request(
     let payload = read_body(body, context.max_body_size).await?;
     let message = single_envelope(&payload)?;
     let message = decode(codec, &method.descriptor.input(), message, context)?;
+    check_size(&message, method.call.max_message_size)?;
     let (request, _) = call_request(message, parts, context, true)?;
     let response = method.call.server_streaming(request).await.map_err(Error::from_upstream)?;
     let (headers, messages, _) = response.into_parts();
