@@ -325,3 +325,32 @@ where
     }
     panic!("never answered {expected}");
 }
+
+#[tokio::test]
+async fn readiness_asks_every_upstream_for_its_health() {
+    let h = Harness::start_with("[admin]\nlisten = \"127.0.0.1:0\"").await;
+    let url = format!("{}/readyz", h.admin.as_ref().unwrap());
+    let response = h.client.get(&url).send().await.unwrap();
+    let (status, body) = common::read_json(response).await;
+    assert_eq!((status, &body["status"]), (200, &json!("ready")), "{body}");
+    assert_eq!(body["upstreams"][format!("http://{}", h.library_addr)], "serving");
+    assert_eq!(body["upstreams"][format!("http://{}", h.echo_addr)], "up (no grpc.health.v1 service)");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let flags = protogate::config::Flags {
+        listen: Some("127.0.0.1:0".into()),
+        upstreams: vec![dead.clone()],
+        admin_listen: Some("127.0.0.1:0".into()),
+        ..Default::default()
+    };
+    let config = protogate::config::Config::from_toml("", &flags).unwrap();
+    let sets = vec![("library".to_string(), pb::LIBRARY_DESCRIPTOR_SET.to_vec())];
+    let server = protogate::server::start_with_sets(&config, sets).await.unwrap();
+    let response = reqwest::get(format!("http://{}/readyz", server.admin_addr.unwrap())).await.unwrap();
+    let (status, body) = common::read_json(response).await;
+    assert_eq!((status, &body["status"]), (503, &json!("not ready")), "{body}");
+    assert!(body["upstreams"][&dead].as_str().unwrap().starts_with("unreachable"), "{body}");
+    server.shutdown().await.unwrap();
+}

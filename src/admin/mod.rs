@@ -20,12 +20,14 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use crate::config::AdminConfig;
 use crate::middleware::metrics::Metrics;
 use crate::registry::{ChangeError, Registry};
+use crate::upstream::health::HealthChecks;
 
 /// What the admin handlers share.
 #[derive(Debug, Clone)]
 struct Admin {
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
+    health: Arc<HealthChecks>,
     token: Option<Arc<str>>,
     max_upload: usize,
     connect_timeout: std::time::Duration,
@@ -116,6 +118,7 @@ pub fn router(
     let admin = Admin {
         registry,
         metrics,
+        health: Arc::new(HealthChecks::new(std::time::Duration::from_secs(2), std::time::Duration::from_secs(1))),
         token: config.token.as_deref().map(Arc::from),
         max_upload: config.max_upload_size,
         connect_timeout,
@@ -166,22 +169,41 @@ async fn healthz() -> Response {
     json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
 }
 
-/// Ready once a snapshot is active. A store that cannot be reached is
-/// reported as `degraded` but stays 200: the last good snapshot still
+/// Ready when every upstream answers its health check (cached); 503
+/// otherwise. A registry store that cannot be reached is reported as
+/// `degraded` but does not fail readiness: the last good snapshot still
 /// serves, and pulling every replica out of rotation would be worse.
 async fn readyz(State(admin): State<Admin>) -> Response {
     let snapshot = admin.registry.snapshot();
+    let mut upstreams: Vec<(&str, tonic::transport::Channel)> = Vec::new();
+    for method in &snapshot.methods {
+        if !upstreams.iter().any(|(url, _)| *url == method.upstream) {
+            upstreams.push((&method.upstream, method.call.channel.clone()));
+        }
+    }
+    let checks = upstreams.into_iter().map(|(url, channel)| {
+        let health = admin.health.clone();
+        async move { (url, health.check(url, channel).await) }
+    });
+    let results = futures_util::future::join_all(checks).await;
+    let ready = results.iter().all(|(_, health)| health.is_ready());
     let store_error = admin.registry.store_error();
+    let status = match (ready, &store_error) {
+        (false, _) => "not ready",
+        (true, Some(_)) => "degraded",
+        (true, None) => "ready",
+    };
     let body = serde_json::json!({
-        "status": if store_error.is_some() { "degraded" } else { "ready" },
+        "status": status,
         "generation": snapshot.generation,
         "methods": snapshot.methods.len(),
+        "upstreams": results.iter().map(|(url, health)| (url.to_string(), serde_json::json!(health.describe()))).collect::<serde_json::Map<_, _>>(),
         "registryStore": match &store_error {
             Some(error) => serde_json::json!({ "reachable": false, "error": error }),
             None => serde_json::json!({ "reachable": true }),
         },
     });
-    json(StatusCode::OK, &body)
+    json(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
 }
 
 /// Prometheus text exposition.

@@ -3,6 +3,7 @@
 
 pub mod call;
 pub mod codec;
+pub mod health;
 pub mod metadata;
 
 use std::collections::HashMap;
