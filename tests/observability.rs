@@ -104,10 +104,18 @@ async fn the_access_log_has_one_json_line_per_request_with_split_times() {
     let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let upstream = format!("http://{}", backend.local_addr().unwrap());
     protogate::example::serve_library(backend);
+    // An API key, so the line names the consumer (the key is "k").
+    let config = std::env::temp_dir().join(format!("protogate-log-{}.toml", std::process::id()));
+    let hash = "8254c329a92850f6d539dd376f4816ee2764517da5e0235514af433164480d7a";
+    std::fs::write(&config, format!("[auth.api_keys]\nkeys = [{{ consumer = \"reporting\", sha256 = \"{hash}\" }}]\n"))
+        .unwrap();
+    let config_arg = config.to_str().unwrap().to_string();
     let args = [
         "serve",
         "--log-format",
         "json",
+        "--config",
+        &config_arg,
         "--descriptor",
         "descriptors/library.binpb",
         "--upstream",
@@ -133,6 +141,7 @@ async fn the_access_log_has_one_json_line_per_request_with_split_times() {
     let response = reqwest::Client::new()
         .get(format!("{base}/v1/shelves/1"))
         .header("x-request-id", "req-42")
+        .header("x-api-key", "k")
         .send()
         .await
         .unwrap();
@@ -156,6 +165,7 @@ async fn the_access_log_has_one_json_line_per_request_with_split_times() {
     assert_eq!(access["status"], 200);
     assert_eq!(access["grpc_code"], "0");
     assert_eq!(access["client"], "127.0.0.1");
+    assert_eq!(access["consumer"], "reporting");
     assert!(access["bytes_out"].as_u64().unwrap() > 20, "{access}");
     for field in ["total_us", "transcode_us", "backend_us"] {
         assert!(access[field].is_u64(), "{field} in {access}");

@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use tonic::Code;
 
 use super::route_info::{Caller, RouteInfo, route_info};
+use super::telemetry::trace_of;
 use crate::config::{AuthConfig, RuleConfig};
 use crate::error::Error;
 use crate::protocol::{Protocol, classify, refusal};
@@ -230,6 +231,9 @@ pub async fn authenticate(State(auth): State<Arc<Authenticator>>, mut request: R
     }
     forward(&auth.config, &identity, protocol, request.headers_mut());
     let subject = identity.claims.get("sub").and_then(Value::as_str).map(str::to_string);
+    if let Some(who) = identity.consumer.as_deref().or(subject.as_deref()) {
+        trace_of(request.extensions()).consumer(who);
+    }
     request.extensions_mut().insert(Caller { consumer: identity.consumer.clone(), subject });
     next.run(request).await
 }

@@ -29,6 +29,7 @@ pub struct Trace {
 #[derive(Debug, Default, Clone)]
 struct Fields {
     protocol: &'static str,
+    consumer: Option<String>,
     route: Option<String>,
     rpc: Option<String>,
     grpc_code: Option<i32>,
@@ -78,6 +79,11 @@ impl Trace {
             f.route = route.map(str::to_string);
             f.rpc = Some(rpc.to_string());
         });
+    }
+
+    /// Who called (API key consumer or JWT subject), once authenticated.
+    pub fn consumer(&self, consumer: &str) {
+        self.update(|f| f.consumer = Some(consumer.to_string()));
     }
 
     pub fn grpc_code(&self, code: tonic::Code) {
@@ -236,6 +242,7 @@ impl Record {
             target: "protogate::access",
             request_id = %self.request_id,
             client = %self.client.map(|c| c.ip().to_string()).unwrap_or_default(),
+            consumer = fields.consumer.as_deref().unwrap_or(""),
             method = %self.method,
             path = %self.path,
             route,
