@@ -261,6 +261,7 @@ async fn an_unreachable_backend_is_503_without_internal_detail() {
         listen: Some("127.0.0.1:0".into()),
         descriptors: Vec::new(),
         upstreams: vec![format!("http://{addr}")],
+        admin_listen: Some("127.0.0.1:0".into()),
         ..Default::default()
     };
     let config = protogate::config::Config::from_toml("", &flags).unwrap();
@@ -269,6 +270,10 @@ async fn an_unreachable_backend_is_503_without_internal_detail() {
     let response = reqwest::get(format!("http://{}/v1/shelves", server.local_addr)).await.unwrap();
     let (status, body) = common::read_json(response).await;
     assert_eq!((status, body), (503, json!({"code": 14, "message": "upstream unavailable", "details": []})));
+    let metrics =
+        reqwest::get(format!("http://{}/metrics", server.admin_addr.unwrap())).await.unwrap().text().await.unwrap();
+    let line = format!("protogate_upstream_errors_total{{upstream=\"http://{addr}\"}} 1");
+    assert!(metrics.contains(&line), "{metrics}");
     server.shutdown().await.unwrap();
 }
 

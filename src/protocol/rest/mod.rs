@@ -72,10 +72,12 @@ async fn handle(
     check_size(&message, prepared.method.call.max_message_size)?;
     let request = call_request(message, &prepared);
     if prepared.method.descriptor.is_server_streaming() {
-        trace.time_backend(server_stream(context, snapshot, prepared, request)).await
+        let upstream = prepared.method.upstream.as_str();
+        counted(context, upstream, trace.time_backend(server_stream(context, snapshot, prepared, request)).await)
     } else {
         let call = prepared.method.call.unary(request);
-        let reply = trace.time_backend(within(prepared.timeout, call)).await?;
+        let reply =
+            counted(context, &prepared.method.upstream, trace.time_backend(within(prepared.timeout, call)).await)?;
         trace.time_transcoding(|| unary_response(context, prepared.binding, reply))
     }
 }
@@ -119,6 +121,17 @@ fn call_request<T>(message: T, prepared: &Prepared<'_>) -> tonic::Request<T> {
         request.set_timeout(timeout);
     }
     request
+}
+
+/// Counts a failure to reach the upstream in the metrics.
+fn counted<T>(context: &Context, upstream: &str, result: Result<T, Error>) -> Result<T, Error> {
+    if let Err(error) = &result
+        && error.origin == Origin::Gateway
+        && error.code == Code::Unavailable
+    {
+        context.metrics.upstream_errors.with_label_values(&[upstream]).inc();
+    }
+    result
 }
 
 /// Refuses a message the upstream limit would reject, before sending it
