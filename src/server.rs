@@ -139,6 +139,7 @@ pub async fn build_context(config: &Config, sets: Vec<(String, Vec<u8>)>) -> Res
     Ok(Context {
         registry,
         auth: Arc::new(auth),
+        timeouts: config.timeouts.clone(),
         json: config.json.clone(),
         deadlines: Deadlines { default: config.upstream.timeout, max: config.upstream.max_timeout },
         max_body_size: config.limits.max_body_size,

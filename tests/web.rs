@@ -276,3 +276,39 @@ mod websocket {
         assert!(attempt(&h.base).await.is_ok(), "the gateway's own origin");
     }
 }
+
+#[tokio::test]
+async fn routes_have_their_own_deadlines_and_stream_idle_and_lifetime_limits() {
+    let toml = "[timeouts]\nstream_lifetime = \"400ms\"\n\
+                [[timeouts.rules]]\nselector = \"protogate.test.v1.EchoService.EchoStream\"\nstream_idle = \"200ms\"\nstream_lifetime = \"1h\"\n\
+                [[timeouts.rules]]\nselector = \"/test/v1/fail\"\nunary = \"100ms\"";
+    let h = Harness::start_with(toml).await;
+    let idle = h.client.get(h.url("/test/v1/stream?count=2&intervalMs=5000&message.fInt32=1")).send().await.unwrap();
+    let text = idle.text().await.unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[0], serde_json::json!({"fInt32": 1}));
+    assert_eq!(lines[1]["error"]["code"], 4, "{text}");
+    assert_eq!(lines[1]["error"]["message"], "no message within the stream's idle timeout");
+
+    // The default lifetime applies to streams without a rule of their own:
+    // a chat whose client never finishes is ended after 400 ms.
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(1);
+    sender.send(Ok("{\"fString\":\"hello\"}\n".into())).await.unwrap();
+    let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(receiver));
+    let chat = h
+        .client
+        .post(h.url("/protogate.test.v1.EchoService/Chat"))
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let text = chat.text().await.unwrap();
+    assert!(text.starts_with("{\"fString\":\"hello\"}\n{\"error\":{\"code\":4"), "{text}");
+    drop(sender);
+
+    let (status, body) = h.post_json("/test/v1/fail", r#"{"delayMs": 1000}"#).await;
+    assert_eq!((status, body["code"].as_i64()), (504, Some(4)), "the route's unary deadline");
+    let (status, _) = h.post_json("/test/v1/echo", "{}").await;
+    assert_eq!(status, 200);
+}

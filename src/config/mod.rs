@@ -11,9 +11,11 @@ use serde::Deserialize;
 
 mod auth;
 mod rate_limit;
+mod timeouts;
 
 pub use auth::{AuthConfig, JwtConfig, KeyConfig, RuleConfig};
 pub use rate_limit::{QuotaConfig, RateKey, RateLimitConfig};
+pub use timeouts::{RouteTimeouts, TimeoutsConfig};
 
 use crate::middleware::cors::OriginPattern;
 use crate::registry::UpstreamMap;
@@ -38,6 +40,7 @@ pub struct Config {
     pub sse_keepalive: Option<Duration>,
     pub auth: AuthConfig,
     pub rate_limit: RateLimitConfig,
+    pub timeouts: TimeoutsConfig,
 }
 
 /// Cross-origin access for browsers.
@@ -138,6 +141,7 @@ struct RawConfig {
     streaming: RawStreaming,
     auth: auth::RawAuth,
     rate_limit: rate_limit::RawRateLimit,
+    timeouts: timeouts::RawTimeouts,
 }
 
 #[derive(Debug, Deserialize)]
@@ -245,6 +249,7 @@ impl Default for RawConfig {
             streaming: RawStreaming::default(),
             auth: auth::RawAuth::default(),
             rate_limit: rate_limit::RawRateLimit::default(),
+            timeouts: timeouts::RawTimeouts::default(),
         }
     }
 }
@@ -420,6 +425,7 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
     let cors = cors(raw.cors, location, &mut errors);
     let auth = auth::validate(raw.auth, location, &mut errors);
     let rate_limit = rate_limit::validate(raw.rate_limit, location, &mut errors);
+    let timeouts = timeouts::validate(raw.timeouts, location, &mut errors);
     // The API key's query parameter is a credential, not a request field.
     let mut json = raw.json;
     if let Some(name) = &auth.api_key_query
@@ -466,6 +472,7 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
             sse_keepalive,
             auth,
             rate_limit,
+            timeouts,
         }),
         _ => Err(ConfigErrors(errors)),
     }

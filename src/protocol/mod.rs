@@ -40,6 +40,8 @@ pub struct Context {
     pub origins: Origins,
     pub metrics: Arc<Metrics>,
     pub auth: Arc<Authenticator>,
+    /// Per-route unary deadlines and stream idle/lifetime limits.
+    pub timeouts: crate::config::TimeoutsConfig,
 }
 
 /// Which `Origin`s may call from a browser.

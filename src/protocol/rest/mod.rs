@@ -15,7 +15,9 @@ use tokio::time::Instant;
 use tonic::Code;
 
 use super::{Context, aborted, read_body};
+use crate::config::RouteTimeouts;
 use crate::error::{Error, Origin};
+use crate::middleware::route_info::RouteInfo;
 use crate::middleware::telemetry::{Trace, trace_of};
 use crate::registry::{MethodEntry, Snapshot};
 use crate::route::{Binding, MatchError, RouteMatch};
@@ -34,6 +36,8 @@ struct Prepared<'a> {
     variables: Vec<String>,
     metadata: tonic::metadata::MetadataMap,
     timeout: Option<Duration>,
+    /// Longest gap between two messages of a stream.
+    idle: Option<Duration>,
     format: StreamFormat,
 }
 
@@ -97,12 +101,15 @@ fn prepare<'a>(
     let metadata = metadata::from_http(&parts.headers, client).map_err(Error::bad_request)?;
     let streaming = method.descriptor.is_server_streaming() || method.descriptor.is_client_streaming();
     let accept = parts.headers.get(ACCEPT).and_then(|v| v.to_str().ok());
+    let route = RouteInfo { rpc: Some(binding.rpc_name.clone()), template: Some(binding.template_text.clone()) };
+    let limits = context.timeouts.for_route(route.selectors());
     Ok(Prepared {
         binding,
         method,
         variables: found.variables,
         metadata,
-        timeout: deadline(parts, context, streaming)?,
+        timeout: deadline(parts, context, streaming, &limits)?,
+        idle: limits.stream_idle,
         format: StreamFormat::from_accept(accept),
     })
 }
@@ -160,10 +167,20 @@ fn match_error(error: MatchError, parts: &Parts) -> Error {
 }
 
 /// The call's timeout: the client's `Grpc-Timeout` capped by the configured
-/// maximum, else the default for unary calls; streams run until they end.
-fn deadline(parts: &Parts, context: &Context, streaming: bool) -> Result<Option<Duration>, Error> {
+/// maximum, else the route's (or the default) unary deadline; streams run
+/// until they end or outlive the route's lifetime.
+fn deadline(
+    parts: &Parts,
+    context: &Context,
+    streaming: bool,
+    route: &RouteTimeouts,
+) -> Result<Option<Duration>, Error> {
     let Some(value) = parts.headers.get("grpc-timeout") else {
-        return Ok((!streaming).then_some(context.deadlines.default));
+        return Ok(if streaming {
+            route.stream_lifetime
+        } else {
+            Some(route.unary.unwrap_or(context.deadlines.default))
+        });
     };
     let parsed = value.to_str().ok().and_then(metadata::parse_grpc_timeout);
     let requested = parsed.ok_or_else(|| {
@@ -232,6 +249,8 @@ fn frames(
         json: context.json.serialize_options(),
         pool: snapshot.pool.clone(),
         deadline,
+        idle: prepared.idle,
+        last: Instant::now(),
         keepalive: context.sse_keepalive,
         aborted,
         sent: 0,

@@ -30,6 +30,9 @@ pub(super) struct Frames {
     pub json: SerializeOptions,
     pub pool: DescriptorPool,
     pub deadline: Option<(Instant, Duration)>,
+    /// Longest wait for the next message, and when the last one came.
+    pub idle: Option<Duration>,
+    pub last: Instant,
     /// SSE comment interval, so idle proxies keep the connection.
     pub keepalive: Option<Duration>,
     /// A failure of the request body (client streams): ends the stream.
@@ -66,6 +69,7 @@ fn stream(frames: Frames) -> BoxStream<'static, Result<Bytes, Infallible>> {
                 },
                 Event::Message(message) => match response::to_json(&message, &state.json, false) {
                     Ok(json) => {
+                        state.last = Instant::now();
                         let frame = state.format.message(&json, state.sent);
                         state.sent += 1;
                         return Some((Ok(frame), Some(state)));
@@ -90,6 +94,12 @@ impl Frames {
                 None => std::future::pending().await,
             }
         };
+        let stalled = async {
+            match self.idle {
+                Some(idle) => tokio::time::sleep_until(self.last + idle).await,
+                None => std::future::pending().await,
+            }
+        };
         let idle = async {
             match self.keepalive {
                 Some(interval) => tokio::time::sleep(interval).await,
@@ -105,6 +115,7 @@ impl Frames {
             },
             error = aborted => Event::Failed(error),
             () = deadline => Event::Failed(Error::gateway(Code::DeadlineExceeded, "stream outlived its deadline")),
+            () = stalled => Event::Failed(Error::client(Code::DeadlineExceeded, "no message within the stream's idle timeout")),
             () = idle => Event::Idle,
         }
     }
