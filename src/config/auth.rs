@@ -212,6 +212,11 @@ pub(super) fn validate(raw: RawAuth, location: &str, errors: &mut Vec<String>) -
             );
         }
     }
+    let wants_auth = required_by_default || raw.rules.iter().any(|r| r.require == "authenticated");
+    if wants_auth && api_keys.is_empty() && jwt.is_none() {
+        // Otherwise the routes would be open while the config says closed.
+        report("rules", "routes require authentication but neither `api_keys.keys` nor `jwt` is configured".into());
+    }
     AuthConfig {
         required_by_default,
         api_key_header: raw.api_keys.header.to_ascii_lowercase(),

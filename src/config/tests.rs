@@ -137,6 +137,11 @@ fn auth_settings_are_checked_whole() {
             "config: `auth.rules`: a.B: require \"maybe\" is not \"anonymous\" or \"authenticated\"",
         ]
     );
+    let open = Config::from_toml("[auth]\ndefault = \"authenticated\"", &Flags::default()).unwrap_err().0;
+    assert_eq!(
+        open,
+        ["config: `auth.rules`: routes require authentication but neither `api_keys.keys` nor `jwt` is configured"]
+    );
     let config = Config::from_toml("[auth.api_keys]\nquery = \"key\"", &Flags::default()).unwrap();
     assert_eq!(config.json.ignored_query_parameters, ["key"], "the key's query parameter is never a request field");
 }
