@@ -135,7 +135,8 @@ pub async fn build_context(config: &Config, sets: Vec<(String, Vec<u8>)>) -> Res
         store,
     };
     let registry = Arc::new(Registry::open(settings, sets).await.map_err(|e| StartError::Load(e.messages))?);
-    let auth = Authenticator::new(config.auth.clone(), registry.clone()).map_err(StartError::Load)?;
+    let metrics = Arc::new(Metrics::new().map_err(|e| StartError::Load(vec![format!("metrics: {e}")]))?);
+    let auth = Authenticator::new(config.auth.clone(), registry.clone(), metrics.clone()).map_err(StartError::Load)?;
     Ok(Context {
         registry,
         auth: Arc::new(auth),
@@ -146,7 +147,7 @@ pub async fn build_context(config: &Config, sets: Vec<(String, Vec<u8>)>) -> Res
         openapi: config.openapi,
         sse_keepalive: config.sse_keepalive,
         origins: Origins { any: config.cors.any_origin, allowed: config.cors.allowed_origins.clone() },
-        metrics: Arc::new(Metrics::new().map_err(|e| StartError::Load(vec![format!("metrics: {e}")]))?),
+        metrics,
     })
 }
 
@@ -216,7 +217,8 @@ pub fn router(context: Arc<Context>, config: &Config) -> Router {
         )
         // After auth: buckets are keyed by the caller it established.
         .option_layer(config.rate_limit.enabled().then(|| {
-            let limiter = Arc::new(rate_limit::Limiter::new(&config.rate_limit, context.registry.clone()));
+            let (registry, metrics) = (context.registry.clone(), context.metrics.clone());
+            let limiter = Arc::new(rate_limit::Limiter::new(&config.rate_limit, registry, metrics));
             axum::middleware::from_fn_with_state(limiter, rate_limit::limit)
         }));
     Router::new().fallback(handle).with_state(context).layer(stack)

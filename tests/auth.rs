@@ -42,6 +42,8 @@ async fn start(jwks_path: &std::path::Path) -> Harness {
     let key_hash: String = sha256_hex("secret-key");
     let toml = format!(
         r#"
+[admin]
+listen = "127.0.0.1:0"
 [auth]
 default = "anonymous"
 [auth.api_keys]
@@ -157,6 +159,9 @@ async fn every_bad_token_is_refused() {
         assert!(challenge.is_some(), "{case}");
     }
     assert_eq!(h.calls(), 0, "no refused call reached the backend");
+    let metrics =
+        h.client.get(format!("{}/metrics", h.admin.as_ref().unwrap())).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("protogate_auth_rejected_total{reason=\"unauthenticated\"} 9"), "{metrics}");
     std::fs::remove_file(path).unwrap();
 }
 

@@ -12,7 +12,7 @@ fn sha256_hex(text: &str) -> String {
 
 #[tokio::test]
 async fn a_route_quota_refuses_the_burst_with_429_and_headers() {
-    let toml = "[rate_limit]\nkey = \"ip\"\ntrusted_proxies = 1\n\
+    let toml = "[admin]\nlisten = \"127.0.0.1:0\"\n[rate_limit]\nkey = \"ip\"\ntrusted_proxies = 1\n\
                 [[rate_limit.rules]]\nselector = \"/v1/{name=shelves/*}\"\nper_second = 1\nburst = 2";
     let h = Harness::start_with(toml).await;
     let get = |client: &'static str| {
@@ -39,6 +39,12 @@ async fn a_route_quota_refuses_the_burst_with_429_and_headers() {
 
     assert_eq!(get("198.51.100.2").await.status(), 200, "another client behind the proxy has its own bucket");
     assert_eq!(h.get_json("/v1/shelves").await.0, 200, "routes without a rule are not limited");
+    let metrics =
+        h.client.get(format!("{}/metrics", h.admin.as_ref().unwrap())).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains("protogate_rate_limited_total{rpc=\"library.v1.LibraryService.GetShelf\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tonic::Code;
 
+use super::metrics::Metrics;
 use super::route_info::{Caller, RouteInfo, route_info};
 use super::telemetry::trace_of;
 use crate::config::{AuthConfig, RuleConfig};
@@ -31,6 +32,7 @@ use crate::registry::Registry;
 pub struct Authenticator {
     config: AuthConfig,
     registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
     rules: HashMap<String, RuleConfig>,
     static_keys: Vec<VerifyingKey>,
     jwks: RwLock<Vec<VerifyingKey>>,
@@ -53,7 +55,7 @@ struct Identity {
 
 impl Authenticator {
     /// Reads every configured key, reporting every unreadable one.
-    pub fn new(config: AuthConfig, registry: Arc<Registry>) -> Result<Self, Vec<String>> {
+    pub fn new(config: AuthConfig, registry: Arc<Registry>, metrics: Arc<Metrics>) -> Result<Self, Vec<String>> {
         let mut errors = Vec::new();
         let mut static_keys = Vec::new();
         for key in config.jwt.iter().flat_map(|j| &j.keys) {
@@ -63,8 +65,15 @@ impl Authenticator {
             }
         }
         let rules = config.rules.iter().map(|r| (r.selector.clone(), r.clone())).collect();
-        let authenticator =
-            Self { config, registry, rules, static_keys, jwks: RwLock::new(Vec::new()), jwks_read: Mutex::new(None) };
+        let authenticator = Self {
+            config,
+            registry,
+            metrics,
+            rules,
+            static_keys,
+            jwks: RwLock::new(Vec::new()),
+            jwks_read: Mutex::new(None),
+        };
         if let Err(e) = authenticator.reload_jwks() {
             errors.push(e);
         }
@@ -217,16 +226,17 @@ pub async fn authenticate(State(auth): State<Arc<Authenticator>>, mut request: R
     let required = rule.map_or(auth.config.required_by_default, |r| r.require == "authenticated");
     let identity = match auth.identify(&request) {
         Ok(identity) => identity,
-        Err(error) => return challenge(&request, error),
+        Err(error) => return auth.challenge(&request, error),
     };
     let identity = match (identity, required) {
         (Some(identity), _) => identity,
-        (None, true) => return challenge(&request, unauthenticated("credentials are required")),
+        (None, true) => return auth.challenge(&request, unauthenticated("credentials are required")),
         (None, false) => return next.run(request).await,
     };
     if let Some(rule) = rule
         && let Err(error) = Authenticator::authorize(rule, &identity)
     {
+        auth.metrics.auth_rejected.with_label_values(&["forbidden"]).inc();
         return refusal(&request, error);
     }
     forward(&auth.config, &identity, protocol, request.headers_mut());
@@ -271,10 +281,14 @@ fn forward(config: &AuthConfig, identity: &Identity, protocol: Protocol, headers
     }
 }
 
-fn challenge(request: &Request, error: Error) -> Response<Body> {
-    let mut response = refusal(request, error);
-    response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"protogate\""));
-    response
+impl Authenticator {
+    /// A 401 with the challenge header, counted.
+    fn challenge(&self, request: &Request, error: Error) -> Response<Body> {
+        self.metrics.auth_rejected.with_label_values(&["unauthenticated"]).inc();
+        let mut response = refusal(request, error);
+        response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"protogate\""));
+        response
+    }
 }
 
 fn unauthenticated(message: &str) -> Error {

@@ -16,6 +16,8 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     pub upstream_errors: IntCounterVec,
     pub snapshot_generation: IntGauge,
+    pub rate_limited: IntCounterVec,
+    pub auth_rejected: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: [f64; 14] =
@@ -55,9 +57,19 @@ impl Metrics {
                 &["upstream"],
             )?,
             snapshot_generation: IntGauge::new("snapshot_generation", "Generation of the active registry snapshot")?,
+            rate_limited: IntCounterVec::new(
+                Opts::new("rate_limited_total", "Requests refused by a rate limit"),
+                &["rpc"],
+            )?,
+            auth_rejected: IntCounterVec::new(
+                Opts::new("auth_rejected_total", "Requests refused by authentication (401) or authorization (403)"),
+                &["reason"],
+            )?,
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 9] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
+            Box::new(metrics.rate_limited.clone()),
+            Box::new(metrics.auth_rejected.clone()),
             Box::new(metrics.requests.clone()),
             Box::new(metrics.duration.clone()),
             Box::new(metrics.transcode.clone()),

@@ -18,6 +18,7 @@ use governor::{Quota, RateLimiter};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use tonic::Code;
 
+use super::metrics::Metrics;
 use super::route_info::{Caller, route_info};
 use crate::config::{QuotaConfig, RateKey, RateLimitConfig};
 use crate::error::Error;
@@ -29,6 +30,7 @@ type Buckets = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock,
 /// The quotas in force, one bucket set per rule.
 #[derive(Debug)]
 pub struct Limiter {
+    metrics: Arc<Metrics>,
     key: RateKey,
     trusted_proxies: usize,
     registry: Arc<Registry>,
@@ -37,9 +39,10 @@ pub struct Limiter {
 }
 
 impl Limiter {
-    pub fn new(config: &RateLimitConfig, registry: Arc<Registry>) -> Self {
+    pub fn new(config: &RateLimitConfig, registry: Arc<Registry>, metrics: Arc<Metrics>) -> Self {
         let rules = config.rules.iter().map(|(selector, quota)| (selector.clone(), (*quota, buckets(quota)))).collect();
         Self {
+            metrics,
             key: config.key,
             trusted_proxies: config.trusted_proxies,
             registry,
@@ -75,6 +78,7 @@ pub async fn limit(State(limiter): State<Arc<Limiter>>, mut request: Request, ne
             response
         }
         Err(refused) => {
+            limiter.metrics.rate_limited.with_label_values(&[route.rpc.as_deref().unwrap_or("")]).inc();
             let wait = refused.wait_time_from(DefaultClock::default().now());
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             let mut error = Error::client(Code::ResourceExhausted, format!("rate limit exceeded; retry in {seconds}s"));
