@@ -13,7 +13,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
-use http::{HeaderName, HeaderValue, Method, Response};
+use http::{HeaderName, HeaderValue, Response};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -26,6 +26,7 @@ use crate::config::{AuthConfig, RuleConfig};
 use crate::error::Error;
 use crate::protocol::{Protocol, classify, refusal};
 use crate::registry::Registry;
+use crate::registry::sets::hex;
 
 /// The configured checks, shared by every request.
 #[derive(Debug)]
@@ -216,7 +217,7 @@ impl Authenticator {
 
 /// The tower layer's function.
 pub async fn authenticate(State(auth): State<Arc<Authenticator>>, mut request: Request, next: Next) -> Response<Body> {
-    if request.method() == Method::OPTIONS && request.headers().contains_key("access-control-request-method") {
+    if super::cors::is_preflight(&request) {
         return next.run(request).await;
     }
     let protocol = classify(&request);
@@ -318,8 +319,4 @@ fn static_key(key: &crate::config::KeyConfig) -> Result<VerifyingKey, String> {
         (None, None) => return Err("no secret or pem_file".into()),
     };
     Ok(VerifyingKey { kid: key.kid.clone(), algorithm, key: decoding })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

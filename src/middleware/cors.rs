@@ -91,6 +91,11 @@ pub fn layer(config: &CorsConfig) -> Option<CorsLayer> {
     )
 }
 
+/// Whether a request is a CORS preflight, which no policy may refuse.
+pub fn is_preflight<B>(request: &http::Request<B>) -> bool {
+    request.method() == Method::OPTIONS && request.headers().contains_key("access-control-request-method")
+}
+
 /// The default methods: everything REST, gRPC-Web and Connect use.
 pub fn default_methods() -> Vec<Method> {
     vec![Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE]

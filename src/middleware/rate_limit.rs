@@ -15,7 +15,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
-use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use tonic::Code;
 
 use super::metrics::Metrics;
@@ -60,7 +60,7 @@ fn buckets(quota: &QuotaConfig) -> Buckets {
 
 /// The tower layer's function.
 pub async fn limit(State(limiter): State<Arc<Limiter>>, mut request: Request, next: Next) -> Response<Body> {
-    if request.method() == Method::OPTIONS && request.headers().contains_key("access-control-request-method") {
+    if super::cors::is_preflight(&request) {
         return next.run(request).await;
     }
     let route = route_info(&limiter.registry, &mut request);

@@ -12,7 +12,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, request::Parts};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, request::Parts};
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
 use serde_json::{Map, Value, json};
@@ -25,6 +25,7 @@ use crate::error::{Error, http_status};
 use crate::middleware::telemetry::trace_of;
 use crate::registry::{MethodEntry, Snapshot};
 use crate::transcode::status::details;
+use crate::upstream::metadata as upstream_metadata;
 
 /// How messages are encoded on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,8 +101,8 @@ async fn unary(context: &Context, method: &MethodEntry, parts: &Parts, body: Bod
     let body = encode(codec, &reply.message, &context.json.serialize_options())?;
     let mut response = Response::new(Body::from(body));
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(codec.unary_type()));
-    copy_metadata(&reply.headers, "", response.headers_mut());
-    copy_metadata(&reply.trailers, "trailer-", response.headers_mut());
+    upstream_metadata::to_http(&reply.headers, "", response.headers_mut());
+    upstream_metadata::to_http(&reply.trailers, "trailer-", response.headers_mut());
     Ok(response)
 }
 
@@ -184,7 +185,7 @@ async fn server_stream(
     };
     let mut response = Response::new(Body::from_stream(frames));
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(codec.stream_type()));
-    copy_metadata(&headers, "", response.headers_mut());
+    upstream_metadata::to_http(&headers, "", response.headers_mut());
     Ok(response)
 }
 
@@ -330,19 +331,6 @@ fn metadata(headers: &HeaderMap) -> Result<MetadataMap, Error> {
         map.append(name.clone(), value.clone());
     }
     Ok(MetadataMap::from_headers(map))
-}
-
-/// Backend metadata as plain headers (`prefix` is `trailer-` for trailers).
-fn copy_metadata(metadata: &MetadataMap, prefix: &str, out: &mut HeaderMap) {
-    for (name, value) in metadata.as_ref() {
-        let key = name.as_str();
-        if RESERVED.contains(&key) || key.starts_with("grpc-") || key == "date" {
-            continue;
-        }
-        if let Ok(name) = HeaderName::try_from(format!("{prefix}{key}")) {
-            out.append(name, value.clone());
-        }
-    }
 }
 
 fn decode(

@@ -78,11 +78,12 @@ fn insert(metadata: &mut MetadataMap, key: &str, value: &HeaderValue) -> Result<
     Ok(())
 }
 
-/// Copies backend metadata to response headers: header metadata as
-/// `Grpc-Metadata-<k>`, trailers as `Grpc-Trailer-<k>`.
+/// Copies backend metadata to response headers under `prefix`
+/// (`Grpc-Metadata-` / `Grpc-Trailer-` for REST, none or `trailer-` for
+/// Connect). Names starting with `grpc-` belong to the protocol and stay out.
 pub fn to_http(metadata: &MetadataMap, prefix: &str, out: &mut HeaderMap) {
     for (name, value) in metadata.as_ref() {
-        if RESERVED.contains(&name.as_str()) {
+        if RESERVED.contains(&name.as_str()) || name.as_str().starts_with("grpc-") {
             continue;
         }
         if let Ok(name) = HeaderName::try_from(format!("{prefix}{name}")) {
