@@ -34,7 +34,7 @@ pub fn route_info<B>(registry: &Registry, request: &mut Request<B>) -> RouteInfo
     if let Some(info) = request.extensions().get::<RouteInfo>() {
         return info.clone();
     }
-    let snapshot = registry.snapshot();
+    let snapshot = registry.snapshot_for(request.extensions_mut());
     let path = request.uri().path();
     let info = match snapshot.rpc_index.get(path).and_then(|&i| snapshot.methods.get(i)) {
         Some(method) => RouteInfo { rpc: Some(method.descriptor.full_name().to_string()), template: None },

@@ -55,7 +55,8 @@ const COMPRESSED: u8 = 0x01;
 
 /// Serves one Connect request; errors take Connect's form.
 pub async fn serve(context: &Context, request: Request<Body>) -> Response<Body> {
-    let snapshot = context.registry.snapshot();
+    let mut request = request;
+    let snapshot = context.registry.snapshot_for(request.extensions_mut());
     let (parts, body) = request.into_parts();
     let streaming = content_type(&parts.headers).starts_with("application/connect+");
     let outcome = match find_method(&snapshot, &parts) {

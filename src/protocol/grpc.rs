@@ -54,8 +54,8 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        let snapshot = self.registry.snapshot();
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let snapshot = self.registry.snapshot_for(request.extensions_mut());
         let path = request.uri().path();
         let method = snapshot.rpc_index.get(path).and_then(|&i| snapshot.methods.get(i));
         let Some(method) = method else {

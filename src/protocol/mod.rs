@@ -73,11 +73,12 @@ pub struct Deadlines {
 const DOCS_PAGE: &str = include_str!("../openapi/docs.html");
 
 /// Dispatches one request to its protocol.
-pub async fn dispatch(context: Arc<Context>, request: Request<Body>) -> Response<Body> {
+pub async fn dispatch(context: Arc<Context>, mut request: Request<Body>) -> Response<Body> {
     if context.openapi && request.method() == Method::GET {
         match request.uri().path() {
             "/openapi.json" => {
-                return document(context.registry.snapshot().openapi.clone(), "application/json");
+                let snapshot = context.registry.snapshot_for(request.extensions_mut());
+                return document(snapshot.openapi.clone(), "application/json");
             }
             "/docs" => {
                 return document(Bytes::from_static(DOCS_PAGE.as_bytes()), "text/html; charset=utf-8");
@@ -90,8 +91,9 @@ pub async fn dispatch(context: Arc<Context>, request: Request<Body>) -> Response
     trace.protocol(protocol.name());
     if matches!(protocol, Protocol::Grpc | Protocol::GrpcWeb | Protocol::Connect) {
         // These name the method in the path; a known one is a bounded label.
+        let snapshot = context.registry.snapshot_for(request.extensions_mut());
         let path = request.uri().path();
-        if context.registry.snapshot().rpc_index.contains_key(path) {
+        if snapshot.rpc_index.contains_key(path) {
             trace.route(None, path.trim_start_matches('/'));
         }
     }

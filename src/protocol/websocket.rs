@@ -53,8 +53,8 @@ pub fn is_upgrade<B>(request: &Request<B>) -> bool {
 }
 
 pub async fn serve(context: Arc<Context>, request: Request<Body>) -> Response<Body> {
-    let snapshot = context.registry.snapshot();
     let (mut parts, _) = request.into_parts();
+    let snapshot = context.registry.snapshot_for(&mut parts.extensions);
     // CORS does not cover WebSocket: refuse cross-site upgrades here.
     let header = |name| parts.headers.get(name).and_then(|v: &http::HeaderValue| v.to_str().ok());
     if !context.origins.permits(header(http::header::ORIGIN), header(http::header::HOST)) {

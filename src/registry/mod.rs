@@ -127,6 +127,17 @@ impl Registry {
         self.current.load_full()
     }
 
+    /// The snapshot a request is served with: pinned in its extensions on
+    /// first use, so policy layers and the protocol handler see the same one.
+    pub fn snapshot_for(&self, extensions: &mut http::Extensions) -> Arc<Snapshot> {
+        if let Some(snapshot) = extensions.get::<Arc<Snapshot>>() {
+            return snapshot.clone();
+        }
+        let snapshot = self.snapshot();
+        extensions.insert(snapshot.clone());
+        snapshot
+    }
+
     /// A copy of the registered sets.
     pub async fn sets(&self) -> Sets {
         self.sets.lock().await.clone()

@@ -42,8 +42,8 @@ struct Prepared<'a> {
 }
 
 /// Serves one REST request; never fails: errors become Status JSON.
-pub async fn serve(context: &Context, request: Request<Body>) -> Response<Body> {
-    let snapshot = context.registry.snapshot();
+pub async fn serve(context: &Context, mut request: Request<Body>) -> Response<Body> {
+    let snapshot = context.registry.snapshot_for(request.extensions_mut());
     let trace = trace_of(request.extensions());
     match handle(context, &snapshot, request, &trace).await {
         Ok(response) => response,
