@@ -13,6 +13,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod pb;
 pub mod protocol;
+pub mod readiness;
 pub mod registry;
 pub mod route;
 pub mod server;

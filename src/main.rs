@@ -221,6 +221,7 @@ fn print_demo_lines(server: &server::Server, backend: SocketAddr) {
 
 async fn run_until_signal(server: server::Server) -> Result<(), String> {
     let mut server = server;
+    reload_on_sighup(server.reloader.clone());
     tokio::select! {
         result = server.wait() => result.map_err(|e| e.to_string()),
         _ = shutdown_signal() => {
@@ -228,6 +229,22 @@ async fn run_until_signal(server: server::Server) -> Result<(), String> {
             server.shutdown().await.map_err(|e| e.to_string())
         }
     }
+}
+
+/// SIGHUP re-reads the config file; the outcome goes to the log.
+fn reload_on_sighup(reloader: std::sync::Arc<server::Reloader>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            // The reloader logs and counts every outcome.
+            let _ = reloader.reload().await;
+        }
+    });
+    #[cfg(not(unix))]
+    drop(reloader);
 }
 
 async fn shutdown_signal() {

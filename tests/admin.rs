@@ -354,3 +354,17 @@ async fn readiness_asks_every_upstream_for_its_health() {
     assert!(body["upstreams"][&dead].as_str().unwrap().starts_with("unreachable"), "{body}");
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn health_endpoints_are_on_the_public_listener_only_when_configured() {
+    let h = Harness::start().await;
+    assert_eq!(h.get_json("/healthz").await.0, 404);
+    assert_eq!(h.get_json("/readyz").await.0, 404);
+
+    let h = Harness::start_with("[health]\npublic = true").await;
+    let (status, body) = h.get_json("/healthz").await;
+    assert_eq!((status, &body["status"]), (200, &json!("ok")));
+    let (status, body) = h.get_json("/readyz").await;
+    assert_eq!((status, &body["status"]), (200, &json!("ready")), "{body}");
+    assert_eq!(body["upstreams"][format!("http://{}", h.library_addr)], "serving");
+}

@@ -1,6 +1,6 @@
 //! The admin API on its own listener: register, list, inspect, roll back and
-//! delete descriptor sets, list routes, health and readiness. Never mounted
-//! on the public listener.
+//! delete descriptor sets, list routes, health, readiness, metrics and config
+//! reload. Never mounted on the public listener.
 
 mod sets;
 
@@ -20,14 +20,14 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use crate::config::AdminConfig;
 use crate::middleware::metrics::Metrics;
 use crate::registry::{ChangeError, Registry};
-use crate::upstream::health::HealthChecks;
+use crate::server::{ReloadError, Reloader};
 
 /// What the admin handlers share.
 #[derive(Debug, Clone)]
 struct Admin {
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
-    health: Arc<HealthChecks>,
+    reloader: Arc<Reloader>,
     token: Option<Arc<str>>,
     max_upload: usize,
     connect_timeout: std::time::Duration,
@@ -109,16 +109,12 @@ impl From<ChangeError> for AdminError {
 }
 
 /// The admin router; every route behind the bearer token when one is set.
-pub fn router(
-    metrics: Arc<Metrics>,
-    registry: Arc<Registry>,
-    config: &AdminConfig,
-    connect_timeout: std::time::Duration,
-) -> Router {
+pub fn router(reloader: Arc<Reloader>, config: &AdminConfig, connect_timeout: std::time::Duration) -> Router {
+    let context = reloader.live().current();
     let admin = Admin {
-        registry,
-        metrics,
-        health: Arc::new(HealthChecks::new(std::time::Duration::from_secs(2), std::time::Duration::from_secs(1))),
+        registry: context.registry.clone(),
+        metrics: context.metrics.clone(),
+        reloader,
         token: config.token.as_deref().map(Arc::from),
         max_upload: config.max_upload_size,
         connect_timeout,
@@ -130,6 +126,7 @@ pub fn router(
         .route("/v1/routes", get(sets::routes))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/v1/config:reload", axum::routing::post(reload_config))
         .route("/metrics", get(prometheus_metrics))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(admin.clone(), authenticate))
@@ -169,41 +166,30 @@ async fn healthz() -> Response {
     json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
 }
 
-/// Ready when every upstream answers its health check (cached); 503
-/// otherwise. A registry store that cannot be reached is reported as
-/// `degraded` but does not fail readiness: the last good snapshot still
-/// serves, and pulling every replica out of rotation would be worse.
+/// Ready when a snapshot is active, every upstream answers its health
+/// check (cached) and the shared stores answer (see `readiness`).
 async fn readyz(State(admin): State<Admin>) -> Response {
-    let snapshot = admin.registry.snapshot();
-    let mut upstreams: Vec<(&str, tonic::transport::Channel)> = Vec::new();
-    for method in &snapshot.methods {
-        if !upstreams.iter().any(|(url, _)| *url == method.upstream) {
-            upstreams.push((&method.upstream, method.call.channel.clone()));
+    let (status, body) = crate::readiness::report(&admin.reloader.live().current()).await;
+    json(status, &body)
+}
+
+/// Re-reads the config file; 400 lists every problem and keeps the
+/// running config.
+async fn reload_config(State(admin): State<Admin>) -> Response {
+    match admin.reloader.reload().await {
+        Ok(reloaded) => json(
+            StatusCode::OK,
+            &serde_json::json!({"status": "reloaded", "restartRequired": reloaded.restart_required}),
+        ),
+        Err(ReloadError::NoFile) => {
+            AdminError::new(StatusCode::CONFLICT, tonic::Code::FailedPrecondition, ReloadError::NoFile.to_string())
+                .into_response()
+        }
+        Err(ReloadError::Invalid(errors)) => {
+            AdminError { errors, ..AdminError::bad_request("config rejected; the running config is kept") }
+                .into_response()
         }
     }
-    let checks = upstreams.into_iter().map(|(url, channel)| {
-        let health = admin.health.clone();
-        async move { (url, health.check(url, channel).await) }
-    });
-    let results = futures_util::future::join_all(checks).await;
-    let ready = results.iter().all(|(_, health)| health.is_ready());
-    let store_error = admin.registry.store_error();
-    let status = match (ready, &store_error) {
-        (false, _) => "not ready",
-        (true, Some(_)) => "degraded",
-        (true, None) => "ready",
-    };
-    let body = serde_json::json!({
-        "status": status,
-        "generation": snapshot.generation,
-        "methods": snapshot.methods.len(),
-        "upstreams": results.iter().map(|(url, health)| (url.to_string(), serde_json::json!(health.describe()))).collect::<serde_json::Map<_, _>>(),
-        "registryStore": match &store_error {
-            Some(error) => serde_json::json!({ "reachable": false, "error": error }),
-            None => serde_json::json!({ "reachable": true }),
-        },
-    });
-    json(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
 }
 
 /// Prometheus text exposition.

@@ -14,7 +14,7 @@ mod rate_limit;
 mod timeouts;
 
 pub use auth::{AuthConfig, JwtConfig, KeyConfig, RuleConfig};
-pub use rate_limit::{QuotaConfig, RateKey, RateLimitConfig};
+pub use rate_limit::{QuotaConfig, RateKey, RateLimitConfig, RateStoreConfig};
 pub use timeouts::{RouteTimeouts, TimeoutsConfig};
 
 use crate::middleware::cors::OriginPattern;
@@ -41,10 +41,21 @@ pub struct Config {
     pub auth: AuthConfig,
     pub rate_limit: RateLimitConfig,
     pub timeouts: TimeoutsConfig,
+    /// Serve `/healthz` and `/readyz` on the public listener as well.
+    pub public_health: bool,
+    /// Where the config came from, for reloads; none when not from a file.
+    pub source: Option<ConfigSource>,
+}
+
+/// The file and flags a config was loaded from.
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    pub file: PathBuf,
+    pub flags: Flags,
 }
 
 /// Cross-origin access for browsers.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CorsConfig {
     pub allowed_origins: Vec<OriginPattern>,
     /// `allowed_origins = ["*"]`.
@@ -58,7 +69,7 @@ pub struct CorsConfig {
     pub max_age: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistryConfig {
     /// Where registrations are persisted; none keeps them in memory.
     pub state_dir: Option<PathBuf>,
@@ -76,7 +87,7 @@ pub struct RegistryConfig {
 }
 
 /// The admin listener, when enabled.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
     /// Bearer token every admin call must carry; none only on loopback.
@@ -142,6 +153,13 @@ struct RawConfig {
     auth: auth::RawAuth,
     rate_limit: rate_limit::RawRateLimit,
     timeouts: timeouts::RawTimeouts,
+    health: RawHealth,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawHealth {
+    public: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -250,6 +268,7 @@ impl Default for RawConfig {
             auth: auth::RawAuth::default(),
             rate_limit: rate_limit::RawRateLimit::default(),
             timeouts: timeouts::RawTimeouts::default(),
+            health: RawHealth::default(),
         }
     }
 }
@@ -318,7 +337,9 @@ impl Config {
             }
             None => (RawConfig::default(), "command line".to_string()),
         };
-        validate(raw, flags, &location)
+        let mut config = validate(raw, flags, &location)?;
+        config.source = file.map(|file| ConfigSource { file: file.to_path_buf(), flags: flags.clone() });
+        Ok(config)
     }
 
     /// Parses and validates TOML text (used by `load` and by tests).
@@ -473,6 +494,8 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
             auth,
             rate_limit,
             timeouts,
+            public_health: raw.health.public,
+            source: None,
         }),
         _ => Err(ConfigErrors(errors)),
     }

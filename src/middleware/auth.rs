@@ -24,15 +24,13 @@ use super::route_info::{Caller, RouteInfo, route_info};
 use super::telemetry::trace_of;
 use crate::config::{AuthConfig, RuleConfig};
 use crate::error::Error;
-use crate::protocol::{Protocol, classify, refusal};
-use crate::registry::Registry;
+use crate::protocol::{LiveContext, Protocol, classify, refusal};
 use crate::registry::sets::hex;
 
 /// The configured checks, shared by every request.
 #[derive(Debug)]
 pub struct Authenticator {
     config: AuthConfig,
-    registry: Arc<Registry>,
     metrics: Arc<Metrics>,
     rules: HashMap<String, RuleConfig>,
     static_keys: Vec<VerifyingKey>,
@@ -56,7 +54,7 @@ struct Identity {
 
 impl Authenticator {
     /// Reads every configured key, reporting every unreadable one.
-    pub fn new(config: AuthConfig, registry: Arc<Registry>, metrics: Arc<Metrics>) -> Result<Self, Vec<String>> {
+    pub fn new(config: AuthConfig, metrics: Arc<Metrics>) -> Result<Self, Vec<String>> {
         let mut errors = Vec::new();
         let mut static_keys = Vec::new();
         for key in config.jwt.iter().flat_map(|j| &j.keys) {
@@ -66,15 +64,8 @@ impl Authenticator {
             }
         }
         let rules = config.rules.iter().map(|r| (r.selector.clone(), r.clone())).collect();
-        let authenticator = Self {
-            config,
-            registry,
-            metrics,
-            rules,
-            static_keys,
-            jwks: RwLock::new(Vec::new()),
-            jwks_read: Mutex::new(None),
-        };
+        let authenticator =
+            Self { config, metrics, rules, static_keys, jwks: RwLock::new(Vec::new()), jwks_read: Mutex::new(None) };
         if let Err(e) = authenticator.reload_jwks() {
             errors.push(e);
         }
@@ -216,13 +207,18 @@ impl Authenticator {
 }
 
 /// The tower layer's function.
-pub async fn authenticate(State(auth): State<Arc<Authenticator>>, mut request: Request, next: Next) -> Response<Body> {
+pub async fn authenticate(State(live): State<Arc<LiveContext>>, mut request: Request, next: Next) -> Response<Body> {
     if super::cors::is_preflight(&request) {
+        return next.run(request).await;
+    }
+    let context = live.pinned(&mut request);
+    let auth = &context.auth;
+    if !auth.enabled() {
         return next.run(request).await;
     }
     let protocol = classify(&request);
     strip_forwarded(&auth.config, request.headers_mut());
-    let route = route_info(&auth.registry, &mut request);
+    let route = route_info(&context.registry, &mut request);
     let rule = auth.rule(&route);
     let required = rule.map_or(auth.config.required_by_default, |r| r.require == "authenticated");
     let identity = match auth.identify(&request) {

@@ -16,7 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Code;
 
 use crate::error::Error;
-use crate::protocol::refusal as refuse;
+use crate::protocol::{LiveContext, refusal as refuse};
 
 /// The limits checked per request.
 #[derive(Debug, Clone)]
@@ -35,7 +35,9 @@ struct Permitted {
 
 /// Refuses oversized URIs (414) and headers (431), and sheds load (503 with
 /// `Retry-After`) when every concurrency permit is taken.
-pub async fn check(State(limits): State<RequestLimits>, request: Request, next: Next) -> Response<Body> {
+pub async fn check(State(live): State<Arc<LiveContext>>, mut request: Request, next: Next) -> Response<Body> {
+    let context = live.pinned(&mut request);
+    let limits = &context.limits;
     let length = request.uri().path_and_query().map_or(0, |p| p.as_str().len());
     if length > limits.max_uri_length {
         return refuse(&request, Error::uri_too_long(length, limits.max_uri_length));

@@ -18,6 +18,10 @@ pub struct Metrics {
     pub snapshot_generation: IntGauge,
     pub rate_limited: IntCounterVec,
     pub auth_rejected: IntCounterVec,
+    /// 1 while the distributed rate-limit store answers.
+    pub rate_limit_store_up: IntGauge,
+    pub rate_limit_fallbacks: IntCounterVec,
+    pub config_reloads: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: [f64; 14] =
@@ -65,9 +69,24 @@ impl Metrics {
                 Opts::new("auth_rejected_total", "Requests refused by authentication (401) or authorization (403)"),
                 &["reason"],
             )?,
+            rate_limit_store_up: IntGauge::new("rate_limit_store_up", "1 while the shared rate-limit store answers")?,
+            rate_limit_fallbacks: IntCounterVec::new(
+                Opts::new(
+                    "rate_limit_store_fallbacks_total",
+                    "Rate-limit decisions made without the shared store (local limits or rejected)",
+                ),
+                &["mode"],
+            )?,
+            config_reloads: IntCounterVec::new(
+                Opts::new("config_reloads_total", "Configuration reloads, applied or rejected"),
+                &["outcome"],
+            )?,
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 14] = [
+            Box::new(metrics.rate_limit_store_up.clone()),
+            Box::new(metrics.rate_limit_fallbacks.clone()),
+            Box::new(metrics.config_reloads.clone()),
             Box::new(metrics.rate_limited.clone()),
             Box::new(metrics.auth_rejected.clone()),
             Box::new(metrics.requests.clone()),

@@ -15,14 +15,18 @@ use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response};
 
+use arc_swap::ArcSwap;
 use http_body_util::BodyExt;
 
 use crate::error::{Error, caused_by};
 use crate::middleware::auth::Authenticator;
+use crate::middleware::limits::RequestLimits;
 use crate::middleware::metrics::Metrics;
+use crate::middleware::rate_limit::Limiter;
 use crate::middleware::telemetry::trace_of;
 use crate::registry::Registry;
 use crate::transcode::JsonOptions;
+use crate::upstream::health::HealthChecks;
 
 /// What every protocol handler needs, shared by all requests.
 #[derive(Debug)]
@@ -42,6 +46,42 @@ pub struct Context {
     pub auth: Arc<Authenticator>,
     /// Per-route unary deadlines and stream idle/lifetime limits.
     pub timeouts: crate::config::TimeoutsConfig,
+    pub limits: RequestLimits,
+    /// Rate limits, when any are configured.
+    pub limiter: Option<Arc<Limiter>>,
+    /// Serve `/healthz` and `/readyz` on the public listener too.
+    pub public_health: bool,
+    /// Cached upstream health checks, kept across reloads.
+    pub health: Arc<HealthChecks>,
+}
+
+/// The context in force. A config reload swaps it whole; each request pins
+/// the one it started with, so every layer and its handler agree.
+#[derive(Debug)]
+pub struct LiveContext(ArcSwap<Context>);
+
+impl LiveContext {
+    pub fn new(context: Context) -> Arc<Self> {
+        Arc::new(Self(ArcSwap::from_pointee(context)))
+    }
+
+    pub fn current(&self) -> Arc<Context> {
+        self.0.load_full()
+    }
+
+    pub fn replace(&self, context: Context) {
+        self.0.store(Arc::new(context));
+    }
+
+    /// The context pinned on this request, pinning the current one first.
+    pub fn pinned<B>(&self, request: &mut Request<B>) -> Arc<Context> {
+        if let Some(context) = request.extensions().get::<Arc<Context>>() {
+            return context.clone();
+        }
+        let context = self.current();
+        request.extensions_mut().insert(context.clone());
+        context
+    }
 }
 
 /// Which `Origin`s may call from a browser.
@@ -74,6 +114,16 @@ const DOCS_PAGE: &str = include_str!("../openapi/docs.html");
 
 /// Dispatches one request to its protocol.
 pub async fn dispatch(context: Arc<Context>, mut request: Request<Body>) -> Response<Body> {
+    if context.public_health && request.method() == Method::GET {
+        match request.uri().path() {
+            "/healthz" => return json_response(http::StatusCode::OK, &serde_json::json!({"status": "ok"})),
+            "/readyz" => {
+                let (status, body) = crate::readiness::report(&context).await;
+                return json_response(status, &body);
+            }
+            _ => {}
+        }
+    }
     if context.openapi && request.method() == Method::GET {
         match request.uri().path() {
             "/openapi.json" => {
@@ -200,6 +250,12 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, Error> 
         Err(e) if caused_by::<http_body_util::LengthLimitError>(e.as_ref()) => Err(Error::payload_too_large(limit)),
         Err(e) => Err(Error::bad_request(format!("cannot read the request body: {e}"))),
     }
+}
+
+fn json_response(status: http::StatusCode, body: &serde_json::Value) -> Response<Body> {
+    let mut response = document(Bytes::from(body.to_string()), "application/json");
+    *response.status_mut() = status;
+    response
 }
 
 fn document(body: Bytes, content_type: &'static str) -> Response<Body> {

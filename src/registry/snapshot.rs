@@ -16,7 +16,7 @@ use crate::upstream::call::Call;
 
 /// Which backend serves which service, from the configuration: per-service
 /// entries, then a set's own upstream, then the default.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UpstreamMap {
     pub default: Option<String>,
     pub services: BTreeMap<String, String>,

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod echo;
+pub mod process;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ pub struct Harness {
     /// TCP connections the echo backend accepted.
     pub echo_connections: Arc<AtomicUsize>,
     pub server: Option<server::Server>,
+    config_path: Option<std::path::PathBuf>,
 }
 
 impl Harness {
@@ -44,8 +46,24 @@ impl Harness {
         Self::start_with_sets(toml, sets).await
     }
 
+    /// Starts everything with the configuration in a file, so it can be
+    /// reloaded: rewrite `config_file()` and call the reloader.
+    pub async fn start_with_file(toml: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("protogate-harness-{}.toml", process::free_port()));
+        std::fs::write(&path, toml).unwrap();
+        let sets = vec![
+            ("library".to_string(), pb::LIBRARY_DESCRIPTOR_SET.to_vec()),
+            ("everything".to_string(), pb::EVERYTHING_DESCRIPTOR_SET.to_vec()),
+        ];
+        Self::start_from(Some(path), toml, sets).await
+    }
+
     /// Starts the backends and a gateway serving only `sets` at first.
     pub async fn start_with_sets(toml: &str, sets: Vec<(String, Vec<u8>)>) -> Self {
+        Self::start_from(None, toml, sets).await
+    }
+
+    async fn start_from(file: Option<std::path::PathBuf>, toml: &str, sets: Vec<(String, Vec<u8>)>) -> Self {
         let library = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let library_addr = library.local_addr().unwrap();
         example::serve_library(library);
@@ -62,7 +80,10 @@ impl Harness {
         if sets.iter().any(|(name, _)| name == "everything") {
             flags.upstreams.push(format!("protogate.test.v1.EchoService=http://{echo_addr}"));
         }
-        let config = Config::from_toml(toml, &flags).unwrap();
+        let config = match &file {
+            Some(path) => Config::load(Some(path), &flags).unwrap(),
+            None => Config::from_toml(toml, &flags).unwrap(),
+        };
         let server = server::start_with_sets(&config, sets).await.unwrap();
         Self {
             base: format!("http://{}", server.local_addr),
@@ -73,7 +94,13 @@ impl Harness {
             echo_calls,
             echo_connections,
             server: Some(server),
+            config_path: file,
         }
+    }
+
+    /// The file `start_with_file` loaded.
+    pub fn config_file(&self) -> std::path::PathBuf {
+        self.config_path.clone().expect("started with start_with_file")
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,10 +1,13 @@
 //! The public listener: loads the configuration into a context, builds the
 //! tower stack in one place, serves HTTP/1.1 and HTTP/2 (h2c) on one port,
-//! and shuts down gracefully.
+//! reloads its policies without a restart, and shuts down gracefully.
+
+mod reload;
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -22,9 +25,11 @@ use crate::config::{Config, ConfigErrors};
 use crate::middleware::auth::{self, Authenticator};
 use crate::middleware::metrics::Metrics;
 use crate::middleware::{cors, limits, rate_limit, telemetry};
-use crate::protocol::{self, Context, Deadlines, Origins};
+use crate::protocol::{self, Context, Deadlines, LiveContext, Origins};
 use crate::registry::{RedisStore, Registry, Settings, StateDir, Store, reflect, shared, watch};
 use crate::upstream::Upstreams;
+use crate::upstream::health::HealthChecks;
+pub use reload::{ReloadError, Reloaded, Reloader};
 
 /// Why the gateway could not start; lists every problem.
 #[derive(Debug)]
@@ -39,7 +44,8 @@ pub enum StartError {
 pub struct Server {
     pub local_addr: SocketAddr,
     pub admin_addr: Option<SocketAddr>,
-    pub context: Arc<Context>,
+    pub live: Arc<LiveContext>,
+    pub reloader: Arc<Reloader>,
     shutdown: signal::Sender<bool>,
     tasks: Vec<JoinHandle<std::io::Result<()>>>,
 }
@@ -81,7 +87,7 @@ pub async fn start(config: &Config) -> Result<Server, StartError> {
     let interval = config.registry.watch_interval;
     if !interval.is_zero() && (!files.is_empty() || !config.descriptor_dirs.is_empty()) {
         let (listed, dirs) = (config.descriptors.clone(), config.descriptor_dirs.clone());
-        watch::spawn(server.context.registry.clone(), listed, dirs, interval, server.shutdown.subscribe());
+        watch::spawn(server.live.current().registry.clone(), listed, dirs, interval, server.shutdown.subscribe());
     }
     Ok(server)
 }
@@ -89,18 +95,20 @@ pub async fn start(config: &Config) -> Result<Server, StartError> {
 /// Like `start`, with the descriptor sets (name, bytes) given rather than
 /// read from files.
 pub async fn start_with_sets(config: &Config, sets: Vec<(String, Vec<u8>)>) -> Result<Server, StartError> {
-    let context = Arc::new(build_context(config, sets).await?);
+    let context = build_context(config, sets).await?;
+    let live = LiveContext::new(context);
+    let context = live.current();
+    let reloader = Arc::new(Reloader::new(live.clone(), config.clone()));
     let listener = TcpListener::bind(config.listen).await.map_err(StartError::Io)?;
     let local_addr = listener.local_addr().map_err(StartError::Io)?;
     let (shutdown, signal) = signal::channel(false);
-    let app = router(context.clone(), config);
+    let app = router(live.clone(), config);
     let mut tasks = vec![spawn_listener(listener, app, signal.clone())];
     let mut admin_addr = None;
     if let Some(admin) = &config.admin {
         let listener = TcpListener::bind(admin.listen).await.map_err(StartError::Io)?;
         let addr = listener.local_addr().map_err(StartError::Io)?;
-        let app =
-            admin::router(context.metrics.clone(), context.registry.clone(), admin, config.upstream.connect_timeout);
+        let app = admin::router(reloader.clone(), admin, config.upstream.connect_timeout);
         tasks.push(spawn_listener(listener, app, signal));
         tracing::info!(admin_addr = %addr, "admin listening");
         admin_addr = Some(addr);
@@ -122,7 +130,7 @@ pub async fn start_with_sets(config: &Config, sets: Vec<(String, Vec<u8>)>) -> R
         );
     }
     tracing::info!(%local_addr, "gateway listening");
-    Ok(Server { local_addr, admin_addr, context, shutdown, tasks })
+    Ok(Server { local_addr, admin_addr, live, reloader, shutdown, tasks })
 }
 
 /// Opens the registry (stored sets plus `sets`) and the request context.
@@ -136,10 +144,36 @@ pub async fn build_context(config: &Config, sets: Vec<(String, Vec<u8>)>) -> Res
     };
     let registry = Arc::new(Registry::open(settings, sets).await.map_err(|e| StartError::Load(e.messages))?);
     let metrics = Arc::new(Metrics::new().map_err(|e| StartError::Load(vec![format!("metrics: {e}")]))?);
-    let auth = Authenticator::new(config.auth.clone(), registry.clone(), metrics.clone()).map_err(StartError::Load)?;
+    let health = Arc::new(HealthChecks::new(Duration::from_secs(2), Duration::from_secs(1)));
+    policy_context(config, registry, metrics, health).map_err(StartError::Load)
+}
+
+/// The context for a config's policies around a running registry; what a
+/// reload rebuilds.
+fn policy_context(
+    config: &Config,
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    health: Arc<HealthChecks>,
+) -> Result<Context, Vec<String>> {
+    let auth = Authenticator::new(config.auth.clone(), metrics.clone());
+    let limiter = rate_limit::Limiter::new(&config.rate_limit, metrics.clone()).map_err(|e| vec![e]);
+    let (auth, limiter) = match (auth, limiter) {
+        (Ok(auth), Ok(limiter)) => (auth, limiter),
+        (auth, limiter) => return Err([auth.err(), limiter.err()].into_iter().flatten().flatten().collect()),
+    };
+    let limits = &config.limits;
     Ok(Context {
         registry,
         auth: Arc::new(auth),
+        limiter: limiter.map(Arc::new),
+        limits: limits::RequestLimits {
+            max_uri_length: limits.max_uri_length,
+            max_header_bytes: limits.max_header_bytes,
+            concurrency: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_requests)),
+        },
+        public_health: config.public_health,
+        health,
         timeouts: config.timeouts.clone(),
         json: config.json.clone(),
         deadlines: Deadlines { default: config.upstream.timeout, max: config.upstream.max_timeout },
@@ -186,14 +220,11 @@ fn spawn_listener(
 
 /// The public router and its tower stack, outermost layer first. Body size
 /// is limited inside the protocols that read whole bodies (REST, Connect
-/// unary): a total-body limit here would cut long gRPC streams.
-pub fn router(context: Arc<Context>, config: &Config) -> Router {
-    let limits = &config.limits;
-    let request_limits = limits::RequestLimits {
-        max_uri_length: limits.max_uri_length,
-        max_header_bytes: limits.max_header_bytes,
-        concurrency: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_requests)),
-    };
+/// unary): a total-body limit here would cut long gRPC streams. Policy
+/// layers read the request's pinned context, so a reload applies to new
+/// requests while requests in flight finish under the policies they began with.
+pub fn router(live: Arc<LiveContext>, config: &Config) -> Router {
+    let metrics = live.current().metrics.clone();
     let stack = ServiceBuilder::new()
         // Outermost: every later log line and the response carry the id.
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -201,29 +232,21 @@ pub fn router(context: Arc<Context>, config: &Config) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         // Inside the request id, outside every policy: refusals are logged
         // and counted too.
-        .layer(axum::middleware::from_fn_with_state(context.metrics.clone(), telemetry::observe))
+        .layer(axum::middleware::from_fn_with_state(metrics, telemetry::observe))
         // Before every policy: preflights are answered without credentials.
         .option_layer(cors::layer(&config.cors))
         // After CORS (preflights are never shed or refused), before any
         // protocol work: oversized requests and overload are refused cheaply.
-        .layer(axum::middleware::from_fn_with_state(request_limits, limits::check))
+        .layer(axum::middleware::from_fn_with_state(live.clone(), limits::check))
         // After limits (cheap refusals first), before any protocol work:
         // who is calling decides whether anything else happens.
-        .option_layer(
-            context
-                .auth
-                .enabled()
-                .then(|| axum::middleware::from_fn_with_state(context.auth.clone(), auth::authenticate)),
-        )
+        .layer(axum::middleware::from_fn_with_state(live.clone(), auth::authenticate))
         // After auth: buckets are keyed by the caller it established.
-        .option_layer(config.rate_limit.enabled().then(|| {
-            let (registry, metrics) = (context.registry.clone(), context.metrics.clone());
-            let limiter = Arc::new(rate_limit::Limiter::new(&config.rate_limit, registry, metrics));
-            axum::middleware::from_fn_with_state(limiter, rate_limit::limit)
-        }));
-    Router::new().fallback(handle).with_state(context).layer(stack)
+        .layer(axum::middleware::from_fn_with_state(live.clone(), rate_limit::limit));
+    Router::new().fallback(handle).with_state(live).layer(stack)
 }
 
-async fn handle(State(context): State<Arc<Context>>, request: Request) -> Response<Body> {
+async fn handle(State(live): State<Arc<LiveContext>>, mut request: Request) -> Response<Body> {
+    let context = live.pinned(&mut request);
     protocol::dispatch(context, request).await
 }

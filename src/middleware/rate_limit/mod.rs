@@ -1,12 +1,17 @@
 //! Rate limits: GCRA buckets (governor) per route rule, keyed by consumer,
 //! JWT subject, client IP (behind a configured number of trusted proxies) or
 //! route. A refusal is 429 with `Retry-After`; every limited response carries
-//! `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`.
+//! `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`. With a
+//! Redis URL the buckets are shared by every replica (`redis`); while Redis
+//! is unreachable, local buckets decide or limited requests are refused.
+
+mod redis;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -18,12 +23,13 @@ use governor::{Quota, RateLimiter};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use tonic::Code;
 
+use self::redis::RedisQuotas;
+pub use self::redis::StoreState;
 use super::metrics::Metrics;
 use super::route_info::{Caller, route_info};
 use crate::config::{QuotaConfig, RateKey, RateLimitConfig};
 use crate::error::Error;
-use crate::protocol::refusal;
-use crate::registry::Registry;
+use crate::protocol::{LiveContext, refusal};
 
 type Buckets = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
 
@@ -33,21 +39,69 @@ pub struct Limiter {
     metrics: Arc<Metrics>,
     key: RateKey,
     trusted_proxies: usize,
-    registry: Arc<Registry>,
-    rules: HashMap<String, (QuotaConfig, Buckets)>,
-    default: Option<(QuotaConfig, Buckets)>,
+    rules: HashMap<String, Rule>,
+    default: Option<Rule>,
+    /// Shared counters; the local buckets decide only while it is down.
+    store: Option<Arc<RedisQuotas>>,
+}
+
+#[derive(Debug)]
+struct Rule {
+    quota: QuotaConfig,
+    local: Buckets,
+}
+
+/// One rate-limit decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allowed {
+        remaining: u32,
+    },
+    Refused {
+        wait: Duration,
+    },
+    /// The shared store is down and the config says reject.
+    StoreUnavailable,
 }
 
 impl Limiter {
-    pub fn new(config: &RateLimitConfig, registry: Arc<Registry>, metrics: Arc<Metrics>) -> Self {
-        let rules = config.rules.iter().map(|(selector, quota)| (selector.clone(), (*quota, buckets(quota)))).collect();
-        Self {
-            metrics,
+    /// The limiter for a config; `None` when nothing is limited. Fails only
+    /// on an unusable Redis URL.
+    pub fn new(config: &RateLimitConfig, metrics: Arc<Metrics>) -> Result<Option<Self>, String> {
+        if !config.enabled() {
+            return Ok(None);
+        }
+        let store = config.store.clone().map(|store| RedisQuotas::start(store, metrics.clone())).transpose()?;
+        let rule = |quota: &QuotaConfig| Rule { quota: *quota, local: buckets(quota) };
+        Ok(Some(Self {
             key: config.key,
             trusted_proxies: config.trusted_proxies,
-            registry,
-            rules,
-            default: config.default.map(|quota| (quota, buckets(&quota))),
+            rules: config.rules.iter().map(|(selector, quota)| (selector.clone(), rule(quota))).collect(),
+            default: config.default.as_ref().map(rule),
+            store,
+            metrics,
+        }))
+    }
+
+    /// The shared store's state, when there is one.
+    pub fn store_state(&self) -> Option<StoreState> {
+        self.store.as_ref().map(|store| store.state())
+    }
+
+    async fn decide(&self, rule: &Rule, key: &str) -> Decision {
+        if let Some(store) = &self.store {
+            if let Ok(decision) = store.check(key, &rule.quota).await {
+                return decision;
+            }
+            let mode = if store.falls_back() { "local" } else { "reject" };
+            self.metrics.rate_limit_fallbacks.with_label_values(&[mode]).inc();
+            if !store.falls_back() {
+                return Decision::StoreUnavailable;
+            }
+        }
+        match rule.local.check_key(&key.to_string()) {
+            Ok(state) => Decision::Allowed { remaining: state.remaining_burst_capacity() },
+            Err(refused) => Decision::Refused { wait: refused.wait_time_from(DefaultClock::default().now()) },
         }
     }
 }
@@ -59,33 +113,44 @@ fn buckets(quota: &QuotaConfig) -> Buckets {
 }
 
 /// The tower layer's function.
-pub async fn limit(State(limiter): State<Arc<Limiter>>, mut request: Request, next: Next) -> Response<Body> {
+pub async fn limit(State(live): State<Arc<LiveContext>>, mut request: Request, next: Next) -> Response<Body> {
     if super::cors::is_preflight(&request) {
         return next.run(request).await;
     }
-    let route = route_info(&limiter.registry, &mut request);
+    let context = live.pinned(&mut request);
+    let Some(limiter) = context.limiter.as_deref() else {
+        return next.run(request).await;
+    };
+    let route = route_info(&context.registry, &mut request);
     let rule = route.selectors().into_iter().flatten().find_map(|s| limiter.rules.get(s).map(|r| (s.to_string(), r)));
-    let (selector, (quota, buckets)) = match (rule, &limiter.default) {
-        (Some((selector, rule)), _) => (selector, rule),
+    let (selector, rule) = match (rule, &limiter.default) {
+        (Some(found), _) => found,
         (None, Some(default)) => (route.rpc.clone().unwrap_or_default(), default),
         (None, None) => return next.run(request).await,
     };
     let key = format!("{selector}|{}", limiter.bucket_key(&request));
-    match buckets.check_key(&key) {
-        Ok(state) => {
+    match limiter.decide(rule, &key).await {
+        Decision::Allowed { remaining } => {
             let mut response = next.run(request).await;
-            headers(response.headers_mut(), quota, state.remaining_burst_capacity(), 0);
+            headers(response.headers_mut(), &rule.quota, remaining, 0);
             response
         }
-        Err(refused) => {
+        Decision::Refused { wait } => {
             limiter.metrics.rate_limited.with_label_values(&[route.rpc.as_deref().unwrap_or("")]).inc();
-            let wait = refused.wait_time_from(DefaultClock::default().now());
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             let mut error = Error::client(Code::ResourceExhausted, format!("rate limit exceeded; retry in {seconds}s"));
             error.http_status = Some(StatusCode::TOO_MANY_REQUESTS);
             let mut response = refusal(&request, error);
-            headers(response.headers_mut(), quota, 0, seconds);
+            headers(response.headers_mut(), &rule.quota, 0, seconds);
             response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+        }
+        Decision::StoreUnavailable => {
+            let mut error = Error::gateway(Code::Unavailable, "the rate-limit store is unreachable");
+            error.message = "rate limits cannot be checked right now; retry shortly".into();
+            error.http_status = Some(StatusCode::SERVICE_UNAVAILABLE);
+            let mut response = refusal(&request, error);
+            response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
             response
         }
     }
