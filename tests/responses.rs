@@ -270,9 +270,24 @@ async fn an_unreachable_backend_is_503_without_internal_detail() {
     let response = reqwest::get(format!("http://{}/v1/shelves", server.local_addr)).await.unwrap();
     let (status, body) = common::read_json(response).await;
     assert_eq!((status, body), (503, json!({"code": 14, "message": "upstream unavailable", "details": []})));
+    // The same failure over Connect and native gRPC is counted as well.
+    let connect = reqwest::Client::new()
+        .post(format!("http://{}/library.v1.LibraryService/ListShelves", server.local_addr))
+        .header("content-type", "application/json")
+        .header("connect-protocol-version", "1")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(connect.status(), 503);
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://{}", server.local_addr)).unwrap().connect_lazy();
+    let mut library = protogate::pb::library::v1::library_service_client::LibraryServiceClient::new(channel);
+    let grpc = library.list_shelves(protogate::pb::library::v1::ListShelvesRequest::default()).await.unwrap_err();
+    assert_eq!((grpc.code(), grpc.message()), (tonic::Code::Unavailable, "upstream unavailable"));
     let metrics =
         reqwest::get(format!("http://{}/metrics", server.admin_addr.unwrap())).await.unwrap().text().await.unwrap();
-    let line = format!("protogate_upstream_errors_total{{upstream=\"http://{addr}\"}} 1");
+    let line = format!("protogate_upstream_errors_total{{upstream=\"http://{addr}\"}} 3");
     assert!(metrics.contains(&line), "{metrics}");
     server.shutdown().await.unwrap();
 }

@@ -19,8 +19,9 @@ use serde_json::{Map, Value, json};
 use tonic::Code;
 use tonic::metadata::MetadataMap;
 
+use super::pacing::{call_deadline, next_within};
 use super::rest::check_size;
-use super::{Context, read_body};
+use super::{Context, counted, read_body, route_timeouts};
 use crate::error::{Error, http_status};
 use crate::middleware::telemetry::trace_of;
 use crate::registry::{MethodEntry, Snapshot};
@@ -97,8 +98,8 @@ async fn unary(context: &Context, method: &MethodEntry, parts: &Parts, body: Bod
     };
     let message = decode(codec, &method.descriptor.input(), &payload, context)?;
     check_size(&message, method.call.max_message_size)?;
-    let request = call_request(message, parts, context, false)?;
-    let reply = method.call.unary(request.0).await.map_err(Error::from_upstream)?;
+    let request = call_request(message, method, parts, context, false)?;
+    let reply = counted(context, &method.upstream, method.call.unary(request.0).await.map_err(Error::from_upstream))?;
     let body = encode(codec, &reply.message, &context.json.serialize_options())?;
     let mut response = Response::new(Body::from(body));
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(codec.unary_type()));
@@ -174,8 +175,9 @@ async fn server_stream(
     };
     let (headers, frames) = match stream_request(context, method, parts, body, codec).await {
         Ok((headers, messages)) => {
-            let state =
-                StreamState { messages, codec, json: context.json.serialize_options(), pool: snapshot.pool.clone() };
+            let idle = route_timeouts(context, method).stream_idle;
+            let json = context.json.serialize_options();
+            let state = StreamState { messages, codec, json, pool: snapshot.pool.clone(), idle };
             (headers, responses(state))
         }
         Err(error) => {
@@ -202,8 +204,9 @@ async fn stream_request(
     let message = single_envelope(&payload)?;
     let message = decode(codec, &method.descriptor.input(), message, context)?;
     check_size(&message, method.call.max_message_size)?;
-    let (request, _) = call_request(message, parts, context, true)?;
-    let response = method.call.server_streaming(request).await.map_err(Error::from_upstream)?;
+    let (request, _) = call_request(message, method, parts, context, true)?;
+    let started = method.call.server_streaming(request).await.map_err(Error::from_upstream);
+    let response = counted(context, &method.upstream, started)?;
     let (headers, messages, _) = response.into_parts();
     Ok((headers, messages))
 }
@@ -233,21 +236,24 @@ struct StreamState {
     codec: Codec,
     json: SerializeOptions,
     pool: DescriptorPool,
+    /// The route's idle timeout between two messages.
+    idle: Option<Duration>,
 }
 
 fn responses(state: StreamState) -> BoxStream<'static, Result<Bytes, std::convert::Infallible>> {
     futures_util::stream::unfold(Some(state), |state| async move {
         let mut state = state?;
-        let failure = match state.messages.message().await {
-            Ok(Some(message)) => match encode(state.codec, &message, &state.json) {
+        let failure = match next_within(state.idle, state.messages.message()).await {
+            Err(idle) => idle,
+            Ok(Ok(Some(message))) => match encode(state.codec, &message, &state.json) {
                 Ok(bytes) => return Some((Ok(envelope(0, &bytes)), Some(state))),
                 Err(error) => error,
             },
-            Ok(None) => {
+            Ok(Ok(None)) => {
                 let trailers = state.messages.trailers().await.ok().flatten().unwrap_or_default();
                 return Some((Ok(end_of_stream(None, &trailers, &state.pool)), None));
             }
-            Err(status) => Error::from_upstream(status),
+            Ok(Err(status)) => Error::from_upstream(status),
         };
         Some((Ok(end_of_stream(Some(&failure), &MetadataMap::new(), &state.pool)), None))
     })
@@ -287,16 +293,17 @@ fn end_of_stream(error: Option<&Error>, trailers: &MetadataMap, pool: &Descripto
 }
 
 /// Builds the upstream request: metadata from plain headers, the deadline
-/// from `Connect-Timeout-Ms` (capped), or the default for unary calls.
+/// from `Connect-Timeout-Ms` (capped), else the route's.
 fn call_request(
     message: DynamicMessage,
+    method: &MethodEntry,
     parts: &Parts,
     context: &Context,
     streaming: bool,
 ) -> Result<(tonic::Request<DynamicMessage>, Option<Duration>), Error> {
     let mut request = tonic::Request::new(message);
     *request.metadata_mut() = metadata(&parts.headers)?;
-    let timeout = match parts.headers.get("connect-timeout-ms") {
+    let requested = match parts.headers.get("connect-timeout-ms") {
         Some(value) => {
             let ms = value
                 .to_str()
@@ -304,10 +311,11 @@ fn call_request(
                 .filter(|v| !v.is_empty() && v.len() <= 10)
                 .and_then(|v| v.parse::<u64>().ok())
                 .ok_or_else(|| Error::bad_request("Connect-Timeout-Ms must be 1 to 10 digits"))?;
-            Some(Duration::from_millis(ms).min(context.deadlines.max))
+            Some(Duration::from_millis(ms))
         }
-        None => (!streaming).then_some(context.deadlines.default),
+        None => None,
     };
+    let timeout = call_deadline(requested, &route_timeouts(context, method), streaming, &context.deadlines);
     if let Some(timeout) = timeout {
         request.set_timeout(timeout);
     }

@@ -13,7 +13,9 @@ use http::{Request, Response, Version};
 use http_body::{Body, Frame, SizeHint};
 use tower::Service;
 
-use crate::registry::Registry;
+use super::Context as GatewayContext;
+use super::pacing::{PacedBody, call_deadline};
+use crate::upstream::metadata::{format_grpc_timeout, parse_grpc_timeout};
 
 /// Connection-level headers that must not be forwarded.
 const HOP_BY_HOP: [&str; 3] = ["keep-alive", "proxy-connection", "proxy-authenticate"];
@@ -22,7 +24,7 @@ const HOP_BY_HOP: [&str; 3] = ["keep-alive", "proxy-connection", "proxy-authenti
 /// reaches it through tonic-web's translation.
 #[derive(Debug, Clone)]
 pub struct GrpcProxy {
-    registry: Arc<Registry>,
+    context: Arc<GatewayContext>,
 }
 
 /// The request body on its way upstream. It drops the size hint — a
@@ -36,8 +38,8 @@ struct ForwardedBody<B> {
 }
 
 impl GrpcProxy {
-    pub fn new(registry: Arc<Registry>) -> Self {
-        Self { registry }
+    pub fn new(context: Arc<GatewayContext>) -> Self {
+        Self { context }
     }
 }
 
@@ -55,7 +57,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let snapshot = self.registry.snapshot_for(request.extensions_mut());
+        let snapshot = self.context.registry.snapshot_for(request.extensions_mut());
         let path = request.uri().path();
         let method = snapshot.rpc_index.get(path).and_then(|&i| snapshot.methods.get(i));
         let Some(method) = method else {
@@ -72,18 +74,49 @@ where
         }
         // gRPC-Web may arrive over HTTP/1.1; upstream it is always HTTP/2.
         parts.version = Version::HTTP_2;
+        let timeouts = super::route_timeouts(&self.context, method);
+        let streaming = method.descriptor.is_server_streaming() || method.descriptor.is_client_streaming();
+        let requested = parts.headers.get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
+        let deadline = call_deadline(requested, &timeouts, streaming, &self.context.deadlines);
+        if let Some(deadline) = deadline
+            && let Ok(value) = http::HeaderValue::try_from(format_grpc_timeout(deadline))
+        {
+            // The backend learns the deadline the gateway enforces.
+            parts.headers.insert("grpc-timeout", value);
+        }
+        let deadline = deadline.map(|d| tokio::time::Instant::now() + d);
+        let idle = timeouts.stream_idle.filter(|_| method.descriptor.is_server_streaming());
+        let (metrics, upstream) = (self.context.metrics.clone(), method.upstream.clone());
         let failure = Arc::new(OnceLock::new());
         let body = ForwardedBody { inner: body, failure: failure.clone() };
         let request = Request::from_parts(parts, tonic::body::Body::new(body));
         Box::pin(async move {
-            let response = match std::future::poll_fn(|cx| channel.poll_ready(cx)).await {
-                Ok(()) => channel.call(request).await,
-                Err(e) => Err(e),
+            let call = async {
+                std::future::poll_fn(|cx| channel.poll_ready(cx)).await?;
+                channel.call(request).await
             };
-            Ok(response.unwrap_or_else(|e| match failure.get() {
-                Some(status) => status.clone().into_http(),
-                None => unreachable_upstream(e).into_http(),
-            }))
+            let response = match deadline {
+                Some(at) => match tokio::time::timeout_at(at, call).await {
+                    Ok(response) => response,
+                    Err(_) => return Ok(tonic::Status::deadline_exceeded("no answer within the deadline").into_http()),
+                },
+                None => call.await,
+            };
+            Ok(match response {
+                Ok(response) if idle.is_none() && deadline.is_none() => response,
+                Ok(response) => response.map(|body| tonic::body::Body::new(PacedBody::new(body, idle, deadline))),
+                Err(e) => match failure.get() {
+                    Some(status) => status.clone().into_http(),
+                    // The backend, told the deadline, gave up on it first.
+                    None if deadline.is_some_and(|at| tokio::time::Instant::now() >= at) => {
+                        tonic::Status::deadline_exceeded("no answer within the deadline").into_http()
+                    }
+                    None => {
+                        metrics.upstream_errors.with_label_values(&[&upstream]).inc();
+                        unreachable_upstream(e).into_http()
+                    }
+                },
+            })
         })
     }
 }

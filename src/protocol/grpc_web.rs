@@ -9,11 +9,11 @@ use axum::body::Body;
 use http::{Request, Response};
 use tower::{Layer, ServiceExt};
 
+use super::Context;
 use super::grpc::GrpcProxy;
-use crate::registry::Registry;
 
-pub async fn serve(registry: Arc<Registry>, request: Request<Body>) -> Response<Body> {
-    let service = tonic_web::GrpcWebLayer::new().layer(GrpcProxy::new(registry));
+pub async fn serve(context: Arc<Context>, request: Request<Body>) -> Response<Body> {
+    let service = tonic_web::GrpcWebLayer::new().layer(GrpcProxy::new(context));
     let response: Result<_, Infallible> = service.oneshot(request).await;
     match response {
         Ok(response) => response.map(Body::new),

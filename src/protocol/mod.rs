@@ -4,6 +4,7 @@
 pub mod connect;
 pub mod grpc;
 pub mod grpc_web;
+pub mod pacing;
 pub mod rest;
 pub mod websocket;
 
@@ -149,7 +150,7 @@ pub async fn dispatch(context: Arc<Context>, mut request: Request<Body>) -> Resp
     }
     match protocol {
         Protocol::Grpc => grpc(context, request).await,
-        Protocol::GrpcWeb => grpc_web::serve(context.registry.clone(), request).await,
+        Protocol::GrpcWeb => grpc_web::serve(context, request).await,
         Protocol::Connect => connect::serve(&context, request).await,
         Protocol::WebSocket => websocket::serve(context, request).await,
         Protocol::Rest => rest::serve(&context, request).await,
@@ -213,11 +214,28 @@ async fn grpc(context: Arc<Context>, request: Request<Body>) -> Response<Body> {
         let status = tonic::Status::internal("gRPC needs HTTP/2 (h2c prior knowledge); use gRPC-Web over HTTP/1.1");
         return status.into_http();
     }
-    let proxy = grpc::GrpcProxy::new(context.registry.clone());
+    let proxy = grpc::GrpcProxy::new(context);
     match proxy.oneshot(request).await {
         Ok(response) => response.map(Body::new),
         Err(never) => match never {},
     }
+}
+
+/// Counts a failure to reach the upstream in the metrics.
+pub(crate) fn counted<T>(context: &Context, upstream: &str, result: Result<T, Error>) -> Result<T, Error> {
+    if let Err(error) = &result
+        && error.origin == crate::error::Origin::Gateway
+        && error.code == tonic::Code::Unavailable
+    {
+        context.metrics.upstream_errors.with_label_values(&[upstream]).inc();
+    }
+    result
+}
+
+/// A method's timeouts (rules by method or service).
+pub(crate) fn route_timeouts(context: &Context, method: &crate::registry::MethodEntry) -> crate::config::RouteTimeouts {
+    let service = method.descriptor.parent_service();
+    context.timeouts.for_route([Some(method.descriptor.full_name()), Some(service.full_name())])
 }
 
 /// A refusal by a policy layer, in the protocol's own form: a trailers-only

@@ -20,8 +20,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
+use super::pacing::{lifetime_error, next_within};
 use super::rest::error_response;
 use super::{Context, aborted};
+use crate::config::RouteTimeouts;
 use crate::error::Error;
 use crate::middleware::telemetry::trace_of;
 use crate::registry::Snapshot;
@@ -41,6 +43,7 @@ struct Decoder {
 
 /// Why the call ended, for the close frame.
 type Outcome = Result<(), Error>;
+type Metadata = tonic::metadata::MetadataMap;
 
 /// Whether a request asks for a WebSocket upgrade.
 pub fn is_upgrade<B>(request: &Request<B>) -> bool {
@@ -64,10 +67,10 @@ pub async fn serve(context: Arc<Context>, request: Request<Body>) -> Response<Bo
     let prepared = prepare(&context, &snapshot, &parts);
     let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &()).await;
     match (prepared, upgrade) {
-        (Ok((index, decoder, metadata)), Ok(upgrade)) => {
+        (Ok((index, decoder, metadata, timeouts)), Ok(upgrade)) => {
             let json = context.json.serialize_options();
             upgrade.on_upgrade(move |socket| async move {
-                run(socket, snapshot, index, decoder, metadata, json).await;
+                run(socket, snapshot, index, (decoder, metadata, timeouts), json).await;
             })
         }
         (Err(error), _) => error_response(&error, Some(&snapshot.pool)),
@@ -80,7 +83,7 @@ fn prepare(
     context: &Context,
     snapshot: &Snapshot,
     parts: &Parts,
-) -> Result<(usize, Decoder, tonic::metadata::MetadataMap), Error> {
+) -> Result<(usize, Decoder, Metadata, RouteTimeouts), Error> {
     let path = parts.uri.path();
     let (index, binding, variables) = match snapshot.rpc_index.get(path) {
         Some(&index) => (index, None, Vec::new()),
@@ -96,6 +99,9 @@ fn prepare(
         snapshot.methods.get(index).ok_or_else(|| Error::gateway(Code::Internal, "route points at no method"))?;
     let template = binding.as_ref().map(|b| b.template_text.as_str());
     trace_of(&parts.extensions).route(template, method.descriptor.full_name());
+    let service = method.descriptor.parent_service();
+    let timeouts =
+        context.timeouts.for_route([Some(method.descriptor.full_name()), Some(service.full_name()), template]);
     if !method.descriptor.is_client_streaming() && !method.descriptor.is_server_streaming() {
         return Err(Error::bad_request(format!(
             "{} is unary; WebSocket serves streaming methods only",
@@ -111,7 +117,7 @@ fn prepare(
         input: method.descriptor.input(),
         json: context.json.clone(),
     };
-    Ok((index, decoder, metadata))
+    Ok((index, decoder, metadata, timeouts))
 }
 
 impl Decoder {
@@ -144,8 +150,7 @@ async fn run(
     socket: WebSocket,
     snapshot: Arc<Snapshot>,
     index: usize,
-    decoder: Decoder,
-    metadata: tonic::metadata::MetadataMap,
+    (decoder, metadata, timeouts): (Decoder, Metadata, RouteTimeouts),
     json: prost_reflect::SerializeOptions,
 ) {
     let Some(method) = snapshot.methods.get(index) else {
@@ -183,7 +188,7 @@ async fn run(
         };
         let _ = abort.send(failure);
     });
-    let outcome: Outcome = async {
+    let call = async {
         let mut messages = if method.descriptor.is_client_streaming() {
             let mut request = tonic::Request::new(ReceiverStream::new(receiver));
             *request.metadata_mut() = metadata;
@@ -203,7 +208,7 @@ async fn run(
         };
         loop {
             let next = tokio::select! {
-                next = messages.message() => next.map_err(Error::from_upstream)?,
+                next = next_within(timeouts.stream_idle, messages.message()) => next?.map_err(Error::from_upstream)?,
                 error = aborted(&mut abort_signal) => return Err(error),
             };
             let Some(message) = next else { return Ok(()) };
@@ -213,8 +218,12 @@ async fn run(
                 return Err(Error::client(Code::Cancelled, "the client went away"));
             }
         }
-    }
-    .await;
+    };
+    // Browsers cannot send a Grpc-Timeout: the route's lifetime bounds the stream.
+    let outcome: Outcome = match timeouts.stream_lifetime {
+        Some(lifetime) => tokio::time::timeout(lifetime, call).await.unwrap_or_else(|_| Err(lifetime_error())),
+        None => call.await,
+    };
     if let Err(error) = &outcome
         && error.origin == crate::error::Origin::Gateway
     {

@@ -97,6 +97,12 @@ pub const HEADER_PREFIX: &str = "grpc-metadata-";
 /// The `Grpc-Trailer-` prefix for trailer metadata in responses.
 pub const TRAILER_PREFIX: &str = "grpc-trailer-";
 
+/// Formats a deadline as a `Grpc-Timeout` value (at most 8 digits).
+pub fn format_grpc_timeout(timeout: Duration) -> String {
+    let millis = timeout.as_millis();
+    if millis < 100_000_000 { format!("{}m", millis.max(1)) } else { format!("{}S", timeout.as_secs().min(99_999_999)) }
+}
+
 /// Parses a `Grpc-Timeout` value: up to 8 digits and a unit (H, M, S, m, u, n).
 pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     if value.len() < 2 || value.len() > 9 {

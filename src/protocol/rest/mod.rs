@@ -14,7 +14,8 @@ use prost_reflect::{DescriptorPool, DynamicMessage};
 use tokio::time::Instant;
 use tonic::Code;
 
-use super::{Context, aborted, read_body};
+use super::pacing::call_deadline;
+use super::{Context, aborted, counted, read_body};
 use crate::config::RouteTimeouts;
 use crate::error::{Error, Origin};
 use crate::middleware::route_info::RouteInfo;
@@ -130,17 +131,6 @@ fn call_request<T>(message: T, prepared: &Prepared<'_>) -> tonic::Request<T> {
     request
 }
 
-/// Counts a failure to reach the upstream in the metrics.
-fn counted<T>(context: &Context, upstream: &str, result: Result<T, Error>) -> Result<T, Error> {
-    if let Err(error) = &result
-        && error.origin == Origin::Gateway
-        && error.code == Code::Unavailable
-    {
-        context.metrics.upstream_errors.with_label_values(&[upstream]).inc();
-    }
-    result
-}
-
 /// Refuses a message the upstream limit would reject, before sending it
 /// (tonic's own check surfaces only as an anonymous stream reset).
 pub(crate) fn check_size(message: &DynamicMessage, limit: usize) -> Result<(), Error> {
@@ -166,27 +156,22 @@ fn match_error(error: MatchError, parts: &Parts) -> Error {
     }
 }
 
-/// The call's timeout: the client's `Grpc-Timeout` capped by the configured
-/// maximum, else the route's (or the default) unary deadline; streams run
-/// until they end or outlive the route's lifetime.
+/// The call's timeout: the client's `Grpc-Timeout`, else the route's.
 fn deadline(
     parts: &Parts,
     context: &Context,
     streaming: bool,
     route: &RouteTimeouts,
 ) -> Result<Option<Duration>, Error> {
-    let Some(value) = parts.headers.get("grpc-timeout") else {
-        return Ok(if streaming {
-            route.stream_lifetime
-        } else {
-            Some(route.unary.unwrap_or(context.deadlines.default))
-        });
+    let requested = match parts.headers.get("grpc-timeout") {
+        None => None,
+        Some(value) => Some(value.to_str().ok().and_then(metadata::parse_grpc_timeout).ok_or_else(|| {
+            Error::bad_request(format!(
+                "invalid Grpc-Timeout {value:?}; expected digits and a unit such as 500m or 10S"
+            ))
+        })?),
     };
-    let parsed = value.to_str().ok().and_then(metadata::parse_grpc_timeout);
-    let requested = parsed.ok_or_else(|| {
-        Error::bad_request(format!("invalid Grpc-Timeout {value:?}; expected digits and a unit such as 500m or 10S"))
-    })?;
-    Ok(Some(requested.min(context.deadlines.max)))
+    Ok(call_deadline(requested, route, streaming, &context.deadlines))
 }
 
 /// Awaits an upstream call within the timeout, if any.

@@ -19,6 +19,7 @@ use tonic::metadata::MetadataMap;
 
 use super::error_body;
 use crate::error::Error;
+use crate::protocol::pacing::{idle_error, lifetime_error};
 use crate::transcode::response;
 use crate::transcode::stream::StreamFormat;
 use crate::upstream::metadata;
@@ -114,8 +115,8 @@ impl Frames {
                 Err(status) => Event::Failed(Error::from_upstream(status)),
             },
             error = aborted => Event::Failed(error),
-            () = deadline => Event::Failed(Error::gateway(Code::DeadlineExceeded, "stream outlived its deadline")),
-            () = stalled => Event::Failed(Error::client(Code::DeadlineExceeded, "no message within the stream's idle timeout")),
+            () = deadline => Event::Failed(lifetime_error()),
+            () = stalled => Event::Failed(idle_error()),
             () = idle => Event::Idle,
         }
     }

@@ -1,0 +1,130 @@
+//! Per-route timeouts shared by every protocol: the call deadline (a
+//! client's own timeout, capped, else the route's unary deadline or stream
+//! lifetime) and the idle timeout between two messages of a response stream.
+//! gRPC pass-through has no decoded messages, so its response body is paced
+//! frame by frame and ends with a DEADLINE_EXCEEDED trailer.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue};
+use http_body::{Body, Frame, SizeHint};
+use tokio::time::{Instant, Sleep};
+use tonic::Code;
+
+use super::Deadlines;
+use crate::config::RouteTimeouts;
+use crate::error::Error;
+
+/// The idle-timeout error, the same text for every protocol.
+pub const IDLE_MESSAGE: &str = "no message within the stream's idle timeout";
+const LIFETIME_MESSAGE: &str = "stream outlived its deadline";
+
+/// The deadline of one call: what the client asked for (capped by the
+/// configured maximum), else the route's unary deadline (or the default)
+/// for unary calls and the route's lifetime for streams.
+pub fn call_deadline(
+    requested: Option<Duration>,
+    route: &RouteTimeouts,
+    streaming: bool,
+    deadlines: &Deadlines,
+) -> Option<Duration> {
+    match requested {
+        Some(requested) => Some(requested.min(deadlines.max)),
+        None if streaming => route.stream_lifetime,
+        None => Some(route.unary.unwrap_or(deadlines.default)),
+    }
+}
+
+/// Awaits the next message of a stream, unless it takes longer than `idle`.
+pub async fn next_within<F: Future>(idle: Option<Duration>, next: F) -> Result<F::Output, Error> {
+    match idle {
+        Some(idle) => tokio::time::timeout(idle, next).await.map_err(|_| idle_error()),
+        None => Ok(next.await),
+    }
+}
+
+pub fn idle_error() -> Error {
+    Error::client(Code::DeadlineExceeded, IDLE_MESSAGE)
+}
+
+pub fn lifetime_error() -> Error {
+    Error::gateway(Code::DeadlineExceeded, LIFETIME_MESSAGE)
+}
+
+/// A gRPC response body under an idle timeout and a total deadline; when
+/// one passes, the inner body is dropped (cancelling the upstream stream)
+/// and the response ends with `grpc-status: 4`.
+pub struct PacedBody<B> {
+    inner: Option<B>,
+    idle: Option<Duration>,
+    idle_timer: Option<Pin<Box<Sleep>>>,
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl<B> PacedBody<B> {
+    /// `deadline` is an instant (the whole call's), `idle` a gap.
+    pub fn new(inner: B, idle: Option<Duration>, deadline: Option<Instant>) -> Self {
+        Self {
+            inner: Some(inner),
+            idle,
+            idle_timer: idle.map(|idle| Box::pin(tokio::time::sleep(idle))),
+            deadline: deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
+        }
+    }
+
+    fn expired(&mut self, cx: &mut TaskContext<'_>) -> Option<&'static str> {
+        if self.deadline.as_mut().is_some_and(|d| d.as_mut().poll(cx).is_ready()) {
+            return Some(LIFETIME_MESSAGE);
+        }
+        if self.idle_timer.as_mut().is_some_and(|t| t.as_mut().poll(cx).is_ready()) {
+            return Some(IDLE_MESSAGE);
+        }
+        None
+    }
+}
+
+impl<B> Body for PacedBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Poll::Ready(frame) = Pin::new(inner).poll_frame(cx) {
+            if let (Some(Ok(frame)), Some(idle)) = (&frame, self.idle)
+                && frame.is_data()
+                && let Some(timer) = self.idle_timer.as_mut()
+            {
+                timer.as_mut().reset(Instant::now() + idle);
+            }
+            return Poll::Ready(frame);
+        }
+        match self.expired(cx) {
+            Some(message) => {
+                self.inner = None;
+                let mut trailers = HeaderMap::new();
+                trailers.insert("grpc-status", HeaderValue::from(Code::DeadlineExceeded as i32));
+                // Printable ASCII without '%': valid as a grpc-message as is.
+                trailers.insert("grpc-message", HeaderValue::from_static(message));
+                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+            }
+            None => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|inner| inner.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
