@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use protogate::config::{Config, Flags};
+use protogate::config::{Config, Flags, TracingConfig};
 use protogate::middleware::cors::OriginPattern;
+use protogate::middleware::otel;
 use protogate::registry::{snapshot, source};
 use protogate::{example, pb, server};
 
@@ -91,12 +92,11 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Text => logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
-        LogFormat::Json => logs.json().flatten_event(true).init(),
+    // `serve` starts logging once its config says where spans go.
+    if !matches!(cli.command, Command::Serve { .. })
+        && let Err(e) = init_logs(cli.log_format, None)
+    {
+        eprintln!("protogate: {e}");
     }
     let result = match cli.command {
         Command::Serve {
@@ -122,7 +122,7 @@ async fn main() -> ExitCode {
                 registry,
                 descriptor_dirs,
             };
-            serve(config, flags).await
+            serve(config, flags, cli.log_format).await
         }
         Command::Validate { files } => validate(&files),
         Command::Routes { descriptors } => routes(&descriptors),
@@ -137,10 +137,36 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(config_file: Option<PathBuf>, flags: Flags) -> Result<(), String> {
+async fn serve(config_file: Option<PathBuf>, flags: Flags, log_format: LogFormat) -> Result<(), String> {
     let config = Config::load(config_file.as_deref(), &flags).map_err(|e| format!("invalid configuration:\n{e}"))?;
+    let exporter = init_logs(log_format, Some(&config.tracing))?;
     let server = server::start(&config).await.map_err(|e| e.to_string())?;
-    run_until_signal(server).await
+    let result = run_until_signal(server).await;
+    if let Some(exporter) = exporter {
+        exporter.shutdown();
+    }
+    result
+}
+
+/// Logs to stderr (`RUST_LOG`, default `info`; text or JSON) and, when
+/// configured, spans to an OTLP collector.
+fn init_logs(format: LogFormat, tracing: Option<&TracingConfig>) -> Result<Option<otel::Exporter>, String> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match format {
+        LogFormat::Text => logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).boxed(),
+        LogFormat::Json => logs.json().flatten_event(true).boxed(),
+    };
+    let (spans, exporter) = match tracing.map(otel::layer).transpose()?.flatten() {
+        Some((layer, exporter)) => (Some(layer), Some(exporter)),
+        None => (None, None),
+    };
+    tracing_subscriber::registry().with(spans).with(logs.with_filter(filter)).init();
+    Ok(exporter)
 }
 
 fn routes(descriptors: &[PathBuf]) -> Result<(), String> {

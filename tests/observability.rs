@@ -88,7 +88,7 @@ async fn metrics_count_every_protocol_and_split_latency() {
     );
     assert_eq!(find("protogate_requests_total", &[("protocol", "rest"), ("route", ""), ("http_status", "404")]), 1.0);
     assert_eq!(
-        find("protogate_requests_total", &[("protocol", "connect"), ("rpc", "library.v1.LibraryService/GetShelf")]),
+        find("protogate_requests_total", &[("protocol", "connect"), ("rpc", "library.v1.LibraryService.GetShelf")]),
         1.0
     );
     let rpc = [("protocol", "rest"), ("rpc", "library.v1.LibraryService.GetShelf")];

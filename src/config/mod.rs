@@ -11,10 +11,12 @@ use serde::Deserialize;
 
 mod auth;
 mod rate_limit;
+mod telemetry;
 mod timeouts;
 
 pub use auth::{AuthConfig, JwtConfig, KeyConfig, RuleConfig};
 pub use rate_limit::{QuotaConfig, RateKey, RateLimitConfig, RateStoreConfig};
+pub use telemetry::TracingConfig;
 pub use timeouts::{RouteTimeouts, TimeoutsConfig};
 
 use crate::middleware::cors::OriginPattern;
@@ -43,6 +45,7 @@ pub struct Config {
     pub timeouts: TimeoutsConfig,
     /// Serve `/healthz` and `/readyz` on the public listener as well.
     pub public_health: bool,
+    pub tracing: TracingConfig,
     /// Where the config came from, for reloads; none when not from a file.
     pub source: Option<ConfigSource>,
 }
@@ -154,6 +157,7 @@ struct RawConfig {
     rate_limit: rate_limit::RawRateLimit,
     timeouts: timeouts::RawTimeouts,
     health: RawHealth,
+    tracing: telemetry::RawTracing,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -269,6 +273,7 @@ impl Default for RawConfig {
             rate_limit: rate_limit::RawRateLimit::default(),
             timeouts: timeouts::RawTimeouts::default(),
             health: RawHealth::default(),
+            tracing: telemetry::RawTracing::default(),
         }
     }
 }
@@ -447,6 +452,7 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
     let auth = auth::validate(raw.auth, location, &mut errors);
     let rate_limit = rate_limit::validate(raw.rate_limit, location, &mut errors);
     let timeouts = timeouts::validate(raw.timeouts, location, &mut errors);
+    let tracing = telemetry::validate(raw.tracing, location, &mut errors);
     // The API key's query parameter is a credential, not a request field.
     let mut json = raw.json;
     if let Some(name) = &auth.api_key_query
@@ -495,6 +501,7 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
             rate_limit,
             timeouts,
             public_health: raw.health.public,
+            tracing,
             source: None,
         }),
         _ => Err(ConfigErrors(errors)),

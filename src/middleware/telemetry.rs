@@ -55,6 +55,8 @@ struct Record {
     path: String,
     status: u16,
     bytes_in: Arc<AtomicU64>,
+    /// The request's server span, told the outcome at the end.
+    span: tracing::Span,
 }
 
 /// The request body, counted as it is read.
@@ -144,6 +146,7 @@ pub async fn observe(State(metrics): State<Arc<Metrics>>, request: Request, next
         path: parts.uri.path().to_string(),
         status: 0,
         bytes_in: bytes_in.clone(),
+        span: tracing::Span::current(),
     };
     let body = Body::new(Counted { inner: body, bytes: bytes_in });
     metrics.in_flight.inc();
@@ -238,6 +241,7 @@ impl Record {
         metrics.backend.with_label_values(&[protocol, rpc]).observe(fields.backend.as_secs_f64());
         metrics.request_bytes.with_label_values(&[protocol, rpc]).observe(bytes_in as f64);
         metrics.response_bytes.with_label_values(&[protocol, rpc]).observe(bytes_out as f64);
+        super::otel::record_outcome(&self.span, &self.method, route, rpc, self.status, grpc_code);
         tracing::info!(
             target: "protogate::access",
             request_id = %self.request_id,

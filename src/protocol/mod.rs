@@ -143,9 +143,8 @@ pub async fn dispatch(context: Arc<Context>, mut request: Request<Body>) -> Resp
     if matches!(protocol, Protocol::Grpc | Protocol::GrpcWeb | Protocol::Connect) {
         // These name the method in the path; a known one is a bounded label.
         let snapshot = context.registry.snapshot_for(request.extensions_mut());
-        let path = request.uri().path();
-        if snapshot.rpc_index.contains_key(path) {
-            trace.route(None, path.trim_start_matches('/'));
+        if let Some(method) = snapshot.rpc_index.get(request.uri().path()).and_then(|&i| snapshot.methods.get(i)) {
+            trace.route(None, method.descriptor.full_name());
         }
     }
     match protocol {

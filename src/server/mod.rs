@@ -24,7 +24,7 @@ use crate::admin;
 use crate::config::{Config, ConfigErrors};
 use crate::middleware::auth::{self, Authenticator};
 use crate::middleware::metrics::Metrics;
-use crate::middleware::{cors, limits, rate_limit, telemetry};
+use crate::middleware::{cors, limits, otel, rate_limit, telemetry};
 use crate::protocol::{self, Context, Deadlines, LiveContext, Origins};
 use crate::registry::{RedisStore, Registry, Settings, StateDir, Store, reflect, shared, watch};
 use crate::upstream::Upstreams;
@@ -228,7 +228,13 @@ pub fn router(live: Arc<LiveContext>, config: &Config) -> Router {
     let stack = ServiceBuilder::new()
         // Outermost: every later log line and the response carry the id.
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)))
+        // Inside the request id (the span carries it): the server span, a
+        // child of the client's W3C trace context.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| otel::request_span(request))
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
         .layer(PropagateRequestIdLayer::x_request_id())
         // Inside the request id, outside every policy: refusals are logged
         // and counted too.

@@ -7,7 +7,10 @@ use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
 use tonic::{Request, Status, Streaming};
 
+use tracing::Instrument;
+
 use super::codec::DynamicCodec;
+use crate::middleware::otel::upstream_span;
 
 /// Where and how to call one method.
 #[derive(Debug, Clone)]
@@ -37,10 +40,14 @@ impl Call {
 
     pub async fn server_streaming(
         &self,
-        request: Request<DynamicMessage>,
+        mut request: Request<DynamicMessage>,
     ) -> Result<tonic::Response<Streaming<DynamicMessage>>, Status> {
-        let mut grpc = self.client().await?;
-        grpc.server_streaming(request, self.path.clone(), DynamicCodec::new(self.output.clone())).await
+        let span = upstream_span(self.path.as_str(), request.metadata_mut());
+        let call = async {
+            let mut grpc = self.client().await?;
+            grpc.server_streaming(request, self.path.clone(), DynamicCodec::new(self.output.clone())).await
+        };
+        call.instrument(span).await
     }
 
     /// A client-streaming call: many messages in, one reply.
@@ -52,12 +59,19 @@ impl Call {
     }
 
     /// A bidirectional call (any call with a stream of requests).
-    pub async fn streaming<S>(&self, request: Request<S>) -> Result<tonic::Response<Streaming<DynamicMessage>>, Status>
+    pub async fn streaming<S>(
+        &self,
+        mut request: Request<S>,
+    ) -> Result<tonic::Response<Streaming<DynamicMessage>>, Status>
     where
         S: Stream<Item = DynamicMessage> + Send + 'static,
     {
-        let mut grpc = self.client().await?;
-        grpc.streaming(request, self.path.clone(), DynamicCodec::new(self.output.clone())).await
+        let span = upstream_span(self.path.as_str(), request.metadata_mut());
+        let call = async {
+            let mut grpc = self.client().await?;
+            grpc.streaming(request, self.path.clone(), DynamicCodec::new(self.output.clone())).await
+        };
+        call.instrument(span).await
     }
 
     async fn client(&self) -> Result<tonic::client::Grpc<Channel>, Status> {

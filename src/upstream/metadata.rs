@@ -40,9 +40,13 @@ pub fn from_http(headers: &HeaderMap, client: Option<SocketAddr>) -> Result<Meta
     if let Some(authorization) = headers.get(http::header::AUTHORIZATION) {
         insert(&mut metadata, "authorization", authorization)?;
     }
-    // The id the access log carries, so backend logs can be joined with it.
-    if let Some(id) = headers.get("x-request-id") {
-        insert(&mut metadata, "x-request-id", id)?;
+    // The id the access log carries, so backend logs can be joined with it;
+    // the W3C trace context (replaced by the gateway's own when it exports
+    // spans).
+    for name in ["x-request-id", "traceparent", "tracestate"] {
+        if let Some(value) = headers.get(name) {
+            insert(&mut metadata, name, value)?;
+        }
     }
     let forwarded_for = match (headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()), client) {
         (Some(chain), Some(client)) => Some(format!("{chain}, {}", client.ip())),
