@@ -240,3 +240,69 @@ async fn grpc_clients_are_refused_in_grpc_form() {
     assert_eq!(reply.get_ref().entries["x-subject"], "user-7");
     std::fs::remove_file(path).unwrap();
 }
+
+/// A JWKS endpoint whose set can be swapped and whose reads are counted.
+struct JwksServer {
+    url: String,
+    body: std::sync::Arc<std::sync::Mutex<(u16, String)>>,
+    fetches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+async fn jwks_server(initial: String) -> JwksServer {
+    use std::sync::atomic::Ordering;
+    let body = std::sync::Arc::new(std::sync::Mutex::new((200, initial)));
+    let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (served, counted) = (body.clone(), fetches.clone());
+    let app = axum::Router::new().route(
+        "/.well-known/jwks.json",
+        axum::routing::get(move || {
+            let (served, counted) = (served.clone(), counted.clone());
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let (status, body) = served.lock().unwrap().clone();
+                (axum::http::StatusCode::from_u16(status).unwrap(), body)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/.well-known/jwks.json", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    JwksServer { url, body, fetches }
+}
+
+#[tokio::test]
+async fn a_jwks_url_is_cached_refreshed_on_unknown_kids_and_kept_through_failures() {
+    use std::sync::atomic::Ordering;
+    let server = jwks_server(jwks("u1", "url-secret-1")).await;
+    let toml = format!(
+        "[auth]\ndefault = \"authenticated\"\n[auth.jwt]\nissuer = \"https://issuer.test\"\naudiences = [\"protogate\"]\n\
+         jwks_url = \"{}\"\njwks_refresh = \"1h\"\n",
+        server.url
+    );
+    let h = Harness::start_with(&toml).await;
+    let signed = |kid: &str, secret: &str| {
+        let token = token(Algorithm::HS256, kid, &EncodingKey::from_secret(secret.as_bytes()), &claims(json!({})));
+        Some(("authorization", format!("Bearer {token}")))
+    };
+    for _ in 0..5 {
+        assert_eq!(metadata_call(&h, signed("u1", "url-secret-1")).await.0, 200);
+    }
+    let after_start = server.fetches.load(Ordering::SeqCst);
+    assert!((1..=2).contains(&after_start), "cached, not fetched per request: {after_start} fetches");
+
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    server.body.lock().unwrap().1 = jwks("u2", "url-secret-2");
+    assert_eq!(metadata_call(&h, signed("u2", "url-secret-2")).await.0, 200, "an unknown kid re-reads the set");
+    assert_eq!(server.fetches.load(Ordering::SeqCst), after_start + 1);
+
+    for _ in 0..10 {
+        assert_eq!(metadata_call(&h, signed("forged", "x")).await.0, 401);
+    }
+    let after_forged = server.fetches.load(Ordering::SeqCst);
+    assert!(after_forged <= after_start + 2, "unknown kids re-read at most once a second: {after_forged}");
+
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    *server.body.lock().unwrap() = (500, "down".into());
+    assert_eq!(metadata_call(&h, signed("other", "x")).await.0, 401, "a failed read refuses the unknown kid");
+    assert_eq!(metadata_call(&h, signed("u2", "url-secret-2")).await.0, 200, "and keeps the keys it had");
+}

@@ -32,6 +32,7 @@ pub struct JwtConfig {
     pub leeway: Duration,
     pub keys: Vec<KeyConfig>,
     pub jwks_file: Option<PathBuf>,
+    pub jwks_url: Option<String>,
     pub jwks_refresh: Duration,
 }
 
@@ -97,6 +98,7 @@ struct RawJwt {
     leeway: String,
     keys: Vec<KeyConfig>,
     jwks_file: Option<PathBuf>,
+    jwks_url: Option<String>,
     jwks_refresh: String,
 }
 
@@ -138,6 +140,7 @@ impl Default for RawJwt {
             leeway: "30s".into(),
             keys: Vec::new(),
             jwks_file: None,
+            jwks_url: None,
             jwks_refresh: "5m".into(),
         }
     }
@@ -187,8 +190,16 @@ pub(super) fn validate(raw: RawAuth, location: &str, errors: &mut Vec<String>) -
                 );
             }
         }
-        if jwt.keys.is_empty() && jwt.jwks_file.is_none() {
-            report("jwt", "set `keys` or `jwks_file`".into());
+        if jwt.keys.is_empty() && jwt.jwks_file.is_none() && jwt.jwks_url.is_none() {
+            report("jwt", "set `keys`, `jwks_file` or `jwks_url`".into());
+        }
+        if jwt.jwks_file.is_some() && jwt.jwks_url.is_some() {
+            report("jwt", "`jwks_file` and `jwks_url` exclude each other".into());
+        }
+        if let Some(url) = &jwt.jwks_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            report("jwt.jwks_url", format!("{url:?} is not an http(s) URL"));
         }
         let mut duration = |key: &str, text: &str| {
             humantime::parse_duration(text)
@@ -202,6 +213,7 @@ pub(super) fn validate(raw: RawAuth, location: &str, errors: &mut Vec<String>) -
             audiences: jwt.audiences,
             keys: jwt.keys,
             jwks_file: jwt.jwks_file,
+            jwks_url: jwt.jwks_url,
         }
     });
     for rule in &raw.rules {

@@ -4,10 +4,11 @@
 //! gRPC method, service or REST template, and the identity forwarded to the
 //! backend as metadata — client-sent copies stripped first.
 
+mod jwks;
+
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -15,6 +16,8 @@ use axum::middleware::Next;
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{HeaderName, HeaderValue, Response};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+
+use self::jwks::{Jwks, VerifyingKey};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tonic::Code;
@@ -34,15 +37,7 @@ pub struct Authenticator {
     metrics: Arc<Metrics>,
     rules: HashMap<String, RuleConfig>,
     static_keys: Vec<VerifyingKey>,
-    jwks: RwLock<Vec<VerifyingKey>>,
-    jwks_read: Mutex<Option<Instant>>,
-}
-
-#[derive(Debug, Clone)]
-struct VerifyingKey {
-    kid: Option<String>,
-    algorithm: Algorithm,
-    key: DecodingKey,
+    jwks: Arc<Jwks>,
 }
 
 /// Who is calling.
@@ -64,51 +59,22 @@ impl Authenticator {
             }
         }
         let rules = config.rules.iter().map(|r| (r.selector.clone(), r.clone())).collect();
-        let authenticator =
-            Self { config, metrics, rules, static_keys, jwks: RwLock::new(Vec::new()), jwks_read: Mutex::new(None) };
-        if let Err(e) = authenticator.reload_jwks() {
-            errors.push(e);
+        let jwt = config.jwt.as_ref();
+        let jwks = Jwks::new(jwt.and_then(|j| j.jwks_file.clone()), jwt.and_then(|j| j.jwks_url.clone()))
+            .map_err(|e| errors.push(format!("auth.jwt: {e}")))
+            .ok();
+        match jwks {
+            Some(jwks) if errors.is_empty() => {
+                let jwks = Arc::new(jwks);
+                jwks.spawn_refresh(jwt.map(|j| j.jwks_refresh).unwrap_or_default());
+                Ok(Self { config, metrics, rules, static_keys, jwks })
+            }
+            _ => Err(errors),
         }
-        if errors.is_empty() { Ok(authenticator) } else { Err(errors) }
     }
 
     pub fn enabled(&self) -> bool {
         self.config.enabled()
-    }
-
-    /// Re-reads the JWKS file (rotation); at most once a second.
-    fn reload_jwks(&self) -> Result<(), String> {
-        let Some(path) = self.config.jwt.as_ref().and_then(|j| j.jwks_file.as_ref()) else {
-            return Ok(());
-        };
-        if let Ok(mut read) = self.jwks_read.lock() {
-            if read.is_some_and(|at| at.elapsed().as_secs() < 1) {
-                return Ok(());
-            }
-            *read = Some(Instant::now());
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let set: jsonwebtoken::jwk::JwkSet =
-            serde_json::from_str(&text).map_err(|e| format!("{}: not a JWKS: {e}", path.display()))?;
-        let keys = set
-            .keys
-            .iter()
-            .filter_map(|jwk| {
-                // A key without `alg` could be tried with any algorithm: skip it.
-                let algorithm = Algorithm::from_str(&jwk.common.key_algorithm?.to_string()).ok()?;
-                let key = DecodingKey::from_jwk(jwk).ok()?;
-                Some(VerifyingKey { kid: jwk.common.key_id.clone(), algorithm, key })
-            })
-            .collect();
-        if let Ok(mut jwks) = self.jwks.write() {
-            *jwks = keys;
-        }
-        Ok(())
-    }
-
-    fn jwks_due(&self) -> bool {
-        let refresh = self.config.jwt.as_ref().map(|j| j.jwks_refresh).unwrap_or_default();
-        self.jwks_read.lock().map(|r| r.is_none_or(|at| at.elapsed() >= refresh)).unwrap_or(false)
     }
 
     /// The most specific rule for a route.
@@ -118,11 +84,10 @@ impl Authenticator {
 
     fn identify(&self, request: &Request) -> Result<Option<Identity>, Error> {
         let headers = request.headers();
-        let bearer = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-        if let Some(bearer) = bearer
+        if let Some(bearer) = bearer(request)
             && self.config.jwt.is_some()
         {
-            return self.verify_jwt(bearer.trim()).map(Some);
+            return self.verify_jwt(bearer).map(Some);
         }
         let from_query = self.config.api_key_query.as_deref().and_then(|name| query_value(request, name));
         let key = headers
@@ -140,14 +105,18 @@ impl Authenticator {
         }
     }
 
+    /// Whether the bearer token names a `kid` no key has (then the key set
+    /// is re-read before verifying).
+    fn names_unknown_kid(&self, request: &Request) -> bool {
+        let Some(Ok(header)) = bearer(request).map(jsonwebtoken::decode_header) else { return false };
+        let jwks = self.jwks.keys();
+        header.kid.is_some() && self.candidates(&header, &jwks).next().is_none()
+    }
+
     fn verify_jwt(&self, token: &str) -> Result<Identity, Error> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| unauthenticated("malformed bearer token"))?;
-        let mut candidates = self.candidates(&header);
-        if candidates.is_empty() && header.kid.is_some() && self.reload_jwks().is_ok() {
-            candidates = self.candidates(&header);
-        } else if self.jwks_due() {
-            let _ = self.reload_jwks();
-        }
+        let jwks = self.jwks.keys();
+        let candidates = self.candidates(&header, &jwks);
         let jwt = self.config.jwt.as_ref().ok_or_else(|| unauthenticated("bearer tokens are not accepted"))?;
         let mut last = unauthenticated("no key verifies this token");
         for key in candidates {
@@ -172,18 +141,17 @@ impl Authenticator {
 
     /// Keys that may verify a token: same algorithm, and same kid when both
     /// have one.
-    fn candidates(&self, header: &jsonwebtoken::Header) -> Vec<VerifyingKey> {
-        let jwks = self.jwks.read().map(|k| k.clone()).unwrap_or_default();
-        self.static_keys
-            .iter()
-            .chain(jwks.iter())
-            .filter(|k| k.algorithm == header.alg)
-            .filter(|k| match (&k.kid, &header.kid) {
+    fn candidates<'a>(
+        &'a self,
+        header: &'a jsonwebtoken::Header,
+        jwks: &'a [VerifyingKey],
+    ) -> impl Iterator<Item = &'a VerifyingKey> {
+        self.static_keys.iter().chain(jwks).filter(|k| k.algorithm == header.alg).filter(|k| {
+            match (&k.kid, &header.kid) {
                 (Some(a), Some(b)) => a == b,
                 _ => true,
-            })
-            .cloned()
-            .collect()
+            }
+        })
     }
 
     /// Scopes (`scope` or `scp`) and claims a rule asks for.
@@ -221,6 +189,9 @@ pub async fn authenticate(State(live): State<Arc<LiveContext>>, mut request: Req
     let route = route_info(&context.registry, &mut request);
     let rule = auth.rule(&route);
     let required = rule.map_or(auth.config.required_by_default, |r| r.require == "authenticated");
+    if auth.config.jwt.is_some() && auth.names_unknown_kid(&request) {
+        auth.jwks.refresh_for_unknown_kid().await;
+    }
     let identity = match auth.identify(&request) {
         Ok(identity) => identity,
         Err(error) => return auth.challenge(&request, error),
@@ -286,6 +257,11 @@ impl Authenticator {
         response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"protogate\""));
         response
     }
+}
+
+fn bearer(request: &Request) -> Option<&str> {
+    let value = request.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    value.strip_prefix("Bearer ").map(str::trim)
 }
 
 fn unauthenticated(message: &str) -> Error {
