@@ -3,6 +3,7 @@
 
 use http::{Method, Request};
 
+use super::telemetry::trace_of;
 use crate::protocol::{Protocol, classify};
 use crate::registry::Registry;
 
@@ -49,6 +50,12 @@ pub fn route_info<B>(registry: &Registry, request: &mut Request<B>) -> RouteInfo
             }
         }
     };
+    // Refusals by the policy layers are logged with the route too.
+    let trace = trace_of(request.extensions());
+    trace.protocol(classify(request).name());
+    if let Some(rpc) = &info.rpc {
+        trace.route(info.template.as_deref(), rpc);
+    }
     request.extensions_mut().insert(info.clone());
     info
 }

@@ -240,6 +240,7 @@ pub(crate) fn route_timeouts(context: &Context, method: &crate::registry::Method
 /// A refusal by a policy layer, in the protocol's own form: a trailers-only
 /// gRPC status, Connect's error JSON, or Status JSON.
 pub fn refusal<B>(request: &Request<B>, error: Error) -> Response<Body> {
+    trace_of(request.extensions()).grpc_code(error.code);
     match classify(request) {
         Protocol::Grpc | Protocol::GrpcWeb => tonic::Status::new(error.code, error.message).into_http(),
         Protocol::Connect => connect::error_response(&error),

@@ -201,6 +201,10 @@ pub async fn authenticate(State(live): State<Arc<LiveContext>>, mut request: Req
         (None, true) => return auth.challenge(&request, unauthenticated("credentials are required")),
         (None, false) => return next.run(request).await,
     };
+    let subject = identity.claims.get("sub").and_then(Value::as_str).map(str::to_string);
+    if let Some(who) = identity.consumer.as_deref().or(subject.as_deref()) {
+        trace_of(request.extensions()).consumer(who);
+    }
     if let Some(rule) = rule
         && let Err(error) = Authenticator::authorize(rule, &identity)
     {
@@ -208,10 +212,6 @@ pub async fn authenticate(State(live): State<Arc<LiveContext>>, mut request: Req
         return refusal(&request, error);
     }
     forward(&auth.config, &identity, protocol, request.headers_mut());
-    let subject = identity.claims.get("sub").and_then(Value::as_str).map(str::to_string);
-    if let Some(who) = identity.consumer.as_deref().or(subject.as_deref()) {
-        trace_of(request.extensions()).consumer(who);
-    }
     request.extensions_mut().insert(Caller { consumer: identity.consumer.clone(), subject });
     next.run(request).await
 }
