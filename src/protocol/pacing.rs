@@ -128,3 +128,67 @@ where
         SizeHint::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use futures_util::StreamExt;
+    use http_body_util::{BodyExt, StreamBody};
+
+    use super::*;
+
+    const DEADLINES: Deadlines = Deadlines { default: Duration::from_secs(15), max: Duration::from_secs(60) };
+
+    #[test]
+    fn call_deadlines_prefer_the_client_capped_then_the_route() {
+        let secs = Duration::from_secs;
+        let route = RouteTimeouts { unary: Some(secs(2)), stream_idle: None, stream_lifetime: Some(secs(600)) };
+        let cases = [
+            (Some(secs(5)), route, false, Some(secs(5))),
+            (Some(secs(500)), route, true, Some(secs(60))),
+            (None, route, false, Some(secs(2))),
+            (None, route, true, Some(secs(600))),
+            (None, RouteTimeouts::default(), false, Some(secs(15))),
+            (None, RouteTimeouts::default(), true, None),
+        ];
+        for (requested, route, streaming, expected) in cases {
+            assert_eq!(call_deadline(requested, &route, streaming, &DEADLINES), expected, "{requested:?} {route:?}");
+        }
+    }
+
+    /// A body that sends one frame, then nothing until dropped.
+    fn stalling() -> impl Body<Data = Bytes, Error = Infallible> + Unpin {
+        let first = futures_util::stream::iter([Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"one")))]);
+        StreamBody::new(first.chain(futures_util::stream::pending()))
+    }
+
+    async fn frames(mut body: impl Body<Data = Bytes, Error = Infallible> + Unpin) -> (Vec<Bytes>, HeaderMap) {
+        let mut data = Vec::new();
+        while let Some(frame) = body.frame().await {
+            match frame.unwrap_or_else(|never| match never {}).into_data() {
+                Ok(bytes) => data.push(bytes),
+                Err(frame) => return (data, frame.into_trailers().unwrap_or_default()),
+            }
+        }
+        (data, HeaderMap::new())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_grpc_body_ends_with_an_idle_deadline_trailer() {
+        let (data, trailers) = frames(PacedBody::new(stalling(), Some(Duration::from_secs(30)), None)).await;
+        assert_eq!(data, [Bytes::from_static(b"one")]);
+        assert_eq!(trailers["grpc-status"], "4");
+        assert_eq!(trailers["grpc-message"], IDLE_MESSAGE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_grpc_body_past_its_lifetime_ends_with_a_deadline_trailer() {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let (data, trailers) =
+            frames(PacedBody::new(stalling(), Some(Duration::from_secs(3600)), Some(deadline))).await;
+        assert_eq!(data.len(), 1);
+        assert_eq!(trailers["grpc-message"], LIFETIME_MESSAGE);
+        assert!(Instant::now() >= deadline);
+    }
+}
