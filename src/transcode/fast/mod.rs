@@ -5,6 +5,7 @@
 //! the same result or the canonical error. Differential tests and a fuzz
 //! target hold the two paths together.
 
+pub mod from_json;
 pub mod plan;
 pub mod to_json;
 pub mod wire;

@@ -10,6 +10,7 @@ use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, Kind, MapKey, MessageDescriptor, Value};
 
 use super::*;
+use super::from_json;
 use crate::transcode::JsonOptions;
 
 fn pool() -> &'static (DescriptorPool, Plans) {
@@ -269,4 +270,110 @@ fn fields_split_across_the_wire_and_oneofs_follow_the_last_value() {
     assert!(agree(&everything(), &bytes));
     let json = fast_json(&everything(), &bytes, Style::default()).unwrap();
     assert_eq!(json, serde_json::json!({"fInt32": 7, "rInt32": [1, 2, 3], "oInt32": 5}));
+}
+
+/// The reference reading of JSON text, rendered back for comparison.
+fn slow_parse(descriptor: &MessageDescriptor, json: &[u8], ignore_unknown: bool) -> Result<serde_json::Value, ()> {
+    let options = prost_reflect::DeserializeOptions::new().deny_unknown_fields(!ignore_unknown);
+    let mut deserializer = serde_json::Deserializer::from_slice(json);
+    let message = DynamicMessage::deserialize_with_options(descriptor.clone(), &mut deserializer, &options).map_err(drop)?;
+    deserializer.end().map_err(drop)?;
+    render_reference(&message.encode_to_vec(), descriptor)
+}
+
+fn render_reference(bytes: &[u8], descriptor: &MessageDescriptor) -> Result<serde_json::Value, ()> {
+    let options = JsonOptions { emit_defaults: true, ..JsonOptions::default() };
+    slow_json(descriptor, bytes, &options)
+}
+
+/// JSON text through both readers: the same decision and the same message.
+fn parse_agree(descriptor: &MessageDescriptor, json: &[u8]) -> bool {
+    let (_, plans) = pool();
+    let plan = plans.message_index(descriptor.full_name()).expect("plan");
+    let mut fast = Vec::new();
+    let outcome = from_json::parse(plans, plan, json, false, &mut fast);
+    let slow = slow_parse(descriptor, json, false);
+    match (outcome, slow) {
+        (Ok(()), Ok(slow)) => {
+            let fast = render_reference(&fast, descriptor).expect("the fast path wrote a decodable message");
+            assert_eq!(fast, slow, "from {}", String::from_utf8_lossy(json));
+            true
+        }
+        (Ok(()), Err(())) => panic!("the fast path accepted what prost-reflect refuses: {}", String::from_utf8_lossy(json)),
+        (Err(Handover), _) => {
+            assert!(fast.is_empty(), "a handover leaves no output");
+            false
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn generated_json_parses_alike(entropy in proptest::collection::vec(any::<u8>(), 0..600), proto_names: bool) {
+        let message = arbitrary(&everything(), &mut Entropy { bytes: &entropy, at: 0 }, 0);
+        let options = JsonOptions { proto_field_names: proto_names, ..JsonOptions::default() };
+        if let Ok(json) = crate::transcode::response::to_json(&message, &options.serialize_options(), false) {
+            parse_agree(&everything(), &json);
+        }
+    }
+
+    #[test]
+    fn mutated_json_is_refused_alike(
+        entropy in proptest::collection::vec(any::<u8>(), 0..300),
+        edits in proptest::collection::vec((any::<u16>(), any::<u8>()), 1..4),
+    ) {
+        let message = arbitrary(&everything(), &mut Entropy { bytes: &entropy, at: 0 }, 0);
+        let options = JsonOptions::default().serialize_options();
+        if let Ok(mut json) = crate::transcode::response::to_json(&message, &options, false) {
+            for (at, byte) in edits {
+                if !json.is_empty() {
+                    let at = usize::from(at) % json.len();
+                    let table = b"{}[],:\"0-1.e tnfx\\";
+                    json[at] = table[usize::from(byte) % table.len()];
+                }
+            }
+            parse_agree(&everything(), &json);
+        }
+    }
+}
+
+#[test]
+fn most_generated_json_takes_the_fast_path() {
+    let mut fast = 0;
+    for seed in 0..300u32 {
+        let entropy: Vec<u8> = (0..600u32).map(|i| (seed.wrapping_mul(2_654_435_761).wrapping_add(i * 40_503) >> 7) as u8).collect();
+        let mut message = arbitrary(&everything(), &mut Entropy { bytes: &entropy, at: 0 }, 0);
+        // Any, Struct, Value, ListValue and FieldMask are always handed over.
+        for name in ["w_any", "w_struct", "w_value", "w_list", "w_field_mask"] {
+            message.clear_field_by_name(name);
+        }
+        let json = crate::transcode::response::to_json(&message, &JsonOptions::default().serialize_options(), false);
+        fast += usize::from(json.is_ok_and(|json| parse_agree(&everything(), &json)));
+    }
+    assert!(fast > 100, "only {fast} of 300 generated bodies took the fast path");
+}
+
+#[test]
+fn json_case_table() {
+    let cases: &[(&str, bool)] = &[
+        (r#"{"fInt32": 5, "f_string": "x", "rInt32": [1, 2], "fNested": {"name": "n"}}"#, true),
+        (r#"{"fInt64": "-9223372036854775808", "fUint64": "18446744073709551615"}"#, true),
+        (r#"{"fEnum": "COLOR_RED", "rEnum": ["COLOR_BLUE", 2]}"#, true),
+        (r#"{"fDouble": "NaN", "fFloat": "-Infinity", "fBytes": "AAE="}"#, true),
+        (r#"{"mString": {"a": "b"}, "mNested": {"7": {"count": 1}}, "mBool": {"true": "3"}}"#, true),
+        (r#"{"wTimestamp": "2024-01-02T03:04:05.5Z", "wDuration": "1.5s", "wInt64": "7", "wEmpty": {}}"#, true),
+        (r#"{"oString": "a", "oInt32": 1}"#, false),
+        (r#"{"fInt32": 1, "f_int32": 2}"#, false),
+        (r#"{"fInt32": null}"#, false),
+        (r#"{"nope": 1}"#, false),
+        (r#"{"fInt32": 1.5}"#, false),
+        (r#"{"fInt32": 2147483648}"#, false),
+        (r#"{"wAny": {}}"#, false),
+        (r#"{"mString": {"a": "b", "a": "c"}}"#, false),
+    ];
+    for (json, fast) in cases {
+        assert_eq!(parse_agree(&everything(), json.as_bytes()), *fast, "{json}");
+    }
 }
