@@ -172,3 +172,35 @@ async fn the_access_log_has_one_json_line_per_request_with_split_times() {
     }
     assert!(access["backend_us"].as_u64() > Some(0), "{access}");
 }
+
+#[tokio::test]
+async fn unary_rest_calls_take_the_fast_transcoder_and_handovers_are_counted() {
+    let h = Harness::start_with("[admin]\nlisten = \"127.0.0.1:0\"").await;
+    assert_eq!(h.get_json("/v1/shelves/1").await.0, 200);
+    let (status, body) =
+        h.post_json("/test/v1/echo", r#"{"fInt64": "7", "rString": ["a"], "mString": {"k": "v"}}"#).await;
+    assert_eq!(
+        (status, &body["fInt64"], &body["mString"]["k"]),
+        (200, &serde_json::json!("7"), &serde_json::json!("v"))
+    );
+    // An Any is always handed over to prost-reflect, with the same result.
+    let any = r#"{"wAny": {"@type": "type.googleapis.com/google.protobuf.Duration", "value": "1s"}}"#;
+    let (status, body) = h.post_json("/test/v1/echo", any).await;
+    assert_eq!((status, &body["wAny"]["value"]), (200, &serde_json::json!("1s")), "{body}");
+    let metrics = h.client.get(format!("{}/metrics", h.admin.as_ref().unwrap())).send().await.unwrap();
+    let samples = parse_prometheus(&metrics.text().await.unwrap()).expect("parses");
+    let count = |direction: &str, path: &str| {
+        samples
+            .iter()
+            .find(|(name, labels, _)| {
+                name == "protogate_fast_transcode_total"
+                    && labels.get("direction").and_then(|v| v.as_str()) == Some(direction)
+                    && labels.get("path").and_then(|v| v.as_str()) == Some(path)
+            })
+            .map_or(0.0, |(_, _, value)| *value)
+    };
+    assert_eq!(count("request", "fast"), 1.0, "the echo body");
+    assert_eq!(count("request", "handover"), 2.0, "the GET without a body, and the Any");
+    assert_eq!(count("response", "fast"), 2.0);
+    assert_eq!(count("response", "handover"), 1.0, "the Any");
+}

@@ -22,6 +22,8 @@ pub struct Metrics {
     pub rate_limit_store_up: IntGauge,
     pub rate_limit_fallbacks: IntCounterVec,
     pub config_reloads: IntCounterVec,
+    /// Messages the fast transcoder took, or handed over to prost-reflect.
+    pub fast_transcode: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: [f64; 14] =
@@ -81,9 +83,17 @@ impl Metrics {
                 Opts::new("config_reloads_total", "Configuration reloads, applied or rejected"),
                 &["outcome"],
             )?,
+            fast_transcode: IntCounterVec::new(
+                Opts::new(
+                    "fast_transcode_total",
+                    "Messages transcoded by the fast path or handed over to prost-reflect",
+                ),
+                &["direction", "path"],
+            )?,
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 14] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 15] = [
+            Box::new(metrics.fast_transcode.clone()),
             Box::new(metrics.rate_limit_store_up.clone()),
             Box::new(metrics.rate_limit_fallbacks.clone()),
             Box::new(metrics.config_reloads.clone()),

@@ -2,6 +2,7 @@
 //! route table and, per method, the precomputed call (channel, path, types).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::uri::PathAndQuery;
@@ -11,6 +12,7 @@ use super::LoadErrors;
 use super::sets::Sets;
 use super::source;
 use crate::route::{Binding, RouteTable, binding};
+use crate::transcode::fast::Plans;
 use crate::upstream::Upstreams;
 use crate::upstream::call::Call;
 
@@ -34,6 +36,8 @@ pub struct Snapshot {
     pub rpc_index: HashMap<Box<str>, usize>,
     /// The OpenAPI document, rendered once.
     pub openapi: Bytes,
+    /// Transcoding plans for every message of the pool.
+    pub plans: Arc<Plans>,
 }
 
 /// A gRPC method and everything needed to call it.
@@ -46,6 +50,9 @@ pub struct MethodEntry {
     pub call: Call,
     /// `idempotency_level = NO_SIDE_EFFECTS`: Connect may call it with GET.
     pub side_effect_free: bool,
+    /// Plans of the input and output messages.
+    pub input_plan: Option<usize>,
+    pub output_plan: Option<usize>,
 }
 
 impl UpstreamMap {
@@ -60,7 +67,8 @@ impl Snapshot {
         let pool = source::bundled_pool().unwrap_or_default();
         let routes = RouteTable::default();
         let openapi = render_openapi(&pool, &routes, &[], 0);
-        Self { generation: 0, pool, routes, methods: Vec::new(), rpc_index: HashMap::new(), openapi }
+        let plans = Arc::new(Plans::compile(&pool));
+        Self { generation: 0, pool, routes, methods: Vec::new(), rpc_index: HashMap::new(), openapi, plans }
     }
 
     /// Builds a snapshot from the active version of every set, collecting
@@ -77,6 +85,7 @@ impl Snapshot {
         let merged = source::merge(&active)?;
         let (descriptors, routes) = routes(&merged.pool)?;
         let openapi = render_openapi(&merged.pool, &routes, &descriptors, generation);
+        let plans = Arc::new(Plans::compile(&merged.pool));
         let mut errors = Vec::new();
         let mut methods = Vec::with_capacity(descriptors.len());
         for descriptor in descriptors {
@@ -95,6 +104,11 @@ impl Snapshot {
             match channels.channel(url).and_then(|channel| call(&descriptor, channel, channels.max_message_size)) {
                 Ok(call) => methods.push(MethodEntry {
                     side_effect_free: side_effect_free(&descriptor),
+                    input_plan: plans.message_index(descriptor.input().full_name()),
+                    // An HttpBody answer goes out raw, never as JSON.
+                    output_plan: Some(descriptor.output())
+                        .filter(|output| !crate::transcode::wkt::is_http_body(output))
+                        .and_then(|output| plans.message_index(output.full_name())),
                     descriptor,
                     set: owner.unwrap_or_default().to_string(),
                     upstream: url.to_string(),
@@ -107,7 +121,7 @@ impl Snapshot {
             return Err(LoadErrors::invalid(errors));
         }
         let rpc_index = methods.iter().enumerate().map(|(i, m)| (Box::from(m.call.path.path()), i)).collect();
-        Ok(Self { generation, pool: merged.pool, routes, methods, rpc_index, openapi })
+        Ok(Self { generation, pool: merged.pool, routes, methods, rpc_index, openapi, plans })
     }
 }
 

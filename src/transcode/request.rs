@@ -3,6 +3,9 @@
 
 use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage, Value};
 
+use prost::Message;
+
+use super::fast::{Plans, from_json, wire};
 use super::{JsonOptions, field_path, json, query, value, wkt};
 use crate::error::Error;
 use crate::route::binding::path_name;
@@ -40,6 +43,58 @@ pub fn build(
         field_path::set(&mut message, path, value);
     }
     Ok(message)
+}
+
+/// The request in wire form by the fast transcoder, for the common shape:
+/// a JSON body (whole, or one message field), no query string, and path
+/// variables appended as a patch (a later field wins, messages merge — the
+/// path has the last word, as in `build`). `None` hands over to `build`.
+pub fn build_wire(
+    binding: &Binding,
+    input_type: &MessageDescriptor,
+    plans: &Plans,
+    http: HttpInput<'_>,
+    options: &JsonOptions,
+) -> Option<Vec<u8>> {
+    if http.query.is_some_and(|q| !q.is_empty())
+        || http.body.iter().all(u8::is_ascii_whitespace)
+        || check_json_content_type(http.content_type).is_err()
+        || json::exceeds_depth(http.body, options.max_depth)
+    {
+        return None;
+    }
+    let ignore_unknown = options.unknown_fields == super::Unknown::Ignore;
+    let mut wire = Vec::with_capacity(http.body.len());
+    match &binding.body {
+        BodyRule::Whole if !wkt::is_http_body(input_type) => {
+            let plan = plans.message_index(input_type.full_name())?;
+            from_json::parse(plans, plan, http.body, ignore_unknown, &mut wire).ok()?;
+        }
+        BodyRule::Field(field) if !field.is_list() && !field.is_map() => {
+            let Kind::Message(body_type) = field.kind() else { return None };
+            if wkt::is_http_body(&body_type) {
+                return None;
+            }
+            let plan = plans.message_index(body_type.full_name())?;
+            let start = wire::begin_len(&mut wire, field.number());
+            from_json::parse(plans, plan, http.body, ignore_unknown, &mut wire).ok()?;
+            wire::end_len(&mut wire, start);
+        }
+        _ => return None,
+    }
+    if !binding.path_fields.is_empty() {
+        let mut patch = DynamicMessage::new(input_type.clone());
+        for (path, text) in binding.path_fields.iter().zip(http.variables) {
+            let value = value::parse_scalar(&path_leaf_kind(path), text).ok()?;
+            // A default value would not be encoded, so it could not win.
+            if value.is_default(&path_leaf_kind(path)) {
+                return None;
+            }
+            field_path::set(&mut patch, path, value);
+        }
+        patch.encode(&mut wire).ok()?;
+    }
+    Some(wire)
 }
 
 fn path_leaf_kind(path: &[FieldDescriptor]) -> Kind {

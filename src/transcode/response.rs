@@ -5,6 +5,7 @@ use bytes::Bytes;
 use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, ReflectMessage, Value};
 use serde::Serialize;
 
+use super::fast::{Plans, Renderer, Style};
 use super::{JsonOptions, wkt};
 
 /// A rendered response body.
@@ -41,6 +42,28 @@ fn render_message(message: &DynamicMessage, options: &JsonOptions, pretty: bool)
         return Ok(raw_http_body(message));
     }
     to_json(message, &options.serialize_options(), pretty).map(Rendered::Json)
+}
+
+/// The JSON of a message in wire form by the fast transcoder: the whole
+/// message, compact. `None` hands over to `render` on the decoded message.
+pub fn render_wire(plans: &Plans, plan: Option<usize>, bytes: &[u8], options: &JsonOptions) -> Option<Vec<u8>> {
+    if options.indent {
+        return None;
+    }
+    let style = Style {
+        emit_defaults: options.emit_defaults,
+        proto_field_names: options.proto_field_names,
+        enums_as_numbers: options.enums_as_numbers,
+    };
+    let plan = plan?;
+    let mut out = Vec::with_capacity(bytes.len() * 2 + 16);
+    RENDERER.with_borrow_mut(|renderer| renderer.render(plans, plan, bytes, style, &mut out)).ok()?;
+    Some(out)
+}
+
+thread_local! {
+    /// Rendering scratch, reused across requests on a worker thread.
+    static RENDERER: std::cell::RefCell<Renderer> = std::cell::RefCell::default();
 }
 
 /// Serializes a message as JSON text, compact or indented.

@@ -9,7 +9,7 @@ use tonic::{Request, Status, Streaming};
 
 use tracing::Instrument;
 
-use super::codec::DynamicCodec;
+use super::codec::{DynamicCodec, RawCodec};
 use crate::middleware::otel::upstream_span;
 
 /// Where and how to call one method.
@@ -23,11 +23,12 @@ pub struct Call {
     pub max_message_size: usize,
 }
 
-/// A unary answer with its header and trailer metadata kept apart.
+/// A unary answer with its header and trailer metadata kept apart; the
+/// message decoded, or its wire bytes.
 #[derive(Debug)]
-pub struct UnaryReply {
+pub struct UnaryReply<M = DynamicMessage> {
     pub headers: MetadataMap,
-    pub message: DynamicMessage,
+    pub message: M,
     pub trailers: MetadataMap,
 }
 
@@ -36,6 +37,16 @@ impl Call {
     /// trailers stay distinguishable (tonic's unary merges them).
     pub async fn unary(&self, request: Request<DynamicMessage>) -> Result<UnaryReply, Status> {
         single_reply(self.server_streaming(request).await?).await
+    }
+
+    /// A unary call with the request and the answer in wire form.
+    pub async fn unary_raw(&self, mut request: Request<bytes::Bytes>) -> Result<UnaryReply<bytes::Bytes>, Status> {
+        let span = upstream_span(self.path.as_str(), request.metadata_mut());
+        let call = async {
+            let mut grpc = self.client().await?;
+            grpc.server_streaming(request, self.path.clone(), RawCodec).await
+        };
+        single_reply(call.instrument(span).await?).await
     }
 
     pub async fn server_streaming(
@@ -84,7 +95,7 @@ impl Call {
 }
 
 /// Reads the one message of a unary answer, then its trailers.
-async fn single_reply(response: tonic::Response<Streaming<DynamicMessage>>) -> Result<UnaryReply, Status> {
+async fn single_reply<M>(response: tonic::Response<Streaming<M>>) -> Result<UnaryReply<M>, Status> {
     let (headers, mut stream, _) = response.into_parts();
     let message = stream
         .message()

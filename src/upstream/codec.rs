@@ -59,3 +59,51 @@ impl Decoder for DynamicDecoder {
             .map_err(|e| Status::internal(format!("backend sent an undecodable {}: {e}", self.output.full_name())))
     }
 }
+
+/// Messages already in wire form both ways: the fast transcoder writes and
+/// reads the bytes itself.
+#[derive(Debug, Clone, Default)]
+pub struct RawCodec;
+
+#[derive(Debug, Clone)]
+pub struct RawEncoder;
+
+#[derive(Debug, Clone)]
+pub struct RawDecoder;
+
+impl Codec for RawCodec {
+    type Encode = bytes::Bytes;
+    type Decode = bytes::Bytes;
+    type Encoder = RawEncoder;
+    type Decoder = RawDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawDecoder
+    }
+}
+
+impl Encoder for RawEncoder {
+    type Item = bytes::Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
+        use bytes::BufMut;
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawDecoder {
+    type Item = bytes::Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Self::Error> {
+        use bytes::Buf;
+        let len = src.remaining();
+        Ok(Some(src.copy_to_bytes(len)))
+    }
+}

@@ -72,19 +72,90 @@ async fn handle(
     let body = read_body(body, context.max_body_size).await?;
     let input = HttpInput { variables: &prepared.variables, query: parts.uri.query(), content_type, body: &body };
     let input_type = prepared.method.descriptor.input();
-    let message = trace
-        .time_transcoding(|| crate::transcode::request::build(prepared.binding, &input_type, input, &context.json))?;
-    check_size(&message, prepared.method.call.max_message_size)?;
-    let request = call_request(message, &prepared);
     if prepared.method.descriptor.is_server_streaming() {
+        let message = trace.time_transcoding(|| {
+            crate::transcode::request::build(prepared.binding, &input_type, input, &context.json)
+        })?;
+        check_size(&message, prepared.method.call.max_message_size)?;
+        let request = call_request(message, &prepared);
         let upstream = prepared.method.upstream.as_str();
-        counted(context, upstream, trace.time_backend(server_stream(context, snapshot, prepared, request)).await)
-    } else {
-        let call = prepared.method.call.unary(request);
-        let reply =
-            counted(context, &prepared.method.upstream, trace.time_backend(within(prepared.timeout, call)).await)?;
-        trace.time_transcoding(|| unary_response(context, prepared.binding, reply))
+        return counted(
+            context,
+            upstream,
+            trace.time_backend(server_stream(context, snapshot, prepared, request)).await,
+        );
     }
+    let wire = trace.time_transcoding(|| request_wire(context, snapshot, &prepared, input))?;
+    let limit = prepared.method.call.max_message_size;
+    if wire.len() > limit {
+        return Err(Error::client(
+            Code::ResourceExhausted,
+            format!("the request message is {} bytes in protobuf, over the upstream limit of {limit}", wire.len()),
+        ));
+    }
+    let call = prepared.method.call.unary_raw(call_request(bytes::Bytes::from(wire), &prepared));
+    let reply = counted(context, &prepared.method.upstream, trace.time_backend(within(prepared.timeout, call)).await)?;
+    trace.time_transcoding(|| unary_response_wire(context, snapshot, &prepared, reply))
+}
+
+/// The request message in wire form: straight from the JSON when the fast
+/// transcoder takes it, else built and encoded.
+fn request_wire(
+    context: &Context,
+    snapshot: &Snapshot,
+    prepared: &Prepared<'_>,
+    input: HttpInput<'_>,
+) -> Result<Vec<u8>, Error> {
+    let input_type = prepared.method.descriptor.input();
+    let fast =
+        crate::transcode::request::build_wire(prepared.binding, &input_type, &snapshot.plans, input, &context.json);
+    context
+        .metrics
+        .fast_transcode
+        .with_label_values(&["request", if fast.is_some() { "fast" } else { "handover" }])
+        .inc();
+    match fast {
+        Some(wire) => Ok(wire),
+        None => {
+            use prost::Message;
+            let message = crate::transcode::request::build(prepared.binding, &input_type, input, &context.json)?;
+            Ok(message.encode_to_vec())
+        }
+    }
+}
+
+/// Renders a unary answer from its wire form: fast when it can, else
+/// decoded and rendered by prost-reflect.
+fn unary_response_wire(
+    context: &Context,
+    snapshot: &Snapshot,
+    prepared: &Prepared<'_>,
+    reply: UnaryReply<bytes::Bytes>,
+) -> Result<Response<Body>, Error> {
+    let binding = prepared.binding;
+    let fast = match binding.response_body {
+        None => response::render_wire(&snapshot.plans, prepared.method.output_plan, &reply.message, &context.json),
+        Some(_) => None,
+    };
+    context
+        .metrics
+        .fast_transcode
+        .with_label_values(&["response", if fast.is_some() { "fast" } else { "handover" }])
+        .inc();
+    if let Some(json) = fast {
+        let mut response = json_response(StatusCode::OK, json);
+        metadata::to_http(&reply.headers, metadata::HEADER_PREFIX, response.headers_mut());
+        metadata::to_http(&reply.trailers, metadata::TRAILER_PREFIX, response.headers_mut());
+        return Ok(response);
+    }
+    let output = prepared.method.call.output.clone();
+    let message = DynamicMessage::decode(output, reply.message).map_err(|e| {
+        Error::gateway(
+            Code::Internal,
+            format!("backend sent an undecodable {}: {e}", prepared.method.call.output.full_name()),
+        )
+    })?;
+    unary_response(context, binding, UnaryReply { headers: reply.headers, message, trailers: reply.trailers })
 }
 
 fn prepare<'a>(

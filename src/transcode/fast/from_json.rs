@@ -60,13 +60,18 @@ impl<'de> DeserializeSeed<'de> for MessageSeed<'_, '_> {
             return Err(handover());
         }
         match plan.special {
-            Special::None | Special::Empty => deserializer.deserialize_map(FieldsVisitor { context: self.context, plan }),
+            Special::None | Special::Empty => {
+                deserializer.deserialize_map(FieldsVisitor { context: self.context, plan })
+            }
             Special::Wrapper => {
                 let field = plan.fields.first().ok_or_else(handover::<D::Error>)?;
                 let number = Some(field.number);
-                ValueSeed { context: self.context, number, kind: field.kind, skip_default: true }.deserialize(deserializer)
+                ValueSeed { context: self.context, number, kind: field.kind, skip_default: true }
+                    .deserialize(deserializer)
             }
-            Special::Timestamp | Special::Duration => deserializer.deserialize_str(TimeVisitor { context: self.context, plan }),
+            Special::Timestamp | Special::Duration => {
+                deserializer.deserialize_str(TimeVisitor { context: self.context, plan })
+            }
             _ => Err(handover()),
         }
     }
@@ -221,7 +226,8 @@ impl<'de> Visitor<'de> for MapVisitor<'_, '_> {
             let at = keys.len();
             keys.extend_from_slice(&self.context.out[key_start..]);
             spans.push((at, keys.len()));
-            let value = ValueSeed { context: &mut *self.context, number: Some(2), kind: value_kind, skip_default: false };
+            let value =
+                ValueSeed { context: &mut *self.context, number: Some(2), kind: value_kind, skip_default: false };
             map.next_value_seed(value)?;
             end_len(self.context.out, entry);
         }
@@ -258,7 +264,10 @@ impl<'de> Visitor<'de> for MapKeySeed<'_, '_> {
     fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<(), E> {
         let out = &mut *self.context.out;
         let value = match self.kind {
-            FieldKind::String => return Ok(write_bytes(out, Some(1), key.as_bytes())),
+            FieldKind::String => {
+                write_bytes(out, Some(1), key.as_bytes());
+                return Ok(());
+            }
             FieldKind::Bool => match key {
                 "true" => Number::Int(1),
                 "false" => Number::Int(0),
@@ -408,7 +417,13 @@ fn write_bytes(out: &mut Vec<u8>, number: Option<u32>, bytes: &[u8]) {
 }
 
 /// Writes a number as `kind`; `None` when it does not fit the kind.
-fn write_number(out: &mut Vec<u8>, number: Option<u32>, kind: FieldKind, value: Number, skip_default: bool) -> Option<()> {
+fn write_number(
+    out: &mut Vec<u8>,
+    number: Option<u32>,
+    kind: FieldKind,
+    value: Number,
+    skip_default: bool,
+) -> Option<()> {
     let int = |min: i128, max: i128| match value {
         Number::Int(i) if (min..=max).contains(&i) => Some(i),
         _ => None,

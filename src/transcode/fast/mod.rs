@@ -8,6 +8,7 @@
 pub mod from_json;
 pub mod plan;
 pub mod to_json;
+mod to_json_special;
 pub mod wire;
 
 pub use plan::Plans;

@@ -9,8 +9,8 @@ use proptest::prelude::*;
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, Kind, MapKey, MessageDescriptor, Value};
 
-use super::*;
 use super::from_json;
+use super::*;
 use crate::transcode::JsonOptions;
 
 fn pool() -> &'static (DescriptorPool, Plans) {
@@ -276,7 +276,8 @@ fn fields_split_across_the_wire_and_oneofs_follow_the_last_value() {
 fn slow_parse(descriptor: &MessageDescriptor, json: &[u8], ignore_unknown: bool) -> Result<serde_json::Value, ()> {
     let options = prost_reflect::DeserializeOptions::new().deny_unknown_fields(!ignore_unknown);
     let mut deserializer = serde_json::Deserializer::from_slice(json);
-    let message = DynamicMessage::deserialize_with_options(descriptor.clone(), &mut deserializer, &options).map_err(drop)?;
+    let message =
+        DynamicMessage::deserialize_with_options(descriptor.clone(), &mut deserializer, &options).map_err(drop)?;
     deserializer.end().map_err(drop)?;
     render_reference(&message.encode_to_vec(), descriptor)
 }
@@ -299,7 +300,9 @@ fn parse_agree(descriptor: &MessageDescriptor, json: &[u8]) -> bool {
             assert_eq!(fast, slow, "from {}", String::from_utf8_lossy(json));
             true
         }
-        (Ok(()), Err(())) => panic!("the fast path accepted what prost-reflect refuses: {}", String::from_utf8_lossy(json)),
+        (Ok(()), Err(())) => {
+            panic!("the fast path accepted what prost-reflect refuses: {}", String::from_utf8_lossy(json))
+        }
         (Err(Handover), _) => {
             assert!(fast.is_empty(), "a handover leaves no output");
             false
@@ -343,7 +346,8 @@ proptest! {
 fn most_generated_json_takes_the_fast_path() {
     let mut fast = 0;
     for seed in 0..300u32 {
-        let entropy: Vec<u8> = (0..600u32).map(|i| (seed.wrapping_mul(2_654_435_761).wrapping_add(i * 40_503) >> 7) as u8).collect();
+        let entropy: Vec<u8> =
+            (0..600u32).map(|i| (seed.wrapping_mul(2_654_435_761).wrapping_add(i * 40_503) >> 7) as u8).collect();
         let mut message = arbitrary(&everything(), &mut Entropy { bytes: &entropy, at: 0 }, 0);
         // Any, Struct, Value, ListValue and FieldMask are always handed over.
         for name in ["w_any", "w_struct", "w_value", "w_list", "w_field_mask"] {
