@@ -19,7 +19,7 @@ impl Writer<'_> {
         depth: usize,
     ) -> Result<(), Handover> {
         self.out.push(b'{');
-        let mut keys: Vec<(usize, usize)> = Vec::with_capacity(range.1 - range.0);
+        let mut keys: smallvec::SmallVec<[(usize, usize); 8]> = smallvec::SmallVec::new();
         for i in range.0..range.1 {
             let located = self.scratch[i];
             let entry =
@@ -163,19 +163,20 @@ impl Writer<'_> {
             }
         }
         self.scratch.truncate(mark);
-        let text = if plan.special == Special::Timestamp {
+        // Both forms are plain ASCII: written in place, no escaping needed.
+        use std::io::Write;
+        let written = if plan.special == Special::Timestamp {
             if !(-62_135_596_800..=253_402_300_799).contains(&seconds) {
                 return Err(Handover);
             }
-            prost_types::Timestamp { seconds, nanos }.to_string()
+            write!(self.out, "\"{}\"", prost_types::Timestamp { seconds, nanos })
         } else {
             if seconds.unsigned_abs() > 315_576_000_000 || nanos.unsigned_abs() > 999_999_999 {
                 return Err(Handover);
             }
-            prost_types::Duration { seconds, nanos }.to_string()
+            write!(self.out, "\"{}\"", prost_types::Duration { seconds, nanos })
         };
-        write_str(self.out, &text);
-        Ok(())
+        written.map_err(|_| Handover)
     }
 
     /// Struct, Value and ListValue: plain JSON.

@@ -27,7 +27,18 @@ impl<'a> Reader<'a> {
     }
 
     /// A varint of at most 10 bytes; `None` when truncated or overlong.
+    #[inline]
     pub fn varint(&mut self) -> Option<u64> {
+        // Tags, lengths and small numbers are one byte: the common case.
+        let first = *self.bytes.get(self.at)?;
+        if first < 0x80 {
+            self.at += 1;
+            return Some(u64::from(first));
+        }
+        self.varint_long()
+    }
+
+    fn varint_long(&mut self) -> Option<u64> {
         let mut value = 0u64;
         for i in 0..10 {
             let byte = *self.bytes.get(self.at)?;
@@ -43,12 +54,14 @@ impl<'a> Reader<'a> {
         None
     }
 
+    #[inline]
     pub fn fixed32(&mut self) -> Option<u32> {
         let bytes = self.bytes.get(self.at..self.at + 4)?;
         self.at += 4;
         Some(u32::from_le_bytes(bytes.try_into().ok()?))
     }
 
+    #[inline]
     pub fn fixed64(&mut self) -> Option<u64> {
         let bytes = self.bytes.get(self.at..self.at + 8)?;
         self.at += 8;
@@ -56,6 +69,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A length-delimited payload.
+    #[inline]
     pub fn len_delimited(&mut self) -> Option<&'a [u8]> {
         let len = usize::try_from(self.varint()?).ok()?;
         let end = self.at.checked_add(len)?;
@@ -65,6 +79,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A field's tag: (number, wire type). Number 0 is invalid.
+    #[inline]
     pub fn tag(&mut self) -> Option<(u32, u8)> {
         let tag = self.varint()?;
         let number = u32::try_from(tag >> 3).ok().filter(|n| *n != 0 && *n < (1 << 29))?;
@@ -72,6 +87,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Skips a value of the wire type (groups are not supported).
+    #[inline]
     pub fn skip(&mut self, wire_type: u8) -> Option<()> {
         match wire_type {
             VARINT => self.varint().map(drop),
@@ -83,7 +99,12 @@ impl<'a> Reader<'a> {
     }
 }
 
+#[inline]
 pub fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    if value < 0x80 {
+        out.push(value as u8);
+        return;
+    }
     while value >= 0x80 {
         out.push((value as u8) | 0x80);
         value >>= 7;
@@ -91,6 +112,7 @@ pub fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     out.push(value as u8);
 }
 
+#[inline]
 pub fn put_tag(out: &mut Vec<u8>, number: u32, wire_type: u8) {
     put_varint(out, (u64::from(number) << 3) | u64::from(wire_type));
 }
@@ -101,12 +123,14 @@ pub fn varint_len(value: u64) -> usize {
 
 /// Starts a length-delimited field whose length is written by `end_len`:
 /// one byte is reserved, and the payload shifted if the length needs more.
+#[inline]
 pub fn begin_len(out: &mut Vec<u8>, number: u32) -> usize {
     put_tag(out, number, LEN);
     out.push(0);
     out.len()
 }
 
+#[inline]
 pub fn end_len(out: &mut Vec<u8>, start: usize) {
     let len = out.len() - start;
     let width = varint_len(len as u64);
