@@ -5,6 +5,8 @@
 //! the same result or the canonical error. Differential tests and a fuzz
 //! target hold the two paths together.
 
+#[doc(hidden)]
+pub mod differential;
 pub mod from_json;
 pub mod plan;
 pub mod to_json;

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, Kind, MapKey, MessageDescriptor, Value};
 
-use super::from_json;
+use super::differential;
 use super::*;
 use crate::transcode::JsonOptions;
 
@@ -160,79 +160,16 @@ trait Pipe: Sized {
 
 impl<T> Pipe for T {}
 
-fn slow_json(descriptor: &MessageDescriptor, bytes: &[u8], options: &JsonOptions) -> Result<serde_json::Value, ()> {
-    let message = DynamicMessage::decode(descriptor.clone(), bytes).map_err(drop)?;
-    // As text, like the response path: f32 keeps its shortest form.
-    let text = crate::transcode::response::to_json(&message, &options.serialize_options(), false).map_err(drop)?;
-    Ok(serde_json::from_slice(&text).expect("prost-reflect writes JSON"))
+fn agree(descriptor: &MessageDescriptor, bytes: &[u8]) -> bool {
+    differential::agree(&pool().1, descriptor, bytes)
+}
+
+fn parse_agree(descriptor: &MessageDescriptor, json: &[u8]) -> bool {
+    differential::parse_agree(&pool().1, descriptor, json)
 }
 
 fn fast_json(descriptor: &MessageDescriptor, bytes: &[u8], style: Style) -> Result<serde_json::Value, Handover> {
-    let (_, plans) = pool();
-    let plan = plans.message_index(descriptor.full_name()).ok_or(Handover)?;
-    let mut out = Vec::new();
-    Renderer::default().render(plans, plan, bytes, style, &mut out)?;
-    Ok(serde_json::from_slice(&out)
-        .unwrap_or_else(|e| panic!("fast path wrote invalid JSON ({e}): {}", String::from_utf8_lossy(&out))))
-}
-
-fn styles() -> [(Style, JsonOptions); 3] {
-    let plain = JsonOptions::default();
-    let defaults = JsonOptions { emit_defaults: true, ..JsonOptions::default() };
-    let renamed = JsonOptions { proto_field_names: true, enums_as_numbers: true, ..JsonOptions::default() };
-    [plain, defaults, renamed].map(|o| {
-        (
-            Style {
-                emit_defaults: o.emit_defaults,
-                proto_field_names: o.proto_field_names,
-                enums_as_numbers: o.enums_as_numbers,
-            },
-            o,
-        )
-    })
-}
-
-/// Both paths on the same bytes: the same decision and the same JSON.
-fn agree(descriptor: &MessageDescriptor, bytes: &[u8]) -> bool {
-    let mut rendered = false;
-    for (style, options) in styles() {
-        let slow = slow_json(descriptor, bytes, &options);
-        match (fast_json(descriptor, bytes, style), slow) {
-            (Ok(mut fast), Ok(slow)) => {
-                known_reference_bug(&mut fast, &slow);
-                assert_eq!(fast, slow, "{style:?} on {bytes:?}");
-                rendered = true;
-            }
-            (Ok(fast), Err(())) => panic!("the fast path accepted what prost-reflect refuses: {fast} from {bytes:?}"),
-            (Err(Handover), _) => {}
-        }
-    }
-    rendered
-}
-
-/// prost-reflect writes a non-finite DoubleValue / FloatValue as `null`;
-/// proto3 JSON (and the fast path) write "NaN", "Infinity", "-Infinity".
-/// Only that difference is forgiven.
-fn known_reference_bug(fast: &mut serde_json::Value, slow: &serde_json::Value) {
-    use serde_json::Value as Json;
-    match (fast, slow) {
-        (Json::Object(fast), Json::Object(slow)) => {
-            for (key, value) in fast.iter_mut() {
-                if let Some(other) = slow.get(key) {
-                    known_reference_bug(value, other);
-                }
-            }
-        }
-        (Json::Array(fast), Json::Array(slow)) => {
-            fast.iter_mut().zip(slow).for_each(|(f, s)| known_reference_bug(f, s))
-        }
-        (fast @ Json::String(_), Json::Null)
-            if ["NaN", "Infinity", "-Infinity"].contains(&fast.as_str().unwrap_or("")) =>
-        {
-            *fast = Json::Null;
-        }
-        _ => {}
-    }
+    differential::fast_json(&pool().1, descriptor, bytes, style)
 }
 
 proptest! {
@@ -270,44 +207,6 @@ fn fields_split_across_the_wire_and_oneofs_follow_the_last_value() {
     assert!(agree(&everything(), &bytes));
     let json = fast_json(&everything(), &bytes, Style::default()).unwrap();
     assert_eq!(json, serde_json::json!({"fInt32": 7, "rInt32": [1, 2, 3], "oInt32": 5}));
-}
-
-/// The reference reading of JSON text, rendered back for comparison.
-fn slow_parse(descriptor: &MessageDescriptor, json: &[u8], ignore_unknown: bool) -> Result<serde_json::Value, ()> {
-    let options = prost_reflect::DeserializeOptions::new().deny_unknown_fields(!ignore_unknown);
-    let mut deserializer = serde_json::Deserializer::from_slice(json);
-    let message =
-        DynamicMessage::deserialize_with_options(descriptor.clone(), &mut deserializer, &options).map_err(drop)?;
-    deserializer.end().map_err(drop)?;
-    render_reference(&message.encode_to_vec(), descriptor)
-}
-
-fn render_reference(bytes: &[u8], descriptor: &MessageDescriptor) -> Result<serde_json::Value, ()> {
-    let options = JsonOptions { emit_defaults: true, ..JsonOptions::default() };
-    slow_json(descriptor, bytes, &options)
-}
-
-/// JSON text through both readers: the same decision and the same message.
-fn parse_agree(descriptor: &MessageDescriptor, json: &[u8]) -> bool {
-    let (_, plans) = pool();
-    let plan = plans.message_index(descriptor.full_name()).expect("plan");
-    let mut fast = Vec::new();
-    let outcome = from_json::parse(plans, plan, json, false, &mut fast);
-    let slow = slow_parse(descriptor, json, false);
-    match (outcome, slow) {
-        (Ok(()), Ok(slow)) => {
-            let fast = render_reference(&fast, descriptor).expect("the fast path wrote a decodable message");
-            assert_eq!(fast, slow, "from {}", String::from_utf8_lossy(json));
-            true
-        }
-        (Ok(()), Err(())) => {
-            panic!("the fast path accepted what prost-reflect refuses: {}", String::from_utf8_lossy(json))
-        }
-        (Err(Handover), _) => {
-            assert!(fast.is_empty(), "a handover leaves no output");
-            false
-        }
-    }
 }
 
 proptest! {

@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""End-to-end load benchmark for protogate.
+
+Starts the example library backend and the gateway (release builds), seeds
+data, and drives them with oha (a real HTTP load generator) over HTTP/1.1 and
+HTTP/2 at 1, 64 and 256 connections. For every run it reports requests/s,
+p50/p99 latency and the gateway's CPU time per request (utime + stime from
+/proc/<pid>/stat before and after), plus the gateway's peak RSS; a direct gRPC
+call to the backend (oha over HTTP/2 with a framed protobuf body) is the floor.
+It also measures idle RSS with the example set and with 10 000 routes.
+
+    python3 scripts/load.py                 # everything (about 10 minutes)
+    python3 scripts/load.py --quick         # 64 connections, HTTP/1.1 only
+    python3 scripts/load.py --duration 5s   # per run (default 10s)
+
+oha is used from PATH or .ci/tools/bin, else installed there with
+`cargo install oha --locked`. Benchmarks measure; nothing here asserts.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def oha_binary():
+    local = os.path.join(ROOT, ".ci", "tools", "bin", "oha")
+    found = shutil.which("oha") or (local if os.path.exists(local) else None)
+    if found:
+        return found
+    print("installing oha into .ci/tools (cargo install oha --locked)…", file=sys.stderr)
+    subprocess.run(["cargo", "install", "oha", "--locked", "--root", os.path.join(ROOT, ".ci", "tools")], check=True)
+    return local
+
+
+def wait_for(port, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def memory_kib(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def request(method, url, body=None, headers=None):
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    with urllib.request.urlopen(req) as response:
+        return response.read()
+
+
+def grpc_frame(message):
+    return b"\x00" + len(message).to_bytes(4, "big") + message
+
+
+def get_shelf_request():
+    name = b"shelves/1"
+    return grpc_frame(b"\x0a" + bytes([len(name)]) + name)
+
+
+class Stack:
+    """The backend and the gateway, started from release builds."""
+
+    def __init__(self):
+        subprocess.run(["cargo", "build", "--release", "--bin", "protogate", "--example", "library_server"],
+                       cwd=ROOT, check=True)
+        self.backend_port, self.port, self.admin_port = free_port(), free_port(), free_port()
+        release = os.path.join(ROOT, "target", "release")
+        self.backend = subprocess.Popen([os.path.join(release, "examples", "library_server"),
+                                         f"127.0.0.1:{self.backend_port}"], stdout=subprocess.DEVNULL)
+        wait_for(self.backend_port)
+        self.gateway = subprocess.Popen(
+            [os.path.join(release, "protogate"), "serve", "--descriptor", os.path.join(ROOT, "descriptors", "library.binpb"),
+             "--upstream", f"http://127.0.0.1:{self.backend_port}", "--listen", f"127.0.0.1:{self.port}",
+             "--admin-listen", f"127.0.0.1:{self.admin_port}"],
+            env={**os.environ, "RUST_LOG": "warn"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self.port)
+        wait_for(self.admin_port)
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def seed(self):
+        """Shelves whose book lists are about 16 KB and 128 KB of JSON."""
+        title = "A long title " * 30
+        sizes = {}
+        for shelf, books in (("2", 36), ("3", 290)):
+            request("POST", f"{self.base}/v1/shelves", json.dumps({"name": f"shelves/{shelf}", "theme": "bench"}).encode(),
+                    {"content-type": "application/json"})
+            for i in range(books):
+                book = {"title": f"{title}{i}", "author": "Bench Author", "pageCount": i, "genre": "GENRE_FICTION"}
+                request("POST", f"{self.base}/v1/shelves/{shelf}/books", json.dumps(book).encode(),
+                        {"content-type": "application/json"})
+            sizes[shelf] = len(request("GET", f"{self.base}/v1/shelves/{shelf}/books?pageSize=1000"))
+        return sizes
+
+    def stop(self):
+        for process in (self.gateway, self.backend):
+            process.terminate()
+            process.wait()
+
+
+def run_oha(oha, url, connections, duration, http2, method="GET", body=None, headers=()):
+    command = [oha, "--no-tui", "--output-format", "json", "-z", duration, "-c", str(connections), "-m", method]
+    if http2:
+        command += ["--http2", "-p", "1"]
+    for header in headers:
+        command += ["-H", header]
+    body_file = None
+    if body is not None:
+        body_file = tempfile.NamedTemporaryFile(delete=False)
+        body_file.write(body)
+        body_file.close()
+        command += ["-D", body_file.name]
+    result = subprocess.run(command + [url], capture_output=True, text=True, check=True)
+    if body_file:
+        os.unlink(body_file.name)
+    return json.loads(result.stdout)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", default="10s")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    oha = oha_binary()
+    stack = Stack()
+    try:
+        time.sleep(0.5)
+        idle_rss = memory_kib(stack.gateway.pid, "VmRSS")
+        sizes = stack.seed()
+        book = json.dumps({"title": "x" * 900, "author": "Load Test", "pageCount": 321, "genre": "GENRE_FICTION"}).encode()
+        json_headers = ("content-type: application/json",)
+        scenarios = [
+            ("small GET", f"{stack.base}/v1/shelves/1", "GET", None, ()),
+            (f"{len(book)} B JSON POST", f"{stack.base}/v1/shelves/1/books", "POST", book, json_headers),
+            (f"{sizes['2'] // 1024} KB JSON response", f"{stack.base}/v1/shelves/2/books?pageSize=1000", "GET", None, ()),
+            (f"{sizes['3'] // 1024} KB JSON response", f"{stack.base}/v1/shelves/3/books?pageSize=1000", "GET", None, ()),
+        ]
+        floor = ("direct gRPC GetShelf (floor)", f"http://127.0.0.1:{stack.backend_port}/library.v1.LibraryService/GetShelf",
+                 "POST", get_shelf_request(), ("content-type: application/grpc", "te: trailers"))
+        protocols = [False] if args.quick else [False, True]
+        connection_counts = [64] if args.quick else [1, 64, 256]
+        rows = []
+        for name, url, method, body, headers in scenarios + [floor]:
+            direct = name.startswith("direct")
+            for http2 in ([True] if direct else protocols):
+                for connections in connection_counts:
+                    pid = stack.backend.pid if direct else stack.gateway.pid
+                    before = cpu_seconds(pid)
+                    report = run_oha(oha, url, connections, args.duration, http2, method, body, headers)
+                    spent = cpu_seconds(pid) - before
+                    summary = report["summary"]
+                    count = sum(report.get("statusCodeDistribution", {}).values())
+                    percentiles = report.get("latencyPercentiles", {})
+                    rows.append({
+                        "scenario": name, "http": "h2" if http2 else "h1", "connections": connections,
+                        "rps": summary["requestsPerSec"], "p50_ms": percentiles.get("p50", 0) * 1000,
+                        "p99_ms": percentiles.get("p99", 0) * 1000,
+                        "cpu_us": spent / count * 1e6 if count else 0,
+                        "statuses": report.get("statusCodeDistribution", {}),
+                        "process": "backend" if direct else "gateway",
+                    })
+                    print(json.dumps(rows[-1]), file=sys.stderr)
+        peak = memory_kib(stack.gateway.pid, "VmHWM")
+        routes_rss = many_routes_rss(stack)
+    finally:
+        stack.stop()
+    print("| scenario | HTTP | conns | req/s | p50 ms | p99 ms | CPU µs/req | statuses |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['scenario']} | {r['http']} | {r['connections']} | {r['rps']:.0f} | {r['p50_ms']:.3f} | "
+              f"{r['p99_ms']:.3f} | {r['cpu_us']:.1f} ({r['process']}) | {r['statuses']} |")
+    print(f"\ngateway RSS: idle with the example set {idle_rss / 1024:.1f} MiB, peak under load {peak / 1024:.1f} MiB, "
+          f"idle with 10 000 more routes {routes_rss / 1024:.1f} MiB")
+
+
+def many_routes_rss(stack):
+    """Registers a set of 10 000 routes through the admin API, then reads RSS."""
+    lines = ['syntax = "proto3";', "package bench.v1;", 'import "google/api/annotations.proto";',
+             "message Req { string name = 1; }", "service Many {"]
+    for i in range(10_000):
+        lines.append(f'  rpc M{i}(Req) returns (Req) {{ option (google.api.http) = {{ get: "/bench/{i}/{{name}}" }}; }}')
+    lines.append("}")
+    boundary = "protogate-bench"
+    source = "\n".join(lines).encode()
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"many.proto\"\r\n"
+            "Content-Type: text/plain\r\n\r\n").encode() + source + f"\r\n--{boundary}--\r\n".encode()
+    admin = f"http://127.0.0.1:{stack.admin_port}"
+    request("PUT", f"{admin}/v1/descriptor-sets/many", body, {"content-type": f"multipart/form-data; boundary={boundary}"})
+    time.sleep(1)
+    return memory_kib(stack.gateway.pid, "VmRSS")
+
+
+if __name__ == "__main__":
+    main()
