@@ -9,7 +9,7 @@ use prost_reflect::{DynamicMessage, MessageDescriptor};
 use super::{Handover, Plans, Renderer, Style, from_json};
 use crate::transcode::JsonOptions;
 
-pub fn slow_json(descriptor: &MessageDescriptor, bytes: &[u8], options: &JsonOptions) -> Result<serde_json::Value, ()> {
+fn slow_json(descriptor: &MessageDescriptor, bytes: &[u8], options: &JsonOptions) -> Result<serde_json::Value, ()> {
     let message = DynamicMessage::decode(descriptor.clone(), bytes).map_err(drop)?;
     // As text, like the response path: f32 keeps its shortest form.
     let text = crate::transcode::response::to_json(&message, &options.serialize_options(), false).map_err(drop)?;
@@ -90,7 +90,7 @@ pub fn known_reference_bug(fast: &mut serde_json::Value, slow: &serde_json::Valu
 }
 
 /// The reference reading of JSON text, rendered back for comparison.
-pub fn slow_parse(descriptor: &MessageDescriptor, json: &[u8], ignore_unknown: bool) -> Result<serde_json::Value, ()> {
+fn slow_parse(descriptor: &MessageDescriptor, json: &[u8], ignore_unknown: bool) -> Result<serde_json::Value, ()> {
     let options = prost_reflect::DeserializeOptions::new().deny_unknown_fields(!ignore_unknown);
     let mut deserializer = serde_json::Deserializer::from_slice(json);
     let message =
@@ -99,7 +99,7 @@ pub fn slow_parse(descriptor: &MessageDescriptor, json: &[u8], ignore_unknown: b
     render_reference(&message.encode_to_vec(), descriptor)
 }
 
-pub fn render_reference(bytes: &[u8], descriptor: &MessageDescriptor) -> Result<serde_json::Value, ()> {
+fn render_reference(bytes: &[u8], descriptor: &MessageDescriptor) -> Result<serde_json::Value, ()> {
     let options = JsonOptions { emit_defaults: true, ..JsonOptions::default() };
     slow_json(descriptor, bytes, &options)
 }
