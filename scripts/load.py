@@ -92,13 +92,17 @@ class Stack:
     """The backend and the gateway, started from release builds."""
 
     def __init__(self):
-        subprocess.run(["cargo", "build", "--release", "--bin", "protogate", "--example", "library_server"],
-                       cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--release", "--bin", "protogate", "--example", "library_server",
+                        "--example", "echo_server"], cwd=ROOT, check=True)
         self.backend_port, self.port, self.admin_port = free_port(), free_port(), free_port()
+        self.echo_port = free_port()
         release = os.path.join(ROOT, "target", "release")
         self.backend = subprocess.Popen([os.path.join(release, "examples", "library_server"),
                                          f"127.0.0.1:{self.backend_port}"], stdout=subprocess.DEVNULL)
+        self.echo = subprocess.Popen([os.path.join(release, "examples", "echo_server"),
+                                      f"127.0.0.1:{self.echo_port}"], stdout=subprocess.DEVNULL)
         wait_for(self.backend_port)
+        wait_for(self.echo_port)
         self.gateway = subprocess.Popen(
             [os.path.join(release, "protogate"), "serve", "--descriptor", os.path.join(ROOT, "descriptors", "library.binpb"),
              "--upstream", f"http://127.0.0.1:{self.backend_port}", "--listen", f"127.0.0.1:{self.port}",
@@ -112,8 +116,8 @@ class Stack:
         """Shelves whose book lists are about 16 KB and 128 KB of JSON."""
         title = "A long title " * 30
         sizes = {}
-        for shelf, books in (("2", 36), ("3", 290)):
-            request("POST", f"{self.base}/v1/shelves", json.dumps({"name": f"shelves/{shelf}", "theme": "bench"}).encode(),
+        for shelf, books in (("bench16k", 36), ("bench128k", 290)):
+            request("POST", f"{self.base}/v1/shelves?shelfId={shelf}", json.dumps({"theme": "bench"}).encode(),
                     {"content-type": "application/json"})
             for i in range(books):
                 book = {"title": f"{title}{i}", "author": "Bench Author", "pageCount": i, "genre": "GENRE_FICTION"}
@@ -122,8 +126,16 @@ class Stack:
             sizes[shelf] = len(request("GET", f"{self.base}/v1/shelves/{shelf}/books?pageSize=1000"))
         return sizes
 
+    def register_echo(self):
+        """The echo service, uploaded as .proto through the admin API."""
+        path = "protogate/test/v1/everything.proto"
+        with open(os.path.join(ROOT, "proto", path), "rb") as f:
+            source = f.read()
+        upload(f"http://127.0.0.1:{self.admin_port}/v1/descriptor-sets/echo?upstream=http://127.0.0.1:{self.echo_port}",
+               path, source)
+
     def stop(self):
-        for process in (self.gateway, self.backend):
+        for process in (self.gateway, self.backend, self.echo):
             process.terminate()
             process.wait()
 
@@ -156,14 +168,18 @@ def main():
     try:
         time.sleep(0.5)
         idle_rss = memory_kib(stack.gateway.pid, "VmRSS")
+        stack.register_echo()
+        streamed = slow_stream(stack) if not args.quick else None
         sizes = stack.seed()
         book = json.dumps({"title": "x" * 900, "author": "Load Test", "pageCount": 321, "genre": "GENRE_FICTION"}).encode()
         json_headers = ("content-type: application/json",)
         scenarios = [
             ("small GET", f"{stack.base}/v1/shelves/1", "GET", None, ()),
             (f"{len(book)} B JSON POST", f"{stack.base}/v1/shelves/1/books", "POST", book, json_headers),
-            (f"{sizes['2'] // 1024} KB JSON response", f"{stack.base}/v1/shelves/2/books?pageSize=1000", "GET", None, ()),
-            (f"{sizes['3'] // 1024} KB JSON response", f"{stack.base}/v1/shelves/3/books?pageSize=1000", "GET", None, ()),
+            (f"{sizes['bench16k'] // 1024} KB JSON response", f"{stack.base}/v1/shelves/bench16k/books?pageSize=1000",
+             "GET", None, ()),
+            (f"{sizes['bench128k'] // 1024} KB JSON response", f"{stack.base}/v1/shelves/bench128k/books?pageSize=1000",
+             "GET", None, ()),
         ]
         floor = ("direct gRPC GetShelf (floor)", f"http://127.0.0.1:{stack.backend_port}/library.v1.LibraryService/GetShelf",
                  "POST", get_shelf_request(), ("content-type: application/grpc", "te: trailers"))
@@ -199,8 +215,35 @@ def main():
     for r in rows:
         print(f"| {r['scenario']} | {r['http']} | {r['connections']} | {r['rps']:.0f} | {r['p50_ms']:.3f} | "
               f"{r['p99_ms']:.3f} | {r['cpu_us']:.1f} ({r['process']}) | {r['statuses']} |")
+    if streamed:
+        size, seconds, before, peak_stream = streamed
+        print(f"\n1 GiB stream to a 64 MB/s client: {size / 2**30:.2f} GiB in {seconds:.1f} s, gateway RSS "
+              f"{before / 1024:.1f} MiB before, peak {peak_stream / 1024:.1f} MiB during (growth "
+              f"{(peak_stream - before) / 1024:.1f} MiB)")
     print(f"\ngateway RSS: idle with the example set {idle_rss / 1024:.1f} MiB, peak under load {peak / 1024:.1f} MiB, "
           f"idle with 10 000 more routes {routes_rss / 1024:.1f} MiB")
+
+
+def upload(url, path, source):
+    boundary = "protogate-bench"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{path}\"; filename=\"{path}\"\r\n"
+            "Content-Type: text/plain\r\n\r\n").encode() + source + f"\r\n--{boundary}--\r\n".encode()
+    request("PUT", url, body, {"content-type": f"multipart/form-data; boundary={boundary}"})
+
+
+def slow_stream(stack, rate="64M"):
+    """A 1 GiB REST server stream read by a client limited to `rate`/s:
+    the gateway's RSS growth shows whether backpressure holds end to end."""
+    body = json.dumps({"message": {"fString": "x" * 65536}, "count": 16384}).encode()
+    rss_before = memory_kib(stack.gateway.pid, "VmRSS")
+    started = time.time()
+    result = subprocess.run(["curl", "-sS", "--limit-rate", rate, "-o", "/dev/null", "-w", "%{size_download}",
+                             "-H", "content-type: application/json", "--data-binary", "@-",
+                             f"{stack.base}/protogate.test.v1.EchoService/EchoStream"],
+                            input=body, capture_output=True, check=True)
+    seconds = time.time() - started
+    peak = memory_kib(stack.gateway.pid, "VmHWM")
+    return int(result.stdout), seconds, rss_before, peak
 
 
 def many_routes_rss(stack):
@@ -210,12 +253,8 @@ def many_routes_rss(stack):
     for i in range(10_000):
         lines.append(f'  rpc M{i}(Req) returns (Req) {{ option (google.api.http) = {{ get: "/bench/{i}/{{name}}" }}; }}')
     lines.append("}")
-    boundary = "protogate-bench"
-    source = "\n".join(lines).encode()
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"many.proto\"\r\n"
-            "Content-Type: text/plain\r\n\r\n").encode() + source + f"\r\n--{boundary}--\r\n".encode()
     admin = f"http://127.0.0.1:{stack.admin_port}"
-    request("PUT", f"{admin}/v1/descriptor-sets/many", body, {"content-type": f"multipart/form-data; boundary={boundary}"})
+    upload(f"{admin}/v1/descriptor-sets/many", "many.proto", "\n".join(lines).encode())
     time.sleep(1)
     return memory_kib(stack.gateway.pid, "VmRSS")
 

@@ -1,6 +1,7 @@
 //! The example backend: the library service behind `protogate demo`,
 //! `examples/library_server.rs` and the integration tests.
 
+pub mod echo;
 pub mod library;
 
 use tokio::net::TcpListener;

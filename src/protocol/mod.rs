@@ -129,7 +129,8 @@ pub async fn dispatch(context: Arc<Context>, mut request: Request<Body>) -> Resp
         match request.uri().path() {
             "/openapi.json" => {
                 let snapshot = context.registry.snapshot_for(request.extensions_mut());
-                return document(snapshot.openapi.clone(), "application/json");
+                let rendered = tokio::task::spawn_blocking(move || snapshot.openapi()).await;
+                return document(rendered.unwrap_or_default(), "application/json");
             }
             "/docs" => {
                 return document(Bytes::from_static(DOCS_PAGE.as_bytes()), "text/html; charset=utf-8");

@@ -320,9 +320,26 @@ fn file_set(name: String, bytes: Vec<u8>, max_versions: usize) -> RegisteredSet 
 /// that must not stall request tasks.
 async fn build(sets: &Sets, settings: &Settings, generation: u64) -> Result<Snapshot, LoadErrors> {
     let (sets, settings) = (sets.clone(), settings.clone());
-    tokio::task::spawn_blocking(move || Snapshot::build(&sets, &settings.upstreams, &settings.channels, generation))
-        .await
-        .map_err(|e| LoadErrors::invalid(vec![format!("snapshot build failed: {e}")]))?
+    tokio::task::spawn_blocking(move || {
+        let built = Snapshot::build(&sets, &settings.upstreams, &settings.channels, generation);
+        release_freed_memory();
+        built
+    })
+    .await
+    .map_err(|e| LoadErrors::invalid(vec![format!("snapshot build failed: {e}")]))?
+}
+
+/// Building a snapshot (the OpenAPI document above all) allocates hundreds
+/// of MB transiently for 10 000 routes; glibc keeps the freed pages, so a
+/// gateway stayed at 470 MB RSS with a 40 MB live heap (measured with
+/// massif). Hand them back to the system after each big build.
+pub(crate) fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of glibc's own arenas;
+    // it takes no pointers and is safe to call from any thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! route table and, per method, the precomputed call (channel, path, types).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http::uri::PathAndQuery;
@@ -34,8 +34,9 @@ pub struct Snapshot {
     /// `/package.Service/Method` → index in `methods`, for gRPC, gRPC-Web
     /// and Connect.
     pub rpc_index: HashMap<Box<str>, usize>,
-    /// The OpenAPI document, rendered once.
-    pub openapi: Bytes,
+    /// The OpenAPI document, rendered on first use (it is the largest part
+    /// of a snapshot to build) and kept.
+    openapi: OnceLock<Bytes>,
     /// Transcoding plans for every message of the pool.
     pub plans: Arc<Plans>,
 }
@@ -66,8 +67,8 @@ impl Snapshot {
     pub fn empty() -> Self {
         let pool = source::bundled_pool().unwrap_or_default();
         let routes = RouteTable::default();
-        let openapi = render_openapi(&pool, &routes, &[], 0);
         let plans = Arc::new(Plans::compile(&pool));
+        let openapi = OnceLock::new();
         Self { generation: 0, pool, routes, methods: Vec::new(), rpc_index: HashMap::new(), openapi, plans }
     }
 
@@ -84,7 +85,6 @@ impl Snapshot {
             sets.values().filter_map(|set| Some((set.name.clone(), set.active_version()?.bytes.as_slice()))).collect();
         let merged = source::merge(&active)?;
         let (descriptors, routes) = routes(&merged.pool)?;
-        let openapi = render_openapi(&merged.pool, &routes, &descriptors, generation);
         let plans = Arc::new(Plans::compile(&merged.pool));
         let mut errors = Vec::new();
         let mut methods = Vec::with_capacity(descriptors.len());
@@ -121,6 +121,7 @@ impl Snapshot {
             return Err(LoadErrors::invalid(errors));
         }
         let rpc_index = methods.iter().enumerate().map(|(i, m)| (Box::from(m.call.path.path()), i)).collect();
+        let openapi = OnceLock::new();
         Ok(Self { generation, pool: merged.pool, routes, methods, rpc_index, openapi, plans })
     }
 }
@@ -161,9 +162,21 @@ fn side_effect_free(method: &MethodDescriptor) -> bool {
     matches!(level.as_deref(), Some(prost_reflect::Value::EnumNumber(NO_SIDE_EFFECTS)))
 }
 
-fn render_openapi(pool: &DescriptorPool, routes: &RouteTable, methods: &[MethodDescriptor], generation: u64) -> Bytes {
-    let document = crate::openapi::document(pool, routes, methods, generation);
-    serde_json::to_vec(&document).map(Bytes::from).unwrap_or_default()
+impl Snapshot {
+    /// The OpenAPI 3.1 document of this snapshot, rendered once. CPU work:
+    /// call it off the async workers.
+    pub fn openapi(&self) -> Bytes {
+        self.openapi
+            .get_or_init(|| {
+                let methods: Vec<MethodDescriptor> = self.methods.iter().map(|m| m.descriptor.clone()).collect();
+                let document = crate::openapi::document(&self.pool, &self.routes, &methods, self.generation);
+                let rendered = serde_json::to_vec(&document).map(Bytes::from).unwrap_or_default();
+                drop(document);
+                super::release_freed_memory();
+                rendered
+            })
+            .clone()
+    }
 }
 
 fn method_bindings(method: &MethodDescriptor, index: usize) -> Result<Vec<Binding>, Vec<String>> {
