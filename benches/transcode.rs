@@ -48,7 +48,7 @@ fn criterion_config() -> Criterion {
 }
 
 fn fixtures(descriptor: &MessageDescriptor) -> Vec<Fixture> {
-    [("small", 0), ("1KB", 3), ("16KB", 90), ("128KB", 720)]
+    [("small", 0), ("1KB", 3), ("16KB", 117), ("128KB", 950)]
         .into_iter()
         .map(|(name, items)| {
             let json = body(items);

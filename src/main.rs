@@ -89,12 +89,6 @@ enum Command {
     },
 }
 
-/// mimalloc instead of glibc malloc: the request path allocates many short
-/// buffers, and glibc's malloc/free took ~12% of the gateway's CPU in a
-/// small-GET profile (scripts/load.py, perf).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
