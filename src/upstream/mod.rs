@@ -55,13 +55,17 @@ pub fn endpoint(url: &str, connect_timeout: Duration) -> Result<Endpoint, String
     }
     Endpoint::from_shared(url.to_string())
         .map(|e| {
-            // One shared HTTP/2 connection carries every call to a backend:
-            // h2's 64 KB default connection window throttled large answers
-            // to ~90 responses/s at 64 clients (scripts/load.py), so the
-            // windows grow with the traffic instead.
+            // One shared HTTP/2 connection carries every call to a backend.
+            // With h2's 64 KB default window, large answers crawled (~90
+            // responses/s at 64 clients, scripts/load.py) and h2 0.4.20's
+            // small-DATA-frame budget (half the connection window) tore the
+            // connection down (GOAWAY ENHANCE_YOUR_CALM) under 256 clients
+            // of small gRPC answers. Windows are flow-control credit, not
+            // buffers allocated up front.
             e.connect_timeout(connect_timeout)
                 .tcp_nodelay(true)
-                .http2_adaptive_window(true)
+                .initial_connection_window_size(Some(16 * 1024 * 1024))
+                .initial_stream_window_size(Some(2 * 1024 * 1024))
                 .http2_keep_alive_interval(Duration::from_secs(30))
                 .keep_alive_while_idle(true)
         })
