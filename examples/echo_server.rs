@@ -5,7 +5,6 @@
 
 use protogate::example::echo::Echo;
 use protogate::pb::protogate::test::v1::echo_service_server::EchoServiceServer;
-use tokio_stream::wrappers::TcpListenerStream;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -14,7 +13,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("echo backend on {}", listener.local_addr()?);
     tonic::transport::Server::builder()
         .add_service(EchoServiceServer::new(Echo::default()))
-        .serve_with_incoming(TcpListenerStream::new(listener))
+        .serve_with_incoming(protogate::example::incoming(listener))
         .await?;
     Ok(())
 }
