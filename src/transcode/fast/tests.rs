@@ -280,3 +280,11 @@ fn json_case_table() {
         assert_eq!(parse_agree(&everything(), json.as_bytes()), *fast, "{json}");
     }
 }
+
+#[test]
+fn defaults_sent_on_the_wire_and_empty_packed_lists_render_like_absent_ones() {
+    // Found by the fuzz target: f_int64 sent twice, the last time as 0.
+    assert!(agree(&everything(), &[32, 32, 32, 0]));
+    // r_int32 as an empty packed list.
+    assert!(agree(&everything(), &[0xa2, 0x01, 0x00]));
+}

@@ -176,6 +176,14 @@ impl Writer<'_> {
             return self.map(range, bytes, key_kind, value_kind, depth);
         }
         if field.list {
+            // A packed list may be present on the wire yet empty: like an
+            // absent one, it is written only with emit_defaults.
+            let empty = self.scratch[range.0..range.1]
+                .iter()
+                .all(|l| l.wire_type == LEN && field.kind.packable() && bytes[l.start as usize..l.end as usize] == [0]);
+            if empty && !self.style.emit_defaults {
+                return Ok(());
+            }
             self.key(field, first);
             self.out.push(b'[');
             let mut first_item = true;
@@ -199,7 +207,9 @@ impl Writer<'_> {
         self.check_overwritten(field, (range.0, range.1 - 1), bytes)?;
         let last = self.scratch[range.1 - 1];
         let payload = &bytes[last.start as usize..last.end as usize];
-        if !field.explicit_presence && is_default(field.kind, payload)? {
+        // A default sent on the wire is skipped like an absent field, unless
+        // defaults are written anyway.
+        if !field.explicit_presence && !self.style.emit_defaults && is_default(field.kind, payload)? {
             return Ok(());
         }
         self.key(field, first);
