@@ -500,6 +500,11 @@ impl<'de> Visitor<'de> for TimeVisitor<'_, '_> {
 
     fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<(), E> {
         let (seconds, nanos) = if self.plan.special == Special::Timestamp {
+            // prost-reflect validates RFC 3339 strictly before parsing; only
+            // the canonical UTC form is certain to pass it.
+            if !canonical_utc(text) {
+                return Err(handover());
+            }
             let parsed: prost_types::Timestamp = text.parse().map_err(|_| handover::<E>())?;
             if !(-62_135_596_800..=253_402_300_799).contains(&parsed.seconds) {
                 return Err(handover());
@@ -507,10 +512,42 @@ impl<'de> Visitor<'de> for TimeVisitor<'_, '_> {
             (parsed.seconds, parsed.nanos)
         } else {
             let parsed: prost_types::Duration = text.parse().map_err(|_| handover::<E>())?;
+            if parsed.seconds.unsigned_abs() > 315_576_000_000 || parsed.nanos.unsigned_abs() > 999_999_999 {
+                return Err(handover());
+            }
             (parsed.seconds, parsed.nanos)
         };
         let out = &mut *self.context.out;
         write_number(out, Some(1), FieldKind::Int64, Number::Int(i128::from(seconds)), true).ok_or_else(handover)?;
         write_number(out, Some(2), FieldKind::Int32, Number::Int(i128::from(nanos)), true).ok_or_else(handover)
     }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z`.
+fn canonical_utc(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| bytes.get(range).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let fixed = bytes.len() >= 20
+        && digits(0..4)
+        && bytes[4] == b'-'
+        && digits(5..7)
+        && bytes[7] == b'-'
+        && digits(8..10)
+        && bytes[10] == b'T'
+        && digits(11..13)
+        && bytes[13] == b':'
+        && digits(14..16)
+        && bytes[16] == b':'
+        && digits(17..19);
+    let rest = &bytes[19.min(bytes.len())..];
+    let fraction = match rest.split_last() {
+        Some((b'Z', fraction)) => fraction,
+        _ => return false,
+    };
+    fixed
+        && match fraction.split_first() {
+            None => true,
+            Some((b'.', digits)) => (1..=9).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit),
+            Some(_) => false,
+        }
 }

@@ -274,6 +274,10 @@ fn json_case_table() {
         (r#"{"fInt32": 1.5}"#, false),
         (r#"{"fInt32": 2147483648}"#, false),
         (r#"{"wAny": {}}"#, false),
+        // Found by the fuzz target: no time zone.
+        (r#"{"wTimestamp": "4048-01-02T03:04:05"}"#, false),
+        (r#"{"wTimestamp": "2024-01-02T03:04:05+01:00"}"#, false),
+        (r#"{"wDuration": "999999999999s"}"#, false),
         (r#"{"mString": {"a": "b", "a": "c"}}"#, false),
     ];
     for (json, fast) in cases {
