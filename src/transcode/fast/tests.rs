@@ -142,23 +142,11 @@ fn arbitrary_value(kind: &Kind, entropy: &mut Entropy<'_>, depth: usize) -> Valu
         Kind::Bool => Value::Bool(raw % 2 == 1),
         Kind::String => Value::String(entropy.text()),
         Kind::Bytes => Value::Bytes(entropy.text().into_bytes().into()),
-        Kind::Enum(e) => {
-            Value::EnumNumber(if entropy.chance(230) { (raw % 4) as i32 } else { raw as i32 }).clone().pipe(|v| {
-                let _ = e;
-                v
-            })
-        }
+        // Mostly known numbers, sometimes any: unknown ones render as numbers.
+        Kind::Enum(_) => Value::EnumNumber(if entropy.chance(230) { (raw % 4) as i32 } else { raw as i32 }),
         Kind::Message(m) => Value::Message(arbitrary(m, entropy, depth)),
     }
 }
-
-trait Pipe: Sized {
-    fn pipe<T>(self, f: impl FnOnce(Self) -> T) -> T {
-        f(self)
-    }
-}
-
-impl<T> Pipe for T {}
 
 fn agree(descriptor: &MessageDescriptor, bytes: &[u8]) -> bool {
     differential::agree(&pool().1, descriptor, bytes)

@@ -242,12 +242,10 @@ impl Writer<'_> {
         last: Located,
         bytes: &[u8],
     ) -> Result<(), Handover> {
-        for located in &self.scratch[range.0..range.1] {
+        for i in range.0..range.1 {
+            let located = self.scratch[i];
             if located.start != last.start {
-                let field = &plan.fields[located.field as usize];
-                let i =
-                    range.0 + self.scratch[range.0..range.1].iter().position(|l| l.start == located.start).unwrap_or(0);
-                self.check_overwritten(field, (i, i + 1), bytes)?;
+                self.check_overwritten(&plan.fields[located.field as usize], (i, i + 1), bytes)?;
             }
         }
         Ok(())
