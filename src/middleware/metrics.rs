@@ -1,7 +1,9 @@
 //! Prometheus metrics, served by the admin listener at `/metrics`. Latency is
 //! split into the time spent transcoding and the time waiting on backends.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 /// Every metric the gateway exports.
 #[derive(Debug, Clone)]
@@ -24,6 +26,15 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     /// Messages the fast transcoder took, or handed over to prost-reflect.
     pub fast_transcode: IntCounterVec,
+    /// Its four series, resolved once: [request, response] × [fast, handover].
+    transcode_paths: [[IntCounter; 2]; 2],
+}
+
+/// Which way a message was transcoded.
+#[derive(Debug, Clone, Copy)]
+pub enum Direction {
+    Request,
+    Response,
 }
 
 const LATENCY_BUCKETS: [f64; 14] =
@@ -38,6 +49,10 @@ impl Metrics {
         let histogram = |name: &str, help: &str, buckets: &[f64]| {
             HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), &["protocol", "rpc"])
         };
+        let fast_transcode = IntCounterVec::new(
+            Opts::new("fast_transcode_total", "Messages transcoded by the fast path or handed over to prost-reflect"),
+            &["direction", "path"],
+        )?;
         let metrics = Self {
             requests,
             duration: histogram(
@@ -83,13 +98,9 @@ impl Metrics {
                 Opts::new("config_reloads_total", "Configuration reloads, applied or rejected"),
                 &["outcome"],
             )?,
-            fast_transcode: IntCounterVec::new(
-                Opts::new(
-                    "fast_transcode_total",
-                    "Messages transcoded by the fast path or handed over to prost-reflect",
-                ),
-                &["direction", "path"],
-            )?,
+            transcode_paths: ["request", "response"]
+                .map(|direction| ["fast", "handover"].map(|path| fast_transcode.with_label_values(&[direction, path]))),
+            fast_transcode,
             registry,
         };
         let collectors: [Box<dyn prometheus::core::Collector>; 15] = [
@@ -113,6 +124,11 @@ impl Metrics {
             metrics.registry.register(collector)?;
         }
         Ok(metrics)
+    }
+
+    /// Counts one message by direction and path, without a label lookup.
+    pub fn count_transcode(&self, direction: Direction, fast: bool) {
+        self.transcode_paths[direction as usize][usize::from(!fast)].inc();
     }
 
     /// The Prometheus text exposition of every metric.

@@ -97,7 +97,7 @@ async fn unary(context: &Context, method: &MethodEntry, parts: &Parts, body: Bod
         (codec, read_body(body, context.max_body_size).await?)
     };
     let message = decode(codec, &method.descriptor.input(), &payload, context)?;
-    check_size(&message, method.call.max_message_size)?;
+    check_size(prost::Message::encoded_len(&message), method.call.max_message_size)?;
     let request = call_request(message, method, parts, context, false)?;
     let reply = counted(context, &method.upstream, method.call.unary(request.0).await.map_err(Error::from_upstream))?;
     let body = encode(codec, &reply.message, &context.json.serialize_options())?;
@@ -203,7 +203,7 @@ async fn stream_request(
     let payload = read_body(body, context.max_body_size).await?;
     let message = single_envelope(&payload)?;
     let message = decode(codec, &method.descriptor.input(), message, context)?;
-    check_size(&message, method.call.max_message_size)?;
+    check_size(prost::Message::encoded_len(&message), method.call.max_message_size)?;
     let (request, _) = call_request(message, method, parts, context, true)?;
     let started = method.call.server_streaming(request).await.map_err(Error::from_upstream);
     let response = counted(context, &method.upstream, started)?;

@@ -48,11 +48,12 @@ pub fn build(
 /// The request in wire form by the fast transcoder, for the common shape:
 /// a JSON body (whole, or one message field), no query string, and path
 /// variables appended as a patch (a later field wins, messages merge — the
-/// path has the last word, as in `build`). `None` hands over to `build`.
+/// path has the last word, as in `build`). `input_plan` is the input
+/// type's plan, looked up once per snapshot. `None` hands over to `build`.
 pub fn build_wire(
     binding: &Binding,
     input_type: &MessageDescriptor,
-    plans: &Plans,
+    (plans, input_plan): (&Plans, Option<usize>),
     http: HttpInput<'_>,
     options: &JsonOptions,
 ) -> Option<Vec<u8>> {
@@ -67,8 +68,7 @@ pub fn build_wire(
     let mut wire = Vec::with_capacity(http.body.len());
     match &binding.body {
         BodyRule::Whole if !wkt::is_http_body(input_type) => {
-            let plan = plans.message_index(input_type.full_name())?;
-            from_json::parse(plans, plan, http.body, ignore_unknown, &mut wire).ok()?;
+            from_json::parse(plans, input_plan?, http.body, ignore_unknown, &mut wire).ok()?;
         }
         BodyRule::Field(field) if !field.is_list() && !field.is_map() => {
             let Kind::Message(body_type) = field.kind() else { return None };

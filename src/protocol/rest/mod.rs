@@ -18,6 +18,7 @@ use super::pacing::call_deadline;
 use super::{Context, aborted, counted, read_body};
 use crate::config::RouteTimeouts;
 use crate::error::{Error, Origin};
+use crate::middleware::metrics::Direction;
 use crate::middleware::route_info::RouteInfo;
 use crate::middleware::telemetry::{Trace, trace_of};
 use crate::registry::{MethodEntry, Snapshot};
@@ -76,7 +77,7 @@ async fn handle(
         let message = trace.time_transcoding(|| {
             crate::transcode::request::build(prepared.binding, &input_type, input, &context.json)
         })?;
-        check_size(&message, prepared.method.call.max_message_size)?;
+        check_size(prost::Message::encoded_len(&message), prepared.method.call.max_message_size)?;
         let request = call_request(message, &prepared);
         let upstream = prepared.method.upstream.as_str();
         return counted(
@@ -86,13 +87,7 @@ async fn handle(
         );
     }
     let wire = trace.time_transcoding(|| request_wire(context, snapshot, &prepared, input))?;
-    let limit = prepared.method.call.max_message_size;
-    if wire.len() > limit {
-        return Err(Error::client(
-            Code::ResourceExhausted,
-            format!("the request message is {} bytes in protobuf, over the upstream limit of {limit}", wire.len()),
-        ));
-    }
+    check_size(wire.len(), prepared.method.call.max_message_size)?;
     let call = prepared.method.call.unary_raw(call_request(bytes::Bytes::from(wire), &prepared));
     let reply = counted(context, &prepared.method.upstream, trace.time_backend(within(prepared.timeout, call)).await)?;
     trace.time_transcoding(|| unary_response_wire(context, snapshot, &prepared, reply))
@@ -107,13 +102,9 @@ fn request_wire(
     input: HttpInput<'_>,
 ) -> Result<Vec<u8>, Error> {
     let input_type = prepared.method.descriptor.input();
-    let fast =
-        crate::transcode::request::build_wire(prepared.binding, &input_type, &snapshot.plans, input, &context.json);
-    context
-        .metrics
-        .fast_transcode
-        .with_label_values(&["request", if fast.is_some() { "fast" } else { "handover" }])
-        .inc();
+    let plans = (&*snapshot.plans, prepared.method.input_plan);
+    let fast = crate::transcode::request::build_wire(prepared.binding, &input_type, plans, input, &context.json);
+    context.metrics.count_transcode(Direction::Request, fast.is_some());
     match fast {
         Some(wire) => Ok(wire),
         None => {
@@ -137,11 +128,7 @@ fn unary_response_wire(
         None => response::render_wire(&snapshot.plans, prepared.method.output_plan, &reply.message, &context.json),
         Some(_) => None,
     };
-    context
-        .metrics
-        .fast_transcode
-        .with_label_values(&["response", if fast.is_some() { "fast" } else { "handover" }])
-        .inc();
+    context.metrics.count_transcode(Direction::Response, fast.is_some());
     if let Some(json) = fast {
         let mut response = json_response(StatusCode::OK, json);
         metadata::to_http(&reply.headers, metadata::HEADER_PREFIX, response.headers_mut());
@@ -202,11 +189,10 @@ fn call_request<T>(message: T, prepared: &Prepared<'_>) -> tonic::Request<T> {
     request
 }
 
-/// Refuses a message the upstream limit would reject, before sending it
-/// (tonic's own check surfaces only as an anonymous stream reset).
-pub(crate) fn check_size(message: &DynamicMessage, limit: usize) -> Result<(), Error> {
-    use prost::Message;
-    let size = message.encoded_len();
+/// Refuses a message (of `size` encoded bytes) the upstream limit would
+/// reject, before sending it (tonic's own check surfaces only as an
+/// anonymous stream reset).
+pub(crate) fn check_size(size: usize, limit: usize) -> Result<(), Error> {
     if size > limit {
         return Err(Error::client(
             Code::ResourceExhausted,
