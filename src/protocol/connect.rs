@@ -175,7 +175,7 @@ async fn server_stream(
     };
     let (headers, frames) = match stream_request(context, method, parts, body, codec).await {
         Ok((headers, messages)) => {
-            let idle = route_timeouts(context, method).stream_idle;
+            let idle = route_timeouts(context, method, None).stream_idle;
             let json = context.json.serialize_options();
             let state = StreamState { messages, codec, json, pool: snapshot.pool.clone(), idle };
             (headers, responses(state))
@@ -315,7 +315,7 @@ fn call_request(
         }
         None => None,
     };
-    let timeout = call_deadline(requested, &route_timeouts(context, method), streaming, &context.deadlines);
+    let timeout = call_deadline(requested, &route_timeouts(context, method, None), streaming, &context.deadlines);
     if let Some(timeout) = timeout {
         request.set_timeout(timeout);
     }

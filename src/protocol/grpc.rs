@@ -75,7 +75,7 @@ where
         // gRPC-Web may arrive over HTTP/1.1; upstream it is always HTTP/2.
         parts.version = Version::HTTP_2;
         crate::middleware::otel::inject_headers(&mut parts.headers);
-        let timeouts = super::route_timeouts(&self.context, method);
+        let timeouts = super::route_timeouts(&self.context, method, None);
         let streaming = method.descriptor.is_server_streaming() || method.descriptor.is_client_streaming();
         let requested = parts.headers.get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
         let deadline = call_deadline(requested, &timeouts, streaming, &self.context.deadlines);

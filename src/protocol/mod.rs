@@ -232,10 +232,15 @@ pub(crate) fn counted<T>(context: &Context, upstream: &str, result: Result<T, Er
     result
 }
 
-/// A method's timeouts (rules by method or service).
-pub(crate) fn route_timeouts(context: &Context, method: &crate::registry::MethodEntry) -> crate::config::RouteTimeouts {
+/// A method's timeouts (rules by method, service, or the REST template
+/// the request came by).
+pub(crate) fn route_timeouts(
+    context: &Context,
+    method: &crate::registry::MethodEntry,
+    template: Option<&str>,
+) -> crate::config::RouteTimeouts {
     let service = method.descriptor.parent_service();
-    context.timeouts.for_route([Some(method.descriptor.full_name()), Some(service.full_name())])
+    context.timeouts.for_route([Some(method.descriptor.full_name()), Some(service.full_name()), template])
 }
 
 /// A refusal by a policy layer, in the protocol's own form: a trailers-only

@@ -130,10 +130,7 @@ fn unary_response_wire(
     };
     context.metrics.count_transcode(Direction::Response, fast.is_some());
     if let Some(json) = fast {
-        let mut response = json_response(StatusCode::OK, json);
-        metadata::to_http(&reply.headers, metadata::HEADER_PREFIX, response.headers_mut());
-        metadata::to_http(&reply.trailers, metadata::TRAILER_PREFIX, response.headers_mut());
-        return Ok(response);
+        return Ok(rendered_response(Rendered::Json(json), &reply.headers, &reply.trailers));
     }
     let output = prepared.method.call.output.clone();
     let message = DynamicMessage::decode(output, reply.message).map_err(|e| {
@@ -248,6 +245,15 @@ async fn within<T>(
 fn unary_response(context: &Context, binding: &Binding, reply: UnaryReply) -> Result<Response<Body>, Error> {
     let rendered = response::render(&reply.message, binding.response_body.as_ref(), &context.json, context.json.indent)
         .map_err(|e| Error::gateway(Code::Internal, e))?;
+    Ok(rendered_response(rendered, &reply.headers, &reply.trailers))
+}
+
+/// A rendered unary answer with the backend's metadata as headers.
+fn rendered_response(
+    rendered: Rendered,
+    headers: &tonic::metadata::MetadataMap,
+    trailers: &tonic::metadata::MetadataMap,
+) -> Response<Body> {
     let mut response = match rendered {
         Rendered::Json(json) => json_response(StatusCode::OK, json),
         Rendered::Raw { content_type, data } => {
@@ -258,9 +264,9 @@ fn unary_response(context: &Context, binding: &Binding, reply: UnaryReply) -> Re
             response
         }
     };
-    metadata::to_http(&reply.headers, metadata::HEADER_PREFIX, response.headers_mut());
-    metadata::to_http(&reply.trailers, metadata::TRAILER_PREFIX, response.headers_mut());
-    Ok(response)
+    metadata::to_http(headers, metadata::HEADER_PREFIX, response.headers_mut());
+    metadata::to_http(trailers, metadata::TRAILER_PREFIX, response.headers_mut());
+    response
 }
 
 /// Streams messages as they arrive, one frame each; a failure after the
