@@ -5,6 +5,11 @@ use bytes::Bytes;
 use http::StatusCode;
 use tonic::Code;
 
+/// Metadata that marks a status the backend itself sent (set by
+/// `upstream::Backend` next to its `grpc-status`); the `grpc-` prefix keeps
+/// it out of every metadata copy to clients.
+pub const BACKEND_STATUS: &str = "grpc-protogate-backend-status";
+
 /// Whose fault an error was: decides what is logged and what the client sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -114,9 +119,16 @@ impl Error {
         error
     }
 
-    /// Classifies a status returned by a tonic call: one the backend sent is
-    /// forwarded; one tonic made up for a transport failure is the gateway's.
+    /// Classifies a status returned by a tonic call: one the backend sent
+    /// (marked by `upstream::Backend`) is forwarded; one tonic made up — a
+    /// transport failure, a protocol or decoding error — is the gateway's,
+    /// its text only logged.
     pub fn from_upstream(status: tonic::Status) -> Self {
+        if status.metadata().contains_key(BACKEND_STATUS) {
+            let mut error = Self::new(Origin::Backend, status.code(), status.message());
+            error.details = status.details().to_vec().into();
+            return error;
+        }
         let source = std::error::Error::source(&status);
         // tonic's own check of `upstream.max_message_size` on a response.
         if source.is_none() && status.message().starts_with("Error, decoded message length too large") {
@@ -124,18 +136,16 @@ impl Error {
             error.message = "the backend's answer is over upstream.max_message_size".into();
             return error;
         }
-        if source.is_some() || status.code() == Code::Unknown && status.message().is_empty() {
+        let code = match status.code() {
             // tonic reports its own enforcement of our deadline as CANCELLED.
-            let code = match status.code() {
-                _ if source.is_some_and(caused_by::<tonic::TimeoutExpired>) => Code::DeadlineExceeded,
-                Code::Cancelled | Code::DeadlineExceeded => status.code(),
-                _ => Code::Unavailable,
-            };
-            return Self::gateway(code, format!("upstream call failed: {status}"));
-        }
-        let mut error = Self::new(Origin::Backend, status.code(), status.message());
-        error.details = status.details().to_vec().into();
-        error
+            _ if source.is_some_and(caused_by::<tonic::TimeoutExpired>) => Code::DeadlineExceeded,
+            Code::Cancelled | Code::DeadlineExceeded => status.code(),
+            _ if source.is_some() => Code::Unavailable,
+            Code::Unknown if status.message().is_empty() => Code::Unavailable,
+            // A broken answer (bad framing, an undecodable message).
+            _ => Code::Internal,
+        };
+        Self::gateway(code, format!("upstream call failed: {status}"))
     }
 
     /// The HTTP status this error is answered with.
@@ -283,9 +293,15 @@ mod tests {
 
     #[test]
     fn backend_statuses_are_forwarded_and_transport_failures_are_hidden() {
-        let sent = Error::from_upstream(tonic::Status::not_found("no book"));
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        metadata.insert(BACKEND_STATUS, "1".parse().unwrap());
+        let sent = Error::from_upstream(tonic::Status::with_metadata(Code::NotFound, "no book", metadata));
         assert_eq!((sent.origin, sent.code), (Origin::Backend, Code::NotFound));
         assert_eq!(sent.message, "no book");
+
+        // tonic's own decoding errors describe the gateway's internals.
+        let made_up = Error::from_upstream(tonic::Status::internal("protocol error: invalid compression flag: 7"));
+        assert_eq!((made_up.origin, made_up.code, made_up.message.as_str()), (Origin::Gateway, Code::Internal, "internal error"));
 
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         let transport = Error::from_upstream(tonic::Status::from_error(Box::new(io)));

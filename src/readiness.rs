@@ -11,7 +11,7 @@ use crate::protocol::Context;
 /// The readiness verdict and its JSON body.
 pub async fn report(context: &Context) -> (StatusCode, Value) {
     let snapshot = context.registry.snapshot();
-    let mut upstreams: Vec<(&str, tonic::transport::Channel)> = Vec::new();
+    let mut upstreams: Vec<(&str, crate::upstream::Backend)> = Vec::new();
     for method in &snapshot.methods {
         if !upstreams.iter().any(|(url, _)| *url == method.upstream) {
             upstreams.push((&method.upstream, method.call.channel.clone()));

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     /// Messages the fast transcoder took, or handed over to prost-reflect.
     pub fast_transcode: IntCounterVec,
+    /// Request tasks that panicked and were answered 500 / INTERNAL.
+    pub panics: IntCounter,
     /// Its four series, resolved once: [request, response] × [fast, handover].
     transcode_paths: [[IntCounter; 2]; 2],
 }
@@ -101,9 +103,11 @@ impl Metrics {
             transcode_paths: ["request", "response"]
                 .map(|direction| ["fast", "handover"].map(|path| fast_transcode.with_label_values(&[direction, path]))),
             fast_transcode,
+            panics: IntCounter::new("panics_total", "Request handlers that panicked (a bug; answered as INTERNAL)")?,
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 15] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
+            Box::new(metrics.panics.clone()),
             Box::new(metrics.fast_transcode.clone()),
             Box::new(metrics.rate_limit_store_up.clone()),
             Box::new(metrics.rate_limit_fallbacks.clone()),

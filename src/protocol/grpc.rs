@@ -104,8 +104,13 @@ where
                 None => call.await,
             };
             Ok(match response {
-                Ok(response) if idle.is_none() && deadline.is_none() => response,
-                Ok(response) => response.map(|body| tonic::body::Body::new(PacedBody::new(body, idle, deadline))),
+                Ok(response) => response.map(|body| {
+                    let body = UpstreamEnding { inner: Some(body), metrics, upstream };
+                    match (idle, deadline) {
+                        (None, None) => tonic::body::Body::new(body),
+                        _ => tonic::body::Body::new(PacedBody::new(body, idle, deadline)),
+                    }
+                }),
                 Err(e) => match failure.get() {
                     Some(status) => status.clone().into_http(),
                     // The backend, told the deadline, gave up on it first.
@@ -125,6 +130,48 @@ where
 fn unreachable_upstream(error: tonic::transport::Error) -> tonic::Status {
     tracing::warn!(error = %error, "gRPC pass-through could not reach the upstream");
     tonic::Status::unavailable("upstream unavailable")
+}
+
+/// A response body from the backend that ends with `grpc-status: 14`
+/// trailers when the backend's stream breaks (the backend died, the
+/// connection dropped): a reset would reach the client as INTERNAL, and
+/// tonic-web would cut a gRPC-Web stream without its trailer frame.
+struct UpstreamEnding {
+    inner: Option<tonic::body::Body>,
+    metrics: Arc<crate::middleware::metrics::Metrics>,
+    upstream: String,
+}
+
+impl Body for UpstreamEnding {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<bytes::Bytes>, tonic::Status>>> {
+        let Some(inner) = self.inner.as_mut() else { return Poll::Ready(None) };
+        match std::task::ready!(Pin::new(inner).poll_frame(cx)) {
+            Some(Err(error)) => {
+                self.inner = None;
+                tracing::warn!(%error, upstream = %self.upstream, "the upstream's gRPC stream broke");
+                self.metrics.upstream_errors.with_label_values(&[&self.upstream]).inc();
+                let mut trailers = http::HeaderMap::new();
+                trailers.insert("grpc-status", http::HeaderValue::from(tonic::Code::Unavailable as i32));
+                trailers.insert("grpc-message", http::HeaderValue::from_static("upstream unavailable"));
+                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+            }
+            other => Poll::Ready(other),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.as_ref().map(Body::size_hint).unwrap_or_default()
+    }
 }
 
 impl<B> Body for ForwardedBody<B>

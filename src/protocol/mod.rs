@@ -17,7 +17,9 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response};
 
 use arc_swap::ArcSwap;
+use futures_util::FutureExt;
 use http_body_util::BodyExt;
+use std::panic::AssertUnwindSafe;
 
 use crate::error::{Error, caused_by};
 use crate::middleware::auth::Authenticator;
@@ -139,6 +141,30 @@ pub async fn dispatch(context: Arc<Context>, mut request: Request<Body>) -> Resp
         }
     }
     let protocol = classify(&request);
+    let metrics = context.metrics.clone();
+    match AssertUnwindSafe(serve(protocol, context, request)).catch_unwind().await {
+        Ok(response) => response.map(|inner| Body::new(Guarded { inner: Some(inner), protocol, metrics })),
+        Err(panic) => {
+            panicked(&metrics, panic.as_ref());
+            render(protocol, &Error::gateway(tonic::Code::Internal, "the request handler panicked"))
+        }
+    }
+}
+
+/// The last resort against a bug: a panic is logged once, counted, and
+/// answered 500 / INTERNAL in the protocol's own form instead of dropping
+/// the connection or hanging a stream.
+fn panicked(metrics: &Metrics, panic: &(dyn std::any::Any + Send)) {
+    let what = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    tracing::error!(panic = what, "a request handler panicked");
+    metrics.panics.inc();
+}
+
+async fn serve(protocol: Protocol, context: Arc<Context>, mut request: Request<Body>) -> Response<Body> {
     let trace = trace_of(request.extensions());
     trace.protocol(protocol.name());
     if matches!(protocol, Protocol::Grpc | Protocol::GrpcWeb | Protocol::Connect) {
@@ -154,6 +180,51 @@ pub async fn dispatch(context: Arc<Context>, mut request: Request<Body>) -> Resp
         Protocol::Connect => connect::serve(&context, request).await,
         Protocol::WebSocket => websocket::serve(context, request).await,
         Protocol::Rest => rest::serve(&context, request).await,
+    }
+}
+
+/// A response body whose panics end it in the protocol's form: gRPC kinds
+/// get `grpc-status: 13` trailers, others an aborted body.
+struct Guarded {
+    inner: Option<Body>,
+    protocol: Protocol,
+    metrics: Arc<Metrics>,
+}
+
+impl http_body::Body for Guarded {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else { return std::task::Poll::Ready(None) };
+        match std::panic::catch_unwind(AssertUnwindSafe(|| std::pin::Pin::new(inner).poll_frame(cx))) {
+            Ok(polled) => polled,
+            Err(panic) => {
+                this.inner = None;
+                panicked(&this.metrics, panic.as_ref());
+                std::task::Poll::Ready(Some(match this.protocol {
+                    Protocol::Grpc | Protocol::GrpcWeb => {
+                        let mut trailers = http::HeaderMap::new();
+                        trailers.insert("grpc-status", HeaderValue::from(tonic::Code::Internal as i32));
+                        trailers.insert("grpc-message", HeaderValue::from_static("internal error"));
+                        Ok(http_body::Frame::trailers(trailers))
+                    }
+                    _ => Err(axum::Error::new("the response body panicked")),
+                }))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(http_body::Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.as_ref().map(http_body::Body::size_hint).unwrap_or_default()
     }
 }
 
@@ -247,10 +318,15 @@ pub(crate) fn route_timeouts(
 /// gRPC status, Connect's error JSON, or Status JSON.
 pub fn refusal<B>(request: &Request<B>, error: Error) -> Response<Body> {
     trace_of(request.extensions()).grpc_code(error.code);
-    match classify(request) {
-        Protocol::Grpc | Protocol::GrpcWeb => tonic::Status::new(error.code, error.message).into_http(),
-        Protocol::Connect => connect::error_response(&error),
-        _ => rest::error_response(&error, None),
+    render(classify(request), &error)
+}
+
+/// An error answered before the protocol handler took the request.
+pub fn render(protocol: Protocol, error: &Error) -> Response<Body> {
+    match protocol {
+        Protocol::Grpc | Protocol::GrpcWeb => tonic::Status::new(error.code, error.message.clone()).into_http(),
+        Protocol::Connect => connect::error_response(error),
+        _ => rest::error_response(error, None),
     }
 }
 

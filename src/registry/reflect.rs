@@ -9,7 +9,7 @@ use http::uri::PathAndQuery;
 use prost::Message;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
+use crate::upstream::Backend as Channel;
 use tonic::{Code, Status};
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
@@ -51,6 +51,7 @@ pub async fn fetch(url: &str, connect_timeout: Duration) -> Result<Vec<u8>, Stri
     let channel = crate::upstream::endpoint(url, connect_timeout)?
         .connect()
         .await
+        .map(Channel::new)
         .map_err(|e| format!("{url}: cannot connect: {e}"))?;
     let mut last = String::new();
     for path in PATHS {

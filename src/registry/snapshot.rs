@@ -189,7 +189,7 @@ fn method_bindings(method: &MethodDescriptor, index: usize) -> Result<Vec<Bindin
 
 fn call(
     method: &MethodDescriptor,
-    channel: tonic::transport::Channel,
+    channel: crate::upstream::Backend,
     max_message_size: usize,
 ) -> Result<Call, String> {
     let text = format!("/{}/{}", method.parent_service().full_name(), method.name());

@@ -4,7 +4,6 @@ use futures_util::Stream;
 use http::uri::PathAndQuery;
 use prost_reflect::{DynamicMessage, MessageDescriptor};
 use tonic::metadata::MetadataMap;
-use tonic::transport::Channel;
 use tonic::{Request, Status, Streaming};
 
 use tracing::Instrument;
@@ -15,7 +14,7 @@ use crate::middleware::otel::upstream_span;
 /// Where and how to call one method.
 #[derive(Debug, Clone)]
 pub struct Call {
-    pub channel: Channel,
+    pub channel: super::Backend,
     /// `/package.Service/Method`, built once per snapshot.
     pub path: PathAndQuery,
     pub output: MessageDescriptor,
@@ -85,8 +84,8 @@ impl Call {
         call.instrument(span).await
     }
 
-    async fn client(&self) -> Result<tonic::client::Grpc<Channel>, Status> {
-        let mut grpc = tonic::client::Grpc::new(self.channel.clone())
+    async fn client(&self) -> Result<tonic::client::Grpc<super::Backend>, Status> {
+        let mut grpc = tonic::client::Grpc::new(self.channel.marking_statuses())
             .max_decoding_message_size(self.max_message_size)
             .max_encoding_message_size(self.max_message_size);
         grpc.ready().await.map_err(|e| Status::from_error(Box::new(e)))?;

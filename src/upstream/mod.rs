@@ -1,6 +1,7 @@
 //! Backends: one shared, lazily connected HTTP/2 channel per upstream URL,
 //! the dynamic codec, calls, metadata and deadlines.
 
+pub mod backend;
 pub mod call;
 pub mod codec;
 pub mod health;
@@ -10,7 +11,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
+
+pub use backend::Backend;
 
 /// The channels of every upstream URL seen so far. A channel multiplexes all
 /// requests to its backend over HTTP/2 and reconnects by itself; snapshots
@@ -20,7 +23,7 @@ pub struct Upstreams {
     connect_timeout: Duration,
     /// Largest message sent to or accepted from a backend.
     pub max_message_size: usize,
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Mutex<HashMap<String, Backend>>,
 }
 
 impl Upstreams {
@@ -29,12 +32,12 @@ impl Upstreams {
     }
 
     /// The channel for `url`, created on first use (without connecting yet).
-    pub fn channel(&self, url: &str) -> Result<Channel, String> {
+    pub fn channel(&self, url: &str) -> Result<Backend, String> {
         let mut channels = self.channels.lock().map_err(|_| "upstream table poisoned".to_string())?;
         if let Some(channel) = channels.get(url) {
             return Ok(channel.clone());
         }
-        let channel = endpoint(url, self.connect_timeout)?.connect_lazy();
+        let channel = Backend::new(endpoint(url, self.connect_timeout)?.connect_lazy());
         channels.insert(url.to_string(), channel.clone());
         Ok(channel)
     }
