@@ -301,7 +301,10 @@ mod tests {
 
         // tonic's own decoding errors describe the gateway's internals.
         let made_up = Error::from_upstream(tonic::Status::internal("protocol error: invalid compression flag: 7"));
-        assert_eq!((made_up.origin, made_up.code, made_up.message.as_str()), (Origin::Gateway, Code::Internal, "internal error"));
+        assert_eq!(
+            (made_up.origin, made_up.code, made_up.message.as_str()),
+            (Origin::Gateway, Code::Internal, "internal error")
+        );
 
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         let transport = Error::from_upstream(tonic::Status::from_error(Box::new(io)));

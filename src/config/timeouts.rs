@@ -21,12 +21,24 @@ pub struct TimeoutsConfig {
     pub rules: HashMap<String, RouteTimeouts>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(default)]
 pub(super) struct RawTimeouts {
     stream_idle: Option<String>,
     stream_lifetime: Option<String>,
     rules: Vec<RawRule>,
+}
+
+/// A stream whose backend stops answering (or never starts) ends after
+/// this by default: without it, only TCP keep-alive (~45 s on Linux with
+/// the upstream's HTTP/2 pings, or never) or the client's deadline ended it.
+/// Five minutes is Envoy's stream idle timeout.
+pub const DEFAULT_STREAM_IDLE: &str = "5m";
+
+impl Default for RawTimeouts {
+    fn default() -> Self {
+        Self { stream_idle: Some(DEFAULT_STREAM_IDLE.into()), stream_lifetime: None, rules: Vec::new() }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 use tonic::Code;
 use tonic::metadata::MetadataMap;
 
-use super::pacing::{call_deadline, next_within};
+use super::pacing::{call_deadline, next_within, started_within};
 use super::rest::check_size;
 use super::{Context, counted, read_body, route_timeouts};
 use crate::error::{Error, http_status};
@@ -205,7 +205,8 @@ async fn stream_request(
     let message = decode(codec, &method.descriptor.input(), message, context)?;
     check_size(prost::Message::encoded_len(&message), method.call.max_message_size)?;
     let (request, _) = call_request(message, method, parts, context, true)?;
-    let started = method.call.server_streaming(request).await.map_err(Error::from_upstream);
+    let idle = route_timeouts(context, method, None).stream_idle;
+    let started = started_within(idle, method.call.server_streaming(request)).await;
     let response = counted(context, &method.upstream, started)?;
     let (headers, messages, _) = response.into_parts();
     Ok((headers, messages))

@@ -96,9 +96,15 @@ where
                 std::future::poll_fn(|cx| channel.poll_ready(cx)).await?;
                 channel.call(request).await
             };
-            let response = match deadline {
+            // A server stream's backend must answer within the idle timeout
+            // as well; a client stream's may hold its headers until the end.
+            let first_answer = idle.map(|idle| tokio::time::Instant::now() + idle);
+            let response = match deadline.into_iter().chain(first_answer).min() {
                 Some(at) => match tokio::time::timeout_at(at, call).await {
                     Ok(response) => response,
+                    Err(_) if Some(at) == first_answer && deadline != first_answer => {
+                        return Ok(tonic::Status::deadline_exceeded(super::pacing::IDLE_MESSAGE).into_http());
+                    }
                     Err(_) => return Ok(tonic::Status::deadline_exceeded("no answer within the deadline").into_http()),
                 },
                 None => call.await,

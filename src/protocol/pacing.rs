@@ -47,6 +47,16 @@ pub async fn next_within<F: Future>(idle: Option<Duration>, next: F) -> Result<F
     }
 }
 
+/// Awaits the start of a stream (the backend's response headers) within
+/// the idle timeout too: a backend that accepts a call and never answers is
+/// as idle as one that stops between messages.
+pub async fn started_within<T>(
+    idle: Option<Duration>,
+    start: impl Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, Error> {
+    next_within(idle, start).await?.map_err(Error::from_upstream)
+}
+
 pub fn idle_error() -> Error {
     Error::client(Code::DeadlineExceeded, IDLE_MESSAGE)
 }

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
-use super::pacing::{lifetime_error, next_within};
+use super::pacing::{lifetime_error, next_within, started_within};
 use super::rest::error_response;
 use super::{Context, aborted};
 use crate::config::RouteTimeouts;
@@ -191,7 +191,7 @@ async fn run(
             let mut request = tonic::Request::new(ReceiverStream::new(receiver));
             *request.metadata_mut() = metadata;
             tokio::select! {
-                started = method.call.streaming(request) => started.map_err(Error::from_upstream)?.into_inner(),
+                started = started_within(timeouts.stream_idle, method.call.streaming(request)) => started?.into_inner(),
                 error = aborted(&mut abort_signal) => return Err(error),
             }
         } else {
@@ -202,7 +202,7 @@ async fn run(
             };
             let mut request = tonic::Request::new(first);
             *request.metadata_mut() = metadata;
-            method.call.server_streaming(request).await.map_err(Error::from_upstream)?.into_inner()
+            started_within(timeouts.stream_idle, method.call.server_streaming(request)).await?.into_inner()
         };
         loop {
             let next = tokio::select! {

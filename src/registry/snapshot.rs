@@ -187,11 +187,7 @@ fn method_bindings(method: &MethodDescriptor, index: usize) -> Result<Vec<Bindin
     }
 }
 
-fn call(
-    method: &MethodDescriptor,
-    channel: crate::upstream::Backend,
-    max_message_size: usize,
-) -> Result<Call, String> {
+fn call(method: &MethodDescriptor, channel: crate::upstream::Backend, max_message_size: usize) -> Result<Call, String> {
     let text = format!("/{}/{}", method.parent_service().full_name(), method.name());
     let path = PathAndQuery::try_from(text).map_err(|e| format!("{}: invalid gRPC path: {e}", method.full_name()))?;
     Ok(Call { channel, path, output: method.output(), max_message_size })

@@ -14,7 +14,7 @@ use prost_reflect::{DescriptorPool, DynamicMessage};
 use tokio::time::Instant;
 use tonic::Code;
 
-use super::pacing::call_deadline;
+use super::pacing::{call_deadline, next_within};
 use super::{Context, aborted, counted, read_body};
 use crate::config::RouteTimeouts;
 use crate::error::{Error, Origin};
@@ -278,7 +278,8 @@ async fn server_stream(
     request: tonic::Request<DynamicMessage>,
 ) -> Result<Response<Body>, Error> {
     let deadline = prepared.timeout.map(|t| (Instant::now() + t, t));
-    let started = within(prepared.timeout, prepared.method.call.server_streaming(request)).await?;
+    let start = within(prepared.timeout, prepared.method.call.server_streaming(request));
+    let started = next_within(prepared.idle, start).await??;
     let (headers, messages, _) = started.into_parts();
     Ok(stream::response(&headers, frames(context, snapshot, &prepared, messages, deadline, None)))
 }
@@ -343,7 +344,7 @@ async fn client_stream(
     if prepared.method.descriptor.is_server_streaming() {
         let deadline = prepared.timeout.map(|t| (Instant::now() + t, t));
         let started = tokio::select! {
-            started = within(prepared.timeout, call.streaming(request)) => started?,
+            started = next_within(prepared.idle, within(prepared.timeout, call.streaming(request))) => started??,
             error = aborted(&mut abort) => return Err(error),
         };
         let (headers, messages, _) = started.into_parts();

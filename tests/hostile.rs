@@ -1,0 +1,230 @@
+//! The holes a black-box probe found, replayed against the real binary:
+//! each test is one class of hostile input (a misbehaving backend, deep
+//! nesting, auth bypasses, forged tokens, cross-site admin calls, numbers
+//! that do not fit, memory an outsider can grow, corrupted state, slow
+//! clients), and checks the gateway answers it cleanly and keeps serving.
+
+mod common;
+
+use std::time::Duration;
+
+use common::hostile;
+use common::process::{Gateway, spawn_gateway};
+use protogate::pb::protogate::test::v1::echo_service_client::EchoServiceClient;
+use protogate::pb::protogate::test::v1::{EchoStreamRequest, Everything};
+use serde_json::Value;
+use tonic::Code;
+
+/// A gateway process in front of `upstream` serving the test services,
+/// with extra TOML configuration.
+async fn gateway(upstream: &str, config: &str) -> (Gateway, tempdir::Dir) {
+    let dir = tempdir::Dir::new();
+    let descriptor = dir.write("everything.binpb", protogate::pb::EVERYTHING_DESCRIPTOR_SET);
+    let config = dir.write("gateway.toml", config.as_bytes());
+    let args = [
+        "serve",
+        "--descriptor",
+        &descriptor,
+        "--upstream",
+        upstream,
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--config",
+        &config,
+    ];
+    (spawn_gateway(&args).await, dir)
+}
+
+mod tempdir {
+    /// A directory removed when dropped.
+    pub struct Dir(pub std::path::PathBuf);
+
+    impl Dir {
+        pub fn new() -> Self {
+            let path = std::env::temp_dir().join(format!("protogate-hostile-{}", super::common::process::free_port()));
+            std::fs::create_dir_all(&path).unwrap();
+            Self(path)
+        }
+
+        pub fn write(&self, name: &str, bytes: &[u8]) -> String {
+            let path = self.0.join(name);
+            std::fs::write(&path, bytes).unwrap();
+            path.display().to_string()
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+async fn hostile_gateway(config: &str) -> (Gateway, tempdir::Dir) {
+    let backend = hostile::serve().await;
+    gateway(&format!("http://{backend}"), config).await
+}
+
+fn grpc_request<T>(message: T, mode: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("x-hostile", mode.parse().unwrap());
+    request
+}
+
+async fn grpc_client(g: &Gateway) -> EchoServiceClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Channel::from_shared(g.public.clone()).unwrap().connect().await.unwrap();
+    EchoServiceClient::new(channel)
+}
+
+type WebClient = EchoServiceClient<
+    tonic_web::GrpcWebClientService<
+        hyper_util::client::legacy::Client<
+            hyper_util::client::legacy::connect::HttpConnector,
+            tonic_web::GrpcWebCall<tonic::body::Body>,
+        >,
+    >,
+>;
+
+fn grpc_web_client(g: &Gateway) -> WebClient {
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let service = tower::ServiceBuilder::new().layer(tonic_web::GrpcWebClientLayer::new()).service(http);
+    EchoServiceClient::with_origin(service, g.public.parse().unwrap())
+}
+
+async fn rest(g: &Gateway, path: &str, mode: &str) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .post(format!("{}{path}", g.public))
+        .header("content-type", "application/json")
+        .header("grpc-metadata-x-hostile", mode)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// A REST server stream's status and NDJSON lines (one Status JSON when it
+/// failed before it started).
+async fn rest_stream(g: &Gateway, mode: &str) -> (u16, Vec<Value>) {
+    let response = reqwest::Client::new()
+        .get(format!("{}/test/v1/stream", g.public))
+        .header("grpc-metadata-x-hostile", mode)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = tokio::time::timeout(Duration::from_secs(20), response.text()).await.expect("the stream ends").unwrap();
+    (status, text.lines().map(|line| serde_json::from_str(line).unwrap()).collect())
+}
+
+async fn connect_unary(g: &Gateway, mode: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/protogate.test.v1.EchoService/Echo", g.public))
+        .header("content-type", "application/json")
+        .header("connect-protocol-version", "1")
+        .header("x-hostile", mode)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+/// The gateway's Prometheus text.
+async fn metrics(g: &Gateway) -> String {
+    reqwest::get(format!("{}/metrics", g.admin)).await.unwrap().text().await.unwrap()
+}
+
+fn sample(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|line| line.starts_with(name) && line[name.len()..].starts_with([' ', '{']))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn still_serves(g: &Gateway) {
+    let (status, _) = rest(g, "/test/v1/echo", "").await;
+    assert_eq!(status, 200, "the gateway keeps serving");
+}
+
+#[tokio::test]
+async fn malformed_status_details_from_a_backend_are_clean_errors_in_every_protocol() {
+    let (g, _dir) = hostile_gateway("").await;
+    for mode in ["details-trailers", "details-headers"] {
+        let (status, body) = rest(&g, "/test/v1/echo", mode).await;
+        assert_eq!((status, body.as_str()), (400, r#"{"code":3,"message":"bad details","details":[]}"#), "{mode}");
+
+        let (status, body) = connect_unary(&g, mode).await;
+        assert_eq!((status, &body["code"], &body["message"]), (400, &"invalid_argument".into(), &"bad details".into()));
+
+        let failed = grpc_client(&g).await.echo(grpc_request(Everything::default(), mode)).await.unwrap_err();
+        assert_eq!((failed.code(), failed.message()), (Code::InvalidArgument, "bad details"), "{mode}");
+
+        let failed = grpc_web_client(&g).echo(grpc_request(Everything::default(), mode)).await.unwrap_err();
+        assert_eq!((failed.code(), failed.message()), (Code::InvalidArgument, "bad details"), "{mode}");
+
+        // Trailers-only fails before the stream starts, trailers after.
+        let (status, lines) = rest_stream(&g, mode).await;
+        let error = serde_json::json!({"code": 3, "message": "bad details", "details": []});
+        let expected =
+            if mode == "details-headers" { (400, error) } else { (200, serde_json::json!({"error": error})) };
+        assert_eq!((status, lines), (expected.0, vec![expected.1]), "{mode}");
+    }
+    still_serves(&g).await;
+    assert_eq!(sample(&metrics(&g).await, "protogate_panics_total"), 0.0);
+}
+
+#[tokio::test]
+async fn a_backend_dying_mid_stream_ends_every_protocol_with_unavailable() {
+    let (g, _dir) = hostile_gateway("").await;
+    let request = || grpc_request(EchoStreamRequest { count: 3, ..Default::default() }, "die");
+
+    let mut stream = grpc_client(&g).await.echo_stream(request()).await.unwrap().into_inner();
+    assert!(stream.message().await.unwrap().is_some());
+    let ended = stream.message().await.unwrap_err();
+    assert_eq!((ended.code(), ended.message()), (Code::Unavailable, "upstream unavailable"));
+
+    let mut stream = grpc_web_client(&g).echo_stream(request()).await.unwrap().into_inner();
+    assert!(stream.message().await.unwrap().is_some());
+    let ended = stream.message().await.unwrap_err();
+    assert_eq!((ended.code(), ended.message()), (Code::Unavailable, "upstream unavailable"));
+
+    let (status, lines) = rest_stream(&g, "die").await;
+    assert_eq!((status, lines.len()), (200, 2), "{lines:?}");
+    assert_eq!(lines[1], serde_json::json!({"error": {"code": 14, "message": "upstream unavailable", "details": []}}));
+    still_serves(&g).await;
+}
+
+#[tokio::test]
+async fn garbage_from_a_backend_never_shows_its_decoder_text_to_clients() {
+    let (g, _dir) = hostile_gateway("").await;
+    let (status, body) = rest(&g, "/test/v1/echo", "garbage").await;
+    assert_eq!((status, body.as_str()), (500, r#"{"code":13,"message":"internal error","details":[]}"#));
+
+    let (status, body) = connect_unary(&g, "garbage").await;
+    assert_eq!((status, &body["code"], &body["message"]), (500, &"internal".into(), &"internal error".into()));
+
+    let (status, lines) = rest_stream(&g, "garbage").await;
+    assert_eq!(status, 200);
+    assert_eq!(lines, [serde_json::json!({"error": {"code": 13, "message": "internal error", "details": []}})]);
+    still_serves(&g).await;
+}
+
+#[tokio::test]
+async fn a_stream_whose_backend_never_answers_ends_at_the_idle_timeout() {
+    let (g, _dir) = hostile_gateway("[timeouts]\nstream_idle = \"1s\"\n").await;
+    let (status, lines) = rest_stream(&g, "silent").await;
+    let idle = "no message within the stream's idle timeout";
+    assert_eq!((status, lines), (504, vec![serde_json::json!({"code": 4, "message": idle, "details": []})]));
+
+    let request = grpc_request(EchoStreamRequest { count: 3, ..Default::default() }, "silent");
+    let mut client = grpc_client(&g).await;
+    let call = client.echo_stream(request);
+    let ended = tokio::time::timeout(Duration::from_secs(20), call).await.expect("ends").unwrap_err();
+    assert_eq!((ended.code(), ended.message()), (Code::DeadlineExceeded, idle));
+    still_serves(&g).await;
+}
