@@ -228,3 +228,40 @@ async fn a_stream_whose_backend_never_answers_ends_at_the_idle_timeout() {
     assert_eq!((ended.code(), ended.message()), (Code::DeadlineExceeded, idle));
     still_serves(&g).await;
 }
+
+#[tokio::test]
+async fn numbers_that_do_not_fit_their_field_are_refused_naming_it() {
+    let (g, _dir) = hostile_gateway("").await;
+    let client = reqwest::Client::new();
+    let bodies = [
+        (r#"{"fUint64": 18446744073709551616}"#, "fUint64"),
+        (r#"{"fInt64": -9223372036854775809}"#, "fInt64"),
+        (r#"{"fSfixed64": 9223372036854775808}"#, "fSfixed64"),
+        (r#"{"wUint64": 18446744073709551616}"#, "wUint64"),
+        (r#"{"rInt64": [1, 1e30]}"#, "rInt64.1"),
+    ];
+    for (body, field) in bodies {
+        for (path, connect) in [("/test/v1/echo", false), ("/protogate.test.v1.EchoService/Echo", true)] {
+            let mut request = client.post(format!("{}{path}", g.public)).header("content-type", "application/json");
+            if connect {
+                request = request.header("connect-protocol-version", "1");
+            }
+            let response = request.body(body).send().await.unwrap();
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap();
+            assert_eq!(status, 400, "{path} {body}: {text}");
+            assert!(text.contains(&format!("field \\\"{field}\\\"")), "{path} {body}: {text}");
+        }
+    }
+    for path in [
+        "/test/v1/echo?fDouble=1e999",
+        "/test/v1/scalars/a/1/true/COLOR_RED/-1e999",
+        "/test/v1/echo?fUint64=18446744073709551616",
+    ] {
+        let response = client.get(format!("{}{path}", g.public)).send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, 400, "{path}: {text}");
+    }
+    still_serves(&g).await;
+}

@@ -352,17 +352,7 @@ fn decode(
     match codec {
         Codec::Proto => DynamicMessage::decode(descriptor.clone(), payload)
             .map_err(|e| Error::bad_request(format!("invalid protobuf message: {e}"))),
-        Codec::Json => {
-            let mut deserializer = serde_json::Deserializer::from_slice(payload);
-            let message = DynamicMessage::deserialize_with_options(
-                descriptor.clone(),
-                &mut deserializer,
-                &context.json.deserialize_options(),
-            )
-            .and_then(|m| deserializer.end().map(|()| m))
-            .map_err(|e| Error::bad_request(format!("invalid JSON message: {e}")))?;
-            Ok(message)
-        }
+        Codec::Json => crate::transcode::request::message_from_json(descriptor.clone(), payload, &context.json),
     }
 }
 

@@ -130,16 +130,7 @@ impl Decoder {
                 };
                 build(binding, &self.input, http, &self.json)
             }
-            None => {
-                let mut deserializer = serde_json::Deserializer::from_str(text);
-                DynamicMessage::deserialize_with_options(
-                    self.input.clone(),
-                    &mut deserializer,
-                    &self.json.deserialize_options(),
-                )
-                .and_then(|m| deserializer.end().map(|()| m))
-                .map_err(|e| Error::bad_request(format!("invalid JSON message: {e}")))
-            }
+            None => crate::transcode::request::message_from_json(self.input.clone(), text.as_bytes(), &self.json),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Transcoding between HTTP/JSON and protobuf messages. Pure: no I/O, no
 //! tonic or axum types.
 
+pub mod exact;
 pub mod fast;
 pub mod field_path;
 pub mod json;

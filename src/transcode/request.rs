@@ -6,7 +6,7 @@ use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, Re
 use prost::Message;
 
 use super::fast::{Plans, from_json, wire};
-use super::{JsonOptions, field_path, json, query, value, wkt};
+use super::{JsonOptions, exact, field_path, json, query, value, wkt};
 use crate::error::Error;
 use crate::route::binding::path_name;
 use crate::route::{Binding, BodyRule};
@@ -137,9 +137,7 @@ fn read_body(
         return Ok(());
     }
     check_json_content_type(http.content_type)?;
-    if json::exceeds_depth(http.body, options.max_depth) {
-        return Err(Error::bad_request(format!("invalid JSON body: nested deeper than {} levels", options.max_depth)));
-    }
+    check_depth(http.body, options)?;
     match (target, body_type) {
         (None, _) => *message = parse_message(message.descriptor(), http.body, options, "")?,
         (Some(field), Some(field_type)) => {
@@ -173,6 +171,33 @@ fn check_json_content_type(content_type: Option<&str>) -> Result<(), Error> {
     }
 }
 
+/// One JSON request message (a Connect or WebSocket message, a stream
+/// line): nesting bounded, integers exact, errors naming the field path.
+pub fn message_from_json(
+    descriptor: MessageDescriptor,
+    body: &[u8],
+    options: &JsonOptions,
+) -> Result<DynamicMessage, Error> {
+    check_depth(body, options)?;
+    parse_message(descriptor, body, options, "")
+}
+
+fn check_depth(body: &[u8], options: &JsonOptions) -> Result<(), Error> {
+    if json::exceeds_depth(body, options.max_depth) {
+        return Err(Error::bad_request(format!("invalid JSON body: nested deeper than {} levels", options.max_depth)));
+    }
+    Ok(())
+}
+
+/// Joins the body field's name and a path inside it.
+fn prefixed(prefix: &str, inner: &str) -> String {
+    match (prefix, inner) {
+        (p, "." | "?" | "") => p.to_string(),
+        ("", inner) => inner.to_string(),
+        (p, inner) => format!("{p}.{inner}"),
+    }
+}
+
 /// Parses a JSON body as `descriptor`, naming the failing field path (below
 /// `prefix`, the body field, if any) in the error.
 fn parse_message(
@@ -181,19 +206,14 @@ fn parse_message(
     options: &JsonOptions,
     prefix: &str,
 ) -> Result<DynamicMessage, Error> {
+    if exact::may_hold_rounded_numbers(body) {
+        exact::check(body, &descriptor).map_err(|(path, reason)| json_error(&prefixed(prefix, &path), &reason))?;
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let mut track = serde_path_to_error::Track::new();
     let tracked = serde_path_to_error::Deserializer::new(&mut deserializer, &mut track);
     let parsed = DynamicMessage::deserialize_with_options(descriptor, tracked, &options.deserialize_options());
-    let message = parsed.map_err(|e| {
-        let inner = track.path().to_string();
-        let path = match (prefix, inner.as_str()) {
-            (p, "." | "?") => p.to_string(),
-            ("", inner) => inner.to_string(),
-            (p, inner) => format!("{p}.{inner}"),
-        };
-        json_error(&path, &e.to_string())
-    })?;
+    let message = parsed.map_err(|e| json_error(&prefixed(prefix, &track.path().to_string()), &e.to_string()))?;
     deserializer.end().map_err(|e| json_error("", &e.to_string()))?;
     Ok(message)
 }
@@ -207,6 +227,10 @@ fn parse_field_value(
     body: &[u8],
     options: &JsonOptions,
 ) -> Result<(), Error> {
+    if exact::may_hold_rounded_numbers(body) {
+        exact::check_field(body, field)
+            .map_err(|(path, reason)| json_error(&prefixed(field.name(), &path), &reason))?;
+    }
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| json_error("", &e.to_string()))?;
     let wrapped = serde_json::Value::Object([(field.name().to_string(), value)].into_iter().collect());
     let parsed =

@@ -56,7 +56,12 @@ fn parse_float(text: &str) -> Result<f64, String> {
         "-Infinity" => Ok(f64::NEG_INFINITY),
         // Rust also reads "inf" and "nan"; the JSON mapping does not.
         _ if text.bytes().any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E') => Err("expected a number".into()),
-        _ => text.parse::<f64>().map_err(|_| "expected a number".into()),
+        _ => match text.parse::<f64>() {
+            // `1e999` is not Infinity: only the word is.
+            Ok(v) if v.is_infinite() => Err("number out of range for a 64-bit float".into()),
+            Ok(v) => Ok(v),
+            Err(_) => Err("expected a number".into()),
+        },
     }
 }
 

@@ -89,8 +89,13 @@ pub fn known_reference_bug(fast: &mut serde_json::Value, slow: &serde_json::Valu
     }
 }
 
-/// The reference reading of JSON text, rendered back for comparison.
+/// The reference reading of JSON text, rendered back for comparison: the
+/// gateway's own (prost-reflect, after the exact-integer check that keeps
+/// it from clamping numbers out of range).
 fn slow_parse(descriptor: &MessageDescriptor, json: &[u8], ignore_unknown: bool) -> Result<serde_json::Value, ()> {
+    if crate::transcode::exact::check(json, descriptor).is_err() {
+        return Err(());
+    }
     let options = prost_reflect::DeserializeOptions::new().deny_unknown_fields(!ignore_unknown);
     let mut deserializer = serde_json::Deserializer::from_slice(json);
     let message =
