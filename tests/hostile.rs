@@ -265,3 +265,118 @@ async fn numbers_that_do_not_fit_their_field_are_refused_naming_it() {
     }
     still_serves(&g).await;
 }
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Every way to reach `Echo` without credentials: its REST bindings, the
+/// auto-mapped path, Connect, gRPC and gRPC-Web. Returns the statuses
+/// (HTTP status, or the gRPC code as a number) of each.
+async fn every_path_to_echo(g: &Gateway, key: Option<&str>) -> Vec<(&'static str, i32)> {
+    let client = reqwest::Client::new();
+    let with_key = |request: reqwest::RequestBuilder| match key {
+        Some(key) => request.header("x-api-key", key),
+        None => request,
+    };
+    let json = |path: &str| {
+        with_key(client.post(format!("{}{path}", g.public))).header("content-type", "application/json").body("{}")
+    };
+    let mut outcomes = Vec::new();
+    for (name, request) in [
+        ("POST /test/v1/echo", json("/test/v1/echo")),
+        ("POST /test/v1/echo:nested", json("/test/v1/echo:nested")),
+        ("GET /test/v1/scalars", with_key(client.get(format!("{}/test/v1/scalars/a/1/true/COLOR_RED/1.5", g.public)))),
+        ("POST /pkg.Service/Method", json("/protogate.test.v1.EchoService/Echo")),
+        ("Connect", json("/protogate.test.v1.EchoService/Echo").header("connect-protocol-version", "1")),
+    ] {
+        outcomes.push((name, i32::from(request.send().await.unwrap().status().as_u16())));
+    }
+    let request = || {
+        let mut request = tonic::Request::new(Everything::default());
+        if let Some(key) = key {
+            request.metadata_mut().insert("x-api-key", key.parse().unwrap());
+        }
+        request
+    };
+    let code = |result: Result<_, tonic::Status>| result.map_or_else(|s| s.code() as i32, |_| 0);
+    outcomes.push(("gRPC", code(grpc_client(g).await.echo(request()).await)));
+    outcomes.push(("gRPC-Web", code(grpc_web_client(g).echo(request()).await)));
+    outcomes
+}
+
+#[tokio::test]
+async fn a_rule_on_one_rest_template_protects_its_method_on_every_path() {
+    let config = format!(
+        "[auth]\n[auth.api_keys]\nkeys = [{{ consumer = \"ops\", sha256 = \"{}\" }}]\n\
+         [[auth.rules]]\nselector = \"/test/v1/echo\"\n",
+        sha256_hex("the-key")
+    );
+    let (g, _dir) = hostile_gateway(&config).await;
+    let refused = every_path_to_echo(&g, None).await;
+    let expected: Vec<_> =
+        refused.iter().map(|(name, _)| (*name, if name.starts_with("gRPC") { 16 } else { 401 })).collect();
+    assert_eq!(refused, expected, "anonymous callers are refused on every path");
+    let allowed = every_path_to_echo(&g, Some("the-key")).await;
+    let expected: Vec<_> =
+        allowed.iter().map(|(name, _)| (*name, if name.starts_with("gRPC") { 0 } else { 200 })).collect();
+    assert_eq!(allowed, expected, "a caller with a key passes on every path");
+    // Other methods keep the default (anonymous).
+    let response = reqwest::get(format!("{}/test/v1/metadata", g.public)).await.unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+const JWT_SECRET: &str = "hostile-test-secret";
+
+fn jwt(claims: Value, crit: Option<Vec<String>>) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.crit = crit;
+    jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes())).unwrap()
+}
+
+async fn jwt_status(g: &Gateway, token: &str) -> u16 {
+    let response =
+        reqwest::Client::new().get(format!("{}/test/v1/metadata", g.public)).bearer_auth(token).send().await.unwrap();
+    response.status().as_u16()
+}
+
+#[tokio::test]
+async fn tokens_missing_a_configured_claim_or_with_unknown_crit_are_refused() {
+    let jwt_config = |extra: &str| {
+        format!(
+            "[auth]\ndefault = \"authenticated\"\n[auth.jwt]\nissuer = \"https://issuer.test\"\n\
+             audiences = [\"protogate\"]\nkeys = [{{ algorithm = \"HS256\", secret = \"{JWT_SECRET}\" }}]\n{extra}"
+        )
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let full = serde_json::json!({"iss": "https://issuer.test", "aud": "protogate", "sub": "u", "exp": now + 600});
+    let without = |claim: &str| {
+        let mut claims = full.clone();
+        claims.as_object_mut().unwrap().remove(claim);
+        claims
+    };
+    let with = |claim: &str, value: Value| {
+        let mut claims = full.clone();
+        claims[claim] = value;
+        claims
+    };
+    let (g, _dir) = hostile_gateway(&jwt_config("")).await;
+    let cases = [
+        ("complete", jwt(full.clone(), None), 200),
+        ("no iss", jwt(without("iss"), None), 401),
+        ("iss null", jwt(with("iss", Value::Null), None), 401),
+        ("no aud", jwt(without("aud"), None), 401),
+        ("aud null", jwt(with("aud", Value::Null), None), 401),
+        ("no exp", jwt(without("exp"), None), 401),
+        ("unknown crit", jwt(with("b64", Value::Bool(false)), Some(vec!["b64".into()])), 401),
+        ("empty crit", jwt(full.clone(), Some(vec![])), 401),
+    ];
+    for (case, token, expected) in cases {
+        assert_eq!(jwt_status(&g, &token).await, expected, "{case}");
+    }
+    drop(g);
+    let (g, _dir) = hostile_gateway(&jwt_config("require_exp = false\n")).await;
+    assert_eq!(jwt_status(&g, &jwt(without("exp"), None)).await, 200, "exp optional when configured");
+    assert_eq!(jwt_status(&g, &jwt(with("exp", (now - 600).into()), None)).await, 401, "but still checked");
+}

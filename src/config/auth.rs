@@ -27,9 +27,13 @@ pub struct AuthConfig {
 
 #[derive(Debug, Clone, Default)]
 pub struct JwtConfig {
+    /// When set, tokens must carry this `iss`.
     pub issuer: Option<String>,
+    /// When not empty, tokens must carry one of these in `aud`.
     pub audiences: Vec<String>,
     pub leeway: Duration,
+    /// Tokens without `exp` are refused (on by default).
+    pub require_exp: bool,
     pub keys: Vec<KeyConfig>,
     pub jwks_file: Option<PathBuf>,
     pub jwks_url: Option<String>,
@@ -96,6 +100,7 @@ struct RawJwt {
     issuer: Option<String>,
     audiences: Vec<String>,
     leeway: String,
+    require_exp: bool,
     keys: Vec<KeyConfig>,
     jwks_file: Option<PathBuf>,
     jwks_url: Option<String>,
@@ -138,6 +143,7 @@ impl Default for RawJwt {
             issuer: None,
             audiences: Vec::new(),
             leeway: "30s".into(),
+            require_exp: true,
             keys: Vec::new(),
             jwks_file: None,
             jwks_url: None,
@@ -211,6 +217,7 @@ pub(super) fn validate(raw: RawAuth, location: &str, errors: &mut Vec<String>) -
             jwks_refresh: duration("jwt.jwks_refresh", &jwt.jwks_refresh),
             issuer: jwt.issuer,
             audiences: jwt.audiences,
+            require_exp: jwt.require_exp,
             keys: jwt.keys,
             jwks_file: jwt.jwks_file,
             jwks_url: jwt.jwks_url,

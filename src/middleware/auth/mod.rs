@@ -18,6 +18,8 @@ use http::{HeaderName, HeaderValue, Response};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
 use self::jwks::{Jwks, VerifyingKey};
+use crate::registry::Snapshot;
+use arc_swap::ArcSwapOption;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tonic::Code;
@@ -35,7 +37,13 @@ use crate::registry::sets::hex;
 pub struct Authenticator {
     config: AuthConfig,
     metrics: Arc<Metrics>,
+    /// Rules by method or service.
     rules: HashMap<String, RuleConfig>,
+    /// Rules by REST template, in config order; each protects its method.
+    template_rules: Vec<RuleConfig>,
+    /// Those rules by the method their template belongs to, for one
+    /// snapshot generation (rebuilt when the registry changes).
+    template_methods: ArcSwapOption<(u64, HashMap<String, RuleConfig>)>,
     static_keys: Vec<VerifyingKey>,
     jwks: Arc<Jwks>,
 }
@@ -58,7 +66,9 @@ impl Authenticator {
                 Err(e) => errors.push(format!("auth.jwt.keys ({}): {e}", key.kid.as_deref().unwrap_or(&key.algorithm))),
             }
         }
-        let rules = config.rules.iter().map(|r| (r.selector.clone(), r.clone())).collect();
+        let (template_rules, named): (Vec<_>, Vec<_>) =
+            config.rules.iter().cloned().partition(|r| r.selector.starts_with('/'));
+        let rules = named.into_iter().map(|r| (r.selector.clone(), r)).collect();
         let jwt = config.jwt.as_ref();
         let jwks = Jwks::new(jwt.and_then(|j| j.jwks_file.clone()), jwt.and_then(|j| j.jwks_url.clone()))
             .map_err(|e| errors.push(format!("auth.jwt: {e}")))
@@ -67,7 +77,8 @@ impl Authenticator {
             Some(jwks) if errors.is_empty() => {
                 let jwks = Arc::new(jwks);
                 jwks.spawn_refresh(jwt.map(|j| j.jwks_refresh).unwrap_or_default());
-                Ok(Self { config, metrics, rules, static_keys, jwks })
+                let template_methods = ArcSwapOption::empty();
+                Ok(Self { config, metrics, rules, template_rules, template_methods, static_keys, jwks })
             }
             _ => Err(errors),
         }
@@ -77,9 +88,55 @@ impl Authenticator {
         self.config.enabled()
     }
 
-    /// The most specific rule for a route.
-    fn rule(&self, route: &RouteInfo) -> Option<&RuleConfig> {
-        route.selectors().into_iter().flatten().find_map(|selector| self.rules.get(selector))
+    /// The rule for a request's method: one naming the method, else its
+    /// service, else one naming a REST template of the method — whatever
+    /// path the request came by (another binding, `POST /pkg.Svc/Method`,
+    /// Connect, gRPC), so no path to a protected method is left open.
+    fn rule(&self, route: &RouteInfo, snapshot: &Snapshot) -> Option<RuleConfig> {
+        let [rpc, service, _] = route.selectors();
+        if let Some(rule) = [rpc, service].into_iter().flatten().find_map(|selector| self.rules.get(selector)) {
+            return Some(rule.clone());
+        }
+        let rpc = rpc.filter(|_| !self.template_rules.is_empty())?;
+        let cached = self.template_methods.load();
+        if let Some(cached) = cached.as_deref()
+            && cached.0 == snapshot.generation
+        {
+            return cached.1.get(rpc).cloned();
+        }
+        let by_method = self.rules_by_method(snapshot);
+        let rule = by_method.get(rpc).cloned();
+        self.template_methods.store(Some(Arc::new((snapshot.generation, by_method))));
+        rule
+    }
+
+    /// Template rules by the method each template is bound to; several for
+    /// one method combine to the strictest (any requires authentication,
+    /// every scope and claim).
+    fn rules_by_method(&self, snapshot: &Snapshot) -> HashMap<String, RuleConfig> {
+        let mut by_method: HashMap<String, RuleConfig> = HashMap::new();
+        for rule in &self.template_rules {
+            let methods = snapshot.routes.bindings().iter().filter(|b| b.template_text == rule.selector);
+            for binding in methods {
+                match by_method.get_mut(&binding.rpc_name) {
+                    Some(combined) => {
+                        if rule.require == "authenticated" {
+                            combined.require = rule.require.clone();
+                        }
+                        for scope in &rule.scopes {
+                            if !combined.scopes.contains(scope) {
+                                combined.scopes.push(scope.clone());
+                            }
+                        }
+                        combined.claims.extend(rule.claims.clone());
+                    }
+                    None => {
+                        by_method.insert(binding.rpc_name.clone(), rule.clone());
+                    }
+                }
+            }
+        }
+        by_method
     }
 
     fn identify(&self, request: &Request) -> Result<Option<Identity>, Error> {
@@ -115,23 +172,17 @@ impl Authenticator {
 
     fn verify_jwt(&self, token: &str) -> Result<Identity, Error> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| unauthenticated("malformed bearer token"))?;
+        // RFC 7515: a `crit` extension the verifier does not understand
+        // makes the token invalid; protogate understands none.
+        if header.crit.is_some() {
+            return Err(unauthenticated("invalid bearer token: unsupported critical header"));
+        }
         let jwks = self.jwks.keys();
         let candidates = self.candidates(&header, &jwks);
         let jwt = self.config.jwt.as_ref().ok_or_else(|| unauthenticated("bearer tokens are not accepted"))?;
         let mut last = unauthenticated("no key verifies this token");
         for key in candidates {
-            let mut validation = Validation::new(key.algorithm);
-            validation.leeway = jwt.leeway.as_secs();
-            validation.validate_nbf = true;
-            if let Some(issuer) = &jwt.issuer {
-                validation.set_issuer(&[issuer]);
-            }
-            if jwt.audiences.is_empty() {
-                validation.validate_aud = false;
-            } else {
-                validation.set_audience(&jwt.audiences);
-            }
-            match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation) {
+            match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation(jwt, key.algorithm)) {
                 Ok(data) => return Ok(Identity { consumer: None, claims: data.claims }),
                 Err(e) => last = unauthenticated(&format!("invalid bearer token: {e}")),
             }
@@ -174,6 +225,31 @@ impl Authenticator {
     }
 }
 
+/// What a token must satisfy: a configured issuer or audience makes that
+/// claim required (a token without it, or with `null`, is refused), and
+/// `exp` is required unless `require_exp = false`.
+fn validation(jwt: &crate::config::JwtConfig, algorithm: Algorithm) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.leeway = jwt.leeway.as_secs();
+    validation.validate_nbf = true;
+    let mut required = Vec::new();
+    if jwt.require_exp {
+        required.push("exp");
+    }
+    if let Some(issuer) = &jwt.issuer {
+        validation.set_issuer(&[issuer]);
+        required.push("iss");
+    }
+    if jwt.audiences.is_empty() {
+        validation.validate_aud = false;
+    } else {
+        validation.set_audience(&jwt.audiences);
+        required.push("aud");
+    }
+    validation.set_required_spec_claims(&required);
+    validation
+}
+
 /// The tower layer's function.
 pub async fn authenticate(State(live): State<Arc<LiveContext>>, mut request: Request, next: Next) -> Response<Body> {
     if super::cors::is_preflight(&request) {
@@ -187,8 +263,9 @@ pub async fn authenticate(State(live): State<Arc<LiveContext>>, mut request: Req
     let protocol = classify(&request);
     strip_forwarded(&auth.config, request.headers_mut());
     let route = route_info(&context.registry, &mut request);
-    let rule = auth.rule(&route);
-    let required = rule.map_or(auth.config.required_by_default, |r| r.require == "authenticated");
+    let snapshot = context.registry.snapshot_for(request.extensions_mut());
+    let rule = auth.rule(&route, &snapshot);
+    let required = rule.as_ref().map_or(auth.config.required_by_default, |r| r.require == "authenticated");
     if auth.config.jwt.is_some() && auth.names_unknown_kid(&request) {
         auth.jwks.refresh_for_unknown_kid().await;
     }
@@ -205,7 +282,7 @@ pub async fn authenticate(State(live): State<Arc<LiveContext>>, mut request: Req
     if let Some(who) = identity.consumer.as_deref().or(subject.as_deref()) {
         trace_of(request.extensions()).consumer(who);
     }
-    if let Some(rule) = rule
+    if let Some(rule) = &rule
         && let Err(error) = Authenticator::authorize(rule, &identity)
     {
         auth.metrics.auth_rejected.with_label_values(&["forbidden"]).inc();
