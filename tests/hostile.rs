@@ -380,3 +380,66 @@ async fn tokens_missing_a_configured_claim_or_with_unknown_crit_are_refused() {
     assert_eq!(jwt_status(&g, &jwt(without("exp"), None)).await, 200, "exp optional when configured");
     assert_eq!(jwt_status(&g, &jwt(with("exp", (now - 600).into()), None)).await, 401, "but still checked");
 }
+
+#[tokio::test]
+async fn web_pages_cannot_drive_the_loopback_admin_api() {
+    let (g, _dir) = hostile_gateway("").await;
+    // Anything the gateway would reach out to for :reflect.
+    let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target_url = format!("http://{}", target.local_addr().unwrap());
+    let client = reqwest::Client::new();
+    let admin_host = g.admin.trim_start_matches("http://").to_string();
+    let cases = [
+        (
+            "cross-site simple POST",
+            "/v1/descriptor-sets/echo:rollback?version=1".to_string(),
+            Some("https://evil.example"),
+            None,
+            None,
+        ),
+        (
+            "cross-site reflect (SSRF)",
+            format!("/v1/descriptor-sets/x:reflect?upstream={target_url}"),
+            Some("null"),
+            None,
+            None,
+        ),
+        ("DNS rebinding", "/v1/descriptor-sets".to_string(), None, Some("rebind.attacker.example"), None),
+        (
+            "rebinding with its own origin",
+            "/v1/descriptor-sets".to_string(),
+            Some("http://rebind.attacker.example:9"),
+            Some("rebind.attacker.example:9"),
+            None,
+        ),
+        ("fetch metadata", "/v1/descriptor-sets".to_string(), None, None, Some("cross-site")),
+    ];
+    for (case, path, origin, host, fetch_site) in cases {
+        let method = if path.contains(':') { reqwest::Method::POST } else { reqwest::Method::GET };
+        let mut request =
+            client.request(method, format!("{}{path}", g.admin)).header("content-type", "text/plain").body("x");
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        if let Some(host) = host {
+            request = request.header("host", host);
+        }
+        if let Some(site) = fetch_site {
+            request = request.header("sec-fetch-site", site);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 403, "{case}");
+    }
+    let contacted = tokio::time::timeout(Duration::from_millis(200), target.accept()).await;
+    assert!(contacted.is_err(), "a refused :reflect connects nowhere");
+    // Tools on the operator's machine still work, same-origin included.
+    let listed = client.get(format!("{}/v1/descriptor-sets", g.admin)).send().await.unwrap();
+    assert_eq!(listed.status(), 200);
+    let same_origin = client
+        .get(format!("{}/v1/descriptor-sets", g.admin))
+        .header("origin", format!("http://{admin_host}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(same_origin.status(), 200);
+}

@@ -29,6 +29,8 @@ struct Admin {
     metrics: Arc<Metrics>,
     reloader: Arc<Reloader>,
     token: Option<Arc<str>>,
+    /// The listener's own address, a name `Host` may carry.
+    listen: std::net::SocketAddr,
     max_upload: usize,
     connect_timeout: std::time::Duration,
 }
@@ -116,6 +118,7 @@ pub fn router(reloader: Arc<Reloader>, config: &AdminConfig, connect_timeout: st
         metrics: context.metrics.clone(),
         reloader,
         token: config.token.as_deref().map(Arc::from),
+        listen: config.listen,
         max_upload: config.max_upload_size,
         connect_timeout,
     };
@@ -130,9 +133,62 @@ pub fn router(reloader: Arc<Reloader>, config: &AdminConfig, connect_timeout: st
         .route("/metrics", get(prometheus_metrics))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(admin.clone(), authenticate))
+        // Before the token check: a browser page must not drive the admin
+        // API, with or without a token in play.
+        .layer(axum::middleware::from_fn_with_state(admin.clone(), refuse_browsers))
         .layer(DefaultBodyLimit::max(config.max_upload_size))
         .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)))
         .with_state(admin)
+}
+
+/// The admin API is for operators' tools, never for web pages. A page the
+/// operator has open can send "simple" cross-site requests (no preflight)
+/// to a loopback admin API without a token, or rebind its own DNS name to
+/// 127.0.0.1 and read the answers. So: a request a browser marks as coming
+/// from another site (`Origin` not the admin listener itself,
+/// `Sec-Fetch-Site: cross-site` or `same-site`) is refused, and without a
+/// token the `Host` must name the listener (a loopback name or address, or
+/// the address it listens on), which a rebinding page cannot make its own.
+async fn refuse_browsers(State(admin): State<Admin>, request: Request, next: Next) -> Response {
+    if from_the_listeners_own_tools(&admin, &request) {
+        return next.run(request).await;
+    }
+    AdminError::new(
+        StatusCode::FORBIDDEN,
+        tonic::Code::PermissionDenied,
+        "the admin API does not serve web pages or foreign host names; call it from a tool, at the listener's address",
+    )
+    .into_response()
+}
+
+fn from_the_listeners_own_tools(admin: &Admin, request: &Request) -> bool {
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+    let host = header("host").unwrap_or("");
+    let own_host = admin.token.is_some() || is_listener_name(host, admin.listen);
+    let origin_foreign = header("origin").is_some_and(|origin| {
+        origin.split_once("://").is_none_or(|(_, rest)| rest != host || !is_listener_name(rest, admin.listen))
+    });
+    let fetched_cross_site = matches!(header("sec-fetch-site"), Some("cross-site" | "same-site"));
+    let allowed = own_host && !origin_foreign && !fetched_cross_site;
+    if !allowed {
+        tracing::warn!(host, origin = header("origin"), "refused an admin request from a browser or a foreign host");
+    }
+    allowed
+}
+
+/// Whether a `Host` value (name and optional port) names the listener.
+fn is_listener_name(host: &str, listen: std::net::SocketAddr) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    if name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match name.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback() || (!listen.ip().is_unspecified() && ip == listen.ip()),
+        Err(_) => false,
+    }
 }
 
 /// Checks `Authorization: Bearer <token>` in constant time.
@@ -155,6 +211,30 @@ async fn authenticate(State(admin): State<Admin>, request: Request, next: Next) 
             "a valid admin bearer token is required",
         )
         .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_the_listeners_own_names_pass_without_a_token() {
+        let loopback: std::net::SocketAddr = "127.0.0.1:9090".parse().unwrap();
+        let lan: std::net::SocketAddr = "10.1.2.3:9090".parse().unwrap();
+        let cases = [
+            ("127.0.0.1:9090", loopback, true),
+            ("localhost:9090", loopback, true),
+            ("LOCALHOST", loopback, true),
+            ("[::1]:9090", loopback, true),
+            ("127.0.0.2", loopback, true),
+            ("10.1.2.3:9090", lan, true),
+            ("10.1.2.4:9090", lan, false),
+            ("rebind.attacker.example:9090", loopback, false),
+            ("localhost.attacker.example", loopback, false),
+            ("", loopback, false),
+        ];
+        for (host, listen, expected) in cases {
+            assert_eq!(super::is_listener_name(host, listen), expected, "{host} on {listen}");
+        }
     }
 }
 
