@@ -443,3 +443,89 @@ async fn web_pages_cannot_drive_the_loopback_admin_api() {
         .unwrap();
     assert_eq!(same_origin.status(), 200);
 }
+
+fn subject_token(sub: &str) -> String {
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 600;
+    jwt(serde_json::json!({"sub": sub, "exp": exp}), None)
+}
+
+#[tokio::test]
+async fn rate_limit_buckets_are_bounded_and_idle_ones_evicted() {
+    let config = format!(
+        "[auth]\n[auth.jwt]\nkeys = [{{ algorithm = \"HS256\", secret = \"{JWT_SECRET}\" }}]\n\
+         [rate_limit]\nkey = \"subject\"\nper_second = 100\nburst = 1\nmax_keys = 200\n"
+    );
+    let (g, _dir) = hostile_gateway(&config).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/test/v1/metadata", g.public);
+    // 600 callers, one request each: a flood of distinct keys.
+    let calls = (0..600).map(|i| client.get(&url).bearer_auth(subject_token(&format!("user-{i}"))).send());
+    for chunk in calls.collect::<Vec<_>>().chunks_mut(50) {
+        for response in futures_util::future::join_all(chunk.iter_mut()).await {
+            response.unwrap();
+        }
+    }
+    let text = metrics(&g).await;
+    assert!(sample(&text, "protogate_rate_limit_overflow_total") > 0.0, "past max_keys new callers share a bucket");
+    let kept = sample(&text, "protogate_rate_limit_buckets");
+    assert!(kept <= 200.0, "never more than max_keys: {kept}");
+    // Buckets refill in 10 ms; after a sweep interval they are gone.
+    tokio::time::sleep(Duration::from_millis(5_200)).await;
+    let response = client.get(&url).bearer_auth(subject_token("late")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let kept = sample(&metrics(&g).await, "protogate_rate_limit_buckets");
+    assert!(kept <= 2.0, "idle buckets are evicted: {kept} kept");
+}
+
+#[tokio::test]
+async fn forwarded_for_does_not_pick_the_bucket_without_a_trusted_proxy() {
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/gateway.toml")).unwrap();
+    assert!(example.contains("\ntrusted_proxies = 0\n"), "the shipped example trusts no proxy");
+    let (g, _dir) = hostile_gateway("[rate_limit]\nkey = \"ip\"\nper_second = 1\nburst = 2\n").await;
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let response = client
+            .get(format!("{}/test/v1/metadata", g.public))
+            .header("x-forwarded-for", format!("203.0.113.{i}"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429, 429, 429, 429]);
+}
+
+#[tokio::test]
+async fn a_slow_jwks_endpoint_never_queues_requests_with_unknown_key_ids() {
+    // A key endpoint that takes 10 s to answer.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    let slow = axum::Router::new().route(
+        "/jwks.json",
+        axum::routing::get(|| async {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            r#"{"keys": []}"#
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, slow).await });
+    let config = format!(
+        "[auth]\ndefault = \"authenticated\"\n[auth.jwt]\njwks_url = \"{url}\"\n\
+         keys = [{{ algorithm = \"HS256\", secret = \"{JWT_SECRET}\" }}]\n"
+    );
+    let (g, _dir) = hostile_gateway(&config).await;
+    let started = std::time::Instant::now();
+    let forged = |i: usize| {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        header.kid = Some(format!("unknown-{i}"));
+        let claims = serde_json::json!({"sub": "x", "exp": 4_000_000_000u64});
+        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(b"guess")).unwrap()
+    };
+    let g = &g;
+    let calls = (0..8).map(|i| async move { jwt_status(g, &forged(i)).await });
+    let statuses = futures_util::future::join_all(calls).await;
+    assert_eq!(statuses, vec![401; 8]);
+    assert!(started.elapsed() < Duration::from_secs(5), "answered from the keys at hand: {:?}", started.elapsed());
+    assert_eq!(jwt_status(g, &subject_token("known")).await, 200, "static keys still verify");
+}

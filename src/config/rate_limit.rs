@@ -15,6 +15,8 @@ pub struct RateLimitConfig {
     pub rules: Vec<(String, QuotaConfig)>,
     /// Counters shared by every replica, when set.
     pub store: Option<RateStoreConfig>,
+    /// Most local buckets kept per rule; past it, new callers share one.
+    pub max_keys: usize,
 }
 
 /// Distributed mode: GCRA state in Redis.
@@ -59,6 +61,7 @@ pub(super) struct RawRateLimit {
     redis_key_prefix: String,
     redis_timeout: String,
     on_redis_error: String,
+    max_keys: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,6 +85,7 @@ impl Default for RawRateLimit {
             redis_key_prefix: "protogate:ratelimit:".into(),
             redis_timeout: "100ms".into(),
             on_redis_error: "local".into(),
+            max_keys: 100_000,
         }
     }
 }
@@ -111,7 +115,11 @@ pub(super) fn validate(raw: RawRateLimit, location: &str, errors: &mut Vec<Strin
         }
     }
     let store = raw.redis.clone().map(|redis| store(&raw, redis, location, errors));
+    if raw.max_keys == 0 {
+        errors.push(format!("{location}: `rate_limit.max_keys` must be at least 1"));
+    }
     RateLimitConfig {
+        max_keys: raw.max_keys,
         key,
         trusted_proxies: raw.trusted_proxies,
         default: quota(raw.per_second, raw.burst),

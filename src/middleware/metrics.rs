@@ -2,7 +2,7 @@
 //! split into the time spent transcoding and the time waiting on backends.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric the gateway exports.
@@ -28,6 +28,10 @@ pub struct Metrics {
     pub fast_transcode: IntCounterVec,
     /// Request tasks that panicked and were answered 500 / INTERNAL.
     pub panics: IntCounter,
+    /// Rate-limit decisions made on the shared overflow bucket.
+    pub rate_limit_overflow: IntCounter,
+    /// Local rate-limit buckets per rule, as of the last sweep.
+    pub rate_limit_buckets: IntGaugeVec,
     /// Its four series, resolved once: [request, response] × [fast, handover].
     transcode_paths: [[IntCounter; 2]; 2],
 }
@@ -103,11 +107,21 @@ impl Metrics {
             transcode_paths: ["request", "response"]
                 .map(|direction| ["fast", "handover"].map(|path| fast_transcode.with_label_values(&[direction, path]))),
             fast_transcode,
+            rate_limit_overflow: IntCounter::new(
+                "rate_limit_overflow_total",
+                "Rate-limit decisions on the shared overflow bucket because the bucket table was full",
+            )?,
+            rate_limit_buckets: IntGaugeVec::new(
+                Opts::new("rate_limit_buckets", "Local rate-limit buckets kept, per rule, as of the last sweep"),
+                &["rule"],
+            )?,
             panics: IntCounter::new("panics_total", "Request handlers that panicked (a bug; answered as INTERNAL)")?,
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 18] = [
+            Box::new(metrics.rate_limit_buckets.clone()),
             Box::new(metrics.panics.clone()),
+            Box::new(metrics.rate_limit_overflow.clone()),
             Box::new(metrics.fast_transcode.clone()),
             Box::new(metrics.rate_limit_store_up.clone()),
             Box::new(metrics.rate_limit_fallbacks.clone()),

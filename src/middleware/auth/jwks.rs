@@ -31,13 +31,15 @@ pub struct Jwks {
     keys: RwLock<Arc<Vec<VerifyingKey>>>,
     last_read: Mutex<Option<Instant>>,
     /// One read at a time; waiters find the fresh set.
-    reading: tokio::sync::Mutex<()>,
+    reading: Arc<tokio::sync::Mutex<()>>,
     /// Built only for a URL source.
     http: Option<reqwest::Client>,
 }
 
 /// The shortest gap between two reads triggered by unknown `kid`s.
 const MIN_GAP: Duration = Duration::from_secs(1);
+/// How long the request that names a new `kid` waits for the re-read.
+const UNKNOWN_KID_WAIT: Duration = Duration::from_millis(500);
 
 impl std::fmt::Debug for VerifyingKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -69,7 +71,7 @@ impl Jwks {
             source,
             keys: RwLock::new(Arc::new(Vec::new())),
             last_read: Mutex::new(None),
-            reading: tokio::sync::Mutex::new(()),
+            reading: Arc::new(tokio::sync::Mutex::new(())),
             http,
         };
         if let Some(Source::File(path)) = &jwks.source {
@@ -85,16 +87,31 @@ impl Jwks {
     }
 
     /// Re-reads the set for an unknown `kid`, unless it was read within the
-    /// last second.
-    pub async fn refresh_for_unknown_kid(&self) {
+    /// last second or a read is under way. The read runs on its own task;
+    /// requests wait for it (theirs or one under way) at most
+    /// `UNKNOWN_KID_WAIT`, so a slow key endpoint never queues requests,
+    /// each holding a concurrency permit, behind it (the 6th waited 29.5 s):
+    /// past that they are answered from the keys at hand.
+    pub async fn refresh_for_unknown_kid(self: &Arc<Self>) {
         if self.source.is_none() {
             return;
         }
-        let _reading = self.reading.lock().await;
+        let Ok(reading) = self.reading.clone().try_lock_owned() else {
+            let _ = tokio::time::timeout(UNKNOWN_KID_WAIT, self.reading.lock()).await;
+            return;
+        };
         let recent = self.last_read.lock().ok().and_then(|r| *r).is_some_and(|at| at.elapsed() < MIN_GAP);
-        if !recent && let Err(e) = self.read().await {
-            tracing::warn!(error = %e, "JWKS refresh failed; keeping the previous keys");
+        if recent {
+            return;
         }
+        let jwks = self.clone();
+        let read = tokio::spawn(async move {
+            let _reading = reading;
+            if let Err(e) = jwks.read().await {
+                tracing::warn!(error = %e, "JWKS refresh failed; keeping the previous keys");
+            }
+        });
+        let _ = tokio::time::timeout(UNKNOWN_KID_WAIT, read).await;
     }
 
     /// Refreshes every `interval` (and first at once) while the set is in use.

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -43,13 +44,22 @@ pub struct Limiter {
     default: Option<Rule>,
     /// Shared counters; the local buckets decide only while it is down.
     store: Option<Arc<RedisQuotas>>,
+    max_keys: usize,
 }
 
 #[derive(Debug)]
 struct Rule {
     quota: QuotaConfig,
     local: Buckets,
+    /// When the buckets were last swept for idle ones (ms since start).
+    swept: AtomicU64,
 }
+
+/// How often idle buckets (full again, so indistinguishable from new ones)
+/// are dropped: 20 000 callers of one request each kept 81 MiB for good.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+/// The bucket every new caller shares while a rule's table is full.
+const OVERFLOW_KEY: &str = "\u{0}overflow";
 
 /// One rate-limit decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +82,7 @@ impl Limiter {
             return Ok(None);
         }
         let store = config.store.clone().map(|store| RedisQuotas::start(store, metrics.clone())).transpose()?;
-        let rule = |quota: &QuotaConfig| Rule { quota: *quota, local: buckets(quota) };
+        let rule = |quota: &QuotaConfig| Rule { quota: *quota, local: buckets(quota), swept: AtomicU64::new(0) };
         Ok(Some(Self {
             key: config.key,
             trusted_proxies: config.trusted_proxies,
@@ -80,6 +90,7 @@ impl Limiter {
             default: config.default.as_ref().map(rule),
             store,
             metrics,
+            max_keys: config.max_keys,
         }))
     }
 
@@ -99,12 +110,43 @@ impl Limiter {
                 return Decision::StoreUnavailable;
             }
         }
-        match rule.local.check_key(&key.to_string()) {
+        let key = self.bounded_key(rule, key);
+        match rule.local.check_key(&key) {
             Ok(state) => Decision::Allowed { remaining: state.remaining_burst_capacity() },
             Err(refused) => Decision::Refused { wait: refused.wait_time_from(DefaultClock::default().now()) },
         }
     }
 }
+
+impl Limiter {
+    /// The caller's own bucket while the table has room; idle buckets are
+    /// swept every few seconds (and at once when the table is full), and
+    /// if it is still full, new callers share one overflow bucket so memory
+    /// stays bounded under a flood of distinct keys.
+    fn bounded_key(&self, rule: &Rule, key: &str) -> String {
+        let now = u64::try_from(START.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = rule.swept.load(Ordering::Relaxed);
+        let full = rule.local.len() >= self.max_keys;
+        let due = now.saturating_sub(last) >= SWEEP_INTERVAL.as_millis() as u64;
+        let recently = now.saturating_sub(last) < 1_000;
+        if (due || full && !recently)
+            && rule.swept.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        {
+            rule.local.retain_recent();
+            rule.local.shrink_to_fit();
+            let selector = key.split('|').next().unwrap_or("");
+            let kept = i64::try_from(rule.local.len()).unwrap_or(i64::MAX);
+            self.metrics.rate_limit_buckets.with_label_values(&[selector]).set(kept);
+        }
+        if rule.local.len() >= self.max_keys {
+            self.metrics.rate_limit_overflow.inc();
+            return format!("{}|{OVERFLOW_KEY}", key.split('|').next().unwrap_or(""));
+        }
+        key.to_string()
+    }
+}
+
+static START: std::sync::LazyLock<std::time::Instant> = std::sync::LazyLock::new(std::time::Instant::now);
 
 fn buckets(quota: &QuotaConfig) -> Buckets {
     let per_second = NonZeroU32::new(quota.per_second).unwrap_or(NonZeroU32::MIN);
