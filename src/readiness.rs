@@ -25,7 +25,8 @@ pub async fn report(context: &Context) -> (StatusCode, Value) {
     let rate_store = context.limiter.as_ref().and_then(|l| l.store_state());
     let rate_store_blocks = rate_store.as_ref().is_some_and(|s| !s.reachable && !s.falls_back);
     let ready = upstreams_ready && !rate_store_blocks;
-    let degraded = store_error.is_some() || rate_store.as_ref().is_some_and(|s| !s.reachable);
+    let damaged = context.registry.damaged();
+    let degraded = store_error.is_some() || !damaged.is_empty() || rate_store.as_ref().is_some_and(|s| !s.reachable);
     let status = match (ready, degraded) {
         (false, _) => "not ready",
         (true, true) => "degraded",
@@ -41,6 +42,9 @@ pub async fn report(context: &Context) -> (StatusCode, Value) {
             None => json!({ "reachable": true }),
         },
     });
+    if let (false, Value::Object(fields)) = (damaged.is_empty(), &mut body) {
+        fields.insert("damagedState".into(), json!(damaged));
+    }
     if let (Some(state), Value::Object(fields)) = (rate_store, &mut body) {
         fields.insert("rateLimitStore".into(), rate_store_json(&state));
     }

@@ -529,3 +529,78 @@ async fn a_slow_jwks_endpoint_never_queues_requests_with_unknown_key_ids() {
     assert!(started.elapsed() < Duration::from_secs(5), "answered from the keys at hand: {:?}", started.elapsed());
     assert_eq!(jwt_status(g, &subject_token("known")).await, 200, "static keys still verify");
 }
+
+/// A gateway with no descriptor files, persisting registrations in `state`.
+async fn stateful_gateway(upstream: &str, state: &std::path::Path) -> Gateway {
+    let state = state.display().to_string();
+    let args = [
+        "serve",
+        "--upstream",
+        upstream,
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        &state,
+    ];
+    spawn_gateway(&args).await
+}
+
+async fn register(g: &Gateway, name: &str, bytes: &'static [u8]) {
+    let response = reqwest::Client::new()
+        .put(format!("{}/v1/descriptor-sets/{name}", g.admin))
+        .header("content-type", "application/octet-stream")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+}
+
+async fn readiness(g: &Gateway) -> Value {
+    reqwest::get(format!("{}/readyz", g.admin)).await.unwrap().json().await.unwrap()
+}
+
+#[tokio::test]
+async fn damaged_state_files_are_set_aside_and_every_intact_set_is_served() {
+    let upstream = format!("http://{}", hostile::serve().await);
+    let dir = tempdir::Dir::new();
+    let state = dir.0.join("state");
+    let mut g = stateful_gateway(&upstream, &state).await;
+    register(&g, "library", protogate::pb::LIBRARY_DESCRIPTOR_SET).await;
+    register(&g, "everything", protogate::pb::EVERYTHING_DESCRIPTOR_SET).await;
+    g.child.kill().await.unwrap();
+
+    // A blob whose content no longer matches its digest.
+    let everything_digest = {
+        use sha2::Digest;
+        let hash = sha2::Sha256::digest(protogate::pb::EVERYTHING_DESCRIPTOR_SET);
+        hash.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let blob = state.join("blobs").join(format!("{everything_digest}.binpb"));
+    std::fs::write(&blob, b"corrupted").unwrap();
+    let g = stateful_gateway(&upstream, &state).await;
+    let ready = readiness(&g).await;
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    let damaged = ready["damagedState"].to_string();
+    assert!(damaged.contains("does not match its digest") && damaged.contains("everything"), "{ready}");
+    let library = reqwest::get(format!("{}/library.v1.LibraryService/ListShelves", g.public)).await.unwrap();
+    assert_ne!(library.status(), 404, "the intact set is served");
+    let echo = reqwest::get(format!("{}/test/v1/metadata", g.public)).await.unwrap();
+    assert_eq!(echo.status(), 404, "the damaged one is not");
+    let kept: Vec<_> = std::fs::read_dir(state.join("damaged")).unwrap().collect();
+    assert_eq!(kept.len(), 1, "the damaged blob is kept aside");
+    drop(g);
+
+    // A truncated manifest.
+    let manifest = state.join("manifest.json");
+    let text = std::fs::read(&manifest).unwrap();
+    std::fs::write(&manifest, &text[..text.len() / 2]).unwrap();
+    let g = stateful_gateway(&upstream, &state).await;
+    let ready = readiness(&g).await;
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    assert!(ready["damagedState"].to_string().contains("manifest.json: unreadable"), "{ready}");
+    assert_eq!(std::fs::read_dir(state.join("damaged")).unwrap().count(), 2, "the manifest is kept aside too");
+    register(&g, "library", protogate::pb::LIBRARY_DESCRIPTOR_SET).await;
+}

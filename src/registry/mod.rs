@@ -34,6 +34,8 @@ pub struct Registry {
     generation: AtomicU64,
     /// The last store failure, cleared by the next success; for readiness.
     store_error: std::sync::Mutex<Option<String>>,
+    /// What the store held damaged at start.
+    damaged: Vec<String>,
 }
 
 /// Attempts at a change while other replicas keep winning the race; each
@@ -97,9 +99,16 @@ impl Registry {
     /// read yet is reported and retried by the follower, not fatal.
     pub async fn open(settings: Settings, file_sets: Vec<(String, Vec<u8>)>) -> Result<Self, LoadErrors> {
         let mut store_error = None;
+        let mut damaged = Vec::new();
         let mut sets = match &settings.store {
             Some(store) => match store.load().await {
-                Ok(sets) => sets,
+                Ok((sets, damage)) => {
+                    for problem in &damage {
+                        tracing::error!(%problem, "damaged registry state left out");
+                    }
+                    damaged = damage;
+                    sets
+                }
                 Err(e) if store.is_shared() => {
                     tracing::warn!(error = %e, "shared registry unreachable; starting without it");
                     store_error = Some(e);
@@ -119,7 +128,13 @@ impl Registry {
             settings,
             generation: AtomicU64::new(1),
             store_error: std::sync::Mutex::new(store_error),
+            damaged,
         })
+    }
+
+    /// Stored state found damaged at start and left out (set aside on disk).
+    pub fn damaged(&self) -> &[String] {
+        &self.damaged
     }
 
     /// The snapshot for one request: one atomic load, no lock.
@@ -229,7 +244,7 @@ impl Registry {
             return Ok(self.snapshot());
         };
         let mut sets = self.sets.lock().await;
-        let registered = self.record(store.load().await).map_err(ChangeError::Storage)?;
+        let registered = self.record(store.load().await.map(|(sets, _)| sets)).map_err(ChangeError::Storage)?;
         let mut next: Sets = sets.iter().filter(|(_, s)| s.from_file).map(|(k, v)| (k.clone(), v.clone())).collect();
         next.extend(registered.into_iter().filter(|(_, s)| !s.from_file));
         if next == *sets {
@@ -282,7 +297,7 @@ impl Registry {
 
     /// The shared sets plus this process's file sets.
     async fn shared_base(&self, store: &Store, sets: &Sets) -> Result<Sets, ChangeError> {
-        let mut base = self.record(store.load().await).map_err(ChangeError::Storage)?;
+        let mut base = self.record(store.load().await.map(|(sets, _)| sets)).map_err(ChangeError::Storage)?;
         base.retain(|_, s| !s.from_file);
         base.extend(sets.iter().filter(|(_, s)| s.from_file).map(|(k, v)| (k.clone(), v.clone())));
         Ok(base)

@@ -14,6 +14,7 @@ use super::sets::{RegisteredSet, Sets, digest};
 
 const MANIFEST: &str = "manifest.json";
 const BLOBS: &str = "blobs";
+const DAMAGED: &str = "damaged";
 
 /// A state directory holding every registered set and kept version.
 #[derive(Debug, Clone)]
@@ -34,27 +35,66 @@ impl StateDir {
     }
 
     /// Reads every set the manifest names, checking each blob's digest.
-    pub fn load(&self) -> Result<Sets, String> {
+    /// Damage never stops a start: a version whose blob is missing or does
+    /// not match its digest is left out (the newest intact one becomes
+    /// active), an unreadable manifest means starting empty, and each
+    /// damaged file is moved into `damaged/` (never overwritten by the next
+    /// save) and described in the returned list.
+    pub fn load(&self) -> io::Result<(Sets, Vec<String>)> {
         let path = self.root.join(MANIFEST);
-        let text = match fs::read_to_string(&path) {
+        let text = match fs::read(&path) {
             Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Sets::new()),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Sets::new(), Vec::new())),
+            Err(e) => return Err(e),
         };
-        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut damage = Vec::new();
+        let manifest: Manifest = match serde_json::from_slice(&text) {
+            Ok(manifest) => manifest,
+            Err(e) => {
+                let kept = self.set_aside(&path)?;
+                damage.push(format!("{MANIFEST}: unreadable ({e}); started without stored sets, kept as {kept}"));
+                return Ok((Sets::new(), damage));
+            }
+        };
         let mut sets = Sets::new();
         for mut set in manifest.sets {
-            for version in &mut set.versions {
+            let mut intact = Vec::with_capacity(set.versions.len());
+            for mut version in std::mem::take(&mut set.versions) {
                 let blob = self.blob_path(&version.digest);
-                let bytes = fs::read(&blob).map_err(|e| format!("{}: {e}", blob.display()))?;
-                if digest(&bytes) != version.digest {
-                    return Err(format!("{}: content does not match its digest", blob.display()));
-                }
-                version.bytes = Arc::new(bytes);
+                let problem = match fs::read(&blob) {
+                    Ok(bytes) if digest(&bytes) == version.digest => {
+                        version.bytes = Arc::new(bytes);
+                        intact.push(version);
+                        continue;
+                    }
+                    Ok(_) => format!("content does not match its digest; kept as {}", self.set_aside(&blob)?),
+                    Err(e) => format!("unreadable ({e})"),
+                };
+                damage.push(format!("set {:?} version {}: {}: {problem}", set.name, version.number, blob.display()));
+            }
+            set.versions = intact;
+            let Some(newest) = set.versions.iter().map(|v| v.number).max() else {
+                damage.push(format!("set {:?}: no intact version left; not loaded", set.name));
+                continue;
+            };
+            if set.active_version().is_none() {
+                damage.push(format!("set {:?}: its active version is damaged; version {newest} is active", set.name));
+                set.active = newest;
             }
             sets.insert(set.name.clone(), set);
         }
-        Ok(sets)
+        Ok((sets, damage))
+    }
+
+    /// Moves a damaged file into `damaged/` under a unique name.
+    fn set_aside(&self, path: &Path) -> io::Result<String> {
+        let dir = self.root.join(DAMAGED);
+        fs::create_dir_all(&dir)?;
+        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
+        let target = dir.join(format!("{stamp}-{name}"));
+        fs::rename(path, &target)?;
+        Ok(target.display().to_string())
     }
 
     /// Persists `sets` (file-backed sets excepted) durably, then drops blobs
@@ -110,7 +150,7 @@ mod tests {
         let root = std::env::temp_dir().join(format!("protogate-store-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
         let store = StateDir::open(&root).unwrap();
-        assert!(store.load().unwrap().is_empty());
+        assert!(store.load().unwrap().0.is_empty());
         let mut set = RegisteredSet {
             name: "a".into(),
             upstream: Some("http://x:1".into()),
@@ -123,7 +163,8 @@ mod tests {
         let file_set = RegisteredSet { name: "f".into(), from_file: true, ..set.clone() };
         let sets = Sets::from([("a".to_string(), set.clone()), ("f".to_string(), file_set)]);
         store.save(&sets).unwrap();
-        let loaded = store.load().unwrap();
+        let (loaded, damage) = store.load().unwrap();
+        assert!(damage.is_empty());
         assert_eq!(loaded.len(), 1, "file-backed sets are not persisted");
         assert_eq!(loaded["a"], set);
         assert_eq!(*loaded["a"].versions[0].bytes, vec![1, 2]);
@@ -137,7 +178,12 @@ mod tests {
             b"x",
         )
         .unwrap();
-        assert!(store.load().unwrap_err().contains("does not match its digest"));
+        let (loaded, damage) = store.load().unwrap();
+        assert!(loaded.is_empty());
+        assert_eq!(damage.len(), 2, "{damage:?}");
+        assert!(damage[0].contains("does not match its digest; kept as"), "{damage:?}");
+        assert!(damage[1].contains("no intact version left"), "{damage:?}");
+        assert_eq!(fs::read_dir(root.join(DAMAGED)).unwrap().count(), 1, "set aside, not deleted");
         fs::remove_dir_all(&root).unwrap();
     }
 }

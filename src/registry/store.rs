@@ -18,13 +18,17 @@ impl Store {
         matches!(self, Self::Redis(_))
     }
 
-    pub async fn load(&self) -> Result<Sets, String> {
+    /// The stored sets, and what was found damaged and left out.
+    pub async fn load(&self) -> Result<(Sets, Vec<String>), String> {
         match self {
             Self::Dir(dir) => {
                 let dir = dir.clone();
-                tokio::task::spawn_blocking(move || dir.load()).await.map_err(|e| e.to_string())?
+                tokio::task::spawn_blocking(move || dir.load())
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())
             }
-            Self::Redis(redis) => redis.load().await,
+            Self::Redis(redis) => Ok((redis.load().await?, Vec::new())),
         }
     }
 

@@ -37,6 +37,10 @@ pub async fn serve() -> SocketAddr {
 }
 
 async fn answer(request: Request<Incoming>) -> Reply {
+    if request.uri().path() == "/grpc.health.v1.Health/Check" {
+        // SERVING: readiness sees a healthy backend.
+        return reply(vec![0, 0, 0, 0, 2, 8, 1], Some(status_trailers("0", "", "")));
+    }
     let mode = request.headers().get("x-hostile").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     // Read the request so the call is a complete one before misbehaving.
     if mode != "silent" {
