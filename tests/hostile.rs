@@ -604,3 +604,49 @@ async fn damaged_state_files_are_set_aside_and_every_intact_set_is_served() {
     assert_eq!(std::fs::read_dir(state.join("damaged")).unwrap().count(), 2, "the manifest is kept aside too");
     register(&g, "library", protogate::pb::LIBRARY_DESCRIPTOR_SET).await;
 }
+
+#[tokio::test]
+async fn nesting_from_every_input_is_bounded_before_any_recursion() {
+    let (g, _dir) = hostile_gateway("[limits]\nmax_uri_length = 65536\nmax_body_size = 16777216\n").await;
+    let client = reqwest::Client::new();
+    // Query keys ~3 500 levels deep (it aborted the process at this size).
+    let key = format!("fNested{}.name", ".child".repeat(3_500));
+    let response = client.get(format!("{}/test/v1/echo?{key}=x", g.public)).send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("nested deeper than 64 levels"), "{text}");
+
+    // JSON bodies, over REST and Connect, objects and arrays.
+    let deep_object = format!("{}{}", r#"{"fNested": {"child": "#.repeat(20_000), "}}".repeat(20_000));
+    let deep_array = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    for body in [deep_object, deep_array] {
+        for connect in [false, true] {
+            let path = if connect { "/protogate.test.v1.EchoService/Echo" } else { "/test/v1/echo" };
+            let mut request = client.post(format!("{}{path}", g.public)).header("content-type", "application/json");
+            if connect {
+                request = request.header("connect-protocol-version", "1");
+            }
+            let response = request.body(body.clone()).send().await.unwrap();
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap();
+            assert_eq!(status, 400, "{path}: {text}");
+            assert!(text.contains("nested deeper than 64 levels"), "{path}: {text}");
+        }
+    }
+
+    // An uploaded .proto with additional_bindings nested 1 000 deep.
+    let rule = format!("{}get: \"/x\"{}", "get: \"/x\" additional_bindings {".repeat(1_000), "}".repeat(1_000));
+    let proto = format!(
+        "syntax = \"proto3\";\npackage deep.v1;\nimport \"google/api/annotations.proto\";\n\
+         message M {{}}\nservice S {{ rpc Call(M) returns (M) {{ option (google.api.http) = {{ {rule} }}; }} }}\n"
+    );
+    let form = reqwest::multipart::Form::new()
+        .part("deep/v1/deep.proto", reqwest::multipart::Part::text(proto).file_name("deep/v1/deep.proto"));
+    let response = client.put(format!("{}/v1/descriptor-sets/deep", g.admin)).multipart(form).send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("deep/v1/deep.proto:5:") && text.contains("nested deeper than 64 levels"), "{text}");
+    still_serves(&g).await;
+}

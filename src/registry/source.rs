@@ -113,6 +113,10 @@ pub fn read_files(paths: &[impl AsRef<Path>]) -> Result<Vec<(String, Vec<u8>)>, 
 /// `google/rpc` and `google/protobuf` files, and the `registered` sets only —
 /// never the filesystem.
 pub fn compile_protos(sources: &[(String, String)], registered: &[&[u8]]) -> Result<Vec<u8>, Vec<String>> {
+    let too_deep: Vec<String> = sources.iter().filter_map(|(name, text)| nesting_problem(name, text)).collect();
+    if !too_deep.is_empty() {
+        return Err(too_deep);
+    }
     let bundled = protox::file::DescriptorSetFileResolver::decode(BUNDLED_DESCRIPTOR_SET)
         .map_err(|e| vec![format!("bundled descriptors: {e}")])?;
     let mut resolver = protox::file::ChainFileResolver::new();
@@ -132,6 +136,64 @@ pub fn compile_protos(sources: &[(String, String)], registered: &[&[u8]]) -> Res
     Ok(compiler.encode_file_descriptor_set())
 }
 
+/// Deepest nesting of `{ [ ( <` accepted in an uploaded `.proto`: the
+/// parser recurses per level, and ~900 nested `additional_bindings` (or
+/// option aggregates) overflowed the stack and aborted the process. Real
+/// files stay far below it.
+pub const MAX_PROTO_NESTING: usize = 64;
+
+/// Where a source first nests deeper than `MAX_PROTO_NESTING`, skipping
+/// strings and comments: `name:line:column: …`.
+fn nesting_problem(name: &str, text: &str) -> Option<String> {
+    let (mut depth, mut line, mut column) = (0usize, 1usize, 0usize);
+    let mut chars = text.chars().peekable();
+    let mut quote: Option<char> = None;
+    while let Some(c) = chars.next() {
+        column += 1;
+        if c == '\n' {
+            (line, column) = (line + 1, 0);
+        }
+        match quote {
+            Some(q) => match c {
+                '\\' => {
+                    chars.next();
+                }
+                _ if c == q || c == '\n' => quote = None,
+                _ => {}
+            },
+            None => match c {
+                '"' | '\'' => quote = Some(c),
+                '/' if chars.peek() == Some(&'/') => {
+                    chars.by_ref().take_while(|&c| c != '\n').for_each(drop);
+                    (line, column) = (line + 1, 0);
+                }
+                '/' if chars.peek() == Some(&'*') => {
+                    chars.next();
+                    let mut last = ' ';
+                    for c in chars.by_ref() {
+                        if c == '\n' {
+                            (line, column) = (line + 1, 0);
+                        }
+                        if last == '*' && c == '/' {
+                            break;
+                        }
+                        last = c;
+                    }
+                }
+                '{' | '[' | '(' | '<' => {
+                    depth += 1;
+                    if depth > MAX_PROTO_NESTING {
+                        return Some(format!("{name}:{line}:{column}: nested deeper than {MAX_PROTO_NESTING} levels"));
+                    }
+                }
+                '}' | ']' | ')' | '>' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+    }
+    None
+}
+
 /// `.proto` sources held in memory.
 struct MemoryResolver(Vec<(String, String)>);
 
@@ -146,6 +208,36 @@ impl protox::file::FileResolver for MemoryResolver {
         match self.0.iter().find(|(n, _)| n == name) {
             Some((name, source)) => protox::file::File::from_source(name, source),
             None => Err(protox::Error::file_not_found(name)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod nesting_tests {
+    use super::*;
+
+    #[test]
+    fn sources_nested_too_deep_are_refused_with_their_location() {
+        let deep = format!("syntax = \"proto3\";\nmessage M {{ {} }}", "option (x) = {".repeat(70));
+        let cases: Vec<(String, Option<String>)> = vec![
+            ("message M { message N { int32 a = 1; } }".into(), None),
+            (format!("// {}\nmessage M {{}}", "{".repeat(100)), None),
+            (format!("/* {} */ message M {{}}", "{".repeat(100)), None),
+            (format!("option (a) = \"{}\";", "{".repeat(100)), None),
+            (deep, Some("x.proto:2:".to_string())),
+        ];
+        for (text, expected) in cases {
+            let problem = nesting_problem("x.proto", &text);
+            match expected {
+                None => assert_eq!(problem, None, "{text}"),
+                Some(prefix) => {
+                    let problem = problem.expect("refused");
+                    assert!(
+                        problem.starts_with(&prefix) && problem.ends_with("nested deeper than 64 levels"),
+                        "{problem}"
+                    );
+                }
+            }
         }
     }
 }

@@ -21,6 +21,15 @@ pub fn apply(message: &mut DynamicMessage, binding: &Binding, query: &str, optio
             continue;
         }
         let text = decode(raw_value)?;
+        // Deep messages overflow the stack wherever they are walked (encode,
+        // drop); nothing deeper than a JSON body may be is built.
+        if key.bytes().filter(|&b| b == b'.').count() >= options.max_depth {
+            return Err(Error::bad_request(format!(
+                "query parameter {:?}…: nested deeper than {} levels",
+                key.chars().take(64).collect::<String>(),
+                options.max_depth
+            )));
+        }
         let Some(path) = resolve(&message.descriptor(), &key) else {
             if options.unknown_query_parameters == Unknown::Ignore {
                 continue;
