@@ -650,3 +650,94 @@ async fn nesting_from_every_input_is_bounded_before_any_recursion() {
     assert!(text.contains("deep/v1/deep.proto:5:") && text.contains("nested deeper than 64 levels"), "{text}");
     still_serves(&g).await;
 }
+
+/// A probe from another client address (127.0.0.2): other clients' requests.
+async fn probe(g: &Gateway) -> u16 {
+    let client =
+        reqwest::Client::builder().local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap()).build().unwrap();
+    let response = client.get(format!("{}/test/v1/metadata", g.public)).send().await.unwrap();
+    response.status().as_u16()
+}
+
+async fn raw_connection(g: &Gateway) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(g.public.trim_start_matches("http://")).await.unwrap()
+}
+
+const SLOW_CLIENT_LIMITS: &str =
+    "[limits]\nmax_concurrent_requests = 64\nheader_read_timeout = \"1s\"\nbody_timeout = \"1s\"\n";
+
+#[tokio::test]
+async fn slow_request_bodies_cannot_starve_other_clients_and_give_their_permits_back() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (g, _dir) = hostile_gateway(SLOW_CLIENT_LIMITS).await;
+    // 100 POSTs whose bodies never come, all from 127.0.0.1.
+    let mut hoarders = Vec::new();
+    for _ in 0..100 {
+        let mut tcp = raw_connection(&g).await;
+        let head =
+            "POST /test/v1/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{";
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        hoarders.push(tcp);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(probe(&g).await, 200, "another client is served while one hoards");
+    // Past the body timeout the hoarders are answered 408 (or shed at once
+    // with 503 past their share) and their permits come back.
+    let mut statuses = std::collections::BTreeMap::new();
+    for mut tcp in hoarders {
+        let mut answer = vec![0; 64];
+        let read =
+            tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut answer)).await.expect("answered").unwrap();
+        let status = String::from_utf8_lossy(&answer[..read]).split(' ').nth(1).unwrap_or("").to_string();
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    assert_eq!(statuses.keys().cloned().collect::<Vec<_>>(), ["408", "503"], "{statuses:?}");
+    assert_eq!(statuses["408"], 16, "a quarter of the permits per client: {statuses:?}");
+    let response = reqwest::get(format!("{}/test/v1/metadata", g.public)).await.unwrap();
+    assert_eq!(response.status(), 200, "the hoarder's own address is served again");
+}
+
+#[tokio::test]
+async fn half_sent_headers_are_closed_at_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (g, _dir) = hostile_gateway(SLOW_CLIENT_LIMITS).await;
+    let mut connections = Vec::new();
+    for _ in 0..50 {
+        let mut tcp = raw_connection(&g).await;
+        tcp.write_all(b"GET /test/v1/metadata HTTP/1.1\r\nhost: x\r\nx-slow: ").await.unwrap();
+        connections.push(tcp);
+    }
+    assert_eq!(probe(&g).await, 200);
+    for mut tcp in connections {
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "closed by the gateway");
+    }
+}
+
+#[tokio::test]
+async fn zero_window_http2_streams_cannot_starve_other_clients() {
+    let (g, _dir) = hostile_gateway(SLOW_CLIENT_LIMITS).await;
+    // Like `h2load -w0`: streams whose answers can never be sent.
+    let mut hoarded = Vec::new();
+    for _ in 0..3 {
+        let tcp = raw_connection(&g).await;
+        let (client, connection) =
+            h2::client::Builder::new().initial_window_size(0).handshake::<_, bytes::Bytes>(tcp).await.unwrap();
+        tokio::spawn(connection);
+        let mut client = client.ready().await.unwrap();
+        for _ in 0..60 {
+            let request = http::Request::get(format!("{}/test/v1/stream", g.public)).body(()).unwrap();
+            match client.send_request(request, true) {
+                Ok((response, _)) => hoarded.push(response),
+                Err(_) => break,
+            }
+            client = client.ready().await.unwrap();
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..5 {
+        assert_eq!(probe(&g).await, 200, "another client is served while one hoards");
+    }
+    drop(hoarded);
+}

@@ -116,6 +116,17 @@ pub struct Limits {
     pub max_uri_length: usize,
     pub max_header_bytes: usize,
     pub max_concurrent_requests: usize,
+    /// Requests one client address may have in flight at once.
+    pub max_concurrent_per_client: usize,
+    pub max_connections: usize,
+    pub max_streams_per_connection: u32,
+    pub header_read_timeout: Duration,
+    /// Longest wait for the next piece of a request body.
+    pub body_timeout: Duration,
+    /// Longest a write to a client may stay blocked.
+    pub send_timeout: Duration,
+    /// How long requests in flight may finish after SIGTERM.
+    pub drain_timeout: Duration,
 }
 
 /// Settings given on the command line; each one set overrides the file.
@@ -253,6 +264,14 @@ struct RawLimits {
     max_uri_length: usize,
     max_header_bytes: usize,
     max_concurrent_requests: usize,
+    /// 0: a quarter of `max_concurrent_requests`.
+    max_concurrent_per_client: usize,
+    max_connections: usize,
+    max_streams_per_connection: u32,
+    header_read_timeout: String,
+    body_timeout: String,
+    send_timeout: String,
+    drain_timeout: String,
 }
 
 impl Default for RawConfig {
@@ -319,6 +338,13 @@ impl Default for RawLimits {
             max_uri_length: 8 * 1024,
             max_header_bytes: 16 * 1024,
             max_concurrent_requests: 4096,
+            max_concurrent_per_client: 0,
+            max_connections: 16_384,
+            max_streams_per_connection: 256,
+            header_read_timeout: "10s".into(),
+            body_timeout: "30s".into(),
+            send_timeout: "30s".into(),
+            drain_timeout: "30s".into(),
         }
     }
 }
@@ -406,6 +432,10 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
     let reflect_interval = duration("registry.reflect_interval", &raw.registry.reflect_interval);
     let resync_interval = duration("registry.resync_interval", &raw.registry.resync_interval);
     let watch_interval = duration("registry.watch_interval", &raw.registry.watch_interval);
+    let header_read_timeout = duration("limits.header_read_timeout", &raw.limits.header_read_timeout);
+    let body_timeout = duration("limits.body_timeout", &raw.limits.body_timeout);
+    let send_timeout = duration("limits.send_timeout", &raw.limits.send_timeout);
+    let drain_timeout = duration("limits.drain_timeout", &raw.limits.drain_timeout);
     let sse_keepalive =
         Some(duration("streaming.sse_keepalive", &raw.streaming.sse_keepalive)).filter(|d| !d.is_zero());
     let redis = flags.registry.clone().or(raw.registry.redis.clone());
@@ -440,6 +470,24 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
             "{location}: `limits.max_concurrent_requests` and `limits.max_header_bytes` must be at least 1"
         ));
     }
+    for (key, value) in [
+        ("limits.header_read_timeout", header_read_timeout),
+        ("limits.body_timeout", body_timeout),
+        ("limits.send_timeout", send_timeout),
+    ] {
+        if value.is_zero() {
+            errors.push(format!("{location}: `{key}` must be more than zero"));
+        }
+    }
+    if raw.limits.max_connections == 0 || raw.limits.max_streams_per_connection == 0 {
+        errors.push(format!(
+            "{location}: `limits.max_connections` and `limits.max_streams_per_connection` must be at least 1"
+        ));
+    }
+    let max_concurrent_per_client = match raw.limits.max_concurrent_per_client {
+        0 => (raw.limits.max_concurrent_requests / 4).max(1),
+        n => n,
+    };
     if raw.limits.max_uri_length < 16 {
         errors.push(format!("{location}: `limits.max_uri_length` must be at least 16"));
     }
@@ -482,6 +530,13 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
                 max_uri_length: raw.limits.max_uri_length,
                 max_header_bytes: raw.limits.max_header_bytes,
                 max_concurrent_requests: raw.limits.max_concurrent_requests,
+                max_concurrent_per_client,
+                max_connections: raw.limits.max_connections,
+                max_streams_per_connection: raw.limits.max_streams_per_connection,
+                header_read_timeout,
+                body_timeout,
+                send_timeout,
+                drain_timeout,
             },
             registry: RegistryConfig {
                 state_dir,

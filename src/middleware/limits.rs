@@ -2,12 +2,16 @@
 //! size, and concurrency with load shedding. Refusals take the protocol's
 //! own form (Status JSON, or a trailers-only gRPC status).
 
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
@@ -25,12 +29,63 @@ pub struct RequestLimits {
     pub max_header_bytes: usize,
     /// Requests (streams included, until their body ends) served at once.
     pub concurrency: Arc<Semaphore>,
+    /// Each client's share of those permits.
+    pub per_client: Arc<ClientShares>,
+    /// Longest wait for the next piece of a request body.
+    pub body_timeout: Duration,
 }
 
-/// A response body that holds a concurrency permit until it is done.
+/// Requests in flight per client address, so that one peer holding
+/// requests open (slow bodies, zero-window HTTP/2 streams) cannot take
+/// every permit: 21 such connections made every other client's requests
+/// 503 for as long as they liked.
+#[derive(Debug)]
+pub struct ClientShares {
+    max: usize,
+    in_flight: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One request's place in its client's share; freed when dropped.
+struct Share {
+    shares: Arc<ClientShares>,
+    client: IpAddr,
+}
+
+/// A response body that holds a concurrency permit and the client's share
+/// until it is done.
 struct Permitted {
     inner: Body,
     _permit: OwnedSemaphorePermit,
+    _share: Option<Share>,
+}
+
+impl ClientShares {
+    pub fn new(max: usize) -> Self {
+        Self { max, in_flight: Mutex::new(HashMap::new()) }
+    }
+
+    fn take(self: &Arc<Self>, client: IpAddr) -> Option<Share> {
+        let mut in_flight = self.in_flight.lock().ok()?;
+        let count = in_flight.entry(client).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(Share { shares: self.clone(), client })
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        if let Ok(mut in_flight) = self.shares.in_flight.lock()
+            && let Some(count) = in_flight.get_mut(&self.client)
+        {
+            *count -= 1;
+            if *count == 0 {
+                in_flight.remove(&self.client);
+            }
+        }
+    }
 }
 
 /// Refuses oversized URIs (414) and headers (431), and sheds load (503 with
@@ -51,15 +106,85 @@ pub async fn check(State(live): State<Arc<LiveContext>>, mut request: Request, n
         error.http_status = Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
         return refuse(&request, error);
     }
+    let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let share = match client {
+        Some(client) => match limits.per_client.take(client) {
+            Some(share) => Some(share),
+            None => return at_capacity(&request, "this client has too many requests in flight; retry shortly"),
+        },
+        None => None,
+    };
     let Ok(permit) = limits.concurrency.clone().try_acquire_owned() else {
-        let mut error = Error::client(Code::Unavailable, "the gateway is at capacity; retry shortly");
-        error.http_status = Some(StatusCode::SERVICE_UNAVAILABLE);
-        let mut response = refuse(&request, error);
-        response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
+        return at_capacity(&request, "the gateway is at capacity; retry shortly");
+    };
+    // gRPC and Connect streams may idle between messages for as long as
+    // their stream timeouts allow; every other body must keep coming.
+    let content_type = request.headers().get(http::header::CONTENT_TYPE).map(HeaderValue::as_bytes).unwrap_or(b"");
+    let streams = content_type.starts_with(b"application/grpc") || content_type.starts_with(b"application/connect+");
+    let request = if streams {
+        request
+    } else {
+        let timeout = limits.body_timeout;
+        request.map(|body| Body::new(Paced { inner: body, timeout, stalled: None }))
     };
     let response = next.run(request).await;
-    response.map(|inner| Body::new(Permitted { inner, _permit: permit }))
+    response.map(|inner| Body::new(Permitted { inner, _permit: permit, _share: share }))
+}
+
+fn at_capacity(request: &Request, message: &str) -> Response<Body> {
+    let mut error = Error::client(Code::Unavailable, message);
+    error.http_status = Some(StatusCode::SERVICE_UNAVAILABLE);
+    let mut response = refuse(request, error);
+    response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// A request body that must keep arriving: a wait of `timeout` for its next
+/// piece fails it with `BodyTimeout`, so the request ends (408) and gives
+/// its permit back instead of holding it for a client that stopped sending.
+struct Paced {
+    inner: Body,
+    timeout: Duration,
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// The request body stalled past `limits.body_timeout`.
+#[derive(Debug)]
+pub struct BodyTimeout(pub Duration);
+
+impl std::fmt::Display for BodyTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no request body data within {:?}", self.0)
+    }
+}
+
+impl std::error::Error for BodyTimeout {}
+
+impl http_body::Body for Paced {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            this.stalled = None;
+            return Poll::Ready(frame);
+        }
+        let timeout = this.timeout;
+        let stalled = this.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(axum::Error::new(BodyTimeout(timeout))))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 impl http_body::Body for Permitted {

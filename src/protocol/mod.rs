@@ -348,6 +348,11 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, Error> 
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if caused_by::<http_body_util::LengthLimitError>(e.as_ref()) => Err(Error::payload_too_large(limit)),
+        Err(e) if caused_by::<crate::middleware::limits::BodyTimeout>(e.as_ref()) => {
+            let mut error = Error::client(tonic::Code::DeadlineExceeded, e.to_string());
+            error.http_status = Some(http::StatusCode::REQUEST_TIMEOUT);
+            Err(error)
+        }
         Err(e) => Err(Error::bad_request(format!("cannot read the request body: {e}"))),
     }
 }

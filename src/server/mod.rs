@@ -2,6 +2,7 @@
 //! tower stack in one place, serves HTTP/1.1 and HTTP/2 (h2c) on one port,
 //! reloads its policies without a restart, and shuts down gracefully.
 
+mod listener;
 mod reload;
 
 use std::fmt;
@@ -103,13 +104,13 @@ pub async fn start_with_sets(config: &Config, sets: Vec<(String, Vec<u8>)>) -> R
     let local_addr = listener.local_addr().map_err(StartError::Io)?;
     let (shutdown, signal) = signal::channel(false);
     let app = router(live.clone(), config);
-    let mut tasks = vec![spawn_listener(listener, app, signal.clone())];
+    let mut tasks = vec![spawn_listener(listener, app, config, signal.clone())];
     let mut admin_addr = None;
     if let Some(admin) = &config.admin {
         let listener = TcpListener::bind(admin.listen).await.map_err(StartError::Io)?;
         let addr = listener.local_addr().map_err(StartError::Io)?;
         let app = admin::router(reloader.clone(), admin, config.upstream.connect_timeout);
-        tasks.push(spawn_listener(listener, app, signal));
+        tasks.push(spawn_listener(listener, app, config, signal));
         tracing::info!(admin_addr = %addr, "admin listening");
         admin_addr = Some(addr);
     }
@@ -171,6 +172,8 @@ fn policy_context(
             max_uri_length: limits.max_uri_length,
             max_header_bytes: limits.max_header_bytes,
             concurrency: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_requests)),
+            per_client: Arc::new(limits::ClientShares::new(limits.max_concurrent_per_client)),
+            body_timeout: limits.body_timeout,
         },
         public_health: config.public_health,
         health,
@@ -206,24 +209,20 @@ async fn store(config: &Config) -> Result<Option<Store>, StartError> {
 fn spawn_listener(
     listener: TcpListener,
     app: Router,
-    mut signal: signal::Receiver<bool>,
+    config: &Config,
+    signal: signal::Receiver<bool>,
 ) -> JoinHandle<std::io::Result<()>> {
-    let service = app.into_make_service_with_connect_info::<SocketAddr>();
-    tokio::spawn(async move {
-        // Without TCP_NODELAY a response written in two parts waited for the
-        // client's delayed ACK: 44 ms per request at one connection.
-        use axum::serve::ListenerExt;
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
-        axum::serve(listener, service)
-            .with_graceful_shutdown(async move {
-                let _ = signal.wait_for(|stop| *stop).await;
-            })
-            .await
-    })
+    let limits = &config.limits;
+    let connection_limits = listener::ConnectionLimits {
+        header_read_timeout: limits.header_read_timeout,
+        send_timeout: limits.send_timeout,
+        max_streams_per_connection: limits.max_streams_per_connection,
+        max_header_bytes: limits.max_header_bytes,
+        max_uri_length: limits.max_uri_length,
+        max_connections: limits.max_connections,
+        drain_timeout: limits.drain_timeout,
+    };
+    listener::spawn(listener, app, connection_limits, signal)
 }
 
 /// The public router and its tower stack, outermost layer first. Body size
