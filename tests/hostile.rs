@@ -741,3 +741,63 @@ async fn zero_window_http2_streams_cannot_starve_other_clients() {
     }
     drop(hoarded);
 }
+
+#[path = "../examples/big_set.rs"]
+mod big_set;
+
+fn rss_kib(g: &Gateway) -> u64 {
+    let pid = g.child.id().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn descriptor_sets_over_the_memory_budget_are_refused_with_413() {
+    let (g, _dir) = hostile_gateway("[registry]\nmemory_budget_mb = 16\n").await;
+    let client = reqwest::Client::new();
+    let put = |name: &str, bytes: Vec<u8>| {
+        client
+            .put(format!("{}/v1/descriptor-sets/{name}", g.admin))
+            .header("content-type", "application/octet-stream")
+            .body(bytes)
+            .send()
+    };
+    let over = big_set::big_set(300, 50, 20);
+    let response = put("over", over).await.unwrap();
+    assert_eq!(response.status(), 413);
+    let body: Value = response.json().await.unwrap();
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("over registry.memory_budget_mb = 16") && message.contains("over ~"), "{message}");
+
+    // A set near the budget loads, and costs what the estimate says.
+    let before = rss_kib(&g);
+    let near = big_set::big_set(100, 50, 20);
+    let estimate_kib = protogate::registry::cost::elements(&near) * protogate::registry::cost::BYTES_PER_ELEMENT / 1024;
+    assert_eq!(put("near", near).await.unwrap().status(), 201);
+    let grown = rss_kib(&g).saturating_sub(before);
+    assert!(grown < estimate_kib * 2, "grew {grown} KiB for an estimate of {estimate_kib} KiB");
+    let document = reqwest::get(format!("{}/openapi.json", g.public)).await.unwrap();
+    assert_eq!(document.status(), 200);
+    let document: Value = document.json().await.unwrap();
+    assert!(document["components"]["schemas"]["big.v1.M99"].is_object());
+    still_serves(&g).await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_of_a_long_chain_of_messages_is_written_without_recursion() {
+    let (g, _dir) = hostile_gateway("").await;
+    // M0 → M1 → … → M2999: the schema walk recursed once per link.
+    let chain = big_set::big_set(3_000, 10, 1);
+    let response = reqwest::Client::new()
+        .put(format!("{}/v1/descriptor-sets/chain", g.admin))
+        .header("content-type", "application/octet-stream")
+        .body(chain)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let document: Value = reqwest::get(format!("{}/openapi.json", g.public)).await.unwrap().json().await.unwrap();
+    assert!(document["components"]["schemas"]["big.v1.M2999"].is_object());
+    still_serves(&g).await;
+}

@@ -92,6 +92,9 @@ impl From<ChangeError> for AdminError {
                 "descriptor set rejected: its routes conflict with registered ones".to_string(),
                 errors,
             ),
+            ChangeError::TooLarge(message) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, Code::ResourceExhausted, message, Vec::new())
+            }
             ChangeError::NotFound(what) => {
                 (StatusCode::NOT_FOUND, Code::NotFound, format!("{what} not found"), Vec::new())
             }
@@ -214,30 +217,6 @@ async fn authenticate(State(admin): State<Admin>, request: Request, next: Next) 
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn only_the_listeners_own_names_pass_without_a_token() {
-        let loopback: std::net::SocketAddr = "127.0.0.1:9090".parse().unwrap();
-        let lan: std::net::SocketAddr = "10.1.2.3:9090".parse().unwrap();
-        let cases = [
-            ("127.0.0.1:9090", loopback, true),
-            ("localhost:9090", loopback, true),
-            ("LOCALHOST", loopback, true),
-            ("[::1]:9090", loopback, true),
-            ("127.0.0.2", loopback, true),
-            ("10.1.2.3:9090", lan, true),
-            ("10.1.2.4:9090", lan, false),
-            ("rebind.attacker.example:9090", loopback, false),
-            ("localhost.attacker.example", loopback, false),
-            ("", loopback, false),
-        ];
-        for (host, listen, expected) in cases {
-            assert_eq!(super::is_listener_name(host, listen), expected, "{host} on {listen}");
-        }
-    }
-}
-
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -300,4 +279,28 @@ fn json(status: StatusCode, body: &impl Serialize) -> Response {
     let mut response = (status, axum::Json(body)).into_response();
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_the_listeners_own_names_pass_without_a_token() {
+        let loopback: std::net::SocketAddr = "127.0.0.1:9090".parse().unwrap();
+        let lan: std::net::SocketAddr = "10.1.2.3:9090".parse().unwrap();
+        let cases = [
+            ("127.0.0.1:9090", loopback, true),
+            ("localhost:9090", loopback, true),
+            ("LOCALHOST", loopback, true),
+            ("[::1]:9090", loopback, true),
+            ("127.0.0.2", loopback, true),
+            ("10.1.2.3:9090", lan, true),
+            ("10.1.2.4:9090", lan, false),
+            ("rebind.attacker.example:9090", loopback, false),
+            ("localhost.attacker.example", loopback, false),
+            ("", loopback, false),
+        ];
+        for (host, listen, expected) in cases {
+            assert_eq!(super::is_listener_name(host, listen), expected, "{host} on {listen}");
+        }
+    }
 }

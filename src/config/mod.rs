@@ -87,6 +87,8 @@ pub struct RegistryConfig {
     pub key_prefix: String,
     /// How often a replica re-reads the shared registry besides announcements.
     pub resync_interval: Duration,
+    /// Most memory the active descriptor sets may take, estimated.
+    pub memory_budget: u64,
 }
 
 /// The admin listener, when enabled.
@@ -236,6 +238,7 @@ struct RawRegistry {
     redis: Option<String>,
     key_prefix: String,
     resync_interval: String,
+    memory_budget_mb: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -308,6 +311,7 @@ impl Default for RawRegistry {
             redis: None,
             key_prefix: "protogate:".into(),
             resync_interval: "5s".into(),
+            memory_budget_mb: 1024,
         }
     }
 }
@@ -492,6 +496,9 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
         errors.push(format!("{location}: `limits.max_uri_length` must be at least 16"));
     }
 
+    if raw.registry.memory_budget_mb == 0 {
+        errors.push(format!("{location}: `registry.memory_budget_mb` must be at least 1"));
+    }
     if raw.registry.max_versions == 0 {
         errors.push(format!("{location}: `registry.max_versions` must be at least 1"));
     }
@@ -547,6 +554,7 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
                 redis,
                 key_prefix: raw.registry.key_prefix,
                 resync_interval,
+                memory_budget: raw.registry.memory_budget_mb.saturating_mul(1024 * 1024),
             },
             admin,
             openapi: raw.openapi.enabled,

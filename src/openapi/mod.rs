@@ -17,13 +17,27 @@ use schema::{Comments, Schemas};
 /// How deep query parameters reach into nested messages.
 const MAX_QUERY_DEPTH: usize = 3;
 
-/// Builds the document for the bindings of `routes` over `methods`.
-pub fn document(pool: &DescriptorPool, routes: &RouteTable, methods: &[MethodDescriptor], generation: u64) -> Value {
+/// Most query parameters listed for one operation: flattening nested
+/// messages multiplies (100 fields three levels deep are a million), and
+/// the full list helps no one. Fields past it are still accepted.
+const MAX_QUERY_PARAMETERS: usize = 200;
+
+/// Writes the document for the bindings of `routes` over `methods` as JSON
+/// text, one path item and one component schema at a time: the whole
+/// document was a `serde_json::Value` tree first, which peaked at 2 GiB for
+/// a 2.9 MiB descriptor set.
+pub fn document(
+    pool: &DescriptorPool,
+    routes: &RouteTable,
+    methods: &[MethodDescriptor],
+    generation: u64,
+) -> serde_json::Result<Vec<u8>> {
     let comments = Comments::from_pool(pool);
     let mut schemas = Schemas::default();
-    let mut paths: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+    // Operations by path (binding index, verb, id), ids given in binding order.
+    let mut paths: BTreeMap<String, Vec<(usize, String, String)>> = BTreeMap::new();
     let mut operation_ids = HashSet::new();
-    for binding in routes.bindings() {
+    for (index, binding) in routes.bindings().iter().enumerate() {
         let Some(method) = methods.get(binding.method) else {
             continue;
         };
@@ -31,22 +45,54 @@ pub fn document(pool: &DescriptorPool, routes: &RouteTable, methods: &[MethodDes
         if !["get", "put", "post", "delete", "patch", "head", "options", "trace"].contains(&verb.as_str()) {
             continue;
         }
-        let (path, path_params) = openapi_path(binding, &mut schemas, &comments);
-        let mut operation = operation(binding, method, path_params, &mut schemas, &comments);
-        operation["operationId"] = Value::String(unique_id(method, binding, &mut operation_ids));
-        paths.entry(path).or_default().insert(verb, operation);
+        let (path, _) = openapi_path(binding, &mut Schemas::default(), &comments);
+        let id = unique_id(method, binding, &mut operation_ids);
+        paths.entry(path).or_default().push((index, verb, id));
     }
-    schemas.components.insert("google.rpc.Status".into(), status_schema());
-    json!({
-        "openapi": "3.1.0",
-        "info": {
-            "title": "protogate",
-            "version": generation.to_string(),
-            "description": "REST/JSON operations of the gRPC services registered with this gateway.",
-        },
-        "paths": paths,
-        "components": { "schemas": schemas.components },
-    })
+    let mut out = Vec::new();
+    let info = json!({
+        "title": "protogate",
+        "version": generation.to_string(),
+        "description": "REST/JSON operations of the gRPC services registered with this gateway.",
+    });
+    out.extend_from_slice(br#"{"openapi":"3.1.0","info":"#);
+    serde_json::to_writer(&mut out, &info)?;
+    out.extend_from_slice(br#","paths":{"#);
+    for (n, (path, operations)) in paths.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        let mut item = Map::new();
+        for (index, verb, id) in operations {
+            let Some((binding, method)) = routes.bindings().get(*index).and_then(|b| Some((b, methods.get(b.method)?)))
+            else {
+                continue;
+            };
+            let (_, path_params) = openapi_path(binding, &mut schemas, &comments);
+            let mut operation = operation(binding, method, path_params, &mut schemas, &comments);
+            operation["operationId"] = Value::String(id.clone());
+            item.insert(verb.clone(), operation);
+        }
+        serde_json::to_writer(&mut out, path)?;
+        out.push(b':');
+        serde_json::to_writer(&mut out, &item)?;
+    }
+    out.extend_from_slice(br#"},"components":{"schemas":{"#);
+    let mut components = BTreeMap::from([("google.rpc.Status".to_string(), serde_json::to_vec(&status_schema())?)]);
+    while let Some(message) = schemas.next_pending() {
+        let schema = schemas.message_schema(&message, &comments);
+        components.insert(message.full_name().to_string(), serde_json::to_vec(&schema)?);
+    }
+    for (n, (name, schema)) in components.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, name)?;
+        out.push(b':');
+        out.extend_from_slice(schema);
+    }
+    out.extend_from_slice(b"}}}");
+    Ok(out)
 }
 
 fn operation(
@@ -262,6 +308,9 @@ fn query_parameters(
     comments: &Comments,
 ) {
     for field in message.fields() {
+        if out.len() >= MAX_QUERY_PARAMETERS {
+            return;
+        }
         if prefix.is_empty() && body_field == Some(field.number()) || field.is_map() {
             continue;
         }

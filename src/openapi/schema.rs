@@ -1,7 +1,7 @@
 //! JSON Schemas for messages under the proto3 JSON mapping, and proto
 //! comments as descriptions.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, HashSet};
 
 use prost_reflect::{DescriptorPool, EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor};
 use serde_json::{Map, Value, json};
@@ -10,10 +10,13 @@ use serde_json::{Map, Value, json};
 #[derive(Debug, Default)]
 pub struct Comments(HashMap<(String, Vec<i32>), String>);
 
-/// Collects component schemas for every message referenced.
+/// The messages referenced so far, each queued once for its component
+/// schema. A worklist rather than recursion: a chain of 2 000 messages each
+/// naming the next overflowed the stack.
 #[derive(Debug, Default)]
 pub struct Schemas {
-    pub components: BTreeMap<String, Value>,
+    seen: HashSet<String>,
+    pending: Vec<MessageDescriptor>,
 }
 
 impl Comments {
@@ -41,23 +44,26 @@ impl Comments {
 }
 
 impl Schemas {
-    /// A reference to the schema of `message`, adding it (and everything it
-    /// references) to the components on first use.
-    pub fn reference(&mut self, message: &MessageDescriptor, comments: &Comments) -> Value {
+    /// A reference to the schema of `message`, queueing the schema on first
+    /// use.
+    pub fn reference(&mut self, message: &MessageDescriptor, _comments: &Comments) -> Value {
         if let Some(inline) = well_known(message) {
             return inline;
         }
-        let name = message.full_name().to_string();
-        if !self.components.contains_key(&name) {
-            // Placeholder first, so recursive messages terminate.
-            self.components.insert(name.clone(), Value::Null);
-            let schema = self.message_schema(message, comments);
-            self.components.insert(name.clone(), schema);
+        let name = message.full_name();
+        if self.seen.insert(name.to_string()) {
+            self.pending.push(message.clone());
         }
         json!({ "$ref": format!("#/components/schemas/{name}") })
     }
 
-    fn message_schema(&mut self, message: &MessageDescriptor, comments: &Comments) -> Value {
+    /// The next referenced message whose schema is not written yet.
+    pub fn next_pending(&mut self) -> Option<MessageDescriptor> {
+        self.pending.pop()
+    }
+
+    /// A message's component schema (queueing what it references).
+    pub fn message_schema(&mut self, message: &MessageDescriptor, comments: &Comments) -> Value {
         let mut properties = Map::new();
         for field in message.fields() {
             let mut schema = self.field_schema(&field, comments);

@@ -3,6 +3,7 @@
 //! one they started with; writers are serialized, validate the whole next
 //! state off the request path, persist it, and only then swap.
 
+pub mod cost;
 pub mod reflect;
 pub mod sets;
 pub mod shared;
@@ -51,6 +52,8 @@ pub struct Settings {
     /// Versions kept per set (the active one always).
     pub max_versions: usize,
     pub store: Option<Store>,
+    /// Most memory the active sets may cost (`cost::elements` estimate).
+    pub memory_budget: u64,
 }
 
 /// Every problem that keeps sets from loading; `conflict` when route
@@ -59,6 +62,8 @@ pub struct Settings {
 pub struct LoadErrors {
     pub messages: Vec<String>,
     pub conflict: bool,
+    /// Over `registry.memory_budget_mb` (an API answers 413).
+    pub too_large: bool,
 }
 
 /// Why a registry change was refused. Nothing changed in any case.
@@ -66,6 +71,8 @@ pub struct LoadErrors {
 pub enum ChangeError {
     Invalid(Vec<String>),
     Conflict(Vec<String>),
+    /// The sets would cost more memory than the budget allows.
+    TooLarge(String),
     NotFound(String),
     /// The set comes from a `--descriptor` file, not the API.
     FromFile(String),
@@ -83,13 +90,17 @@ pub struct Change {
 
 impl LoadErrors {
     pub fn invalid(messages: Vec<String>) -> Self {
-        Self { messages, conflict: false }
+        Self { messages, conflict: false, too_large: false }
     }
 }
 
 impl From<LoadErrors> for ChangeError {
     fn from(errors: LoadErrors) -> Self {
-        if errors.conflict { Self::Conflict(errors.messages) } else { Self::Invalid(errors.messages) }
+        match errors {
+            LoadErrors { too_large: true, messages, .. } => Self::TooLarge(messages.join("; ")),
+            LoadErrors { conflict: true, messages, .. } => Self::Conflict(messages),
+            LoadErrors { messages, .. } => Self::Invalid(messages),
+        }
     }
 }
 
@@ -334,6 +345,7 @@ fn file_set(name: String, bytes: Vec<u8>, max_versions: usize) -> RegisteredSet 
 /// Builds a snapshot on the blocking pool: decoding descriptors is CPU work
 /// that must not stall request tasks.
 async fn build(sets: &Sets, settings: &Settings, generation: u64) -> Result<Snapshot, LoadErrors> {
+    within_budget(sets, settings.memory_budget)?;
     let (sets, settings) = (sets.clone(), settings.clone());
     tokio::task::spawn_blocking(move || {
         let built = Snapshot::build(&sets, &settings.upstreams, &settings.channels, generation);
@@ -342,6 +354,27 @@ async fn build(sets: &Sets, settings: &Settings, generation: u64) -> Result<Snap
     })
     .await
     .map_err(|e| LoadErrors::invalid(vec![format!("snapshot build failed: {e}")]))?
+}
+
+/// Refuses sets whose estimated memory (see `cost`) would pass the budget,
+/// before anything is decoded.
+fn within_budget(sets: &Sets, budget: u64) -> Result<(), LoadErrors> {
+    let active = sets.values().filter_map(|set| Some((set.name.as_str(), set.active_version()?.bytes.as_slice())));
+    let costs: Vec<(&str, u64)> =
+        active.map(|(name, bytes)| (name, cost::elements(bytes) * cost::BYTES_PER_ELEMENT)).collect();
+    let total: u64 = costs.iter().map(|(_, cost)| cost).sum();
+    if total <= budget {
+        return Ok(());
+    }
+    let mib = |bytes: u64| bytes.div_ceil(1024 * 1024);
+    let parts: Vec<String> = costs.iter().map(|(name, cost)| format!("{name} ~{} MiB", mib(*cost))).collect();
+    let message = format!(
+        "the descriptor sets would take ~{} MiB of memory ({}), over registry.memory_budget_mb = {}",
+        mib(total),
+        parts.join(", "),
+        mib(budget)
+    );
+    Err(LoadErrors { messages: vec![message], conflict: false, too_large: true })
 }
 
 /// Building a snapshot (the OpenAPI document above all) allocates hundreds

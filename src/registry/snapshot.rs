@@ -150,7 +150,7 @@ pub fn routes(pool: &DescriptorPool) -> Result<(Vec<MethodDescriptor>, RouteTabl
         Ok(_) => Err(LoadErrors::invalid(errors)),
         Err(mut conflicts) => {
             errors.append(&mut conflicts);
-            Err(LoadErrors { messages: errors, conflict: true })
+            Err(LoadErrors { messages: errors, conflict: true, too_large: false })
         }
     }
 }
@@ -169,9 +169,9 @@ impl Snapshot {
         self.openapi
             .get_or_init(|| {
                 let methods: Vec<MethodDescriptor> = self.methods.iter().map(|m| m.descriptor.clone()).collect();
-                let document = crate::openapi::document(&self.pool, &self.routes, &methods, self.generation);
-                let rendered = serde_json::to_vec(&document).map(Bytes::from).unwrap_or_default();
-                drop(document);
+                let rendered = crate::openapi::document(&self.pool, &self.routes, &methods, self.generation)
+                    .map(Bytes::from)
+                    .unwrap_or_default();
                 super::release_freed_memory();
                 rendered
             })

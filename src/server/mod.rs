@@ -142,6 +142,7 @@ pub async fn build_context(config: &Config, sets: Vec<(String, Vec<u8>)>) -> Res
         channels: Arc::new(Upstreams::new(config.upstream.connect_timeout, config.upstream.max_message_size)),
         max_versions: config.registry.max_versions,
         store,
+        memory_budget: config.registry.memory_budget,
     };
     let registry = Arc::new(Registry::open(settings, sets).await.map_err(|e| StartError::Load(e.messages))?);
     let metrics = Arc::new(Metrics::new().map_err(|e| StartError::Load(vec![format!("metrics: {e}")]))?);
