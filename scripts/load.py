@@ -12,6 +12,7 @@ It also measures idle RSS with the example set and with 10 000 routes.
     python3 scripts/load.py                 # everything (about 10 minutes)
     python3 scripts/load.py --quick         # 64 connections, HTTP/1.1 only
     python3 scripts/load.py --duration 5s   # per run (default 10s)
+    python3 scripts/load.py --soak 10m      # 256 connections of mixed traffic, RSS and FDs sampled
 
 oha is used from PATH or .ci/tools/bin, else installed there with
 `cargo install oha --locked`. Benchmarks measure; nothing here asserts.
@@ -162,9 +163,18 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", default="10s")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--soak", metavar="DURATION", help="run the soak scenario instead (e.g. 10m)")
     args = parser.parse_args()
     oha = oha_binary()
     stack = Stack()
+    if args.soak:
+        try:
+            time.sleep(0.5)
+            stack.register_echo()
+            soak(stack, oha, args.soak)
+        finally:
+            stack.stop()
+        return
     try:
         time.sleep(0.5)
         idle_rss = memory_kib(stack.gateway.pid, "VmRSS")
@@ -227,6 +237,125 @@ def main():
               f"{(peak_stream - before) / 1024:.1f} MiB)")
     print(f"\ngateway RSS: idle with the example set {idle_rss / 1024:.1f} MiB, peak under load {peak / 1024:.1f} MiB, "
           f"idle with 10 000 more routes {routes_rss / 1024:.1f} MiB")
+
+
+def seconds_of(duration):
+    units = {"s": 1, "m": 60, "h": 3600}
+    return float(duration[:-1]) * units[duration[-1]] if duration[-1] in units else float(duration)
+
+
+def open_fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def stream_loop(base, stop, counts):
+    """REST server streams (NDJSON) one after another until `stop`."""
+    body = json.dumps({"message": {"fString": "s" * 200}, "count": 50}).encode()
+    while not stop.is_set():
+        try:
+            lines = request("POST", f"{base}/protogate.test.v1.EchoService/EchoStream", body,
+                            {"content-type": "application/json"}).count(b"\n")
+            counts["stream"] += 1 if lines == 50 else 0
+            counts["stream_errors"] += 0 if lines == 50 else 1
+        except OSError:
+            counts["stream_errors"] += 1
+
+
+def websocket_loop(port, stop, counts):
+    """WebSocket server streams: a minimal RFC 6455 client (one masked text
+    frame out, frames read until the close frame)."""
+    import base64
+    import struct
+    message = json.dumps({"message": {"fString": "w" * 100}, "count": 20}).encode()
+    while not stop.is_set():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                key = base64.b64encode(os.urandom(16)).decode()
+                sock.sendall((f"GET /test/v1/stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                              f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+                reader = sock.makefile("rb")
+                while reader.readline() not in (b"\r\n", b""):
+                    pass
+                mask = os.urandom(4)
+                sock.sendall(bytes([0x81, 0x80 | len(message)]) + mask if len(message) < 126 else
+                             bytes([0x81, 0x80 | 126]) + struct.pack(">H", len(message)) + mask)
+                sock.sendall(bytes(b ^ mask[i % 4] for i, b in enumerate(message)))
+                frames = 0
+                while True:
+                    head = reader.read(2)
+                    if len(head) < 2:
+                        break
+                    length = head[1] & 0x7F
+                    if length == 126:
+                        length = struct.unpack(">H", reader.read(2))[0]
+                    elif length == 127:
+                        length = struct.unpack(">Q", reader.read(8))[0]
+                    reader.read(length)
+                    if head[0] & 0x0F == 0x8:
+                        break
+                    frames += 1
+                counts["websocket"] += 1 if frames == 20 else 0
+                counts["websocket_errors"] += 0 if frames == 20 else 1
+        except OSError:
+            counts["websocket_errors"] += 1
+
+
+def soak(stack, oha, duration):
+    """256 connections of mixed traffic for `duration`: REST unary GETs and
+    POSTs and native gRPC (oha), REST and WebSocket server streams (threads);
+    RSS and open FDs sampled every 10 s. Flat means within 10 % of the first
+    sample after a minute of warm-up."""
+    import collections
+    import threading
+    total = seconds_of(duration)
+    echo = json.dumps({"fString": "x" * 500, "rInt32": list(range(20))}).encode()
+    loads = [
+        (96, f"{stack.base}/v1/shelves/1", "GET", None, (), False),
+        (64, f"{stack.base}/test/v1/echo", "POST", echo, ("content-type: application/json",), False),
+        (64, f"{stack.base}/library.v1.LibraryService/GetShelf", "POST", get_shelf_request(),
+         ("content-type: application/grpc", "te: trailers"), True),
+    ]
+    bodies, runs = [], []
+    for connections, url, method, body, headers, http2 in loads:
+        command = [oha, "--no-tui", "--output-format", "json", "-z", duration, "-c", str(connections), "-m", method]
+        command += ["--http2", "-p", "1"] if http2 else []
+        for header in headers:
+            command += ["-H", header]
+        if body is not None:
+            body_file = tempfile.NamedTemporaryFile(delete=False)
+            body_file.write(body)
+            body_file.close()
+            bodies.append(body_file.name)
+            command += ["-D", body_file.name]
+        runs.append(subprocess.Popen(command + [url], stdout=subprocess.PIPE, text=True))
+    stop, counts = threading.Event(), collections.Counter()
+    threads = [threading.Thread(target=stream_loop, args=(stack.base, stop, counts)) for _ in range(16)]
+    threads += [threading.Thread(target=websocket_loop, args=(stack.port, stop, counts)) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    samples, started = [], time.time()
+    while time.time() - started < total:
+        time.sleep(10)
+        pid = stack.gateway.pid
+        samples.append((time.time() - started, memory_kib(pid, "VmRSS"), open_fds(pid)))
+        print(f"soak t={samples[-1][0]:.0f}s rss={samples[-1][1] / 1024:.1f} MiB fds={samples[-1][2]}", file=sys.stderr)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    statuses = collections.Counter()
+    for run in runs:
+        report = json.loads(run.communicate()[0])
+        statuses.update(report.get("statusCodeDistribution", {}))
+    for name in bodies:
+        os.unlink(name)
+    warm = [s for s in samples if s[0] >= 60] or samples
+    base_rss, base_fds = warm[0][1], warm[0][2]
+    top_rss, top_fds = max(s[1] for s in warm), max(s[2] for s in warm)
+    flat = top_rss <= base_rss * 1.1 and top_fds <= base_fds * 1.1 + 5
+    print(f"soak {duration}: unary statuses {dict(statuses)}, streams {counts['stream']} ok / "
+          f"{counts['stream_errors']} failed, WebSocket {counts['websocket']} ok / {counts['websocket_errors']} failed")
+    print(f"RSS after warm-up {base_rss / 1024:.1f} MiB, highest {top_rss / 1024:.1f} MiB; open FDs {base_fds}, "
+          f"highest {top_fds}: {'flat' if flat else 'NOT FLAT'}")
 
 
 def upload(url, path, source):
