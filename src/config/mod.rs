@@ -406,12 +406,19 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
         .ok();
 
     let mut map = UpstreamMap { default: raw.upstream.default, services: raw.upstream.services };
+    // A flag given twice for one service used to keep the last silently.
+    let mut flagged = std::collections::BTreeSet::new();
     for flag in &flags.upstreams {
-        match flag.split_once('=') {
-            Some((service, url)) => {
+        let (service, url) = flag.split_once('=').map_or((None, flag.as_str()), |(s, u)| (Some(s), u));
+        if !flagged.insert(service) {
+            let what = service.map_or("the default upstream".to_string(), |s| format!("service {s}"));
+            errors.push(format!("--upstream: {what} is given more than once; pass one URL per service"));
+        }
+        match service {
+            Some(service) => {
                 map.services.insert(service.to_string(), url.to_string());
             }
-            None => map.default = Some(flag.clone()),
+            None => map.default = Some(url.to_string()),
         }
     }
     let urls = map

@@ -304,6 +304,9 @@ fn call_request(
 ) -> Result<(tonic::Request<DynamicMessage>, Option<Duration>), Error> {
     let mut request = tonic::Request::new(message);
     *request.metadata_mut() = metadata(&parts.headers)?;
+    let client = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0);
+    let authority = parts.uri.authority().map(|a| a.as_str());
+    upstream_metadata::set_forwarded(&parts.headers, client, authority, request.metadata_mut().as_mut());
     let requested = match parts.headers.get("connect-timeout-ms") {
         Some(value) => {
             let ms = value

@@ -74,6 +74,14 @@ where
         }
         // gRPC-Web may arrive over HTTP/1.1; upstream it is always HTTP/2.
         parts.version = Version::HTTP_2;
+        let client = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0);
+        let authority = parts.uri.authority().map(|a| a.as_str());
+        let (forwarded_for, host) = crate::upstream::metadata::forwarded(&parts.headers, client, authority);
+        for (name, value) in [("x-forwarded-for", forwarded_for), ("x-forwarded-host", host)] {
+            if let Some(value) = value {
+                parts.headers.insert(name, value);
+            }
+        }
         crate::middleware::otel::inject_headers(&mut parts.headers);
         let timeouts = super::route_timeouts(&self.context, method, None);
         let streaming = method.descriptor.is_server_streaming() || method.descriptor.is_client_streaming();

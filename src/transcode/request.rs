@@ -108,7 +108,8 @@ fn read_body(
     options: &JsonOptions,
 ) -> Result<(), Error> {
     let target = match &binding.body {
-        BodyRule::None if http.body.is_empty() => return Ok(()),
+        // `{}` adds nothing, and grpc-gateway clients send it on every call.
+        BodyRule::None if is_empty_json(http.body) => return Ok(()),
         BodyRule::None => {
             return Err(Error::bad_request(format!(
                 "{} {} takes no request body",
@@ -149,6 +150,12 @@ fn read_body(
     Ok(())
 }
 
+/// No body, whitespace, or an empty JSON object.
+fn is_empty_json(body: &[u8]) -> bool {
+    let text = body.trim_ascii();
+    text.is_empty() || text.strip_prefix(b"{").and_then(|t| t.strip_suffix(b"}")).is_some_and(|t| t.trim_ascii().is_empty())
+}
+
 fn raw_http_body(http_body: &MessageDescriptor, http: HttpInput<'_>) -> DynamicMessage {
     let mut raw = DynamicMessage::new(http_body.clone());
     let content_type = http.content_type.unwrap_or("application/octet-stream");
@@ -164,7 +171,8 @@ fn check_json_content_type(content_type: Option<&str>) -> Result<(), Error> {
         return Ok(());
     };
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if essence == "application/json" || essence.ends_with("+json") {
+    // An empty value is no value: Go's http.Post(url, "", body) sends one.
+    if essence.is_empty() || essence == "application/json" || essence.ends_with("+json") {
         Ok(())
     } else {
         Err(Error::unsupported_media_type(content_type))

@@ -48,22 +48,40 @@ pub fn from_http(headers: &HeaderMap, client: Option<SocketAddr>) -> Result<Meta
             insert(&mut metadata, name, value)?;
         }
     }
+    set_forwarded(headers, client, None, metadata.as_mut());
+    Ok(metadata)
+}
+
+/// Sets `X-Forwarded-For` (the client's chain with the peer appended) and
+/// `X-Forwarded-Host` (the client's, else the `Host` or HTTP/2 `:authority`
+/// it used) in `out`, for every protocol's upstream call.
+pub fn set_forwarded(headers: &HeaderMap, client: Option<SocketAddr>, authority: Option<&str>, out: &mut HeaderMap) {
+    let (forwarded_for, host) = forwarded(headers, client, authority);
+    if let Some(value) = forwarded_for {
+        out.insert("x-forwarded-for", value);
+    }
+    if let Some(host) = host {
+        out.insert("x-forwarded-host", host);
+    }
+}
+
+/// The `X-Forwarded-For` and `X-Forwarded-Host` values `set_forwarded` sets.
+pub fn forwarded(
+    headers: &HeaderMap,
+    client: Option<SocketAddr>,
+    authority: Option<&str>,
+) -> (Option<HeaderValue>, Option<HeaderValue>) {
     let forwarded_for = match (headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()), client) {
         (Some(chain), Some(client)) => Some(format!("{chain}, {}", client.ip())),
         (None, Some(client)) => Some(client.ip().to_string()),
         (chain, None) => chain.map(str::to_string),
     };
-    if let Some(value) = forwarded_for.and_then(|v| AsciiMetadataValue::try_from(v).ok()) {
-        metadata.insert("x-forwarded-for", value);
-    }
     let host = headers
         .get("x-forwarded-host")
         .or_else(|| headers.get(http::header::HOST))
-        .and_then(|v| AsciiMetadataValue::try_from(v.as_bytes()).ok());
-    if let Some(host) = host {
-        metadata.insert("x-forwarded-host", host);
-    }
-    Ok(metadata)
+        .cloned()
+        .or_else(|| authority.and_then(|a| HeaderValue::try_from(a).ok()));
+    (forwarded_for.and_then(|v| HeaderValue::try_from(v).ok()), host)
 }
 
 fn insert(metadata: &mut MetadataMap, key: &str, value: &HeaderValue) -> Result<(), String> {
