@@ -41,6 +41,8 @@ struct Fields {
 struct Observed {
     inner: Body,
     bytes_out: u64,
+    /// The body was read to its end (else the client left before it).
+    ended: bool,
     record: Option<Record>,
 }
 
@@ -150,14 +152,29 @@ pub async fn observe(State(metrics): State<Arc<Metrics>>, request: Request, next
     };
     let body = Body::new(Counted { inner: body, bytes: bytes_in });
     metrics.in_flight.inc();
+    // A client that gives up before the answer drops this future: the guard
+    // still ends the request, as cancelled, in the log and the metrics.
+    let mut unanswered = Unanswered(Some(record));
     let response = next.run(Request::from_parts(parts, body)).await;
+    let Some(record) = unanswered.0.take() else { return response };
     let (parts, body) = response.into_parts();
     if let Some(code) = parts.headers.get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()) {
         record.trace.update(|f| f.grpc_code = f.grpc_code.or(Some(code)));
     }
     let record = Record { status: parts.status.as_u16(), ..record };
-    let observed = Observed { inner: body, bytes_out: 0, record: Some(record) };
+    let observed = Observed { inner: body, bytes_out: 0, ended: false, record: Some(record) };
     Response::from_parts(parts, Body::new(observed))
+}
+
+/// A request whose response has not been produced yet.
+struct Unanswered(Option<Record>);
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(record) = self.0.take() {
+            record.cancelled(0);
+        }
+    }
 }
 
 impl http_body::Body for Counted {
@@ -189,6 +206,9 @@ impl http_body::Body for Observed {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
+            self.ended = true;
+        }
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {
                 self.bytes_out += data.len() as u64;
@@ -217,12 +237,24 @@ impl http_body::Body for Observed {
 impl Drop for Observed {
     fn drop(&mut self) {
         if let Some(record) = self.record.take() {
-            record.finish(self.bytes_out);
+            if self.ended || http_body::Body::is_end_stream(&self.inner) {
+                record.finish(self.bytes_out);
+            } else {
+                record.cancelled(self.bytes_out);
+            }
         }
     }
 }
 
 impl Record {
+    /// Ends a request the client gave up on: 499 / CANCELLED, as nginx and
+    /// Envoy log it.
+    fn cancelled(mut self, bytes_out: u64) {
+        self.status = 499;
+        self.trace.update(|f| f.grpc_code = Some(tonic::Code::Cancelled as i32));
+        self.finish(bytes_out);
+    }
+
     /// Writes the access-log line and records the metrics.
     fn finish(self, bytes_out: u64) {
         let fields = self.trace.snapshot();

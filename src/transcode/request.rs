@@ -153,7 +153,8 @@ fn read_body(
 /// No body, whitespace, or an empty JSON object.
 fn is_empty_json(body: &[u8]) -> bool {
     let text = body.trim_ascii();
-    text.is_empty() || text.strip_prefix(b"{").and_then(|t| t.strip_suffix(b"}")).is_some_and(|t| t.trim_ascii().is_empty())
+    text.is_empty()
+        || text.strip_prefix(b"{").and_then(|t| t.strip_suffix(b"}")).is_some_and(|t| t.trim_ascii().is_empty())
 }
 
 fn raw_http_body(http_body: &MessageDescriptor, http: HttpInput<'_>) -> DynamicMessage {

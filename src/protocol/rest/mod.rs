@@ -336,8 +336,9 @@ async fn client_stream(
     body: Body,
 ) -> Result<Response<Body>, Error> {
     let ndjson = stream::is_ndjson(content_type);
-    let json = content_type
-        .is_none_or(|ct| ct.split(';').next().is_some_and(|t| t.trim().is_empty() || t.trim().eq_ignore_ascii_case("application/json")));
+    let json = content_type.is_none_or(|ct| {
+        ct.split(';').next().is_some_and(|t| t.trim().is_empty() || t.trim().eq_ignore_ascii_case("application/json"))
+    });
     if !ndjson && !json {
         return Err(Error::unsupported_media_type(content_type.unwrap_or_default()));
     }

@@ -1,0 +1,138 @@
+//! What real clients do that the happy path does not: give up mid-call,
+//! send an empty Content-Type, send `{}` on a GET, compress their bodies,
+//! expect X-Forwarded-* on every protocol. Against the real binary.
+
+mod common;
+
+use std::time::Duration;
+
+use common::process::{Gateway, spawn_gateway};
+
+async fn gateway(upstream: &str, extra: &[&str]) -> Gateway {
+    let descriptor = std::env::temp_dir().join(format!("protogate-interop-{}.binpb", common::process::free_port()));
+    std::fs::write(&descriptor, protogate::pb::EVERYTHING_DESCRIPTOR_SET).unwrap();
+    let descriptor = descriptor.display().to_string();
+    let mut args = vec!["serve", "--descriptor", &descriptor, "--upstream", upstream];
+    args.extend_from_slice(&["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]);
+    args.extend_from_slice(extra);
+    spawn_gateway(&args).await
+}
+
+async fn hostile_gateway() -> Gateway {
+    let backend = common::hostile::serve().await;
+    gateway(&format!("http://{backend}"), &[]).await
+}
+
+async fn metrics(g: &Gateway) -> String {
+    reqwest::get(format!("{}/metrics", g.admin)).await.unwrap().text().await.unwrap()
+}
+
+fn value(metrics: &str, prefix: &str) -> f64 {
+    metrics.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+}
+
+#[tokio::test]
+async fn a_client_that_gives_up_ends_its_request_once_as_cancelled() {
+    let g = hostile_gateway().await;
+    let impatient = reqwest::Client::builder().timeout(Duration::from_millis(200)).build().unwrap();
+    let abandoned = impatient
+        .post(format!("{}/test/v1/echo", g.public))
+        .header("content-type", "application/json")
+        .header("grpc-metadata-x-hostile", "silent")
+        .body("{}")
+        .send()
+        .await;
+    assert!(abandoned.is_err(), "the client gave up");
+    // A gRPC client with a deadline gives up the same way.
+    let channel = tonic::transport::Channel::from_shared(g.public.clone()).unwrap().connect().await.unwrap();
+    let mut client = protogate::pb::protogate::test::v1::echo_service_client::EchoServiceClient::new(channel);
+    let mut request = tonic::Request::new(protogate::pb::protogate::test::v1::Everything::default());
+    request.metadata_mut().insert("x-hostile", "silent".parse().unwrap());
+    request.set_timeout(Duration::from_millis(200));
+    assert!(client.echo(request).await.is_err(), "the client gave up at its deadline");
+
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = metrics(&g).await;
+        if value(&text, "protogate_requests_in_flight") == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(value(&text, "protogate_requests_in_flight"), 0.0, "{text}");
+    let cancelled =
+        value(&text, "protogate_requests_total{") - value(&text, "protogate_requests_total{grpc_code=\"0\"");
+    assert_eq!(cancelled, 2.0, "each abandoned request counted once: {text}");
+    assert!(text.contains("http_status=\"499\""), "{text}");
+}
+
+#[tokio::test]
+async fn go_style_empty_content_types_and_empty_bodies_on_gets_are_accepted() {
+    let g = hostile_gateway().await;
+    let client = reqwest::Client::new();
+    let response =
+        client.post(format!("{}/test/v1/echo", g.public)).header("content-type", "").body("{}").send().await.unwrap();
+    assert_eq!(response.status(), 200, "an empty Content-Type is like none");
+    for body in ["{}", " { } ", "\n"] {
+        let response = client.get(format!("{}/test/v1/metadata", g.public)).body(body).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{body:?} on a rule without a body");
+    }
+    let response = client.get(format!("{}/test/v1/metadata", g.public)).body(r#"{"a": 1}"#).send().await.unwrap();
+    assert_eq!(response.status(), 400, "a body with a field stays refused");
+}
+
+#[tokio::test]
+async fn a_gzip_request_body_is_refused_naming_its_encoding() {
+    let g = hostile_gateway().await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/test/v1/echo", g.public))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(vec![0x1f, 0x8b, 8, 0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415);
+    assert!(response.text().await.unwrap().contains("Content-Encoding \\\"gzip\\\""));
+}
+
+#[tokio::test]
+async fn a_repeated_upstream_for_one_service_is_refused_at_start() {
+    let output = tokio::process::Command::new(common::process::BIN)
+        .args(["serve", "--upstream", "protogate.test.v1.EchoService=http://127.0.0.1:1"])
+        .args(["--upstream", "protogate.test.v1.EchoService=http://127.0.0.1:2", "--listen", "127.0.0.1:0"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("service protogate.test.v1.EchoService is given more than once"), "{stderr}");
+}
+
+#[tokio::test]
+async fn forwarded_headers_reach_the_backend_from_every_protocol() {
+    let h = common::Harness::start().await;
+    let rest: serde_json::Value = h.client.get(h.url("/test/v1/metadata")).send().await.unwrap().json().await.unwrap();
+    let connect: serde_json::Value = h
+        .client
+        .post(h.url("/protogate.test.v1.EchoService/EchoMetadata"))
+        .header("content-type", "application/json")
+        .header("connect-protocol-version", "1")
+        .header("x-forwarded-for", "203.0.113.9")
+        .body("{}")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let channel = tonic::transport::Channel::from_shared(h.base.clone()).unwrap().connect().await.unwrap();
+    let mut client = protogate::pb::protogate::test::v1::echo_service_client::EchoServiceClient::new(channel);
+    let grpc = client.echo_metadata(()).await.unwrap().into_inner().entries;
+    let host = h.base.trim_start_matches("http://");
+    assert_eq!(rest["entries"]["x-forwarded-for"], "127.0.0.1", "{rest}");
+    assert_eq!(connect["entries"]["x-forwarded-for"], "203.0.113.9, 127.0.0.1", "{connect}");
+    assert_eq!(connect["entries"]["x-forwarded-host"], host, "{connect}");
+    assert_eq!(grpc.get("x-forwarded-for").map(String::as_str), Some("127.0.0.1"), "{grpc:?}");
+    assert_eq!(grpc.get("x-forwarded-host").map(String::as_str), Some(host), "{grpc:?}");
+}
