@@ -136,3 +136,55 @@ async fn forwarded_headers_reach_the_backend_from_every_protocol() {
     assert_eq!(grpc.get("x-forwarded-for").map(String::as_str), Some("127.0.0.1"), "{grpc:?}");
     assert_eq!(grpc.get("x-forwarded-host").map(String::as_str), Some(host), "{grpc:?}");
 }
+
+/// Runs the connect-node client script against `g`: the code per call.
+async fn connect_node(g: &Gateway) -> Option<serde_json::Value> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients");
+    if !std::path::Path::new(dir).join("node_modules/@connectrpc/connect-node").exists() {
+        assert!(std::env::var("CI").is_err(), "tests/clients has no node_modules; .ci/run installs them");
+        println!("SKIPPED: connect-node is not installed (cd tests/clients && npm install)");
+        return None;
+    }
+    let sets = std::env::temp_dir().join(format!("protogate-node-{}", common::process::free_port()));
+    std::fs::create_dir_all(&sets).unwrap();
+    std::fs::write(sets.join("echo.binpb"), protogate::pb::EVERYTHING_DESCRIPTOR_SET).unwrap();
+    std::fs::write(sets.join("library.binpb"), protogate::pb::LIBRARY_DESCRIPTOR_SET).unwrap();
+    let output = tokio::process::Command::new("node")
+        .arg(format!("{dir}/connect_refusals.mjs"))
+        .arg(&g.public)
+        .arg(sets.join("echo.binpb"))
+        .arg(sets.join("library.binpb"))
+        .output()
+        .await
+        .expect("node runs");
+    let _ = std::fs::remove_dir_all(&sets);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout} {}", String::from_utf8_lossy(&output.stderr));
+    Some(serde_json::from_str(stdout.trim()).unwrap())
+}
+
+#[tokio::test]
+async fn connect_node_reads_every_refusal_with_its_code() {
+    let backend = format!("http://{}", common::hostile::serve().await);
+    let key = "sha256 = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"";
+    let config = std::env::temp_dir().join(format!("protogate-interop-{}.toml", common::process::free_port()));
+    std::fs::write(
+        &config,
+        format!("[auth]\ndefault = \"authenticated\"\n[auth.api_keys]\nkeys = [{{ consumer = \"c\", {key} }}]\n"),
+    )
+    .unwrap();
+    let g = gateway(&backend, &["--config", &config.display().to_string()]).await;
+    let Some(refused) = connect_node(&g).await else { return };
+    for version in ["1.1", "2"] {
+        for call in ["server stream", "large unary", "unknown stream"] {
+            let got = refused[format!("{version} {call}")].as_str().unwrap_or_default().to_string();
+            assert!(got.starts_with("Unauthenticated"), "{version} {call}: {got}");
+        }
+    }
+    let open = gateway(&backend, &[]).await;
+    let Some(served) = connect_node(&open).await else { return };
+    for version in ["1.1", "2"] {
+        let got = served[format!("{version} unknown stream")].as_str().unwrap_or_default().to_string();
+        assert!(got.starts_with("Unimplemented: unknown method"), "{version}: {got}");
+    }
+}

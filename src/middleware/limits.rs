@@ -20,7 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Code;
 
 use crate::error::Error;
-use crate::protocol::{LiveContext, refusal as refuse};
+use crate::protocol::{LiveContext, refuse};
 
 /// The limits checked per request.
 #[derive(Debug, Clone)]
@@ -95,7 +95,7 @@ pub async fn check(State(live): State<Arc<LiveContext>>, mut request: Request, n
     let limits = &context.limits;
     let length = request.uri().path_and_query().map_or(0, |p| p.as_str().len());
     if length > limits.max_uri_length {
-        return refuse(&request, Error::uri_too_long(length, limits.max_uri_length));
+        return refuse(request, Error::uri_too_long(length, limits.max_uri_length)).await;
     }
     let header_bytes: usize = request.headers().iter().map(|(n, v)| n.as_str().len() + v.len()).sum();
     if header_bytes > limits.max_header_bytes {
@@ -104,18 +104,18 @@ pub async fn check(State(live): State<Arc<LiveContext>>, mut request: Request, n
             format!("request headers are {header_bytes} bytes, over the limit of {}", limits.max_header_bytes),
         );
         error.http_status = Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
-        return refuse(&request, error);
+        return refuse(request, error).await;
     }
     let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let share = match client {
         Some(client) => match limits.per_client.take(client) {
             Some(share) => Some(share),
-            None => return at_capacity(&request, "this client has too many requests in flight; retry shortly"),
+            None => return at_capacity(request, "this client has too many requests in flight; retry shortly").await,
         },
         None => None,
     };
     let Ok(permit) = limits.concurrency.clone().try_acquire_owned() else {
-        return at_capacity(&request, "the gateway is at capacity; retry shortly");
+        return at_capacity(request, "the gateway is at capacity; retry shortly").await;
     };
     // gRPC and Connect streams may idle between messages for as long as
     // their stream timeouts allow; every other body must keep coming.
@@ -131,10 +131,10 @@ pub async fn check(State(live): State<Arc<LiveContext>>, mut request: Request, n
     response.map(|inner| Body::new(Permitted { inner, _permit: permit, _share: share }))
 }
 
-fn at_capacity(request: &Request, message: &str) -> Response<Body> {
+async fn at_capacity(request: Request, message: &str) -> Response<Body> {
     let mut error = Error::client(Code::Unavailable, message);
     error.http_status = Some(StatusCode::SERVICE_UNAVAILABLE);
-    let mut response = refuse(request, error);
+    let mut response = refuse(request, error).await;
     response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
     response
 }

@@ -71,8 +71,32 @@ pub async fn serve(context: &Context, request: Request<Body>) -> Response<Body> 
     };
     outcome.unwrap_or_else(|error| {
         trace_of(&parts.extensions).grpc_code(error.code);
-        unary_error(&error, &snapshot.pool)
+        if streaming {
+            stream_error(&error, &parts.headers, &snapshot.pool)
+        } else {
+            unary_error(&error, &snapshot.pool)
+        }
     })
+}
+
+/// An error before a stream started, in the stream's own form: status 200
+/// and one end-of-stream message. Clients read a unary-form error on a
+/// streaming call as "HTTP 501" and lose the code.
+fn stream_error(error: &Error, headers: &http::HeaderMap, pool: &DescriptorPool) -> Response<Body> {
+    log(error);
+    let end = end_of_stream(Some(error), &MetadataMap::new(), pool);
+    let mut response = Response::new(Body::from(end));
+    let stream_type = match content_type(headers).as_str() {
+        "application/connect+proto" => Codec::Proto.stream_type(),
+        _ => Codec::Json.stream_type(),
+    };
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(stream_type));
+    response
+}
+
+/// Whether a request is a Connect streaming call (by its content type).
+pub fn is_streaming(headers: &http::HeaderMap) -> bool {
+    content_type(headers).starts_with("application/connect+")
 }
 
 fn find_method<'a>(snapshot: &'a Snapshot, parts: &Parts) -> Result<&'a MethodEntry, Error> {
@@ -386,9 +410,14 @@ fn content_type(headers: &HeaderMap) -> String {
     value.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
 }
 
-/// A policy refusal in Connect's form.
-pub fn error_response(error: &Error) -> Response<Body> {
-    unary_error(error, &DescriptorPool::default())
+/// A policy refusal in Connect's form: an end-of-stream message on a
+/// streaming call, the unary error JSON otherwise.
+pub fn error_response(error: &Error, headers: &http::HeaderMap) -> Response<Body> {
+    if is_streaming(headers) {
+        stream_error(error, headers, &DescriptorPool::default())
+    } else {
+        unary_error(error, &DescriptorPool::default())
+    }
 }
 
 /// A unary (or pre-stream) error: Connect's JSON with the table's status.

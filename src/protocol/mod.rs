@@ -142,11 +142,15 @@ pub async fn dispatch(context: Arc<Context>, mut request: Request<Body>) -> Resp
     }
     let protocol = classify(&request);
     let metrics = context.metrics.clone();
+    // Only the content type decides an error's form; kept for the panic path.
+    let content_type = request.headers().get(CONTENT_TYPE).cloned();
     match AssertUnwindSafe(serve(protocol, context, request)).catch_unwind().await {
         Ok(response) => response.map(|inner| Body::new(Guarded { inner: Some(inner), protocol, metrics })),
         Err(panic) => {
             panicked(&metrics, panic.as_ref());
-            render(protocol, &Error::gateway(tonic::Code::Internal, "the request handler panicked"))
+            let headers =
+                content_type.map(|value| http::HeaderMap::from_iter([(CONTENT_TYPE, value)])).unwrap_or_default();
+            render(protocol, &Error::gateway(tonic::Code::Internal, "the request handler panicked"), &headers)
         }
     }
 }
@@ -318,14 +322,50 @@ pub(crate) fn route_timeouts(
 /// gRPC status, Connect's error JSON, or Status JSON.
 pub fn refusal<B>(request: &Request<B>, error: Error) -> Response<Body> {
     trace_of(request.extensions()).grpc_code(error.code);
-    render(classify(request), &error)
+    render(classify(request), &error, request.headers())
+}
+
+/// A refusal by a policy layer that owns the request: on HTTP/1.1 it first
+/// reads and drops a bounded part of the body, so a client still writing
+/// it reads the refusal instead of failing with EPIPE (connect-node
+/// reported "Internal: write EPIPE" for a 401); a body past the bound
+/// gets `Connection: close`, so the connection ends cleanly after the
+/// answer.
+pub async fn refuse(request: Request<Body>, error: Error) -> Response<Body> {
+    let mut response = refusal(&request, error);
+    if request.version() <= http::Version::HTTP_11 && !http_body::Body::is_end_stream(request.body()) {
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, drain(request.into_body())).await;
+        if !matches!(drained, Ok(true)) {
+            response.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+    }
+    response
+}
+
+/// Most of a refused body read, and for how long.
+const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Reads a body to its end unless it is longer than `DRAIN_LIMIT`.
+async fn drain(mut body: Body) -> bool {
+    let mut read = 0;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => read += frame.data_ref().map_or(0, Bytes::len),
+            Err(_) => return false,
+        }
+        if read > DRAIN_LIMIT {
+            return false;
+        }
+    }
+    true
 }
 
 /// An error answered before the protocol handler took the request.
-pub fn render(protocol: Protocol, error: &Error) -> Response<Body> {
+pub fn render(protocol: Protocol, error: &Error, headers: &http::HeaderMap) -> Response<Body> {
     match protocol {
         Protocol::Grpc | Protocol::GrpcWeb => tonic::Status::new(error.code, error.message.clone()).into_http(),
-        Protocol::Connect => connect::error_response(error),
+        Protocol::Connect => connect::error_response(error, headers),
         _ => rest::error_response(error, None),
     }
 }
