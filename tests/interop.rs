@@ -188,3 +188,12 @@ async fn connect_node_reads_every_refusal_with_its_code() {
         assert!(got.starts_with("Unimplemented: unknown method"), "{version}: {got}");
     }
 }
+
+#[tokio::test]
+async fn json_options_apply_inside_error_details_too() {
+    let h = common::Harness::start_with("[json]\nproto_field_names = true\n").await;
+    let (status, body) = h.get_json("/v1/shelves/1/books?pageSize=-1").await;
+    assert_eq!(status, 400);
+    assert_eq!(body["details"][0]["field_violations"][0]["field"], "page_size", "{body}");
+    assert!(body["details"][0].get("fieldViolations").is_none(), "{body}");
+}

@@ -73,7 +73,7 @@ pub async fn serve(context: Arc<Context>, request: Request<Body>) -> Response<Bo
                 run(socket, snapshot, index, (decoder, metadata, timeouts), json).await;
             })
         }
-        (Err(error), _) => error_response(&error, Some(&snapshot.pool)),
+        (Err(error), _) => error_response(&error, Some((&snapshot.pool, &context.json.serialize_options()))),
         (_, Err(rejection)) => error_response(&Error::bad_request(rejection.body_text()), None),
     }
 }

@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use http::header::{ACCEPT, ALLOW, CONTENT_TYPE};
 use http::{HeaderValue, Request, Response, StatusCode, request::Parts};
-use prost_reflect::{DescriptorPool, DynamicMessage};
+use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use tokio::time::Instant;
 use tonic::Code;
 
@@ -51,7 +51,7 @@ pub async fn serve(context: &Context, mut request: Request<Body>) -> Response<Bo
         Ok(response) => response,
         Err(error) => {
             trace.grpc_code(error.code);
-            error_response(&error, Some(&snapshot.pool))
+            error_response(&error, Some((&snapshot.pool, &context.json.serialize_options())))
         }
     }
 }
@@ -379,15 +379,16 @@ async fn client_stream(
 
 /// The error as a response: Status JSON, the status from the table, `Allow`
 /// on a 405. Gateway-side details go to the log only.
-pub fn error_response(error: &Error, pool: Option<&DescriptorPool>) -> Response<Body> {
-    let mut response = json_response(error.http_status(), error_body(error, pool));
+/// `schema`: the pool details are decoded with, and the JSON options.
+pub fn error_response(error: &Error, schema: Option<(&DescriptorPool, &SerializeOptions)>) -> Response<Body> {
+    let mut response = json_response(error.http_status(), error_body(error, schema));
     if let Some(allow) = error.allow.as_deref().and_then(|a| HeaderValue::try_from(a).ok()) {
         response.headers_mut().insert(ALLOW, allow);
     }
     response
 }
 
-fn error_body(error: &Error, pool: Option<&DescriptorPool>) -> Vec<u8> {
+fn error_body(error: &Error, schema: Option<(&DescriptorPool, &SerializeOptions)>) -> Vec<u8> {
     match error.origin {
         Origin::Gateway => {
             tracing::error!(code = ?error.code, detail = error.internal.as_deref(), "request failed in the gateway")
@@ -399,8 +400,12 @@ fn error_body(error: &Error, pool: Option<&DescriptorPool>) -> Vec<u8> {
             tracing::debug!(code = ?error.code, message = %error.message, "bad request")
         }
     }
-    let pools: Vec<&DescriptorPool> = pool.into_iter().collect();
-    status::to_json(error.code as i32, &error.message, &error.details, &pools)
+    let default = SerializeOptions::new();
+    let (pools, options): (Vec<&DescriptorPool>, _) = match schema {
+        Some((pool, options)) => (vec![pool], options),
+        None => (Vec::new(), &default),
+    };
+    status::to_json(error.code as i32, &error.message, &error.details, &pools, options)
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {

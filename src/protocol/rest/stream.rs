@@ -122,7 +122,7 @@ impl Frames {
     }
 
     fn failure(&self, error: Error) -> Bytes {
-        self.format.error(&error_body(&error, Some(&self.pool)), self.sent)
+        self.format.error(&error_body(&error, Some((&self.pool, &self.json))), self.sent)
     }
 }
 
