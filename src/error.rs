@@ -37,6 +37,16 @@ pub struct Error {
     pub allow: Option<String>,
     /// What went wrong inside the gateway; logged, never sent.
     pub internal: Option<String>,
+    /// The header and trailer metadata a backend sent with its error; they
+    /// reach the client as they would with an answer.
+    pub backend_metadata: Option<std::sync::Arc<BackendMetadata>>,
+}
+
+/// Metadata that came with a backend's error.
+#[derive(Debug, Clone, Default)]
+pub struct BackendMetadata {
+    pub headers: tonic::metadata::MetadataMap,
+    pub trailers: tonic::metadata::MetadataMap,
 }
 
 impl Error {
@@ -49,6 +59,7 @@ impl Error {
             http_status: None,
             allow: None,
             internal: None,
+            backend_metadata: None,
         }
     }
 
@@ -127,6 +138,8 @@ impl Error {
         if status.metadata().contains_key(BACKEND_STATUS) {
             let mut error = Self::new(Origin::Backend, status.code(), status.message());
             error.details = status.details().to_vec().into();
+            let trailers = status.metadata().clone();
+            error.backend_metadata = Some(std::sync::Arc::new(BackendMetadata { trailers, ..Default::default() }));
             return error;
         }
         let source = std::error::Error::source(&status);
@@ -148,6 +161,16 @@ impl Error {
         Self::gateway(code, format!("upstream call failed: {status}"))
     }
 
+    /// Adds the response headers the backend sent before its error.
+    pub fn with_backend_headers(mut self, headers: &tonic::metadata::MetadataMap) -> Self {
+        if self.origin == Origin::Backend && !headers.is_empty() {
+            let mut metadata = self.backend_metadata.as_deref().cloned().unwrap_or_default();
+            metadata.headers = headers.clone();
+            self.backend_metadata = Some(std::sync::Arc::new(metadata));
+        }
+        self
+    }
+
     /// The HTTP status this error is answered with.
     pub fn http_status(&self) -> StatusCode {
         self.http_status.unwrap_or_else(|| http_status(self.code))
@@ -165,6 +188,12 @@ impl std::fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+impl From<tonic::Status> for Error {
+    fn from(status: tonic::Status) -> Self {
+        Self::from_upstream(status)
+    }
+}
 
 /// The first `T` in `error`'s source chain, `error` itself included.
 pub fn find_cause<'a, T: std::error::Error + 'static>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {

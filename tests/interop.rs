@@ -197,3 +197,32 @@ async fn json_options_apply_inside_error_details_too() {
     assert_eq!(body["details"][0]["field_violations"][0]["field"], "page_size", "{body}");
     assert!(body["details"][0].get("fieldViolations").is_none(), "{body}");
 }
+
+#[tokio::test]
+async fn backend_metadata_reaches_rest_and_connect_clients_with_errors_too() {
+    let g = hostile_gateway().await;
+    let client = reqwest::Client::new();
+    let rest = client
+        .post(format!("{}/test/v1/echo", g.public))
+        .header("content-type", "application/json")
+        .header("grpc-metadata-x-hostile", "error-with-metadata")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.status(), 404);
+    assert_eq!(rest.headers()["grpc-metadata-x-header-meta"], "h");
+    assert_eq!(rest.headers()["grpc-trailer-x-trailer-meta"], "t");
+    let connect = client
+        .post(format!("{}/protogate.test.v1.EchoService/Echo", g.public))
+        .header("content-type", "application/json")
+        .header("connect-protocol-version", "1")
+        .header("x-hostile", "error-with-metadata")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(connect.status(), 404);
+    assert_eq!(connect.headers()["x-header-meta"], "h");
+    assert_eq!(connect.headers()["trailer-x-trailer-meta"], "t");
+}

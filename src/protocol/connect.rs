@@ -123,7 +123,7 @@ async fn unary(context: &Context, method: &MethodEntry, parts: &Parts, body: Bod
     let message = decode(codec, &method.descriptor.input(), &payload, context)?;
     check_size(prost::Message::encoded_len(&message), method.call.max_message_size)?;
     let request = call_request(message, method, parts, context, false)?;
-    let reply = counted(context, &method.upstream, method.call.unary(request.0).await.map_err(Error::from_upstream))?;
+    let reply = counted(context, &method.upstream, method.call.unary(request.0).await)?;
     let body = encode(codec, &reply.message, &context.json.serialize_options())?;
     let mut response = Response::new(Body::from(body));
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(codec.unary_type()));
@@ -429,6 +429,10 @@ fn unary_error(error: &Error, pool: &DescriptorPool) -> Response<Body> {
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if let Some(allow) = error.allow.as_deref().and_then(|a| HeaderValue::try_from(a).ok()) {
         response.headers_mut().insert(http::header::ALLOW, allow);
+    }
+    if let Some(backend) = &error.backend_metadata {
+        upstream_metadata::to_http(&backend.headers, "", response.headers_mut());
+        upstream_metadata::to_http(&backend.trailers, "trailer-", response.headers_mut());
     }
     response
 }

@@ -9,6 +9,7 @@ use tonic::{Request, Status, Streaming};
 use tracing::Instrument;
 
 use super::codec::{DynamicCodec, RawCodec};
+use crate::error::Error;
 use crate::middleware::otel::upstream_span;
 
 /// Where and how to call one method.
@@ -34,12 +35,12 @@ pub struct UnaryReply<M = DynamicMessage> {
 impl Call {
     /// A unary call. It runs as a server stream of one message so headers and
     /// trailers stay distinguishable (tonic's unary merges them).
-    pub async fn unary(&self, request: Request<DynamicMessage>) -> Result<UnaryReply, Status> {
+    pub async fn unary(&self, request: Request<DynamicMessage>) -> Result<UnaryReply, Error> {
         single_reply(self.server_streaming(request).await?).await
     }
 
     /// A unary call with the request and the answer in wire form.
-    pub async fn unary_raw(&self, mut request: Request<bytes::Bytes>) -> Result<UnaryReply<bytes::Bytes>, Status> {
+    pub async fn unary_raw(&self, mut request: Request<bytes::Bytes>) -> Result<UnaryReply<bytes::Bytes>, Error> {
         let span = upstream_span(self.path.as_str(), request.metadata_mut());
         let call = async {
             let mut grpc = self.client().await?;
@@ -61,7 +62,7 @@ impl Call {
     }
 
     /// A client-streaming call: many messages in, one reply.
-    pub async fn client_streaming<S>(&self, request: Request<S>) -> Result<UnaryReply, Status>
+    pub async fn client_streaming<S>(&self, request: Request<S>) -> Result<UnaryReply, Error>
     where
         S: Stream<Item = DynamicMessage> + Send + 'static,
     {
@@ -93,16 +94,17 @@ impl Call {
     }
 }
 
-/// Reads the one message of a unary answer, then its trailers.
-async fn single_reply<M>(response: tonic::Response<Streaming<M>>) -> Result<UnaryReply<M>, Status> {
+/// Reads the one message of a unary answer, then its trailers; a failure
+/// keeps the header metadata that came before it.
+async fn single_reply<M>(response: tonic::Response<Streaming<M>>) -> Result<UnaryReply<M>, Error> {
     let (headers, mut stream, _) = response.into_parts();
-    let message = stream
-        .message()
-        .await?
-        .ok_or_else(|| Status::internal("backend closed a unary call without a response message"))?;
-    if stream.message().await?.is_some() {
-        return Err(Status::internal("backend sent more than one message on a unary call"));
+    let failed = |status: Status| Error::from_upstream(status).with_backend_headers(&headers);
+    let message = stream.message().await.map_err(failed)?.ok_or_else(|| {
+        Error::gateway(tonic::Code::Internal, "backend closed a unary call without a response message")
+    })?;
+    if stream.message().await.map_err(failed)?.is_some() {
+        return Err(Error::gateway(tonic::Code::Internal, "backend sent more than one message on a unary call"));
     }
-    let trailers = stream.trailers().await?.unwrap_or_default();
+    let trailers = stream.trailers().await.map_err(failed)?.unwrap_or_default();
     Ok(UnaryReply { headers, message, trailers })
 }

@@ -68,6 +68,14 @@ async fn answer(request: Request<Incoming>) -> Reply {
         }
         // A frame with an invalid compression flag: tonic's decoder error.
         "garbage" => reply(vec![7, 0, 0, 0, 1, 0], Some(status_trailers("0", "", ""))),
+        // An error with header and trailer metadata.
+        "error-with-metadata" => {
+            let mut trailers = status_trailers("5", "no such thing", "");
+            trailers.insert("x-trailer-meta", HeaderValue::from_static("t"));
+            let mut response = reply(vec![], Some(trailers));
+            response.headers_mut().insert("x-header-meta", HeaderValue::from_static("h"));
+            response
+        }
         // Accepts the call and never answers.
         "silent" => std::future::pending().await,
         _ => reply(EMPTY_MESSAGE.to_vec(), Some(status_trailers("0", "", ""))),

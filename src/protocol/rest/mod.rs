@@ -247,9 +247,9 @@ fn deadline(
 }
 
 /// Awaits an upstream call within the timeout, if any.
-async fn within<T>(
+async fn within<T, E: Into<Error>>(
     timeout: Option<Duration>,
-    call: impl Future<Output = Result<T, tonic::Status>>,
+    call: impl Future<Output = Result<T, E>>,
 ) -> Result<T, Error> {
     match timeout {
         Some(timeout) => tokio::time::timeout(timeout, call)
@@ -257,7 +257,7 @@ async fn within<T>(
             .map_err(|_| Error::gateway(Code::DeadlineExceeded, format!("no answer within {timeout:?}")))?,
         None => call.await,
     }
-    .map_err(Error::from_upstream)
+    .map_err(Into::into)
 }
 
 fn unary_response(context: &Context, binding: &Binding, reply: UnaryReply) -> Result<Response<Body>, Error> {
@@ -382,6 +382,10 @@ async fn client_stream(
 /// `schema`: the pool details are decoded with, and the JSON options.
 pub fn error_response(error: &Error, schema: Option<(&DescriptorPool, &SerializeOptions)>) -> Response<Body> {
     let mut response = json_response(error.http_status(), error_body(error, schema));
+    if let Some(backend) = &error.backend_metadata {
+        metadata::to_http(&backend.headers, metadata::HEADER_PREFIX, response.headers_mut());
+        metadata::to_http(&backend.trailers, metadata::TRAILER_PREFIX, response.headers_mut());
+    }
     if let Some(allow) = error.allow.as_deref().and_then(|a| HeaderValue::try_from(a).ok()) {
         response.headers_mut().insert(ALLOW, allow);
     }
