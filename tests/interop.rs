@@ -226,3 +226,44 @@ async fn backend_metadata_reaches_rest_and_connect_clients_with_errors_too() {
     assert_eq!(connect.headers()["x-header-meta"], "h");
     assert_eq!(connect.headers()["trailer-x-trailer-meta"], "t");
 }
+
+#[tokio::test]
+async fn registering_by_reflection_works_against_a_grpcio_server() {
+    use tokio::io::AsyncBufReadExt;
+    let sets = std::env::temp_dir().join(format!("protogate-grpcio-{}.binpb", common::process::free_port()));
+    std::fs::write(&sets, protogate::pb::LIBRARY_DESCRIPTOR_SET).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/grpcio_reflection.py");
+    let spawned = tokio::process::Command::new("python3")
+        .args([script, &sets.display().to_string(), "library.v1.LibraryService"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn();
+    let mut server = spawned.expect("python3 runs");
+    let mut lines = tokio::io::BufReader::new(server.stdout.take().unwrap()).lines();
+    let port = match tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await {
+        Ok(Ok(Some(port))) => port,
+        _ => {
+            let mut stderr = String::new();
+            use tokio::io::AsyncReadExt;
+            let _ = server.stderr.take().unwrap().read_to_string(&mut stderr).await;
+            assert!(std::env::var("CI").is_err(), "grpcio did not start ({stderr}); .ci/run installs grpcio");
+            println!("SKIPPED: grpcio is not installed (pip install grpcio grpcio-reflection): {stderr}");
+            return;
+        }
+    };
+    let g = hostile_gateway().await;
+    let started = std::time::Instant::now();
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/descriptor-sets/library:reflect?upstream=http://127.0.0.1:{port}", g.admin))
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert!(status.is_success(), "{status}: {text}");
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    assert!(text.contains("library.v1.LibraryService"), "{text}");
+    let _ = std::fs::remove_file(&sets);
+}

@@ -48,6 +48,18 @@ struct Conversation {
 /// all the files they need, as an encoded `FileDescriptorSet` whose files are
 /// sorted by name, so the same schema always gives the same digest.
 pub async fn fetch(url: &str, connect_timeout: Duration) -> Result<Vec<u8>, String> {
+    // A whole fetch — the admin call and every `--reflect` refresh — ends
+    // within this, whatever the backend does.
+    let deadline = connect_timeout + FETCH_TIMEOUT;
+    tokio::time::timeout(deadline, fetch_within(url, connect_timeout))
+        .await
+        .unwrap_or_else(|_| Err(format!("{url}: reflection did not finish within {deadline:?}")))
+}
+
+/// Longest a reflection fetch may take once connected.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn fetch_within(url: &str, connect_timeout: Duration) -> Result<Vec<u8>, String> {
     let channel = crate::upstream::endpoint(url, connect_timeout)?
         .connect()
         .await
@@ -65,8 +77,8 @@ pub async fn fetch(url: &str, connect_timeout: Duration) -> Result<Vec<u8>, Stri
 }
 
 async fn fetch_with(channel: Channel, path: &'static str) -> Result<Vec<u8>, Status> {
-    let mut conversation = Conversation::open(channel, path).await?;
-    let services = match conversation.ask(MessageRequest::ListServices(String::new())).await? {
+    let mut conversation = Conversation::open(channel, path, MessageRequest::ListServices(String::new())).await?;
+    let services = match conversation.answer().await? {
         MessageResponse::ListServicesResponse(list) => list.service,
         other => return Err(unexpected(&other)),
     };
@@ -97,8 +109,14 @@ async fn fetch_with(channel: Channel, path: &'static str) -> Result<Vec<u8>, Sta
 }
 
 impl Conversation {
-    async fn open(channel: Channel, path: &'static str) -> Result<Self, Status> {
+    /// Opens the stream with its first request already sent: grpc-go and
+    /// grpc-core servers send response headers only with their first
+    /// response, so awaiting the headers before asking waited for good
+    /// (each side waiting for the other; ~150 s, then "Too many pings").
+    async fn open(channel: Channel, path: &'static str, first: MessageRequest) -> Result<Self, Status> {
         let (requests, receiver) = mpsc::channel(1);
+        let first = ServerReflectionRequest { host: String::new(), message_request: Some(first) };
+        requests.send(first).await.map_err(|_| Status::unavailable("reflection stream closed"))?;
         let mut grpc = tonic::client::Grpc::new(channel);
         grpc.ready().await.map_err(|e| Status::unavailable(e.to_string()))?;
         let codec = tonic_prost::ProstCodec::default();
@@ -112,6 +130,11 @@ impl Conversation {
     async fn ask(&mut self, request: MessageRequest) -> Result<MessageResponse, Status> {
         let request = ServerReflectionRequest { host: String::new(), message_request: Some(request) };
         self.requests.send(request).await.map_err(|_| Status::unavailable("reflection stream closed"))?;
+        self.answer().await
+    }
+
+    /// The response to the request sent last.
+    async fn answer(&mut self) -> Result<MessageResponse, Status> {
         let response = self
             .responses
             .message()
