@@ -126,7 +126,13 @@ async fn client_streams_read_ndjson_or_json_array_bodies() {
             "stream message 2: invalid JSON body: field \"fInt32\": invalid digit found in string at line 1 column 16"
         )
     );
-    let (status, body) = h.post_json("/test/v1/collect", "{}").await;
+    // With application/json also JSON objects one after another, as
+    // grpc-gateway clients send them, and an empty body: zero messages.
+    let (status, body) = h.post_json("/test/v1/collect", "{\"fString\": \"p\"} {\"fString\": \"q\"}\n").await;
+    assert_eq!((status, &body["rString"]), (200, &serde_json::json!(["p", "q"])), "{body}");
+    let (status, body) = h.post_json("/test/v1/collect", "").await;
+    assert_eq!((status, body.get("rString")), (200, None), "{body}");
+    let (status, body) = h.post_json("/test/v1/collect", "\"not a message\"").await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(h.get_json("/v1/shelves/1").await.0, 200);
 }

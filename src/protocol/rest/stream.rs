@@ -190,12 +190,23 @@ fn lines(body: Body, limit: usize) -> impl Stream<Item = Result<Bytes, Error>> +
     })
 }
 
-/// The elements of a JSON array body (read whole, at most `limit` bytes).
+/// The messages of an `application/json` client-stream body (read whole,
+/// at most `limit` bytes): one JSON array, or JSON objects one after
+/// another separated by whitespace, as grpc-gateway clients send them; an
+/// empty body is zero messages.
 fn array_elements(body: Body, limit: usize) -> impl Stream<Item = Result<Bytes, Error>> + Send {
     futures_util::stream::once(async move {
         let bytes = super::super::read_body(body, limit).await?;
-        let values: Vec<Box<serde_json::value::RawValue>> = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::bad_request(format!("a client stream body must be a JSON array or NDJSON: {e}")))?;
+        let invalid = |e: serde_json::Error| {
+            Error::bad_request(format!("a client stream body must be a JSON array, JSON objects or NDJSON: {e}"))
+        };
+        let values: Vec<Box<serde_json::value::RawValue>> = match bytes.trim_ascii_start().first() {
+            None => Vec::new(),
+            Some(b'[') => serde_json::from_slice(&bytes).map_err(invalid)?,
+            Some(_) => {
+                serde_json::Deserializer::from_slice(&bytes).into_iter().collect::<Result<_, _>>().map_err(invalid)?
+            }
+        };
         Ok(values)
     })
     .flat_map(|parsed| {
