@@ -267,3 +267,39 @@ async fn registering_by_reflection_works_against_a_grpcio_server() {
     assert!(text.contains("library.v1.LibraryService"), "{text}");
     let _ = std::fs::remove_file(&sets);
 }
+
+#[tokio::test]
+async fn a_buf_built_set_registers_next_to_a_protoc_style_one() {
+    let buf = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/tools/node_modules/.bin/buf");
+    if !buf.exists() {
+        assert!(std::env::var("CI").is_err(), "buf is missing; .ci/run installs it");
+        println!("SKIPPED: buf is not installed (npm install --prefix .ci/tools @bufbuild/buf@1)");
+        return;
+    }
+    let out = std::env::temp_dir().join(format!("protogate-buf-{}.binpb", common::process::free_port()));
+    let built = tokio::process::Command::new(&buf)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/proto"))
+        .args(["build", "--path", "protogate/test/v1", "-o"])
+        .arg(&out)
+        .output()
+        .await
+        .unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    // The gateway already holds the library set, whose well-known-type files
+    // protox wrote; buf writes the same files with source info.
+    let library = std::env::temp_dir().join(format!("protogate-lib-{}.binpb", common::process::free_port()));
+    std::fs::write(&library, protogate::pb::LIBRARY_DESCRIPTOR_SET).unwrap();
+    let library = library.display().to_string();
+    let args = ["serve", "--descriptor", &library, "--upstream", "http://127.0.0.1:1", "--listen", "127.0.0.1:0"];
+    let g = spawn_gateway(&[&args[..], &["--admin-listen", "127.0.0.1:0"]].concat()).await;
+    let response = reqwest::Client::new()
+        .put(format!("{}/v1/descriptor-sets/echo", g.admin))
+        .header("content-type", "application/octet-stream")
+        .body(std::fs::read(&out).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    assert_eq!(status, 201, "{}", response.text().await.unwrap());
+    let _ = std::fs::remove_file(&out);
+}

@@ -61,8 +61,13 @@ pub fn merge<B: AsRef<[u8]>>(sets: &[(String, B)]) -> Result<Merged, LoadErrors>
             }
             match seen.get(&file) {
                 Some((other, first)) if *first != raw => {
-                    consistent = false;
-                    errors.push(format!("{name}: file {file:?} differs from the one in {}", sets[*other].0));
+                    if let Some(difference) = schema_difference(first, &raw) {
+                        consistent = false;
+                        errors.push(format!(
+                            "{name}: file {file:?} differs from the one in {}: {difference}",
+                            sets[*other].0
+                        ));
+                    }
                 }
                 Some(_) => {}
                 None => {
@@ -76,6 +81,46 @@ pub fn merge<B: AsRef<[u8]>>(sets: &[(String, B)]) -> Result<Merged, LoadErrors>
         }
     }
     if errors.is_empty() { Ok(Merged { pool, owners }) } else { Err(LoadErrors::invalid(errors)) }
+}
+
+/// What differs between two copies of one file, ignoring what does not
+/// change the schema: source info (comments, locations) and file-level
+/// options, which buf and protoc write differently into the same
+/// well-known-type files. `None` when both define the same thing.
+fn schema_difference(a: &[u8], b: &[u8]) -> Option<String> {
+    use prost::Message;
+    let decode = |bytes: &[u8]| prost_types::FileDescriptorProto::decode(bytes).ok();
+    let (Some(a), Some(b)) = (decode(a), decode(b)) else {
+        return Some("one copy cannot be read".into());
+    };
+    let named = |kind: &str, a: Vec<(String, Vec<u8>)>, b: Vec<(String, Vec<u8>)>| {
+        let missing = a.iter().find(|(name, _)| !b.iter().any(|(other, _)| other == name));
+        let missing = missing.or_else(|| b.iter().find(|(name, _)| !a.iter().any(|(other, _)| other == name)));
+        if let Some((name, _)) = missing {
+            return Some(format!("{kind} {name} is in one copy only"));
+        }
+        let changed = a.iter().find(|(name, bytes)| b.iter().any(|(other, theirs)| other == name && theirs != bytes));
+        changed.map(|(name, _)| format!("{kind} {name} is defined differently"))
+    };
+    let messages = |f: &prost_types::FileDescriptorProto| {
+        f.message_type.iter().map(|m| (m.name().to_string(), m.encode_to_vec())).collect::<Vec<_>>()
+    };
+    let enums = |f: &prost_types::FileDescriptorProto| {
+        f.enum_type.iter().map(|e| (e.name().to_string(), e.encode_to_vec())).collect::<Vec<_>>()
+    };
+    let services = |f: &prost_types::FileDescriptorProto| {
+        f.service.iter().map(|s| (s.name().to_string(), s.encode_to_vec())).collect::<Vec<_>>()
+    };
+    let extensions = |f: &prost_types::FileDescriptorProto| {
+        f.extension.iter().map(|e| (e.name().to_string(), e.encode_to_vec())).collect::<Vec<_>>()
+    };
+    if a.package != b.package {
+        return Some(format!("the package is {:?} in one, {:?} in the other", a.package(), b.package()));
+    }
+    named("message", messages(&a), messages(&b))
+        .or_else(|| named("enum", enums(&a), enums(&b)))
+        .or_else(|| named("service", services(&a), services(&b)))
+        .or_else(|| named("extension", extensions(&a), extensions(&b)))
 }
 
 /// The name and raw bytes of each file in an encoded set, without decoding

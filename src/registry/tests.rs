@@ -183,7 +183,17 @@ async fn sets_bring_their_upstream_and_must_agree_on_shared_files() {
     assert_eq!(upstreams, [("a", "http://a.internal:1"), ("b", "http://override:1")]);
     assert_eq!(snapshot.generation, 7);
 
-    let set_b = source::compile_protos(&[("b.proto".into(), b), ("common.proto".into(), changed)], &[]).unwrap();
-    let errors = Snapshot::build(&sets_of(&[("a", set_a), ("b", set_b)]), &map, &channels(), 8).unwrap_err();
-    assert_eq!(errors.messages, ["b: file \"common.proto\" differs from the one in a"]);
+    let set_b =
+        source::compile_protos(&[("b.proto".into(), b.clone()), ("common.proto".into(), changed)], &[]).unwrap();
+    let errors = Snapshot::build(&sets_of(&[("a", set_a.clone()), ("b", set_b)]), &map, &channels(), 8).unwrap_err();
+    assert_eq!(
+        errors.messages,
+        ["b: file \"common.proto\" differs from the one in a: message Shared is defined differently"]
+    );
+
+    // Other comments and file options (as buf writes them) are the same file.
+    let commented =
+        format!("{HEADER}option java_package = \"x\";\n// Shared things.\nmessage Shared {{ string id = 1; }}\n");
+    let set_b = source::compile_protos(&[("b.proto".into(), b), ("common.proto".into(), commented)], &[]).unwrap();
+    assert!(Snapshot::build(&sets_of(&[("a", set_a), ("b", set_b)]), &map, &channels(), 9).is_ok());
 }
