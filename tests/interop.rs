@@ -303,3 +303,19 @@ async fn a_buf_built_set_registers_next_to_a_protoc_style_one() {
     assert_eq!(status, 201, "{}", response.text().await.unwrap());
     let _ = std::fs::remove_file(&out);
 }
+
+#[tokio::test]
+async fn a_patch_without_a_field_mask_changes_only_what_its_body_names() {
+    let h = common::Harness::start().await;
+    let patch = |h: &common::Harness, body: &'static str| {
+        h.client.patch(h.url("/v1/shelves/1/books/2")).header("content-type", "application/json").body(body).send()
+    };
+    let (status, body) = common::read_json(patch(&h, r#"{"title": "Earthsea"}"#).await.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((&body["title"], &body["author"]), (&"Earthsea".into(), &"Ursula K. Le Guin".into()), "{body}");
+
+    // Off by configuration: the backend sees no mask (here: replace all).
+    let h = common::Harness::start_with("[json]\npatch_field_mask = false\n").await;
+    let (status, body) = common::read_json(patch(&h, r#"{"title": "Earthsea"}"#).await.unwrap()).await;
+    assert_eq!((status, body.get("author")), (200, None), "{body}");
+}

@@ -3,6 +3,7 @@
 
 pub mod exact;
 pub mod fast;
+pub mod field_mask;
 pub mod field_path;
 pub mod json;
 pub mod query;
@@ -35,6 +36,8 @@ pub struct JsonOptions {
     pub ignored_query_parameters: Vec<String>,
     /// Deepest nesting of objects and arrays accepted in a request body.
     pub max_depth: usize,
+    /// Fill an unset FieldMask of a PATCH from the paths of its body.
+    pub patch_field_mask: bool,
 }
 
 /// Reject (400, naming the field) or ignore unknown input.
@@ -56,6 +59,7 @@ impl Default for JsonOptions {
             unknown_query_parameters: Unknown::Reject,
             ignored_query_parameters: Vec::new(),
             max_depth: 64,
+            patch_field_mask: true,
         }
     }
 }

@@ -6,7 +6,7 @@ use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, Re
 use prost::Message;
 
 use super::fast::{Plans, from_json, wire};
-use super::{JsonOptions, exact, field_path, json, query, value, wkt};
+use super::{JsonOptions, exact, field_mask, field_path, json, query, value, wkt};
 use crate::error::Error;
 use crate::route::binding::path_name;
 use crate::route::{Binding, BodyRule};
@@ -42,6 +42,11 @@ pub fn build(
         })?;
         field_path::set(&mut message, path, value);
     }
+    if options.patch_field_mask
+        && let Some((mask, body_type)) = field_mask::target(binding, &message)
+    {
+        field_mask::fill(&mut message, &mask, &body_type, http.body);
+    }
     Ok(message)
 }
 
@@ -57,7 +62,9 @@ pub fn build_wire(
     http: HttpInput<'_>,
     options: &JsonOptions,
 ) -> Option<Vec<u8>> {
+    // A PATCH may need its field mask filled from the body (`build` does).
     if http.query.is_some_and(|q| !q.is_empty())
+        || (options.patch_field_mask && binding.http_method == http::Method::PATCH)
         || http.body.iter().all(u8::is_ascii_whitespace)
         || check_json_content_type(http.content_type).is_err()
         || json::exceeds_depth(http.body, options.max_depth)
