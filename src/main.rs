@@ -69,6 +69,10 @@ enum Command {
     Validate {
         #[arg(value_name = "FILE", required = true)]
         files: Vec<PathBuf>,
+        /// Report invalid or conflicting routes as skipped (as
+        /// `registry.lenient_routes` serves them) instead of failing.
+        #[arg(long)]
+        lenient: bool,
     },
     /// Print the route table of descriptor sets: method, template, gRPC method.
     Routes {
@@ -124,7 +128,7 @@ async fn main() -> ExitCode {
             };
             serve(config, flags, cli.log_format).await
         }
-        Command::Validate { files } => validate(&files),
+        Command::Validate { files, lenient } => validate(&files, lenient),
         Command::Routes { descriptors } => routes(&descriptors),
         Command::Demo { listen, backend_listen, admin_listen } => demo(listen, backend_listen, admin_listen).await,
     };
@@ -183,7 +187,7 @@ fn routes(descriptors: &[PathBuf]) -> Result<(), String> {
 
 /// Validates exactly as registration does: .proto files are compiled
 /// together (named by the paths given), then every set is merged and routed.
-fn validate(files: &[PathBuf]) -> Result<(), String> {
+fn validate(files: &[PathBuf], lenient: bool) -> Result<(), String> {
     let (protos, binaries): (Vec<&PathBuf>, Vec<&PathBuf>) =
         files.iter().partition(|f| f.extension().is_some_and(|e| e == "proto"));
     let mut sets = source::read_files(&binaries).map_err(|e| e.join("\n"))?;
@@ -197,9 +201,18 @@ fn validate(files: &[PathBuf]) -> Result<(), String> {
         sets.push(("(.proto files)".to_string(), compiled));
     }
     let merged = source::merge(&sets).map_err(|e| e.messages.join("\n"))?;
-    let (methods, table) = snapshot::routes(&merged.pool).map_err(|e| e.messages.join("\n"))?;
+    let (methods, table, skipped) = if lenient {
+        snapshot::routes_skipping(&merged.pool)
+    } else {
+        let (methods, table) = snapshot::routes(&merged.pool).map_err(|e| e.messages.join("\n"))?;
+        (methods, table, Vec::new())
+    };
     let explicit = table.bindings().iter().filter(|b| !b.auto_mapped).count();
-    println!("ok: {} methods, {explicit} annotated routes", methods.len());
+    for reason in &skipped {
+        println!("skipped: {reason}");
+    }
+    let skipped_note = if lenient { format!(", {} skipped", skipped.len()) } else { String::new() };
+    println!("ok: {} methods, {explicit} annotated routes{skipped_note}", methods.len());
     Ok(())
 }
 

@@ -319,3 +319,53 @@ async fn a_patch_without_a_field_mask_changes_only_what_its_body_names() {
     let (status, body) = common::read_json(patch(&h, r#"{"title": "Earthsea"}"#).await.unwrap()).await;
     assert_eq!((status, body.get("author")), (200, None), "{body}");
 }
+
+/// A set with one good route, one whose template names no field, and one
+/// that duplicates the good one.
+fn set_with_bad_routes() -> Vec<u8> {
+    let text = "syntax = \"proto3\";\npackage mixed.v1;\nimport \"google/api/annotations.proto\";\n\
+        message M { string name = 1; }\nservice S {\n\
+        rpc Good(M) returns (M) { option (google.api.http) = { get: \"/v1/good/{name}\" }; }\n\
+        rpc Bad(M) returns (M) { option (google.api.http) = { get: \"/v1/bad/{nope}\" }; }\n\
+        rpc Twin(M) returns (M) { option (google.api.http) = { get: \"/v1/good/{name}\" }; }\n}\n";
+    protogate::registry::source::compile_protos(&[("mixed/v1/mixed.proto".into(), text.into())], &[]).unwrap()
+}
+
+#[tokio::test]
+async fn lenient_routes_serve_what_is_valid_and_report_what_was_skipped() {
+    let config = std::env::temp_dir().join(format!("protogate-lenient-{}.toml", common::process::free_port()));
+    std::fs::write(&config, "[registry]\nlenient_routes = true\n").unwrap();
+    let strict = gateway("http://127.0.0.1:1", &[]).await;
+    let lenient = gateway("http://127.0.0.1:1", &["--config", &config.display().to_string()]).await;
+    let put = |g: &Gateway| {
+        reqwest::Client::new()
+            .put(format!("{}/v1/descriptor-sets/mixed", g.admin))
+            .header("content-type", "application/octet-stream")
+            .body(set_with_bad_routes())
+            .send()
+    };
+    assert!(put(&strict).await.unwrap().status().is_client_error(), "all-or-nothing by default");
+    let response = put(&lenient).await.unwrap();
+    assert_eq!(response.status(), 201);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let skipped = body["skippedRoutes"].to_string();
+    assert!(skipped.contains("mixed.v1.S.Bad") && skipped.contains("route conflict"), "{body}");
+    let routes = body["routes"].to_string();
+    assert!(routes.contains("/v1/good/{name}") && !routes.contains("/v1/bad"), "{body}");
+    assert!(metrics(&lenient).await.contains("protogate_skipped_routes 2"));
+
+    let file = std::env::temp_dir().join(format!("protogate-mixed-{}.binpb", common::process::free_port()));
+    std::fs::write(&file, set_with_bad_routes()).unwrap();
+    let validate = |lenient: bool| {
+        let mut command = tokio::process::Command::new(common::process::BIN);
+        command.arg("validate").arg(&file);
+        if lenient {
+            command.arg("--lenient");
+        }
+        command.output()
+    };
+    assert!(!validate(false).await.unwrap().status.success());
+    let output = validate(true).await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success() && stdout.contains("skipped: ") && stdout.contains(", 2 skipped"), "{stdout}");
+}

@@ -253,7 +253,9 @@ async fn reload_config(State(admin): State<Admin>) -> Response {
 
 /// Prometheus text exposition.
 async fn prometheus_metrics(State(admin): State<Admin>) -> Response {
-    admin.metrics.snapshot_generation.set(i64::try_from(admin.registry.snapshot().generation).unwrap_or(i64::MAX));
+    let snapshot = admin.registry.snapshot();
+    admin.metrics.snapshot_generation.set(i64::try_from(snapshot.generation).unwrap_or(i64::MAX));
+    admin.metrics.skipped_routes.set(i64::try_from(snapshot.skipped.len()).unwrap_or(i64::MAX));
     match admin.metrics.render() {
         Ok(text) => {
             let mut response = (StatusCode::OK, text).into_response();

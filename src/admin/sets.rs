@@ -197,7 +197,7 @@ fn summary(set: &RegisteredSet, snapshot: &Snapshot) -> Value {
         .map(|b| json!({"method": b.http_method.as_str(), "path": b.template_text, "rpc": b.rpc_name}))
         .collect();
     let active = set.active_version();
-    json!({
+    let mut summary = json!({
         "name": set.name,
         "version": set.active,
         "digest": active.map(|v| v.digest.as_str()),
@@ -205,5 +205,10 @@ fn summary(set: &RegisteredSet, snapshot: &Snapshot) -> Value {
         "fromFile": set.from_file,
         "services": services,
         "routes": routes,
-    })
+    });
+    // Lenient mode: what the snapshot left out (of every set), and why.
+    if let (false, Value::Object(fields)) = (snapshot.skipped.is_empty(), &mut summary) {
+        fields.insert("skippedRoutes".into(), json!(snapshot.skipped));
+    }
+    summary
 }

@@ -89,6 +89,8 @@ pub struct RegistryConfig {
     pub resync_interval: Duration,
     /// Most memory the active descriptor sets may take, estimated.
     pub memory_budget: u64,
+    /// Serve the valid routes of a set and skip invalid or duplicate ones.
+    pub lenient_routes: bool,
 }
 
 /// The admin listener, when enabled.
@@ -239,6 +241,7 @@ struct RawRegistry {
     key_prefix: String,
     resync_interval: String,
     memory_budget_mb: u64,
+    lenient_routes: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -312,6 +315,7 @@ impl Default for RawRegistry {
             key_prefix: "protogate:".into(),
             resync_interval: "5s".into(),
             memory_budget_mb: 1024,
+            lenient_routes: false,
         }
     }
 }
@@ -562,6 +566,7 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
                 key_prefix: raw.registry.key_prefix,
                 resync_interval,
                 memory_budget: raw.registry.memory_budget_mb.saturating_mul(1024 * 1024),
+                lenient_routes: raw.registry.lenient_routes,
             },
             admin,
             openapi: raw.openapi.enabled,

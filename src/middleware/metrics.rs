@@ -28,6 +28,8 @@ pub struct Metrics {
     pub fast_transcode: IntCounterVec,
     /// Request tasks that panicked and were answered 500 / INTERNAL.
     pub panics: IntCounter,
+    /// Routes the active snapshot left out (lenient mode).
+    pub skipped_routes: IntGauge,
     /// Rate-limit decisions made on the shared overflow bucket.
     pub rate_limit_overflow: IntCounter,
     /// Local rate-limit buckets per rule, as of the last sweep.
@@ -115,10 +117,15 @@ impl Metrics {
                 Opts::new("rate_limit_buckets", "Local rate-limit buckets kept, per rule, as of the last sweep"),
                 &["rule"],
             )?,
+            skipped_routes: IntGauge::new(
+                "skipped_routes",
+                "Routes the active snapshot left out (registry.lenient_routes)",
+            )?,
             panics: IntCounter::new("panics_total", "Request handlers that panicked (a bug; answered as INTERNAL)")?,
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 18] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 19] = [
+            Box::new(metrics.skipped_routes.clone()),
             Box::new(metrics.rate_limit_buckets.clone()),
             Box::new(metrics.panics.clone()),
             Box::new(metrics.rate_limit_overflow.clone()),

@@ -54,6 +54,8 @@ pub struct Settings {
     pub store: Option<Store>,
     /// Most memory the active sets may cost (`cost::elements` estimate).
     pub memory_budget: u64,
+    /// Serve the valid routes of sets with invalid or conflicting ones.
+    pub lenient_routes: bool,
 }
 
 /// Every problem that keeps sets from loading; `conflict` when route
@@ -332,6 +334,9 @@ impl Registry {
         let snapshot = Arc::new(snapshot);
         self.current.store(snapshot.clone());
         tracing::info!(generation = snapshot.generation, routes = snapshot.routes.bindings().len(), "snapshot swapped");
+        for reason in &snapshot.skipped {
+            tracing::warn!(%reason, "route skipped (registry.lenient_routes)");
+        }
         snapshot
     }
 }
@@ -348,7 +353,8 @@ async fn build(sets: &Sets, settings: &Settings, generation: u64) -> Result<Snap
     within_budget(sets, settings.memory_budget)?;
     let (sets, settings) = (sets.clone(), settings.clone());
     tokio::task::spawn_blocking(move || {
-        let built = Snapshot::build(&sets, &settings.upstreams, &settings.channels, generation);
+        let built =
+            Snapshot::build_with(&sets, &settings.upstreams, &settings.channels, generation, settings.lenient_routes);
         release_freed_memory();
         built
     })

@@ -39,6 +39,8 @@ pub struct Snapshot {
     openapi: OnceLock<Bytes>,
     /// Transcoding plans for every message of the pool.
     pub plans: Arc<Plans>,
+    /// Routes left out in lenient mode, each with its reason.
+    pub skipped: Vec<String>,
 }
 
 /// A gRPC method and everything needed to call it.
@@ -69,7 +71,8 @@ impl Snapshot {
         let routes = RouteTable::default();
         let plans = Arc::new(Plans::compile(&pool));
         let openapi = OnceLock::new();
-        Self { generation: 0, pool, routes, methods: Vec::new(), rpc_index: HashMap::new(), openapi, plans }
+        let (methods, rpc_index, skipped) = (Vec::new(), HashMap::new(), Vec::new());
+        Self { generation: 0, pool, routes, methods, rpc_index, openapi, plans, skipped }
     }
 
     /// Builds a snapshot from the active version of every set, collecting
@@ -81,10 +84,27 @@ impl Snapshot {
         channels: &Upstreams,
         generation: u64,
     ) -> Result<Self, LoadErrors> {
+        Self::build_with(sets, upstreams, channels, generation, false)
+    }
+
+    /// Like `build`; `lenient` serves every valid route and leaves out (and
+    /// lists in `skipped`) invalid or conflicting ones instead of refusing.
+    pub fn build_with(
+        sets: &Sets,
+        upstreams: &UpstreamMap,
+        channels: &Upstreams,
+        generation: u64,
+        lenient: bool,
+    ) -> Result<Self, LoadErrors> {
         let active: Vec<(String, &[u8])> =
             sets.values().filter_map(|set| Some((set.name.clone(), set.active_version()?.bytes.as_slice()))).collect();
         let merged = source::merge(&active)?;
-        let (descriptors, routes) = routes(&merged.pool)?;
+        let (descriptors, routes, skipped) = if lenient {
+            routes_skipping(&merged.pool)
+        } else {
+            let (descriptors, routes) = routes(&merged.pool)?;
+            (descriptors, routes, Vec::new())
+        };
         let plans = Arc::new(Plans::compile(&merged.pool));
         let mut errors = Vec::new();
         let mut methods = Vec::with_capacity(descriptors.len());
@@ -122,13 +142,39 @@ impl Snapshot {
         }
         let rpc_index = methods.iter().enumerate().map(|(i, m)| (Box::from(m.call.path.path()), i)).collect();
         let openapi = OnceLock::new();
-        Ok(Self { generation, pool: merged.pool, routes, methods, rpc_index, openapi, plans })
+        Ok(Self { generation, pool: merged.pool, routes, methods, rpc_index, openapi, plans, skipped })
     }
 }
 
 /// Every method of every service in the pool, and the route table over
 /// them (binding `method` indexes the returned list); or every problem.
 pub fn routes(pool: &DescriptorPool) -> Result<(Vec<MethodDescriptor>, RouteTable), LoadErrors> {
+    let (methods, explicit, fallback, mut errors) = all_bindings(pool);
+    match RouteTable::build(explicit, fallback) {
+        Ok(table) if errors.is_empty() => Ok((methods, table)),
+        Ok(_) => Err(LoadErrors::invalid(errors)),
+        Err(mut conflicts) => {
+            errors.append(&mut conflicts);
+            Err(LoadErrors { messages: errors, conflict: true, too_large: false })
+        }
+    }
+}
+
+/// Like `routes`, serving what is valid: a method whose rule is invalid
+/// keeps only its auto-mapped path, and a binding that conflicts with an
+/// earlier one is left out; each is listed with its reason.
+pub fn routes_skipping(pool: &DescriptorPool) -> (Vec<MethodDescriptor>, RouteTable, Vec<String>) {
+    let (methods, explicit, fallback, mut skipped) = all_bindings(pool);
+    let (table, mut conflicts) = RouteTable::build_skipping(explicit, fallback);
+    skipped.append(&mut conflicts);
+    (methods, table, skipped)
+}
+
+type AllBindings = (Vec<MethodDescriptor>, Vec<Binding>, Vec<Binding>, Vec<String>);
+
+/// Every method, its explicit and auto-mapped bindings, and the problems of
+/// the rules that could not be bound.
+fn all_bindings(pool: &DescriptorPool) -> AllBindings {
     let mut errors = Vec::new();
     let mut methods = Vec::new();
     let mut explicit = Vec::new();
@@ -145,14 +191,7 @@ pub fn routes(pool: &DescriptorPool) -> Result<(Vec<MethodDescriptor>, RouteTabl
         }
         methods.push(method);
     }
-    match RouteTable::build(explicit, fallback) {
-        Ok(table) if errors.is_empty() => Ok((methods, table)),
-        Ok(_) => Err(LoadErrors::invalid(errors)),
-        Err(mut conflicts) => {
-            errors.append(&mut conflicts);
-            Err(LoadErrors { messages: errors, conflict: true, too_large: false })
-        }
-    }
+    (methods, explicit, fallback, errors)
 }
 
 fn side_effect_free(method: &MethodDescriptor) -> bool {

@@ -61,6 +61,13 @@ impl RouteTable {
     /// the same requests. Auto-mapped (`fallback`) bindings give way silently
     /// to explicit ones.
     pub fn build(bindings: Vec<Binding>, fallback: Vec<Binding>) -> Result<Self, Vec<String>> {
+        let (table, conflicts) = Self::build_skipping(bindings, fallback);
+        if conflicts.is_empty() { Ok(table) } else { Err(conflicts) }
+    }
+
+    /// Builds the table with every binding that conflicts with an earlier
+    /// one left out, and says which were.
+    pub fn build_skipping(bindings: Vec<Binding>, fallback: Vec<Binding>) -> (Self, Vec<String>) {
         let mut table = Self::default();
         let mut errors = Vec::new();
         for binding in bindings {
@@ -85,7 +92,7 @@ impl RouteTable {
                 table.bindings.pop();
             }
         }
-        if errors.is_empty() { Ok(table) } else { Err(errors) }
+        (table, errors)
     }
 
     pub fn bindings(&self) -> &[Binding] {

@@ -143,6 +143,7 @@ pub async fn build_context(config: &Config, sets: Vec<(String, Vec<u8>)>) -> Res
         max_versions: config.registry.max_versions,
         store,
         memory_budget: config.registry.memory_budget,
+        lenient_routes: config.registry.lenient_routes,
     };
     let registry = Arc::new(Registry::open(settings, sets).await.map_err(|e| StartError::Load(e.messages))?);
     let metrics = Arc::new(Metrics::new().map_err(|e| StartError::Load(vec![format!("metrics: {e}")]))?);
