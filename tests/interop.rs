@@ -369,3 +369,36 @@ async fn lenient_routes_serve_what_is_valid_and_report_what_was_skipped() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success() && stdout.contains("skipped: ") && stdout.contains(", 2 skipped"), "{stdout}");
 }
+
+#[tokio::test]
+async fn the_grpc_gateway_profile_follows_its_conventions() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = common::Harness::start_with("profile = \"grpc-gateway\"\n[admin]\nlisten = \"127.0.0.1:0\"\n").await;
+    // Stream messages wrapped as {"result": …}, defaults emitted.
+    let text =
+        h.client.get(h.url("/test/v1/stream?count=2&message.fString=s")).send().await.unwrap().text().await.unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0]["result"]["fString"], "s", "{text}");
+    assert_eq!(lines[0]["result"]["fInt32"], 0, "defaults are emitted: {text}");
+    // Unknown fields and query parameters ignored, and counted.
+    let (status, body) = h.post_json("/test/v1/echo?nope=1", r#"{"fString": "x", "unknownField": 1}"#).await;
+    assert_eq!((status, &body["fString"]), (200, &"x".into()), "{body}");
+    let metrics =
+        h.client.get(format!("{}/metrics", h.admin.as_ref().unwrap())).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("protogate_ignored_unknown_input_total 2"), "{metrics}");
+    // Trailer metadata as HTTP trailers for a client that sends TE: trailers.
+    let mut tcp = tokio::net::TcpStream::connect(h.base.trim_start_matches("http://")).await.unwrap();
+    let request = "POST /test/v1/echo HTTP/1.1\r\nhost: x\r\nte: trailers\r\ncontent-type: application/json\r\n\
+                   grpc-metadata-echo-trailer-x-done: yes\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}";
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await.unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.contains("transfer-encoding: chunked") && head.to_lowercase().contains("trailer: grpc-trailer-x-done"),
+        "{answer}"
+    );
+    assert!(!head.contains("grpc-trailer-x-done: yes"), "not as a header: {answer}");
+    assert!(body.contains("grpc-trailer-x-done: yes"), "{answer}");
+}

@@ -256,6 +256,9 @@ async fn prometheus_metrics(State(admin): State<Admin>) -> Response {
     let snapshot = admin.registry.snapshot();
     admin.metrics.snapshot_generation.set(i64::try_from(snapshot.generation).unwrap_or(i64::MAX));
     admin.metrics.skipped_routes.set(i64::try_from(snapshot.skipped.len()).unwrap_or(i64::MAX));
+    // The transcoder counts without metrics of its own; catch up here.
+    let ignored = crate::transcode::request::ignored_field_bodies();
+    admin.metrics.ignored_unknown.inc_by(ignored.saturating_sub(admin.metrics.ignored_unknown.get()));
     match admin.metrics.render() {
         Ok(text) => {
             let mut response = (StatusCode::OK, text).into_response();

@@ -48,6 +48,18 @@ pub struct Config {
     pub tracing: TracingConfig,
     /// Where the config came from, for reloads; none when not from a file.
     pub source: Option<ConfigSource>,
+    pub profile: Profile,
+}
+
+/// Whose conventions the REST side follows where gateways differ.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Profile {
+    #[default]
+    Protogate,
+    /// grpc-gateway v2's defaults: stream messages as `{"result": …}`,
+    /// defaults emitted, unknown fields and query parameters ignored (and
+    /// counted), trailer metadata as HTTP trailers for `TE: trailers`.
+    GrpcGateway,
 }
 
 /// The file and flags a config was loaded from.
@@ -158,6 +170,7 @@ pub struct ConfigErrors(pub Vec<String>);
 #[serde(default)]
 struct RawConfig {
     listen: String,
+    profile: String,
     descriptors: Vec<PathBuf>,
     descriptor_dirs: Vec<PathBuf>,
     upstream: RawUpstream,
@@ -284,6 +297,7 @@ impl Default for RawConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            profile: "protogate".into(),
             descriptors: Vec::new(),
             descriptor_dirs: Vec::new(),
             upstream: RawUpstream::default(),
@@ -519,8 +533,23 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
     let rate_limit = rate_limit::validate(raw.rate_limit, location, &mut errors);
     let timeouts = timeouts::validate(raw.timeouts, location, &mut errors);
     let tracing = telemetry::validate(raw.tracing, location, &mut errors);
+    let profile = match raw.profile.as_str() {
+        "protogate" => Profile::Protogate,
+        "grpc-gateway" => Profile::GrpcGateway,
+        other => {
+            errors.push(format!("{location}: `profile`: {other:?} is not \"protogate\" or \"grpc-gateway\""));
+            Profile::Protogate
+        }
+    };
     // The API key's query parameter is a credential, not a request field.
     let mut json = raw.json;
+    if profile == Profile::GrpcGateway {
+        json.emit_defaults = true;
+        json.unknown_fields = crate::transcode::Unknown::Ignore;
+        json.unknown_query_parameters = crate::transcode::Unknown::Ignore;
+        json.wrap_stream_results = true;
+        json.count_ignored_fields = true;
+    }
     if let Some(name) = &auth.api_key_query
         && !json.ignored_query_parameters.contains(name)
     {
@@ -578,6 +607,7 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
             public_health: raw.health.public,
             tracing,
             source: None,
+            profile,
         }),
         _ => Err(ConfigErrors(errors)),
     }

@@ -30,6 +30,8 @@ pub struct Metrics {
     pub panics: IntCounter,
     /// Routes the active snapshot left out (lenient mode).
     pub skipped_routes: IntGauge,
+    /// Requests whose unknown JSON fields or query parameters were ignored.
+    pub ignored_unknown: IntCounter,
     /// Rate-limit decisions made on the shared overflow bucket.
     pub rate_limit_overflow: IntCounter,
     /// Local rate-limit buckets per rule, as of the last sweep.
@@ -117,6 +119,10 @@ impl Metrics {
                 Opts::new("rate_limit_buckets", "Local rate-limit buckets kept, per rule, as of the last sweep"),
                 &["rule"],
             )?,
+            ignored_unknown: IntCounter::new(
+                "ignored_unknown_input_total",
+                "Requests whose unknown JSON fields or query parameters were ignored (grpc-gateway profile)",
+            )?,
             skipped_routes: IntGauge::new(
                 "skipped_routes",
                 "Routes the active snapshot left out (registry.lenient_routes)",
@@ -124,7 +130,8 @@ impl Metrics {
             panics: IntCounter::new("panics_total", "Request handlers that panicked (a bug; answered as INTERNAL)")?,
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 19] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 20] = [
+            Box::new(metrics.ignored_unknown.clone()),
             Box::new(metrics.skipped_routes.clone()),
             Box::new(metrics.rate_limit_buckets.clone()),
             Box::new(metrics.panics.clone()),

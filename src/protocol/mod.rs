@@ -42,6 +42,9 @@ pub struct Context {
     pub openapi: bool,
     /// Interval of SSE keep-alive comments; none turns them off.
     pub sse_keepalive: Option<Duration>,
+    /// REST trailer metadata as HTTP trailers for clients that send
+    /// `TE: trailers` (the grpc-gateway profile).
+    pub http_trailers: bool,
     /// Browser origins allowed cross-origin (CORS, and WebSocket upgrades,
     /// which CORS does not cover).
     pub origins: Origins,

@@ -185,6 +185,7 @@ fn policy_context(
         max_body_size: config.limits.max_body_size,
         openapi: config.openapi,
         sse_keepalive: config.sse_keepalive,
+        http_trailers: config.profile == crate::config::Profile::GrpcGateway,
         origins: Origins { any: config.cors.any_origin, allowed: config.cors.allowed_origins.clone() },
         metrics,
     })

@@ -38,6 +38,13 @@ pub struct JsonOptions {
     pub max_depth: usize,
     /// Fill an unset FieldMask of a PATCH from the paths of its body.
     pub patch_field_mask: bool,
+    /// Server-stream messages as `{"result": …}` (the grpc-gateway profile).
+    #[serde(skip)]
+    pub wrap_stream_results: bool,
+    /// Count JSON fields ignored under `unknown_fields = "ignore"`, so
+    /// nothing is dropped unseen (the grpc-gateway profile).
+    #[serde(skip)]
+    pub count_ignored_fields: bool,
 }
 
 /// Reject (400, naming the field) or ignore unknown input.
@@ -60,6 +67,8 @@ impl Default for JsonOptions {
             ignored_query_parameters: Vec::new(),
             max_depth: 64,
             patch_field_mask: true,
+            wrap_stream_results: false,
+            count_ignored_fields: false,
         }
     }
 }

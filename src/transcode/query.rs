@@ -32,6 +32,9 @@ pub fn apply(message: &mut DynamicMessage, binding: &Binding, query: &str, optio
         }
         let Some(path) = resolve(&message.descriptor(), &key) else {
             if options.unknown_query_parameters == Unknown::Ignore {
+                if options.count_ignored_fields {
+                    super::request::note_ignored();
+                }
                 continue;
             }
             return Err(Error::bad_request(format!("unknown query parameter {key:?}")));

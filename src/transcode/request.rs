@@ -71,7 +71,8 @@ pub fn build_wire(
     {
         return None;
     }
-    let ignore_unknown = options.unknown_fields == super::Unknown::Ignore;
+    // Counting ignored fields needs prost-reflect's reading (`parse_message`).
+    let ignore_unknown = options.unknown_fields == super::Unknown::Ignore && !options.count_ignored_fields;
     let mut wire = Vec::with_capacity(http.body.len());
     match &binding.body {
         BodyRule::Whole if !wkt::is_http_body(input_type) => {
@@ -225,12 +226,44 @@ fn parse_message(
     if exact::may_hold_rounded_numbers(body) {
         exact::check(body, &descriptor).map_err(|(path, reason)| json_error(&prefixed(prefix, &path), &reason))?;
     }
+    if options.count_ignored_fields && options.unknown_fields == super::Unknown::Ignore {
+        // Strict first: the common body has no unknown field and is read once.
+        let strict = JsonOptions { unknown_fields: super::Unknown::Reject, ..options.clone() };
+        match parse_tracked(descriptor.clone(), body, &strict) {
+            Err((_, e)) if e.starts_with("unrecognized field name") || e.starts_with("unknown field") => note_ignored(),
+            Err((path, e)) => return Err(json_error(&prefixed(prefix, &path), &e)),
+            Ok(message) => return Ok(message),
+        }
+    }
+    parse_tracked(descriptor, body, options).map_err(|(path, e)| json_error(&prefixed(prefix, &path), &e))
+}
+
+/// Bodies whose unknown fields were ignored under `count_ignored_fields`.
+static IGNORED_FIELDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Counts one request whose unknown input was ignored.
+pub(super) fn note_ignored() {
+    IGNORED_FIELDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How many requests had unknown JSON fields or query parameters ignored
+/// (counted under `count_ignored_fields`) so far.
+pub fn ignored_field_bodies() -> u64 {
+    IGNORED_FIELDS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// prost-reflect's reading, with the failing field path.
+fn parse_tracked(
+    descriptor: MessageDescriptor,
+    body: &[u8],
+    options: &JsonOptions,
+) -> Result<DynamicMessage, (String, String)> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let mut track = serde_path_to_error::Track::new();
     let tracked = serde_path_to_error::Deserializer::new(&mut deserializer, &mut track);
     let parsed = DynamicMessage::deserialize_with_options(descriptor, tracked, &options.deserialize_options());
-    let message = parsed.map_err(|e| json_error(&prefixed(prefix, &track.path().to_string()), &e.to_string()))?;
-    deserializer.end().map_err(|e| json_error("", &e.to_string()))?;
+    let message = parsed.map_err(|e| (track.path().to_string(), e.to_string()))?;
+    deserializer.end().map_err(|e| (String::new(), e.to_string()))?;
     Ok(message)
 }
 

@@ -41,6 +41,9 @@ struct Prepared<'a> {
     /// Longest gap between two messages of a stream.
     idle: Option<Duration>,
     format: StreamFormat,
+    /// Trailer metadata as HTTP trailers: the profile asks for it and the
+    /// client sent `TE: trailers`.
+    http_trailers: bool,
 }
 
 /// Serves one REST request; never fails: errors become Status JSON.
@@ -131,7 +134,7 @@ fn unary_response_wire(
     };
     context.metrics.count_transcode(Direction::Response, fast.is_some());
     if let Some(json) = fast {
-        return Ok(rendered_response(Rendered::Json(json), &reply.headers, &reply.trailers));
+        return Ok(rendered_response(Rendered::Json(json), &reply.headers, &reply.trailers, prepared.http_trailers));
     }
     let output = prepared.method.call.output.clone();
     let message = DynamicMessage::decode(output, reply.message).map_err(|e| {
@@ -140,7 +143,7 @@ fn unary_response_wire(
             format!("backend sent an undecodable {}: {e}", prepared.method.call.output.full_name()),
         )
     })?;
-    unary_response(context, binding, UnaryReply { headers: reply.headers, message, trailers: reply.trailers })
+    unary_response(context, prepared, UnaryReply { headers: reply.headers, message, trailers: reply.trailers })
 }
 
 fn prepare<'a>(
@@ -168,6 +171,8 @@ fn prepare<'a>(
         timeout: deadline(parts, context, streaming, &limits)?,
         idle: limits.stream_idle,
         format: StreamFormat::from_accept(accept),
+        http_trailers: context.http_trailers
+            && parts.headers.get_all(http::header::TE).iter().any(|v| v.to_str().is_ok_and(|v| v.contains("trailers"))),
     })
 }
 
@@ -260,10 +265,11 @@ async fn within<T, E: Into<Error>>(
     .map_err(Into::into)
 }
 
-fn unary_response(context: &Context, binding: &Binding, reply: UnaryReply) -> Result<Response<Body>, Error> {
+fn unary_response(context: &Context, prepared: &Prepared<'_>, reply: UnaryReply) -> Result<Response<Body>, Error> {
+    let binding = prepared.binding;
     let rendered = response::render(&reply.message, binding.response_body.as_ref(), &context.json, context.json.indent)
         .map_err(|e| Error::gateway(Code::Internal, e))?;
-    Ok(rendered_response(rendered, &reply.headers, &reply.trailers))
+    Ok(rendered_response(rendered, &reply.headers, &reply.trailers, prepared.http_trailers))
 }
 
 /// A rendered unary answer with the backend's metadata as headers.
@@ -271,6 +277,7 @@ fn rendered_response(
     rendered: Rendered,
     headers: &tonic::metadata::MetadataMap,
     trailers: &tonic::metadata::MetadataMap,
+    http_trailers: bool,
 ) -> Response<Body> {
     let mut response = match rendered {
         Rendered::Json(json) => json_response(StatusCode::OK, json),
@@ -283,8 +290,30 @@ fn rendered_response(
         }
     };
     metadata::to_http(headers, metadata::HEADER_PREFIX, response.headers_mut());
+    if http_trailers {
+        let mut sent = http::HeaderMap::new();
+        metadata::to_http(trailers, metadata::TRAILER_PREFIX, &mut sent);
+        if !sent.is_empty() {
+            return with_trailers(response, sent);
+        }
+    }
     metadata::to_http(trailers, metadata::TRAILER_PREFIX, response.headers_mut());
     response
+}
+
+/// The answer with `trailers` sent as HTTP trailers after its body.
+fn with_trailers(response: Response<Body>, trailers: http::HeaderMap) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    let trailer_names: Vec<&str> = trailers.keys().map(http::HeaderName::as_str).collect();
+    if let Ok(names) = HeaderValue::try_from(trailer_names.join(", ")) {
+        parts.headers.insert(http::header::TRAILER, names);
+    }
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    // No exact size: HTTP/1.1 trailers need chunked encoding.
+    use futures_util::StreamExt;
+    let data = body.into_data_stream().map(|chunk| chunk.map(http_body::Frame::data));
+    let frames = data.chain(futures_util::stream::once(async move { Ok(http_body::Frame::trailers(trailers)) }));
+    Response::from_parts(parts, Body::new(http_body_util::StreamBody::new(frames)))
 }
 
 /// Streams messages as they arrive, one frame each; a failure after the
@@ -314,6 +343,7 @@ fn frames(
         messages,
         format: prepared.format,
         json: context.json.serialize_options(),
+        wrap_results: context.json.wrap_stream_results,
         pool: snapshot.pool.clone(),
         deadline,
         idle: prepared.idle,
@@ -374,7 +404,7 @@ async fn client_stream(
         reply = within(prepared.timeout, call.client_streaming(request)) => reply?,
         error = aborted(&mut abort) => return Err(error),
     };
-    unary_response(context, prepared.binding, reply)
+    unary_response(context, &prepared, reply)
 }
 
 /// The error as a response: Status JSON, the status from the table, `Allow`

@@ -29,6 +29,8 @@ pub(super) struct Frames {
     pub messages: tonic::Streaming<DynamicMessage>,
     pub format: StreamFormat,
     pub json: SerializeOptions,
+    /// Each message as `{"result": …}` (the grpc-gateway profile).
+    pub wrap_results: bool,
     pub pool: DescriptorPool,
     pub deadline: Option<(Instant, Duration)>,
     /// Longest wait for the next message, and when the last one came.
@@ -70,6 +72,7 @@ fn stream(frames: Frames) -> BoxStream<'static, Result<Bytes, Infallible>> {
                 },
                 Event::Message(message) => match response::to_json(&message, &state.json, false) {
                     Ok(json) => {
+                        let json = if state.wrap_results { wrapped(&json) } else { json };
                         state.last = Instant::now();
                         let frame = state.format.message(&json, state.sent);
                         state.sent += 1;
@@ -85,6 +88,15 @@ fn stream(frames: Frames) -> BoxStream<'static, Result<Bytes, Infallible>> {
         }
     })
     .boxed()
+}
+
+/// `{"result": <message>}`, as grpc-gateway writes stream messages.
+fn wrapped(json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(json.len() + 11);
+    out.extend_from_slice(b"{\"result\":");
+    out.extend_from_slice(json);
+    out.push(b'}');
+    out
 }
 
 impl Frames {
