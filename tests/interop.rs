@@ -196,6 +196,18 @@ async fn json_options_apply_inside_error_details_too() {
     assert_eq!(status, 400);
     assert_eq!(body["details"][0]["field_violations"][0]["field"], "page_size", "{body}");
     assert!(body["details"][0].get("fieldViolations").is_none(), "{body}");
+    let connect = h
+        .client
+        .post(h.url("/library.v1.LibraryService/ListBooks"))
+        .header("content-type", "application/json")
+        .header("connect-protocol-version", "1")
+        .body(r#"{"parent": "shelves/1", "pageSize": -1}"#)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = common::read_json(connect).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["details"][0]["debug"]["field_violations"][0]["field"], "page_size", "{body}");
 }
 
 #[tokio::test]

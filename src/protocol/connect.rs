@@ -72,9 +72,9 @@ pub async fn serve(context: &Context, request: Request<Body>) -> Response<Body> 
     outcome.unwrap_or_else(|error| {
         trace_of(&parts.extensions).grpc_code(error.code);
         if streaming {
-            stream_error(&error, &parts.headers, &snapshot.pool)
+            stream_error(&error, &parts.headers, &snapshot.pool, &context.json.serialize_options())
         } else {
-            unary_error(&error, &snapshot.pool)
+            unary_error(&error, &snapshot.pool, &context.json.serialize_options())
         }
     })
 }
@@ -82,9 +82,14 @@ pub async fn serve(context: &Context, request: Request<Body>) -> Response<Body> 
 /// An error before a stream started, in the stream's own form: status 200
 /// and one end-of-stream message. Clients read a unary-form error on a
 /// streaming call as "HTTP 501" and lose the code.
-fn stream_error(error: &Error, headers: &http::HeaderMap, pool: &DescriptorPool) -> Response<Body> {
+fn stream_error(
+    error: &Error,
+    headers: &http::HeaderMap,
+    pool: &DescriptorPool,
+    json: &SerializeOptions,
+) -> Response<Body> {
     log(error);
-    let end = end_of_stream(Some(error), &MetadataMap::new(), pool);
+    let end = end_of_stream(Some(error), &MetadataMap::new(), pool, json);
     let mut response = Response::new(Body::from(end));
     let stream_type = match content_type(headers).as_str() {
         "application/connect+proto" => Codec::Proto.stream_type(),
@@ -206,7 +211,8 @@ async fn server_stream(
         }
         Err(error) => {
             log(&error);
-            let end = end_of_stream(Some(&error), &MetadataMap::new(), &snapshot.pool);
+            let end =
+                end_of_stream(Some(&error), &MetadataMap::new(), &snapshot.pool, &context.json.serialize_options());
             (MetadataMap::new(), futures_util::stream::once(async move { Ok(end) }).boxed())
         }
     };
@@ -276,11 +282,11 @@ fn responses(state: StreamState) -> BoxStream<'static, Result<Bytes, std::conver
             },
             Ok(Ok(None)) => {
                 let trailers = state.messages.trailers().await.ok().flatten().unwrap_or_default();
-                return Some((Ok(end_of_stream(None, &trailers, &state.pool)), None));
+                return Some((Ok(end_of_stream(None, &trailers, &state.pool, &state.json)), None));
             }
             Ok(Err(status)) => Error::from_upstream(status),
         };
-        Some((Ok(end_of_stream(Some(&failure), &MetadataMap::new(), &state.pool)), None))
+        Some((Ok(end_of_stream(Some(&failure), &MetadataMap::new(), &state.pool, &state.json)), None))
     })
     .boxed()
 }
@@ -294,10 +300,15 @@ fn envelope(flags: u8, payload: &[u8]) -> Bytes {
 }
 
 /// The end-of-stream message: `{"error"?: …, "metadata"?: {k: [v]}}`.
-fn end_of_stream(error: Option<&Error>, trailers: &MetadataMap, pool: &DescriptorPool) -> Bytes {
+fn end_of_stream(
+    error: Option<&Error>,
+    trailers: &MetadataMap,
+    pool: &DescriptorPool,
+    json: &SerializeOptions,
+) -> Bytes {
     let mut end = Map::new();
     if let Some(error) = error {
-        end.insert("error".into(), error_json(error, pool));
+        end.insert("error".into(), error_json(error, pool, json));
     }
     let mut metadata = Map::new();
     for (name, value) in trailers.as_ref() {
@@ -414,16 +425,16 @@ fn content_type(headers: &HeaderMap) -> String {
 /// streaming call, the unary error JSON otherwise.
 pub fn error_response(error: &Error, headers: &http::HeaderMap) -> Response<Body> {
     if is_streaming(headers) {
-        stream_error(error, headers, &DescriptorPool::default())
+        stream_error(error, headers, &DescriptorPool::default(), &SerializeOptions::new())
     } else {
-        unary_error(error, &DescriptorPool::default())
+        unary_error(error, &DescriptorPool::default(), &SerializeOptions::new())
     }
 }
 
 /// A unary (or pre-stream) error: Connect's JSON with the table's status.
-fn unary_error(error: &Error, pool: &DescriptorPool) -> Response<Body> {
+fn unary_error(error: &Error, pool: &DescriptorPool, json: &SerializeOptions) -> Response<Body> {
     log(error);
-    let body = serde_json::to_vec(&error_json(error, pool)).unwrap_or_default();
+    let body = serde_json::to_vec(&error_json(error, pool, json)).unwrap_or_default();
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = error.http_status.unwrap_or_else(|| http_status(error.code));
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -444,12 +455,12 @@ fn log(error: &Error) {
 }
 
 /// `{"code": "not_found", "message": …, "details": [{"type", "value", "debug"}]}`.
-fn error_json(error: &Error, pool: &DescriptorPool) -> Value {
+fn error_json(error: &Error, pool: &DescriptorPool, json: &SerializeOptions) -> Value {
     let details: Vec<Value> = details(&error.details)
         .into_iter()
         .map(|any| {
             let type_name = any.type_url.rsplit('/').next().unwrap_or_default().to_string();
-            let debug = crate::transcode::status::decode_any(&any, &[pool]);
+            let debug = crate::transcode::status::decode_any_with(&any, &[pool], json);
             let mut detail = json!({ "type": type_name, "value": STANDARD_NO_PAD.encode(&any.value) });
             if let Some(debug) = debug {
                 detail["debug"] = debug;
