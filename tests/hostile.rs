@@ -663,22 +663,29 @@ async fn raw_connection(g: &Gateway) -> tokio::net::TcpStream {
     tokio::net::TcpStream::connect(g.public.trim_start_matches("http://")).await.unwrap()
 }
 
+/// `count` connections that each wrote `start` and then stopped.
+async fn stalled_connections(g: &Gateway, count: usize, start: &str) -> Vec<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let mut connections = Vec::new();
+    for _ in 0..count {
+        let mut tcp = raw_connection(g).await;
+        tcp.write_all(start.as_bytes()).await.unwrap();
+        connections.push(tcp);
+    }
+    connections
+}
+
 const SLOW_CLIENT_LIMITS: &str =
     "[limits]\nmax_concurrent_requests = 64\nheader_read_timeout = \"1s\"\nbody_timeout = \"1s\"\n";
 
 #[tokio::test]
 async fn slow_request_bodies_cannot_starve_other_clients_and_give_their_permits_back() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     let (g, _dir) = hostile_gateway(SLOW_CLIENT_LIMITS).await;
     // 100 POSTs whose bodies never come, all from 127.0.0.1.
-    let mut hoarders = Vec::new();
-    for _ in 0..100 {
-        let mut tcp = raw_connection(&g).await;
-        let head =
-            "POST /test/v1/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{";
-        tcp.write_all(head.as_bytes()).await.unwrap();
-        hoarders.push(tcp);
-    }
+    let head =
+        "POST /test/v1/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{";
+    let hoarders = stalled_connections(&g, 100, head).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(probe(&g).await, 200, "another client is served while one hoards");
     // Past the body timeout the hoarders are answered 408 (or shed at once
@@ -699,14 +706,9 @@ async fn slow_request_bodies_cannot_starve_other_clients_and_give_their_permits_
 
 #[tokio::test]
 async fn half_sent_headers_are_closed_at_the_header_timeout() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     let (g, _dir) = hostile_gateway(SLOW_CLIENT_LIMITS).await;
-    let mut connections = Vec::new();
-    for _ in 0..50 {
-        let mut tcp = raw_connection(&g).await;
-        tcp.write_all(b"GET /test/v1/metadata HTTP/1.1\r\nhost: x\r\nx-slow: ").await.unwrap();
-        connections.push(tcp);
-    }
+    let connections = stalled_connections(&g, 50, "GET /test/v1/metadata HTTP/1.1\r\nhost: x\r\nx-slow: ").await;
     assert_eq!(probe(&g).await, 200);
     for mut tcp in connections {
         let mut rest = Vec::new();

@@ -19,23 +19,8 @@ const EXACT_LIMIT: f64 = 9_007_199_254_740_992.0;
 /// 16 digits or more, or with a fraction or an exponent.
 pub fn may_hold_rounded_numbers(body: &[u8]) -> bool {
     let mut run = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in body {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    for b in super::json::outside_strings(body) {
         match b {
-            b'"' => {
-                in_string = true;
-                run = 0;
-            }
             b'0'..=b'9' => {
                 run += 1;
                 if run >= 16 {

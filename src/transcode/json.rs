@@ -5,20 +5,8 @@
 /// before any recursive parsing starts.
 pub fn exceeds_depth(bytes: &[u8], max: usize) -> bool {
     let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in bytes {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    for b in outside_strings(bytes) {
         match b {
-            b'"' => in_string = true,
             b'{' | b'[' => {
                 depth += 1;
                 if depth > max {
@@ -30,6 +18,28 @@ pub fn exceeds_depth(bytes: &[u8], max: usize) -> bool {
         }
     }
     false
+}
+
+/// The bytes of JSON text outside string contents; each string shows as its
+/// two quotes. One pass, no parsing: for the cheap checks before a parse.
+pub fn outside_strings(bytes: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let (mut in_string, mut escaped) = (false, false);
+    bytes.iter().copied().filter(move |&b| {
+        if !in_string {
+            in_string = b == b'"';
+            return true;
+        }
+        match (escaped, b) {
+            (true, _) => escaped = false,
+            (false, b'\\') => escaped = true,
+            (false, b'"') => {
+                in_string = false;
+                return true;
+            }
+            _ => {}
+        }
+        false
+    })
 }
 
 #[cfg(test)]
