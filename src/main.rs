@@ -79,6 +79,12 @@ enum Command {
         #[arg(long = "descriptor", value_name = "FILE", required = true)]
         descriptors: Vec<PathBuf>,
     },
+    /// Write the bundled google/api and google/rpc protos under DIR, for
+    /// `protoc -I DIR` (or buf) to build your own services' descriptor sets.
+    Protos {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
     /// Run the example library backend and the gateway in one process.
     Demo {
         /// Address of the gateway.
@@ -130,6 +136,7 @@ async fn main() -> ExitCode {
         }
         Command::Validate { files, lenient } => validate(&files, lenient),
         Command::Routes { descriptors } => routes(&descriptors),
+        Command::Protos { dir } => write_protos(&dir),
         Command::Demo { listen, backend_listen, admin_listen } => demo(listen, backend_listen, admin_listen).await,
     };
     match result {
@@ -181,6 +188,17 @@ fn routes(descriptors: &[PathBuf]) -> Result<(), String> {
     for binding in table.bindings() {
         let method = binding.http_method.as_str();
         println!("{method:<7} {:<width$}  {}", binding.template_text, binding.rpc_name);
+    }
+    Ok(())
+}
+
+fn write_protos(dir: &std::path::Path) -> Result<(), String> {
+    for (name, text) in protogate::pb::BUNDLED_PROTOS {
+        let path = dir.join(name);
+        let parent = path.parent().unwrap_or(dir);
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("{}", path.display());
     }
     Ok(())
 }

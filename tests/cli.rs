@@ -292,3 +292,35 @@ async fn validate_checks_sets_and_proto_files_like_registration() {
     assert!(stderr.contains("bad.v1.S.A: GET \"/v1/{nam\": expected '}'"), "{stderr}");
     assert!(stderr.contains("route conflict: GET \"/v1/shelves/{name}\""), "{stderr}");
 }
+
+#[test]
+fn the_bundled_protos_let_a_service_outside_the_repository_build() {
+    // As a newcomer would: an empty directory, the README's command, their own .proto.
+    let dir = std::env::temp_dir().join(format!("protogate-own-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_protogate")).arg("protos").arg(&dir).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(dir.join("google/api/annotations.proto").exists());
+    std::fs::write(
+        dir.join("hello.proto"),
+        "syntax = \"proto3\";\npackage hello.v1;\nimport \"google/api/annotations.proto\";\n\
+         message Hi { string name = 1; }\n\
+         service Greeter { rpc Greet(Hi) returns (Hi) { option (google.api.http) = { get: \"/v1/hi/{name}\" }; } }\n",
+    )
+    .unwrap();
+    // protoc's job, done by protox here: every import resolves inside `dir`.
+    let mut compiler = protox::Compiler::new([&dir]).unwrap();
+    compiler.include_imports(true);
+    compiler.open_file("hello.proto").expect("compiles against the written protos");
+    let out = dir.join("hello.binpb");
+    std::fs::write(&out, compiler.encode_file_descriptor_set()).unwrap();
+    let routes = std::process::Command::new(env!("CARGO_BIN_EXE_protogate"))
+        .args(["routes", "--descriptor"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&routes.stdout);
+    assert!(table.contains("/v1/hi/{name}") && table.contains("hello.v1.Greeter.Greet"), "{table}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

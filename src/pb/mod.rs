@@ -4,6 +4,17 @@
 
 /// `library.v1` plus every file it imports (the demo's descriptor set).
 pub const LIBRARY_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/library.binpb"));
+/// The `google/api` and `google/rpc` protos services import, as shipped
+/// with the gateway, for `protogate protos DIR` (so `protoc -I DIR` finds
+/// `google/api/annotations.proto` outside this repository).
+pub const BUNDLED_PROTOS: [(&str, &str); 5] = [
+    ("google/api/annotations.proto", include_str!("../../proto/google/api/annotations.proto")),
+    ("google/api/http.proto", include_str!("../../proto/google/api/http.proto")),
+    ("google/api/httpbody.proto", include_str!("../../proto/google/api/httpbody.proto")),
+    ("google/rpc/status.proto", include_str!("../../proto/google/rpc/status.proto")),
+    ("google/rpc/error_details.proto", include_str!("../../proto/google/rpc/error_details.proto")),
+];
+
 /// `protogate.test.v1` plus imports: the test-only echo service.
 pub const EVERYTHING_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/everything.binpb"));
 /// `google.api`, `google.rpc` and the well-known types the gateway always knows.
