@@ -111,7 +111,14 @@ async fn the_document_follows_registrations_and_can_be_turned_off() {
     assert_eq!(response.status(), 201);
     let after = openapi(&h).await;
     assert!(after["paths"].get("/test/v1/echo").is_some());
-    assert_ne!(before["info"]["version"], after["info"]["version"]);
+    // The API's version stays; the schema it describes is a new one.
+    assert_eq!(before["info"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(before["info"]["version"], after["info"]["version"]);
+    let schema = |doc: &Value| doc["info"]["x-protogate-schema"]["digest"].as_str().unwrap_or_default().to_string();
+    assert!(schema(&before).starts_with("sha256:"));
+    assert_ne!(schema(&before), schema(&after));
+    // Every annotated method appears once, not also as POST /pkg.Service/Method.
+    assert!(after["paths"].get("/protogate.test.v1.EchoService/Echo").is_none());
 
     let docs = h.client.get(h.url("/docs")).send().await.unwrap();
     assert_eq!(docs.headers()["content-type"], "text/html; charset=utf-8");

@@ -37,6 +37,8 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// Serve `/openapi.json` and `/docs` on the public listener.
     pub openapi: bool,
+    /// `info.version` of the OpenAPI document (the API's version).
+    pub openapi_version: String,
     pub cors: CorsConfig,
     /// Interval of SSE keep-alive comments; none turns them off.
     pub sse_keepalive: Option<Duration>,
@@ -234,11 +236,12 @@ impl Default for RawCors {
 #[serde(default)]
 struct RawOpenApi {
     enabled: bool,
+    version: String,
 }
 
 impl Default for RawOpenApi {
     fn default() -> Self {
-        Self { enabled: true }
+        Self { enabled: true, version: env!("CARGO_PKG_VERSION").into() }
     }
 }
 
@@ -599,6 +602,7 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, Con
             },
             admin,
             openapi: raw.openapi.enabled,
+            openapi_version: raw.openapi.version,
             cors,
             sse_keepalive,
             auth,

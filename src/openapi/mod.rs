@@ -26,21 +26,35 @@ const MAX_QUERY_PARAMETERS: usize = 200;
 /// text, one path item and one component schema at a time: the whole
 /// document was a `serde_json::Value` tree first, which peaked at 2 GiB for
 /// a 2.9 MiB descriptor set.
+/// What `info` says: the API's version, and the schema it describes.
+#[derive(Debug, Clone, Copy)]
+pub struct Info<'a> {
+    pub version: &'a str,
+    pub digest: &'a str,
+    pub generation: u64,
+}
+
 pub fn document(
     pool: &DescriptorPool,
     routes: &RouteTable,
     methods: &[MethodDescriptor],
-    generation: u64,
+    info: &Info<'_>,
 ) -> serde_json::Result<Vec<u8>> {
     let comments = Comments::from_pool(pool);
     let mut schemas = Schemas::default();
     // Operations by path (binding index, verb, id), ids given in binding order.
     let mut paths: BTreeMap<String, Vec<(usize, String, String)>> = BTreeMap::new();
     let mut operation_ids = HashSet::new();
+    // The auto-mapped POST /pkg.Service/Method is listed only for methods
+    // without a rule: generated clients got every operation twice.
+    let annotated: HashSet<usize> = routes.bindings().iter().filter(|b| !b.auto_mapped).map(|b| b.method).collect();
     for (index, binding) in routes.bindings().iter().enumerate() {
         let Some(method) = methods.get(binding.method) else {
             continue;
         };
+        if binding.auto_mapped && annotated.contains(&binding.method) {
+            continue;
+        }
         let verb = binding.http_method.as_str().to_ascii_lowercase();
         if !["get", "put", "post", "delete", "patch", "head", "options", "trace"].contains(&verb.as_str()) {
             continue;
@@ -52,8 +66,9 @@ pub fn document(
     let mut out = Vec::new();
     let info = json!({
         "title": "protogate",
-        "version": generation.to_string(),
+        "version": info.version,
         "description": "REST/JSON operations of the gRPC services registered with this gateway.",
+        "x-protogate-schema": { "digest": info.digest, "generation": info.generation },
     });
     out.extend_from_slice(br#"{"openapi":"3.1.0","info":"#);
     serde_json::to_writer(&mut out, &info)?;

@@ -40,6 +40,8 @@ pub struct Context {
     pub max_body_size: usize,
     /// Serve `/openapi.json` and `/docs`.
     pub openapi: bool,
+    /// `info.version` of that document.
+    pub openapi_version: Arc<str>,
     /// Interval of SSE keep-alive comments; none turns them off.
     pub sse_keepalive: Option<Duration>,
     /// REST trailer metadata as HTTP trailers for clients that send
@@ -134,7 +136,8 @@ pub async fn dispatch(context: Arc<Context>, mut request: Request<Body>) -> Resp
         match request.uri().path() {
             "/openapi.json" => {
                 let snapshot = context.registry.snapshot_for(request.extensions_mut());
-                let rendered = tokio::task::spawn_blocking(move || snapshot.openapi()).await;
+                let version = context.openapi_version.clone();
+                let rendered = tokio::task::spawn_blocking(move || snapshot.openapi(&version)).await;
                 return document(rendered.unwrap_or_default(), "application/json");
             }
             "/docs" => {

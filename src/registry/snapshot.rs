@@ -41,6 +41,8 @@ pub struct Snapshot {
     pub plans: Arc<Plans>,
     /// Routes left out in lenient mode, each with its reason.
     pub skipped: Vec<String>,
+    /// `sha256:…` over the active version of every set: names this schema.
+    pub digest: String,
 }
 
 /// A gRPC method and everything needed to call it.
@@ -71,8 +73,8 @@ impl Snapshot {
         let routes = RouteTable::default();
         let plans = Arc::new(Plans::compile(&pool));
         let openapi = OnceLock::new();
-        let (methods, rpc_index, skipped) = (Vec::new(), HashMap::new(), Vec::new());
-        Self { generation: 0, pool, routes, methods, rpc_index, openapi, plans, skipped }
+        let (methods, rpc_index, skipped, digest) = (Vec::new(), HashMap::new(), Vec::new(), String::new());
+        Self { generation: 0, pool, routes, methods, rpc_index, openapi, plans, skipped, digest }
     }
 
     /// Builds a snapshot from the active version of every set, collecting
@@ -142,8 +144,15 @@ impl Snapshot {
         }
         let rpc_index = methods.iter().enumerate().map(|(i, m)| (Box::from(m.call.path.path()), i)).collect();
         let openapi = OnceLock::new();
-        Ok(Self { generation, pool: merged.pool, routes, methods, rpc_index, openapi, plans, skipped })
+        let digest = schema_digest(sets);
+        Ok(Self { generation, pool: merged.pool, routes, methods, rpc_index, openapi, plans, skipped, digest })
     }
+}
+
+/// One digest for the active versions of all sets (by name, in order).
+fn schema_digest(sets: &Sets) -> String {
+    let active = sets.values().filter_map(|set| Some(format!("{}={};", set.name, set.active_version()?.digest)));
+    super::sets::digest(active.collect::<String>().as_bytes())
 }
 
 /// Every method of every service in the pool, and the route table over
@@ -204,11 +213,12 @@ fn side_effect_free(method: &MethodDescriptor) -> bool {
 impl Snapshot {
     /// The OpenAPI 3.1 document of this snapshot, rendered once. CPU work:
     /// call it off the async workers.
-    pub fn openapi(&self) -> Bytes {
+    pub fn openapi(&self, version: &str) -> Bytes {
         self.openapi
             .get_or_init(|| {
                 let methods: Vec<MethodDescriptor> = self.methods.iter().map(|m| m.descriptor.clone()).collect();
-                let rendered = crate::openapi::document(&self.pool, &self.routes, &methods, self.generation)
+                let info = crate::openapi::Info { version, digest: &self.digest, generation: self.generation };
+                let rendered = crate::openapi::document(&self.pool, &self.routes, &methods, &info)
                     .map(Bytes::from)
                     .unwrap_or_default();
                 super::release_freed_memory();

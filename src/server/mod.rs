@@ -184,6 +184,7 @@ fn policy_context(
         deadlines: Deadlines { default: config.upstream.timeout, max: config.upstream.max_timeout },
         max_body_size: config.limits.max_body_size,
         openapi: config.openapi,
+        openapi_version: Arc::from(config.openapi_version.as_str()),
         sse_keepalive: config.sse_keepalive,
         http_trailers: config.profile == crate::config::Profile::GrpcGateway,
         origins: Origins { any: config.cors.any_origin, allowed: config.cors.allowed_origins.clone() },
