@@ -117,6 +117,13 @@ async fn the_document_follows_registrations_and_can_be_turned_off() {
     let schema = |doc: &Value| doc["info"]["x-protogate-schema"]["digest"].as_str().unwrap_or_default().to_string();
     assert!(schema(&before).starts_with("sha256:"));
     assert_ne!(schema(&before), schema(&after));
+    // Nested path variables get names generators accept, the path kept aside.
+    let nested = &after["paths"]["/test/v1/nested/{f_nested_child_name}"]["get"]["parameters"][0];
+    assert_eq!(
+        (&nested["name"], &nested["x-protogate-field"]),
+        (&"f_nested_child_name".into(), &"f_nested.child.name".into()),
+        "{nested}"
+    );
     // Every annotated method appears once, not also as POST /pkg.Service/Method.
     assert!(after["paths"].get("/protogate.test.v1.EchoService/Echo").is_none());
 

@@ -235,7 +235,16 @@ fn openapi_path(binding: &Binding, schemas: &mut Schemas, comments: &Comments) -
         let field = variable.field_path.join(".");
         if !template.is_multi_segment(variable) {
             let schema = field_path.last().map_or(json!({"type": "string"}), |f| schemas.field_schema(f, comments));
-            push_parameter(&mut path, &mut parameters, &mut used, &field, schema, &format!("Sets `{field}`."));
+            // `a.b` is no identifier for generators (Spectral and
+            // openapi-python-client refused it): `a_b`, with the field path
+            // kept in `x-protogate-field`.
+            let name = field.replace('.', "_");
+            push_parameter(&mut path, &mut parameters, &mut used, &name, schema, &format!("Sets `{field}`."));
+            if name != field
+                && let Some(Value::Object(parameter)) = parameters.last_mut()
+            {
+                parameter.insert("x-protogate-field".into(), Value::String(field.clone()));
+            }
         } else {
             let pattern = &template.segments[variable.start..variable.end];
             for (offset, segment) in pattern.iter().enumerate() {
@@ -246,8 +255,9 @@ fn openapi_path(binding: &Binding, schemas: &mut Schemas, comments: &Comments) -
                     Segment::Literal(l) => Some(l.as_str()),
                     _ => None,
                 });
-                let name =
-                    previous.filter(|p| !used.contains(*p)).map_or_else(|| format!("{field}_{offset}"), str::to_string);
+                let name = previous
+                    .filter(|p| !used.contains(*p))
+                    .map_or_else(|| format!("{}_{offset}", field.replace('.', "_")), str::to_string);
                 let description =
                     format!("A segment of `{field}`, which is the whole matched `{}`.", pattern_text(pattern));
                 match segment {
