@@ -148,6 +148,7 @@ pub async fn dispatch(context: Arc<Context>, mut request: Request<Body>) -> Resp
     }
     let protocol = classify(&request);
     let metrics = context.metrics.clone();
+    let request = drained_when_dropped(request);
     // Only the content type decides an error's form; kept for the panic path.
     let content_type = request.headers().get(CONTENT_TYPE).cloned();
     match AssertUnwindSafe(serve(protocol, context, request)).catch_unwind().await {
@@ -346,6 +347,57 @@ pub async fn refuse(request: Request<Body>, error: Error) -> Response<Body> {
         }
     }
     response
+}
+
+/// On HTTP/1.1, a request body the handler drops unread (an error answered
+/// before the body: unknown method, no route) is read to its end in the
+/// background, bounded like `refuse`'s, so the client can finish writing
+/// and read the answer instead of failing with EPIPE.
+fn drained_when_dropped(request: Request<Body>) -> Request<Body> {
+    if request.version() > http::Version::HTTP_11 || http_body::Body::is_end_stream(request.body()) {
+        return request;
+    }
+    request.map(|body| Body::new(DrainOnDrop { inner: Some(body) }))
+}
+
+struct DrainOnDrop {
+    inner: Option<Body>,
+}
+
+impl http_body::Body for DrainOnDrop {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let Some(inner) = self.inner.as_mut() else { return std::task::Poll::Ready(None) };
+        let polled = std::pin::Pin::new(inner).poll_frame(cx);
+        if matches!(polled, std::task::Poll::Ready(None | Some(Err(_)))) {
+            self.inner = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(http_body::Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.as_ref().map(http_body::Body::size_hint).unwrap_or_default()
+    }
+}
+
+impl Drop for DrainOnDrop {
+    fn drop(&mut self) {
+        let Some(body) = self.inner.take().filter(|b| !http_body::Body::is_end_stream(b)) else { return };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain(body)).await;
+            });
+        }
+    }
 }
 
 /// Most of a refused body read, and for how long.

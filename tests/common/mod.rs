@@ -18,6 +18,20 @@ use protogate::{example, pb, server};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
+/// Skips a test for a missing tool: refused under `CI=true` (where
+/// `.ci/run` installs everything), and otherwise said on the terminal's own
+/// stderr, past cargo test's output capture, so a plain `cargo test` shows
+/// what did not run and why.
+pub fn skip(missing: &str, install: &str) {
+    assert!(std::env::var("CI").is_err(), "{missing} is missing under CI=true; .ci/run installs it ({install})");
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {}: {missing} is missing ({install})", current_test());
+}
+
+fn current_test() -> String {
+    std::thread::current().name().unwrap_or("a test").to_string()
+}
+
 pub struct Harness {
     pub base: String,
     /// The admin API, when the configuration enables it.
