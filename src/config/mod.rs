@@ -385,27 +385,29 @@ impl std::error::Error for ConfigErrors {}
 impl Config {
     /// Loads the file (if any), applies the flags and validates the result.
     pub fn load(file: Option<&Path>, flags: &Flags) -> Result<Self, ConfigErrors> {
-        let (raw, location) = match file {
+        let ((raw, unknown), location) = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| ConfigErrors(vec![format!("{}: {e}", path.display())]))?;
                 (parse_toml(&text, &path.display().to_string())?, path.display().to_string())
             }
-            None => (RawConfig::default(), "command line".to_string()),
+            None => ((RawConfig::default(), Vec::new()), "command line".to_string()),
         };
-        let mut config = validate(raw, flags, &location)?;
+        let mut config = validate(raw, flags, &location, unknown)?;
         config.source = file.map(|file| ConfigSource { file: file.to_path_buf(), flags: flags.clone() });
         Ok(config)
     }
 
     /// Parses and validates TOML text (used by `load` and by tests).
     pub fn from_toml(text: &str, flags: &Flags) -> Result<Self, ConfigErrors> {
-        validate(parse_toml(text, "config")?, flags, "config")
+        let (raw, unknown) = parse_toml(text, "config")?;
+        validate(raw, flags, "config", unknown)
     }
 }
 
-/// Parses TOML, collecting every unknown key rather than stopping at the first.
-fn parse_toml(text: &str, location: &str) -> Result<RawConfig, ConfigErrors> {
+/// Parses TOML, collecting every unknown key rather than stopping at the
+/// first; they are reported together with the problems `validate` finds.
+fn parse_toml(text: &str, location: &str) -> Result<(RawConfig, Vec<String>), ConfigErrors> {
     let deserializer =
         toml::de::Deserializer::parse(text).map_err(|e| ConfigErrors(vec![format!("{location}: {e}")]))?;
     let mut unknown = Vec::new();
@@ -413,11 +415,11 @@ fn parse_toml(text: &str, location: &str) -> Result<RawConfig, ConfigErrors> {
         unknown.push(format!("{location}: unknown key `{path}`"));
     })
     .map_err(|e| ConfigErrors(vec![format!("{location}: {e}")]))?;
-    if unknown.is_empty() { Ok(raw) } else { Err(ConfigErrors(unknown)) }
+    Ok((raw, unknown))
 }
 
-fn validate(raw: RawConfig, flags: &Flags, location: &str) -> Result<Config, ConfigErrors> {
-    let mut errors = Vec::new();
+fn validate(raw: RawConfig, flags: &Flags, location: &str, unknown: Vec<String>) -> Result<Config, ConfigErrors> {
+    let mut errors = unknown;
     let listen_text = flags.listen.clone().unwrap_or(raw.listen);
     let listen = listen_text
         .parse::<SocketAddr>()

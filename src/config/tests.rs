@@ -63,11 +63,13 @@ fn reports_every_error_at_once() {
         [admin]
         listen = "0.0.0.0:9090"
     "#;
-    let errors = Config::from_toml(text, &Flags::default()).unwrap_err().0;
-    assert_eq!(errors, ["config: unknown key `colour`", "config: unknown key `json.indentation`"]);
+    // Unknown keys and bad values in one pass, unknown keys first.
+    let all = Config::from_toml(text, &Flags::default()).unwrap_err().0;
+    assert_eq!(all[..2], ["config: unknown key `colour`", "config: unknown key `json.indentation`"]);
 
     let text = text.replace("colour = \"blue\"", "").replace("indentation = true", "");
     let errors = Config::from_toml(&text, &Flags::default()).unwrap_err().0;
+    assert_eq!(all[2..], errors[..], "the same problems as without the unknown keys");
     assert_eq!(
         errors,
         [
