@@ -131,6 +131,11 @@ impl RouteTable {
     /// percent-encoded) path without the query. A reading with a verb split
     /// off wins over the whole path whenever some route has that verb there.
     pub fn find(&self, method: &Method, path: &str) -> Result<RouteMatch<'_>, MatchError> {
+        if let Some(offset) = malformed_escape(path) {
+            return Err(MatchError::BadVariable(format!(
+                "the URL path has a malformed percent-escape at byte {offset}: {path:?}"
+            )));
+        }
         for candidate in candidates(path) {
             let found = self
                 .find_method(&candidate, method)
@@ -231,6 +236,16 @@ fn extract_variables(binding: &Binding, segments: &[&str]) -> Result<Vec<String>
             })
         })
         .collect()
+}
+
+/// Where `raw` has a `%` not followed by two hex digits, if anywhere:
+/// such an escape is refused, not passed on literally.
+pub fn malformed_escape(raw: &str) -> Option<usize> {
+    let bytes = raw.as_bytes();
+    bytes.iter().enumerate().find_map(|(i, &b)| {
+        let valid = bytes.get(i + 1..i + 3).is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit));
+        (b == b'%' && !valid).then_some(i)
+    })
 }
 
 /// Decodes `%XX` escapes. A multi-segment value keeps `%2F` as it is, so that

@@ -52,6 +52,7 @@ pub fn apply(message: &mut DynamicMessage, binding: &Binding, query: &str, optio
             }
             seen.push(path.clone());
         }
+        check_oneof(message, &key, &path)?;
         let parsed = value::parse_scalar(&leaf.kind(), &text).map_err(|reason| {
             Error::bad_request(format!(
                 "invalid value {text:?} for field {:?} in the query string: {reason}",
@@ -61,6 +62,42 @@ pub fn apply(message: &mut DynamicMessage, binding: &Binding, query: &str, optio
         field_path::set(message, &path, parsed);
     }
     Ok(())
+}
+
+/// Refuses a field whose oneof already has another member set (by the body
+/// or an earlier parameter), as a JSON body with both is refused.
+fn check_oneof(message: &DynamicMessage, key: &str, path: &[FieldDescriptor]) -> Result<(), Error> {
+    let Some((leaf, parents)) = path.split_last() else { return Ok(()) };
+    let Some(oneof) = leaf.containing_oneof().filter(|o| !o.is_synthetic()) else { return Ok(()) };
+    match set_member(message, parents, leaf, &oneof) {
+        Some(other) => Err(Error::bad_request(format!(
+            "query parameter {key:?}: {} and {other} are members of the oneof {}; set one",
+            leaf.name(),
+            oneof.name()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Another member of `oneof` set in the message `parents` lead to (bounded
+/// by the query key depth limit).
+fn set_member(
+    message: &DynamicMessage,
+    parents: &[FieldDescriptor],
+    leaf: &FieldDescriptor,
+    oneof: &prost_reflect::OneofDescriptor,
+) -> Option<String> {
+    let Some((field, rest)) = parents.split_first() else {
+        let other = oneof.fields().find(|f| f.number() != leaf.number() && message.has_field(f))?;
+        return Some(other.name().to_string());
+    };
+    if !message.has_field(field) {
+        return None;
+    }
+    match message.get_field(field).as_ref() {
+        prost_reflect::Value::Message(child) => set_member(child, rest, leaf, oneof),
+        _ => None,
+    }
 }
 
 /// Resolves `a.b.c` through singular message fields, by proto or JSON name.
@@ -102,6 +139,11 @@ fn check_unbound(binding: &Binding, key: &str, path: &[FieldDescriptor]) -> Resu
 
 /// `application/x-www-form-urlencoded` decoding: `+` is a space.
 fn decode(raw: &str) -> Result<String, Error> {
+    if let Some(offset) = crate::route::table::malformed_escape(raw) {
+        return Err(Error::bad_request(format!(
+            "query parameter {raw:?} has a malformed percent-escape at byte {offset}"
+        )));
+    }
     let spaced = raw.replace('+', " ");
     percent_decode(spaced.as_bytes())
         .decode_utf8()

@@ -143,6 +143,32 @@ fn requests_combine_body_query_and_path() {
             "",
             Ok(r#"{"fDouble":0.5,"fInt64":"1","fBool":true,"fString":"s","fEnum":7}"#),
         ),
+        // Malformed escapes are refused where they are, not passed on.
+        (
+            Method::GET,
+            "/test/v1/echo?fString=100%",
+            "",
+            Err("query parameter \"100%\" has a malformed percent-escape at byte 3"),
+        ),
+        (
+            Method::GET,
+            "/test/v1/echo?f%zzString=x",
+            "",
+            Err("query parameter \"f%zzString\" has a malformed percent-escape at byte 1"),
+        ),
+        (
+            Method::GET,
+            "/test/v1/files/a%4",
+            "",
+            Err("BadVariable(\"the URL path has a malformed percent-escape at byte 16: \\\"/test/v1/files/a%4\\\"\")"),
+        ),
+        // The query keeps the body's oneof rule: one member at most.
+        (
+            Method::GET,
+            "/test/v1/echo?oString=a&oInt32=1",
+            "",
+            Err("query parameter \"oInt32\": o_int32 and o_string are members of the oneof choice; set one"),
+        ),
     ];
     for (method, path, body, expected) in cases {
         let got = transcode(method.clone(), path, body);
