@@ -411,3 +411,31 @@ async fn the_grpc_gateway_profile_follows_its_conventions() {
     assert!(!head.contains("grpc-trailer-x-done: yes"), "not as a header: {answer}");
     assert!(body.contains("grpc-trailer-x-done: yes"), "{answer}");
 }
+
+#[tokio::test]
+async fn declared_success_codes_answer_201_with_a_location_and_204_without_a_body() {
+    let config = "[[responses]]\nselector = \"library.v1.LibraryService.CreateShelf\"\nstatus = 201\nlocation = \"/v1/{name}\"\n\
+                  [[responses]]\nselector = \"library.v1.LibraryService.DeleteShelf\"\nstatus = 204\n";
+    let h = common::Harness::start_with(config).await;
+    let created = h
+        .client
+        .post(h.url("/v1/shelves?shelfId=new"))
+        .header("content-type", "application/json")
+        .body(r#"{"theme": "t"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    assert_eq!(created.headers()["location"], "/v1/shelves/new");
+    let deleted = h.client.delete(h.url("/v1/shelves/new")).send().await.unwrap();
+    assert_eq!(deleted.status(), 204);
+    assert!(deleted.headers().get("content-type").is_none());
+    assert!(deleted.bytes().await.unwrap().is_empty());
+    // Errors keep their own status; other methods answer 200.
+    assert_eq!(h.client.delete(h.url("/v1/shelves/new")).send().await.unwrap().status(), 404);
+    assert_eq!(h.get_json("/v1/shelves/1").await.0, 200);
+    let (_, document) = h.get_json("/openapi.json").await;
+    let create = &document["paths"]["/v1/shelves"]["post"]["responses"];
+    assert!(create["201"]["headers"]["Location"].is_object() && create.get("200").is_none(), "{create}");
+    assert_eq!(document["paths"]["/v1/shelves/{shelves}"]["delete"]["responses"]["204"]["description"], "No content");
+}

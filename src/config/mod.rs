@@ -11,11 +11,13 @@ use serde::Deserialize;
 
 mod auth;
 mod rate_limit;
+mod responses;
 mod telemetry;
 mod timeouts;
 
 pub use auth::{AuthConfig, JwtConfig, KeyConfig, RuleConfig};
 pub use rate_limit::{QuotaConfig, RateKey, RateLimitConfig, RateStoreConfig};
+pub use responses::{ResponsesConfig, SuccessRule, location as success_location};
 pub use telemetry::TracingConfig;
 pub use timeouts::{RouteTimeouts, TimeoutsConfig};
 
@@ -45,6 +47,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub rate_limit: RateLimitConfig,
     pub timeouts: TimeoutsConfig,
+    /// Declared success statuses per route.
+    pub responses: ResponsesConfig,
     /// Serve `/healthz` and `/readyz` on the public listener as well.
     pub public_health: bool,
     pub tracing: TracingConfig,
@@ -186,6 +190,7 @@ struct RawConfig {
     auth: auth::RawAuth,
     rate_limit: rate_limit::RawRateLimit,
     timeouts: timeouts::RawTimeouts,
+    responses: Vec<responses::RawRule>,
     health: RawHealth,
     tracing: telemetry::RawTracing,
 }
@@ -314,6 +319,7 @@ impl Default for RawConfig {
             auth: auth::RawAuth::default(),
             rate_limit: rate_limit::RawRateLimit::default(),
             timeouts: timeouts::RawTimeouts::default(),
+            responses: Vec::new(),
             health: RawHealth::default(),
             tracing: telemetry::RawTracing::default(),
         }
@@ -537,6 +543,7 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str, unknown: Vec<String>)
     let auth = auth::validate(raw.auth, location, &mut errors);
     let rate_limit = rate_limit::validate(raw.rate_limit, location, &mut errors);
     let timeouts = timeouts::validate(raw.timeouts, location, &mut errors);
+    let responses = responses::validate(raw.responses, location, &mut errors);
     let tracing = telemetry::validate(raw.tracing, location, &mut errors);
     let profile = match raw.profile.as_str() {
         "protogate" => Profile::Protogate,
@@ -610,6 +617,7 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str, unknown: Vec<String>)
             auth,
             rate_limit,
             timeouts,
+            responses,
             public_health: raw.health.public,
             tracing,
             source: None,

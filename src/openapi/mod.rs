@@ -32,6 +32,8 @@ pub struct Info<'a> {
     pub version: &'a str,
     pub digest: &'a str,
     pub generation: u64,
+    /// Declared success statuses, shown instead of 200.
+    pub responses: &'a crate::config::ResponsesConfig,
 }
 
 pub fn document(
@@ -64,14 +66,14 @@ pub fn document(
         paths.entry(path).or_default().push((index, verb, id));
     }
     let mut out = Vec::new();
-    let info = json!({
+    let info_json = json!({
         "title": "protogate",
         "version": info.version,
         "description": "REST/JSON operations of the gRPC services registered with this gateway.",
         "x-protogate-schema": { "digest": info.digest, "generation": info.generation },
     });
     out.extend_from_slice(br#"{"openapi":"3.1.0","info":"#);
-    serde_json::to_writer(&mut out, &info)?;
+    serde_json::to_writer(&mut out, &info_json)?;
     out.extend_from_slice(br#","paths":{"#);
     for (n, (path, operations)) in paths.iter().enumerate() {
         if n > 0 {
@@ -86,6 +88,7 @@ pub fn document(
             let (_, path_params) = openapi_path(binding, &mut schemas, &comments);
             let mut operation = operation(binding, method, path_params, &mut schemas, &comments);
             operation["operationId"] = Value::String(id.clone());
+            declare_success(&mut operation, binding, method, info.responses);
             item.insert(verb.clone(), operation);
         }
         serde_json::to_writer(&mut out, path)?;
@@ -108,6 +111,29 @@ pub fn document(
     }
     out.extend_from_slice(b"}}}");
     Ok(out)
+}
+
+/// Moves the 200 answer to the declared success status (a 204 has no
+/// content; a `Location` is described as a header).
+fn declare_success(
+    operation: &mut Value,
+    binding: &Binding,
+    method: &MethodDescriptor,
+    responses: &crate::config::ResponsesConfig,
+) {
+    let service = method.parent_service();
+    let selectors = [Some(method.full_name()), Some(service.full_name()), Some(binding.template_text.as_str())];
+    let Some(rule) = responses.for_route(selectors) else { return };
+    let Some(Value::Object(answers)) = operation.get_mut("responses") else { return };
+    let Some(mut ok) = answers.remove("200") else { return };
+    if rule.status == http::StatusCode::NO_CONTENT {
+        ok = json!({ "description": "No content" });
+    }
+    if rule.location.is_some() {
+        ok["headers"] =
+            json!({ "Location": { "description": "Where the created resource is", "schema": { "type": "string" } } });
+    }
+    answers.insert(rule.status.as_u16().to_string(), ok);
 }
 
 fn operation(

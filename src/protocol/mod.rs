@@ -54,6 +54,8 @@ pub struct Context {
     pub auth: Arc<Authenticator>,
     /// Per-route unary deadlines and stream idle/lifetime limits.
     pub timeouts: crate::config::TimeoutsConfig,
+    /// Declared REST success statuses per route.
+    pub responses: crate::config::ResponsesConfig,
     pub limits: RequestLimits,
     /// Rate limits, when any are configured.
     pub limiter: Option<Arc<Limiter>>,
@@ -137,7 +139,8 @@ pub async fn dispatch(context: Arc<Context>, mut request: Request<Body>) -> Resp
             "/openapi.json" => {
                 let snapshot = context.registry.snapshot_for(request.extensions_mut());
                 let version = context.openapi_version.clone();
-                let rendered = tokio::task::spawn_blocking(move || snapshot.openapi(&version)).await;
+                let shown = context.clone();
+                let rendered = tokio::task::spawn_blocking(move || snapshot.openapi(&version, &shown.responses)).await;
                 return document(rendered.unwrap_or_default(), "application/json");
             }
             "/docs" => {

@@ -180,6 +180,7 @@ fn policy_context(
         public_health: config.public_health,
         health,
         timeouts: config.timeouts.clone(),
+        responses: config.responses.clone(),
         json: config.json.clone(),
         deadlines: Deadlines { default: config.upstream.timeout, max: config.upstream.max_timeout },
         max_body_size: config.limits.max_body_size,

@@ -44,6 +44,8 @@ struct Prepared<'a> {
     /// Trailer metadata as HTTP trailers: the profile asks for it and the
     /// client sent `TE: trailers`.
     http_trailers: bool,
+    /// The declared success answer (`[[responses]]`), when not 200.
+    success: Option<crate::config::SuccessRule>,
 }
 
 /// Serves one REST request; never fails: errors become Status JSON.
@@ -128,13 +130,18 @@ fn unary_response_wire(
     reply: UnaryReply<bytes::Bytes>,
 ) -> Result<Response<Body>, Error> {
     let binding = prepared.binding;
+    // A Location is built from the decoded answer.
+    let needs_message = prepared.success.as_ref().is_some_and(|s| s.location.is_some());
     let fast = match binding.response_body {
-        None => response::render_wire(&snapshot.plans, prepared.method.output_plan, &reply.message, &context.json),
-        Some(_) => None,
+        None if !needs_message => {
+            response::render_wire(&snapshot.plans, prepared.method.output_plan, &reply.message, &context.json)
+        }
+        _ => None,
     };
     context.metrics.count_transcode(Direction::Response, fast.is_some());
     if let Some(json) = fast {
-        return Ok(rendered_response(Rendered::Json(json), &reply.headers, &reply.trailers, prepared.http_trailers));
+        let response = rendered_response(Rendered::Json(json), &reply.headers, &reply.trailers, prepared.http_trailers);
+        return Ok(declared(response, prepared.success.as_ref(), None));
     }
     let output = prepared.method.call.output.clone();
     let message = DynamicMessage::decode(output, reply.message).map_err(|e| {
@@ -171,6 +178,7 @@ fn prepare<'a>(
         timeout: deadline(parts, context, streaming, &limits)?,
         idle: limits.stream_idle,
         format: StreamFormat::from_accept(accept),
+        success: context.responses.for_route(route.selectors()).cloned(),
         http_trailers: context.http_trailers
             && parts.headers.get_all(http::header::TE).iter().any(|v| v.to_str().is_ok_and(|v| v.contains("trailers"))),
     })
@@ -269,7 +277,51 @@ fn unary_response(context: &Context, prepared: &Prepared<'_>, reply: UnaryReply)
     let binding = prepared.binding;
     let rendered = response::render(&reply.message, binding.response_body.as_ref(), &context.json, context.json.indent)
         .map_err(|e| Error::gateway(Code::Internal, e))?;
-    Ok(rendered_response(rendered, &reply.headers, &reply.trailers, prepared.http_trailers))
+    let response = rendered_response(rendered, &reply.headers, &reply.trailers, prepared.http_trailers);
+    Ok(declared(response, prepared.success.as_ref(), Some(&reply.message)))
+}
+
+/// The declared success answer: its status, no body for a 204, and a
+/// `Location` from the answer's fields (left out, and logged, when a field
+/// it names is missing).
+fn declared(
+    mut response: Response<Body>,
+    success: Option<&crate::config::SuccessRule>,
+    message: Option<&DynamicMessage>,
+) -> Response<Body> {
+    let Some(success) = success else { return response };
+    *response.status_mut() = success.status;
+    if success.status == StatusCode::NO_CONTENT {
+        *response.body_mut() = Body::empty();
+        response.headers_mut().remove(CONTENT_TYPE);
+    }
+    if let (Some(template), Some(message)) = (&success.location, message) {
+        let location = crate::config::success_location(template, |path| field_text(message, path));
+        match location.and_then(|l| HeaderValue::try_from(l).ok()) {
+            Some(value) => {
+                response.headers_mut().insert(http::header::LOCATION, value);
+            }
+            None => tracing::warn!(%template, "the answer lacks a field its Location names; sent without one"),
+        }
+    }
+    response
+}
+
+/// A field of a message at a dotted path (proto or JSON names), as text.
+fn field_text(message: &DynamicMessage, path: &str) -> Option<String> {
+    let (head, rest) = path.split_once('.').map_or((path, None), |(h, r)| (h, Some(r)));
+    let descriptor = prost_reflect::ReflectMessage::descriptor(message);
+    let field = descriptor.get_field_by_name(head).or_else(|| descriptor.get_field_by_json_name(head))?;
+    let value = message.get_field(&field);
+    match (value.as_ref(), rest) {
+        (prost_reflect::Value::Message(child), Some(rest)) => field_text(child, rest),
+        (prost_reflect::Value::String(text), None) => Some(text.clone()),
+        (prost_reflect::Value::I32(n), None) => Some(n.to_string()),
+        (prost_reflect::Value::I64(n), None) => Some(n.to_string()),
+        (prost_reflect::Value::U32(n), None) => Some(n.to_string()),
+        (prost_reflect::Value::U64(n), None) => Some(n.to_string()),
+        _ => None,
+    }
 }
 
 /// A rendered unary answer with the backend's metadata as headers.
