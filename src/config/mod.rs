@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod admin;
 mod auth;
+mod cors;
 mod rate_limit;
 mod responses;
 mod telemetry;
@@ -183,9 +185,9 @@ struct RawConfig {
     json: JsonOptions,
     limits: RawLimits,
     registry: RawRegistry,
-    admin: RawAdmin,
+    admin: admin::RawAdmin,
     openapi: RawOpenApi,
-    cors: RawCors,
+    cors: cors::RawCors,
     streaming: RawStreaming,
     auth: auth::RawAuth,
     rate_limit: rate_limit::RawRateLimit,
@@ -215,30 +217,6 @@ impl Default for RawStreaming {
 
 #[derive(Debug, Deserialize)]
 #[serde(default)]
-struct RawCors {
-    allowed_origins: Vec<String>,
-    allowed_methods: Vec<String>,
-    allowed_headers: Vec<String>,
-    exposed_headers: Vec<String>,
-    allow_credentials: bool,
-    max_age: String,
-}
-
-impl Default for RawCors {
-    fn default() -> Self {
-        Self {
-            allowed_origins: Vec::new(),
-            allowed_methods: crate::middleware::cors::default_methods().iter().map(|m| m.to_string()).collect(),
-            allowed_headers: Vec::new(),
-            exposed_headers: Vec::new(),
-            allow_credentials: false,
-            max_age: "10m".into(),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(default)]
 struct RawOpenApi {
     enabled: bool,
     version: String,
@@ -263,14 +241,6 @@ struct RawRegistry {
     resync_interval: String,
     memory_budget_mb: u64,
     lenient_routes: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(default)]
-struct RawAdmin {
-    listen: Option<String>,
-    token: Option<String>,
-    max_upload_size: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -312,9 +282,9 @@ impl Default for RawConfig {
             json: JsonOptions::default(),
             limits: RawLimits::default(),
             registry: RawRegistry::default(),
-            admin: RawAdmin::default(),
+            admin: admin::RawAdmin::default(),
             openapi: RawOpenApi::default(),
-            cors: RawCors::default(),
+            cors: cors::RawCors::default(),
             streaming: RawStreaming::default(),
             auth: auth::RawAuth::default(),
             rate_limit: rate_limit::RawRateLimit::default(),
@@ -340,12 +310,6 @@ impl Default for RawRegistry {
             memory_budget_mb: 1024,
             lenient_routes: false,
         }
-    }
-}
-
-impl Default for RawAdmin {
-    fn default() -> Self {
-        Self { listen: None, token: None, max_upload_size: 16 * 1024 * 1024 }
     }
 }
 
@@ -538,8 +502,8 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str, unknown: Vec<String>)
     if raw.registry.max_versions == 0 {
         errors.push(format!("{location}: `registry.max_versions` must be at least 1"));
     }
-    let admin = admin(raw.admin, flags, location, &mut errors);
-    let cors = cors(raw.cors, location, &mut errors);
+    let admin = admin::validate(raw.admin, flags, location, &mut errors);
+    let cors = cors::validate(raw.cors, location, &mut errors);
     let auth = auth::validate(raw.auth, location, &mut errors);
     let rate_limit = rate_limit::validate(raw.rate_limit, location, &mut errors);
     let timeouts = timeouts::validate(raw.timeouts, location, &mut errors);
@@ -625,66 +589,6 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str, unknown: Vec<String>)
         }),
         _ => Err(ConfigErrors(errors)),
     }
-}
-
-/// CORS settings, every entry checked.
-fn cors(raw: RawCors, location: &str, errors: &mut Vec<String>) -> CorsConfig {
-    let any_origin = raw.allowed_origins.iter().any(|o| o == "*");
-    if any_origin && raw.allow_credentials {
-        errors.push(format!("{location}: `cors.allowed_origins`: \"*\" cannot be combined with allow_credentials"));
-    }
-    let mut report = |key: &str, e: String| errors.push(format!("{location}: `cors.{key}`: {e}"));
-    let allowed_origins = raw
-        .allowed_origins
-        .iter()
-        .filter(|o| *o != "*")
-        .filter_map(|o| OriginPattern::parse(o).map_err(|e| report("allowed_origins", e)).ok())
-        .collect();
-    let allowed_methods = raw
-        .allowed_methods
-        .iter()
-        .filter_map(|m| m.parse().map_err(|_| report("allowed_methods", format!("{m:?} is not an HTTP method"))).ok())
-        .collect();
-    let mut headers = |key: &str, names: &[String]| -> Vec<http::HeaderName> {
-        names
-            .iter()
-            .filter_map(|h| h.parse().map_err(|_| report(key, format!("{h:?} is not a header name"))).ok())
-            .collect()
-    };
-    let allowed_headers = headers("allowed_headers", &raw.allowed_headers);
-    let exposed_headers = headers("exposed_headers", &raw.exposed_headers);
-    let max_age = humantime::parse_duration(&raw.max_age)
-        .map_err(|e| errors.push(format!("{location}: `cors.max_age`: {:?} is not a duration ({e})", raw.max_age)))
-        .unwrap_or_default();
-    CorsConfig {
-        allowed_origins,
-        any_origin,
-        allowed_methods,
-        allowed_headers,
-        exposed_headers,
-        allow_credentials: raw.allow_credentials,
-        max_age,
-    }
-}
-
-/// The admin listener settings; refuses an open admin API off loopback.
-fn admin(raw: RawAdmin, flags: &Flags, location: &str, errors: &mut Vec<String>) -> Option<AdminConfig> {
-    let listen = flags.admin_listen.clone().or(raw.listen)?;
-    let token = flags.admin_token.clone().or(raw.token).filter(|t| !t.is_empty());
-    let Ok(addr) = listen.parse::<SocketAddr>() else {
-        errors.push(format!("{location}: `admin.listen`: {listen:?} is not HOST:PORT (e.g. 127.0.0.1:9090)"));
-        return None;
-    };
-    if token.is_none() && !addr.ip().is_loopback() {
-        errors.push(format!(
-            "{location}: `admin.listen`: {addr} is not a loopback address, so an admin token is required \
-             (--admin-token, PROTOGATE_ADMIN_TOKEN or `admin.token`)"
-        ));
-    }
-    if raw.max_upload_size == 0 {
-        errors.push(format!("{location}: `admin.max_upload_size` must be at least 1"));
-    }
-    Some(AdminConfig { listen: addr, token, max_upload_size: raw.max_upload_size })
 }
 
 #[cfg(test)]
