@@ -27,14 +27,18 @@ const MAX_QUERY_PARAMETERS: usize = 200;
 /// document was a `serde_json::Value` tree first, which peaked at 2 GiB for
 /// a 2.9 MiB descriptor set.
 /// What `info` says: the API's version, and the schema it describes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Info<'a> {
     pub version: &'a str,
     pub digest: &'a str,
     pub generation: u64,
-    /// Declared success statuses, shown instead of 200.
-    pub responses: &'a crate::config::ResponsesConfig,
+    /// The declared success status of a route (by its method, service and
+    /// template), and whether it sends a `Location`; shown instead of 200.
+    pub success: &'a Success<'a>,
 }
+
+/// How the document learns a route's declared success answer.
+pub type Success<'a> = dyn Fn([Option<&str>; 3]) -> Option<(http::StatusCode, bool)> + Send + Sync + 'a;
 
 pub fn document(
     pool: &DescriptorPool,
@@ -88,7 +92,7 @@ pub fn document(
             let (_, path_params) = openapi_path(binding, &mut schemas, &comments);
             let mut operation = operation(binding, method, path_params, &mut schemas, &comments);
             operation["operationId"] = Value::String(id.clone());
-            declare_success(&mut operation, binding, method, info.responses);
+            declare_success(&mut operation, binding, method, info.success);
             item.insert(verb.clone(), operation);
         }
         serde_json::to_writer(&mut out, path)?;
@@ -115,25 +119,20 @@ pub fn document(
 
 /// Moves the 200 answer to the declared success status (a 204 has no
 /// content; a `Location` is described as a header).
-fn declare_success(
-    operation: &mut Value,
-    binding: &Binding,
-    method: &MethodDescriptor,
-    responses: &crate::config::ResponsesConfig,
-) {
+fn declare_success(operation: &mut Value, binding: &Binding, method: &MethodDescriptor, success: &Success<'_>) {
     let service = method.parent_service();
     let selectors = [Some(method.full_name()), Some(service.full_name()), Some(binding.template_text.as_str())];
-    let Some(rule) = responses.for_route(selectors) else { return };
+    let Some((status, location)) = success(selectors) else { return };
     let Some(Value::Object(answers)) = operation.get_mut("responses") else { return };
     let Some(mut ok) = answers.remove("200") else { return };
-    if rule.status == http::StatusCode::NO_CONTENT {
+    if status == http::StatusCode::NO_CONTENT {
         ok = json!({ "description": "No content" });
     }
-    if rule.location.is_some() {
+    if location {
         ok["headers"] =
             json!({ "Location": { "description": "Where the created resource is", "schema": { "type": "string" } } });
     }
-    answers.insert(rule.status.as_u16().to_string(), ok);
+    answers.insert(status.as_u16().to_string(), ok);
 }
 
 fn operation(

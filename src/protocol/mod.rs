@@ -140,7 +140,10 @@ pub async fn dispatch(context: Arc<Context>, mut request: Request<Body>) -> Resp
                 let snapshot = context.registry.snapshot_for(request.extensions_mut());
                 let version = context.openapi_version.clone();
                 let shown = context.clone();
-                let rendered = tokio::task::spawn_blocking(move || snapshot.openapi(&version, &shown.responses)).await;
+                let success = move |selectors: [Option<&str>; 3]| {
+                    shown.responses.for_route(selectors).map(|rule| (rule.status, rule.location.is_some()))
+                };
+                let rendered = tokio::task::spawn_blocking(move || snapshot.openapi(&version, &success)).await;
                 return document(rendered.unwrap_or_default(), "application/json");
             }
             "/docs" => {

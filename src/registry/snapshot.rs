@@ -213,12 +213,11 @@ fn side_effect_free(method: &MethodDescriptor) -> bool {
 impl Snapshot {
     /// The OpenAPI 3.1 document of this snapshot, rendered once. CPU work:
     /// call it off the async workers.
-    pub fn openapi(&self, version: &str, responses: &crate::config::ResponsesConfig) -> Bytes {
+    pub fn openapi(&self, version: &str, success: &crate::openapi::Success<'_>) -> Bytes {
         self.openapi
             .get_or_init(|| {
                 let methods: Vec<MethodDescriptor> = self.methods.iter().map(|m| m.descriptor.clone()).collect();
-                let info =
-                    crate::openapi::Info { version, digest: &self.digest, generation: self.generation, responses };
+                let info = crate::openapi::Info { version, digest: &self.digest, generation: self.generation, success };
                 let rendered = crate::openapi::document(&self.pool, &self.routes, &methods, &info)
                     .map(Bytes::from)
                     .unwrap_or_default();
