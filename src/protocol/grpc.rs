@@ -141,6 +141,15 @@ where
     }
 }
 
+/// The trailers that end a gRPC response with `code`; `message` is
+/// printable ASCII without '%', so valid as a grpc-message as it is.
+pub(crate) fn status_trailers(code: tonic::Code, message: &'static str) -> http::HeaderMap {
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from(code as i32));
+    trailers.insert("grpc-message", http::HeaderValue::from_static(message));
+    trailers
+}
+
 fn unreachable_upstream(error: tonic::transport::Error) -> tonic::Status {
     tracing::warn!(error = %error, "gRPC pass-through could not reach the upstream");
     tonic::Status::unavailable("upstream unavailable")
@@ -170,10 +179,10 @@ impl Body for UpstreamEnding {
                 self.inner = None;
                 tracing::warn!(%error, upstream = %self.upstream, "the upstream's gRPC stream broke");
                 self.metrics.upstream_errors.with_label_values(&[&self.upstream]).inc();
-                let mut trailers = http::HeaderMap::new();
-                trailers.insert("grpc-status", http::HeaderValue::from(tonic::Code::Unavailable as i32));
-                trailers.insert("grpc-message", http::HeaderValue::from_static("upstream unavailable"));
-                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+                Poll::Ready(Some(Ok(Frame::trailers(status_trailers(
+                    tonic::Code::Unavailable,
+                    "upstream unavailable",
+                )))))
             }
             other => Poll::Ready(other),
         }

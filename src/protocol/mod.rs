@@ -225,10 +225,7 @@ impl http_body::Body for Guarded {
                 panicked(&this.metrics, panic.as_ref());
                 std::task::Poll::Ready(Some(match this.protocol {
                     Protocol::Grpc | Protocol::GrpcWeb => {
-                        let mut trailers = http::HeaderMap::new();
-                        trailers.insert("grpc-status", HeaderValue::from(tonic::Code::Internal as i32));
-                        trailers.insert("grpc-message", HeaderValue::from_static("internal error"));
-                        Ok(http_body::Frame::trailers(trailers))
+                        Ok(http_body::Frame::trailers(grpc::status_trailers(tonic::Code::Internal, "internal error")))
                     }
                     _ => Err(axum::Error::new("the response body panicked")),
                 }))

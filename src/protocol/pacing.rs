@@ -10,7 +10,6 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 use tonic::Code;
@@ -120,11 +119,7 @@ where
         match self.expired(cx) {
             Some(message) => {
                 self.inner = None;
-                let mut trailers = HeaderMap::new();
-                trailers.insert("grpc-status", HeaderValue::from(Code::DeadlineExceeded as i32));
-                // Printable ASCII without '%': valid as a grpc-message as is.
-                trailers.insert("grpc-message", HeaderValue::from_static(message));
-                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+                Poll::Ready(Some(Ok(Frame::trailers(super::grpc::status_trailers(Code::DeadlineExceeded, message)))))
             }
             None => Poll::Pending,
         }
@@ -144,6 +139,7 @@ mod tests {
     use std::convert::Infallible;
 
     use futures_util::StreamExt;
+    use http::HeaderMap;
     use http_body_util::{BodyExt, StreamBody};
 
     use super::*;

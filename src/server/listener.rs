@@ -25,29 +25,14 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
-/// Limits per connection, from `[limits]`.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnectionLimits {
-    /// An HTTP/1.1 request's headers must arrive within this.
-    pub header_read_timeout: Duration,
-    /// A write to the client that makes no progress for this long closes
-    /// the connection (a client that stopped reading).
-    pub send_timeout: Duration,
-    /// Concurrent HTTP/2 streams one connection may open.
-    pub max_streams_per_connection: u32,
-    pub max_header_bytes: usize,
-    pub max_uri_length: usize,
-    pub max_connections: usize,
-    /// How long requests in flight may finish after a shutdown signal.
-    pub drain_timeout: Duration,
-}
+use crate::config::Limits;
 
 /// Serves `app` on `listener` until `signal` turns true, then lets
 /// connections finish (HTTP/2 clients get GOAWAY) for `drain_timeout`.
 pub fn spawn(
     listener: TcpListener,
     app: Router,
-    limits: ConnectionLimits,
+    limits: Limits,
     mut signal: watch::Receiver<bool>,
 ) -> JoinHandle<io::Result<()>> {
     tokio::spawn(async move {
@@ -97,7 +82,7 @@ pub fn spawn(
     })
 }
 
-fn builder(limits: &ConnectionLimits) -> Builder<TokioExecutor> {
+fn builder(limits: &Limits) -> Builder<TokioExecutor> {
     let mut builder = Builder::new(TokioExecutor::new());
     let header_bytes = u32::try_from(limits.max_header_bytes + limits.max_uri_length).unwrap_or(u32::MAX);
     builder

@@ -217,17 +217,7 @@ fn spawn_listener(
     config: &Config,
     signal: signal::Receiver<bool>,
 ) -> JoinHandle<std::io::Result<()>> {
-    let limits = &config.limits;
-    let connection_limits = listener::ConnectionLimits {
-        header_read_timeout: limits.header_read_timeout,
-        send_timeout: limits.send_timeout,
-        max_streams_per_connection: limits.max_streams_per_connection,
-        max_header_bytes: limits.max_header_bytes,
-        max_uri_length: limits.max_uri_length,
-        max_connections: limits.max_connections,
-        drain_timeout: limits.drain_timeout,
-    };
-    listener::spawn(listener, app, connection_limits, signal)
+    listener::spawn(listener, app, config.limits.clone(), signal)
 }
 
 /// The public router and its tower stack, outermost layer first. Body size
