@@ -48,8 +48,9 @@ pub fn document(
 ) -> serde_json::Result<Vec<u8>> {
     let comments = Comments::from_pool(pool);
     let mut schemas = Schemas::default();
-    // Operations by path (binding index, verb, id), ids given in binding order.
-    let mut paths: BTreeMap<String, Vec<(usize, String, String)>> = BTreeMap::new();
+    // Operations by path (binding index, verb, id, path parameters), ids
+    // given in binding order.
+    let mut paths: BTreeMap<String, Vec<(usize, String, String, Vec<Value>)>> = BTreeMap::new();
     let mut operation_ids = HashSet::new();
     // The auto-mapped POST /pkg.Service/Method is listed only for methods
     // without a rule: generated clients got every operation twice.
@@ -65,9 +66,9 @@ pub fn document(
         if !["get", "put", "post", "delete", "patch", "head", "options", "trace"].contains(&verb.as_str()) {
             continue;
         }
-        let (path, _) = openapi_path(binding, &mut Schemas::default(), &comments);
+        let (path, path_params) = openapi_path(binding, &mut schemas, &comments);
         let id = unique_id(method, binding, &mut operation_ids);
-        paths.entry(path).or_default().push((index, verb, id));
+        paths.entry(path).or_default().push((index, verb, id, path_params));
     }
     let mut out = Vec::new();
     let info_json = json!({
@@ -79,23 +80,22 @@ pub fn document(
     out.extend_from_slice(br#"{"openapi":"3.1.0","info":"#);
     serde_json::to_writer(&mut out, &info_json)?;
     out.extend_from_slice(br#","paths":{"#);
-    for (n, (path, operations)) in paths.iter().enumerate() {
+    for (n, (path, operations)) in paths.into_iter().enumerate() {
         if n > 0 {
             out.push(b',');
         }
         let mut item = Map::new();
-        for (index, verb, id) in operations {
-            let Some((binding, method)) = routes.bindings().get(*index).and_then(|b| Some((b, methods.get(b.method)?)))
+        for (index, verb, id, path_params) in operations {
+            let Some((binding, method)) = routes.bindings().get(index).and_then(|b| Some((b, methods.get(b.method)?)))
             else {
                 continue;
             };
-            let (_, path_params) = openapi_path(binding, &mut schemas, &comments);
             let mut operation = operation(binding, method, path_params, &mut schemas, &comments);
-            operation["operationId"] = Value::String(id.clone());
+            operation["operationId"] = Value::String(id);
             declare_success(&mut operation, binding, method, info.success);
-            item.insert(verb.clone(), operation);
+            item.insert(verb, operation);
         }
-        serde_json::to_writer(&mut out, path)?;
+        serde_json::to_writer(&mut out, &path)?;
         out.push(b':');
         serde_json::to_writer(&mut out, &item)?;
     }

@@ -99,7 +99,7 @@ impl Limiter {
         self.store.as_ref().map(|store| store.state())
     }
 
-    async fn decide(&self, rule: &Rule, key: &str) -> Decision {
+    async fn decide(&self, rule: &Rule, selector: &str, key: &str) -> Decision {
         if let Some(store) = &self.store {
             if let Ok(decision) = store.check(key, &rule.quota).await {
                 return decision;
@@ -110,7 +110,7 @@ impl Limiter {
                 return Decision::StoreUnavailable;
             }
         }
-        let key = self.bounded_key(rule, key);
+        let key = self.bounded_key(rule, selector, key);
         match rule.local.check_key(&key) {
             Ok(state) => Decision::Allowed { remaining: state.remaining_burst_capacity() },
             Err(refused) => Decision::Refused { wait: refused.wait_time_from(DefaultClock::default().now()) },
@@ -123,7 +123,7 @@ impl Limiter {
     /// swept every few seconds (and at once when the table is full), and
     /// if it is still full, new callers share one overflow bucket so memory
     /// stays bounded under a flood of distinct keys.
-    fn bounded_key(&self, rule: &Rule, key: &str) -> String {
+    fn bounded_key(&self, rule: &Rule, selector: &str, key: &str) -> String {
         let now = u64::try_from(START.elapsed().as_millis()).unwrap_or(u64::MAX);
         let last = rule.swept.load(Ordering::Relaxed);
         let full = rule.local.len() >= self.max_keys;
@@ -134,13 +134,12 @@ impl Limiter {
         {
             rule.local.retain_recent();
             rule.local.shrink_to_fit();
-            let selector = key.split('|').next().unwrap_or("");
             let kept = i64::try_from(rule.local.len()).unwrap_or(i64::MAX);
             self.metrics.rate_limit_buckets.with_label_values(&[selector]).set(kept);
         }
         if rule.local.len() >= self.max_keys {
             self.metrics.rate_limit_overflow.inc();
-            return format!("{}|{OVERFLOW_KEY}", key.split('|').next().unwrap_or(""));
+            return format!("{selector}|{OVERFLOW_KEY}");
         }
         key.to_string()
     }
@@ -171,7 +170,7 @@ pub async fn limit(State(live): State<Arc<LiveContext>>, mut request: Request, n
         (None, None) => return next.run(request).await,
     };
     let key = format!("{selector}|{}", limiter.bucket_key(&request));
-    match limiter.decide(rule, &key).await {
+    match limiter.decide(rule, &selector, &key).await {
         Decision::Allowed { remaining } => {
             let mut response = next.run(request).await;
             headers(response.headers_mut(), &rule.quota, remaining, 0);
