@@ -22,6 +22,14 @@ const MAX_QUERY_DEPTH: usize = 3;
 /// the full list helps no one. Fields past it are still accepted.
 const MAX_QUERY_PARAMETERS: usize = 200;
 
+/// One operation to write: its binding, verb, id and path parameters.
+struct Planned {
+    index: usize,
+    verb: String,
+    id: String,
+    path_params: Vec<Value>,
+}
+
 /// Writes the document for the bindings of `routes` over `methods` as JSON
 /// text, one path item and one component schema at a time: the whole
 /// document was a `serde_json::Value` tree first, which peaked at 2 GiB for
@@ -48,9 +56,8 @@ pub fn document(
 ) -> serde_json::Result<Vec<u8>> {
     let comments = Comments::from_pool(pool);
     let mut schemas = Schemas::default();
-    // Operations by path (binding index, verb, id, path parameters), ids
-    // given in binding order.
-    let mut paths: BTreeMap<String, Vec<(usize, String, String, Vec<Value>)>> = BTreeMap::new();
+    // Operations by path, ids given in binding order.
+    let mut paths: BTreeMap<String, Vec<Planned>> = BTreeMap::new();
     let mut operation_ids = HashSet::new();
     // The auto-mapped POST /pkg.Service/Method is listed only for methods
     // without a rule: generated clients got every operation twice.
@@ -68,7 +75,7 @@ pub fn document(
         }
         let (path, path_params) = openapi_path(binding, &mut schemas, &comments);
         let id = unique_id(method, binding, &mut operation_ids);
-        paths.entry(path).or_default().push((index, verb, id, path_params));
+        paths.entry(path).or_default().push(Planned { index, verb, id, path_params });
     }
     let mut out = Vec::new();
     let info_json = json!({
@@ -85,7 +92,7 @@ pub fn document(
             out.push(b',');
         }
         let mut item = Map::new();
-        for (index, verb, id, path_params) in operations {
+        for Planned { index, verb, id, path_params } in operations {
             let Some((binding, method)) = routes.bindings().get(index).and_then(|b| Some((b, methods.get(b.method)?)))
             else {
                 continue;
