@@ -20,7 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Code;
 
 use crate::error::Error;
-use crate::protocol::{LiveContext, refuse};
+use crate::protocol::{LiveContext, refusal};
 
 /// The limits checked per request.
 #[derive(Debug, Clone)]
@@ -90,12 +90,14 @@ impl Drop for Share {
 
 /// Refuses oversized URIs (414) and headers (431), and sheds load (503 with
 /// `Retry-After`) when every concurrency permit is taken.
-pub async fn check(State(live): State<Arc<LiveContext>>, mut request: Request, next: Next) -> Response<Body> {
+pub async fn check(State(live): State<Arc<LiveContext>>, request: Request, next: Next) -> Response<Body> {
+    // Whatever refuses from here on, a body still being sent is read out.
+    let mut request = crate::protocol::drained_when_dropped(request);
     let context = live.pinned(&mut request);
     let limits = &context.limits;
     let length = request.uri().path_and_query().map_or(0, |p| p.as_str().len());
     if length > limits.max_uri_length {
-        return refuse(request, Error::uri_too_long(length, limits.max_uri_length)).await;
+        return refusal(&request, Error::uri_too_long(length, limits.max_uri_length));
     }
     let header_bytes: usize = request.headers().iter().map(|(n, v)| n.as_str().len() + v.len()).sum();
     if header_bytes > limits.max_header_bytes {
@@ -104,18 +106,18 @@ pub async fn check(State(live): State<Arc<LiveContext>>, mut request: Request, n
             format!("request headers are {header_bytes} bytes, over the limit of {}", limits.max_header_bytes),
         );
         error.http_status = Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
-        return refuse(request, error).await;
+        return refusal(&request, error);
     }
     let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let share = match client {
         Some(client) => match limits.per_client.take(client) {
             Some(share) => Some(share),
-            None => return at_capacity(request, "this client has too many requests in flight; retry shortly").await,
+            None => return at_capacity(&request, "this client has too many requests in flight; retry shortly"),
         },
         None => None,
     };
     let Ok(permit) = limits.concurrency.clone().try_acquire_owned() else {
-        return at_capacity(request, "the gateway is at capacity; retry shortly").await;
+        return at_capacity(&request, "the gateway is at capacity; retry shortly");
     };
     // gRPC and Connect streams may idle between messages for as long as
     // their stream timeouts allow; every other body must keep coming.
@@ -131,10 +133,10 @@ pub async fn check(State(live): State<Arc<LiveContext>>, mut request: Request, n
     response.map(|inner| Body::new(Permitted { inner, _permit: permit, _share: share }))
 }
 
-async fn at_capacity(request: Request, message: &str) -> Response<Body> {
+fn at_capacity(request: &Request, message: &str) -> Response<Body> {
     let mut error = Error::client(Code::Unavailable, message);
     error.http_status = Some(StatusCode::SERVICE_UNAVAILABLE);
-    let mut response = refuse(request, error).await;
+    let mut response = refusal(request, error);
     response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
     response
 }

@@ -154,7 +154,6 @@ pub async fn dispatch(context: Arc<Context>, mut request: Request<Body>) -> Resp
     }
     let protocol = classify(&request);
     let metrics = context.metrics.clone();
-    let request = drained_when_dropped(request);
     // Only the content type decides an error's form; kept for the panic path.
     let content_type = request.headers().get(CONTENT_TYPE).cloned();
     match AssertUnwindSafe(serve(protocol, context, request)).catch_unwind().await {
@@ -335,28 +334,14 @@ pub fn refusal<B>(request: &Request<B>, error: Error) -> Response<Body> {
     render(classify(request), &error, request.headers())
 }
 
-/// A refusal by a policy layer that owns the request: on HTTP/1.1 it first
-/// reads and drops a bounded part of the body, so a client still writing
-/// it reads the refusal instead of failing with EPIPE (connect-node
-/// reported "Internal: write EPIPE" for a 401); a body past the bound
-/// gets `Connection: close`, so the connection ends cleanly after the
-/// answer.
-pub async fn refuse(request: Request<Body>, error: Error) -> Response<Body> {
-    let mut response = refusal(&request, error);
-    if request.version() <= http::Version::HTTP_11 && !http_body::Body::is_end_stream(request.body()) {
-        let drained = tokio::time::timeout(DRAIN_TIMEOUT, drain(request.into_body())).await;
-        if !matches!(drained, Ok(true)) {
-            response.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-        }
-    }
-    response
-}
-
-/// On HTTP/1.1, a request body the handler drops unread (an error answered
-/// before the body: unknown method, no route) is read to its end in the
-/// background, bounded like `refuse`'s, so the client can finish writing
-/// and read the answer instead of failing with EPIPE.
-fn drained_when_dropped(request: Request<Body>) -> Request<Body> {
+/// On HTTP/1.1, a request body dropped unread — a policy refusal, or an
+/// error answered before the body (unknown method, no route) — is read to
+/// its end in the background (at most `DRAIN_LIMIT` bytes within
+/// `DRAIN_TIMEOUT`, else the connection closes), so a client still writing
+/// it reads the answer instead of failing with EPIPE (connect-node reported
+/// "Internal: write EPIPE" for a 401). The limits layer, the first that can
+/// refuse, installs it.
+pub fn drained_when_dropped(request: Request<Body>) -> Request<Body> {
     if request.version() > http::Version::HTTP_11 || http_body::Body::is_end_stream(request.body()) {
         return request;
     }
@@ -403,23 +388,20 @@ impl Drop for DrainOnDrop {
     }
 }
 
-/// Most of a refused body read, and for how long.
+/// Most of an unread body drained, and for how long.
 const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Reads a body to its end unless it is longer than `DRAIN_LIMIT`.
-async fn drain(mut body: Body) -> bool {
+/// Reads a body to its end, or until it is longer than `DRAIN_LIMIT`
+/// (then it is dropped and the connection closes).
+async fn drain(mut body: Body) {
     let mut read = 0;
-    while let Some(frame) = body.frame().await {
-        match frame {
-            Ok(frame) => read += frame.data_ref().map_or(0, Bytes::len),
-            Err(_) => return false,
-        }
+    while let Some(Ok(frame)) = body.frame().await {
+        read += frame.data_ref().map_or(0, Bytes::len);
         if read > DRAIN_LIMIT {
-            return false;
+            return;
         }
     }
-    true
 }
 
 /// An error answered before the protocol handler took the request.

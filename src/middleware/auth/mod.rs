@@ -29,7 +29,7 @@ use super::route_info::{Caller, RouteInfo, route_info};
 use super::telemetry::trace_of;
 use crate::config::{AuthConfig, RuleConfig};
 use crate::error::Error;
-use crate::protocol::{LiveContext, Protocol, classify, refuse};
+use crate::protocol::{LiveContext, Protocol, classify, refusal};
 use crate::registry::sets::hex;
 
 /// The configured checks, shared by every request.
@@ -271,11 +271,11 @@ pub async fn authenticate(State(live): State<Arc<LiveContext>>, mut request: Req
     }
     let identity = match auth.identify(&request) {
         Ok(identity) => identity,
-        Err(error) => return auth.challenge(request, error).await,
+        Err(error) => return auth.challenge(&request, error),
     };
     let identity = match (identity, required) {
         (Some(identity), _) => identity,
-        (None, true) => return auth.challenge(request, unauthenticated("credentials are required")).await,
+        (None, true) => return auth.challenge(&request, unauthenticated("credentials are required")),
         (None, false) => return next.run(request).await,
     };
     let subject = identity.claims.get("sub").and_then(Value::as_str).map(str::to_string);
@@ -286,7 +286,7 @@ pub async fn authenticate(State(live): State<Arc<LiveContext>>, mut request: Req
         && let Err(error) = Authenticator::authorize(rule, &identity)
     {
         auth.metrics.auth_rejected.with_label_values(&["forbidden"]).inc();
-        return refuse(request, error).await;
+        return refusal(&request, error);
     }
     forward(&auth.config, &identity, protocol, request.headers_mut());
     request.extensions_mut().insert(Caller { consumer: identity.consumer.clone(), subject });
@@ -328,9 +328,9 @@ fn forward(config: &AuthConfig, identity: &Identity, protocol: Protocol, headers
 
 impl Authenticator {
     /// A 401 with the challenge header, counted.
-    async fn challenge(&self, request: Request, error: Error) -> Response<Body> {
+    fn challenge(&self, request: &Request, error: Error) -> Response<Body> {
         self.metrics.auth_rejected.with_label_values(&["unauthenticated"]).inc();
-        let mut response = refuse(request, error).await;
+        let mut response = refusal(request, error);
         response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"protogate\""));
         response
     }

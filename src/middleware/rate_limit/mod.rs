@@ -30,7 +30,7 @@ use super::metrics::Metrics;
 use super::route_info::{Caller, route_info};
 use crate::config::{QuotaConfig, RateKey, RateLimitConfig};
 use crate::error::Error;
-use crate::protocol::{LiveContext, refuse};
+use crate::protocol::{LiveContext, refusal};
 
 type Buckets = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
 
@@ -181,7 +181,7 @@ pub async fn limit(State(live): State<Arc<LiveContext>>, mut request: Request, n
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             let mut error = Error::client(Code::ResourceExhausted, format!("rate limit exceeded; retry in {seconds}s"));
             error.http_status = Some(StatusCode::TOO_MANY_REQUESTS);
-            let mut response = refuse(request, error).await;
+            let mut response = refusal(&request, error);
             headers(response.headers_mut(), &rule.quota, 0, seconds);
             response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
             response
@@ -190,7 +190,7 @@ pub async fn limit(State(live): State<Arc<LiveContext>>, mut request: Request, n
             let mut error = Error::gateway(Code::Unavailable, "the rate-limit store is unreachable");
             error.message = "rate limits cannot be checked right now; retry shortly".into();
             error.http_status = Some(StatusCode::SERVICE_UNAVAILABLE);
-            let mut response = refuse(request, error).await;
+            let mut response = refusal(&request, error);
             response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
             response
         }
