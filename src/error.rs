@@ -10,6 +10,10 @@ use tonic::Code;
 /// it out of every metadata copy to clients.
 pub const BACKEND_STATUS: &str = "grpc-protogate-backend-status";
 
+/// Metadata on a status `upstream::Backend` made for a call that failed
+/// before the backend answered: how it failed (`upstream::retry::Failure`).
+pub const TRANSPORT: &str = "grpc-protogate-transport";
+
 /// Whose fault an error was: decides what is logged and what the client sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -34,12 +38,14 @@ pub struct Error {
     /// An HTTP status where the gRPC code alone would be too coarse (405, 413…).
     pub http_status: Option<StatusCode>,
     /// The `Allow` header value of a 405.
-    pub allow: Option<String>,
+    pub allow: Option<Box<str>>,
     /// What went wrong inside the gateway; logged, never sent.
     pub internal: Option<String>,
     /// The header and trailer metadata a backend sent with its error; they
     /// reach the client as they would with an answer.
     pub backend_metadata: Option<std::sync::Arc<BackendMetadata>>,
+    /// Seconds for a `Retry-After` header (an upstream at its call limit).
+    pub retry_after: Option<u32>,
 }
 
 /// Metadata that came with a backend's error.
@@ -60,6 +66,7 @@ impl Error {
             allow: None,
             internal: None,
             backend_metadata: None,
+            retry_after: None,
         }
     }
 
@@ -83,7 +90,7 @@ impl Error {
             format!("method {method} is not allowed on {path:?}; allowed: {allow}"),
         );
         error.http_status = Some(StatusCode::METHOD_NOT_ALLOWED);
-        error.allow = Some(allow);
+        error.allow = Some(allow.into());
         error
     }
 
@@ -142,6 +149,14 @@ impl Error {
             error.backend_metadata = Some(std::sync::Arc::new(BackendMetadata { trailers, ..Default::default() }));
             return error;
         }
+        if let Some(failure) = status.metadata().get(TRANSPORT).and_then(|v| v.to_str().ok()) {
+            let mut error =
+                Self::gateway(status.code(), format!("upstream call failed ({failure}): {}", status.message()));
+            if failure == "overloaded" {
+                error.retry_after = Some(1);
+            }
+            return error;
+        }
         let source = std::error::Error::source(&status);
         // tonic's own check of `upstream.max_message_size` on a response.
         if source.is_none() && status.message().starts_with("Error, decoded message length too large") {
@@ -196,6 +211,21 @@ impl From<tonic::Status> for Error {
 }
 
 /// The first `T` in `error`'s source chain, `error` itself included.
+/// The error with its causes, for the log.
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 pub fn find_cause<'a, T: std::error::Error + 'static>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
     let mut current = Some(error);
     while let Some(e) = current {

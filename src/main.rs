@@ -38,8 +38,9 @@ enum Command {
         /// *.desc) are all served; files and directories are watched.
         #[arg(long = "descriptor-dir", value_name = "DIR")]
         descriptor_dirs: Vec<PathBuf>,
-        /// The default backend (URL), or one service's backend (PKG.SERVICE=URL).
-        #[arg(long = "upstream", value_name = "URL|SERVICE=URL")]
+        /// The default backend (URL), or one service's backend (PKG.SERVICE=URL);
+        /// several endpoints as URL,URL; dns:///HOST:PORT re-resolved; https:// uses TLS.
+        #[arg(long = "upstream", value_name = "URL[,URL…]|SERVICE=URL[,URL…]")]
         upstreams: Vec<String>,
         /// Address of the public listener [default: 127.0.0.1:8080].
         #[arg(long, value_name = "HOST:PORT")]
@@ -63,6 +64,12 @@ enum Command {
         /// Share the registry with other replicas through Redis.
         #[arg(long, value_name = "redis://HOST:PORT")]
         registry: Option<String>,
+        /// Serve TLS on the public listener with this PEM certificate chain.
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Check descriptor sets (.binpb) or .proto files as registration would;
     /// exit non-zero listing every problem.
@@ -120,6 +127,8 @@ async fn main() -> ExitCode {
             state_dir,
             reflect,
             registry,
+            tls_cert,
+            tls_key,
         } => {
             let flags = Flags {
                 listen,
@@ -131,6 +140,8 @@ async fn main() -> ExitCode {
                 reflect,
                 registry,
                 descriptor_dirs,
+                tls_cert,
+                tls_key,
             };
             serve(config, flags, cli.log_format).await
         }

@@ -1,26 +1,28 @@
 //! What `/readyz` reports, on the admin listener and optionally the public
-//! one: a snapshot is active, each upstream answers its health check
-//! (cached), and the shared stores (registry, rate limits) are reachable.
+//! one: a snapshot is active, each upstream has an endpoint that passes its
+//! health check (checked at most every 2 s), and the shared stores (registry, rate limits) are reachable.
+
+use std::sync::Arc;
 
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 
 use crate::middleware::rate_limit::StoreState;
 use crate::protocol::Context;
+use crate::upstream::Pool;
 
 /// The readiness verdict and its JSON body.
 pub async fn report(context: &Context) -> (StatusCode, Value) {
     let snapshot = context.registry.snapshot();
-    let mut upstreams: Vec<(&str, crate::upstream::Backend)> = Vec::new();
+    let mut pools: Vec<&Arc<Pool>> = Vec::new();
     for method in &snapshot.methods {
-        if !upstreams.iter().any(|(url, _)| *url == method.upstream) {
-            upstreams.push((&method.upstream, method.call.channel.clone()));
+        let pool = method.call.channel.pool();
+        if !pools.iter().any(|known| Arc::ptr_eq(known, pool)) {
+            pools.push(pool);
         }
     }
-    let checks =
-        upstreams.into_iter().map(|(url, channel)| async move { (url, context.health.check(url, channel).await) });
-    let results = futures_util::future::join_all(checks).await;
-    let upstreams_ready = results.iter().all(|(_, health)| health.is_ready());
+    futures_util::future::join_all(pools.iter().map(|pool| pool.ensure_checked())).await;
+    let upstreams_ready = pools.iter().all(|pool| pool.is_ready());
     let store_error = context.registry.store_error();
     let rate_store = context.limiter.as_ref().and_then(|l| l.store_state());
     let rate_store_blocks = rate_store.as_ref().is_some_and(|s| !s.reachable && !s.falls_back);
@@ -36,7 +38,8 @@ pub async fn report(context: &Context) -> (StatusCode, Value) {
         "status": status,
         "generation": snapshot.generation,
         "methods": snapshot.methods.len(),
-        "upstreams": results.iter().map(|(url, health)| (url.to_string(), json!(health.describe()))).collect::<Map<_, _>>(),
+        "upstreams": pools.iter().map(|pool| (pool.spec.clone(), json!(summary(pool)))).collect::<Map<_, _>>(),
+        "endpoints": pools.iter().map(|pool| (pool.spec.clone(), endpoints(pool))).collect::<Map<_, _>>(),
         "registryStore": match &store_error {
             Some(error) => json!({ "reachable": false, "error": error }),
             None => json!({ "reachable": true }),
@@ -59,4 +62,21 @@ fn rate_store_json(state: &StoreState) -> Value {
         fields.insert("fallback".into(), json!(fallback));
     }
     value
+}
+
+/// One line per upstream: its endpoint's state, or how many are up.
+fn summary(pool: &Pool) -> String {
+    let endpoints = pool.endpoints();
+    match endpoints.as_slice() {
+        [] => "no endpoints".into(),
+        [only] => pool.describe(only),
+        all => {
+            let up = all.iter().filter(|e| !pool.is_ejected(e) && e.health() != crate::upstream::pool::Health::Down);
+            format!("{} of {} endpoints up", up.count(), all.len())
+        }
+    }
+}
+
+fn endpoints(pool: &Pool) -> Value {
+    pool.endpoints().iter().map(|e| (e.url.clone(), json!(pool.describe(e)))).collect::<Map<_, _>>().into()
 }

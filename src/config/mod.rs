@@ -1,7 +1,6 @@
 //! Configuration: a TOML file plus command-line flags (flags win), validated
 //! whole into a `Config`, with every problem reported at once.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,21 +15,29 @@ mod rate_limit;
 mod responses;
 mod telemetry;
 mod timeouts;
+mod tls;
+mod upstream;
 
 pub use auth::{AuthConfig, JwtConfig, KeyConfig, RuleConfig};
 pub use rate_limit::{QuotaConfig, RateKey, RateLimitConfig, RateStoreConfig};
 pub use responses::{ResponsesConfig, SuccessRule, location as success_location};
 pub use telemetry::TracingConfig;
 pub use timeouts::{RouteTimeouts, TimeoutsConfig};
+pub use tls::ServerTls;
+pub use upstream::{
+    Address, ClientTls, EjectionPolicy, HealthPolicy, PoolSettings, RetryPolicy, UpstreamConfig, UpstreamMap,
+    check_url, parse_spec,
+};
 
 use crate::middleware::cors::OriginPattern;
-use crate::registry::UpstreamMap;
 use crate::transcode::JsonOptions;
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// TLS on the public listener; plain text without it.
+    pub tls: Option<ServerTls>,
     pub descriptors: Vec<PathBuf>,
     /// Directories whose descriptor files are all loaded, and watched.
     pub descriptor_dirs: Vec<PathBuf>,
@@ -123,18 +130,6 @@ pub struct AdminConfig {
 }
 
 #[derive(Debug, Clone)]
-pub struct UpstreamConfig {
-    pub map: UpstreamMap,
-    /// Deadline of unary calls when the client sends no `Grpc-Timeout`.
-    pub timeout: Duration,
-    /// Upper bound on any deadline a client asks for.
-    pub max_timeout: Duration,
-    pub connect_timeout: Duration,
-    /// Largest gRPC message sent to or accepted from a backend.
-    pub max_message_size: usize,
-}
-
-#[derive(Debug, Clone)]
 pub struct Limits {
     pub max_body_size: usize,
     pub max_uri_length: usize,
@@ -168,6 +163,9 @@ pub struct Flags {
     /// `--registry redis://HOST:PORT`.
     pub registry: Option<String>,
     pub descriptor_dirs: Vec<PathBuf>,
+    /// `--tls-cert FILE --tls-key FILE`.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Every problem found in a configuration.
@@ -181,7 +179,8 @@ struct RawConfig {
     profile: String,
     descriptors: Vec<PathBuf>,
     descriptor_dirs: Vec<PathBuf>,
-    upstream: RawUpstream,
+    upstream: upstream::RawUpstream,
+    tls: tls::RawTls,
     json: JsonOptions,
     limits: RawLimits,
     registry: RawRegistry,
@@ -245,17 +244,6 @@ struct RawRegistry {
 
 #[derive(Debug, Deserialize)]
 #[serde(default)]
-struct RawUpstream {
-    default: Option<String>,
-    services: BTreeMap<String, String>,
-    timeout: String,
-    max_timeout: String,
-    connect_timeout: String,
-    max_message_size: usize,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(default)]
 struct RawLimits {
     max_body_size: usize,
     max_uri_length: usize,
@@ -278,7 +266,8 @@ impl Default for RawConfig {
             profile: "protogate".into(),
             descriptors: Vec::new(),
             descriptor_dirs: Vec::new(),
-            upstream: RawUpstream::default(),
+            upstream: upstream::RawUpstream::default(),
+            tls: tls::RawTls::default(),
             json: JsonOptions::default(),
             limits: RawLimits::default(),
             registry: RawRegistry::default(),
@@ -309,19 +298,6 @@ impl Default for RawRegistry {
             resync_interval: "5s".into(),
             memory_budget_mb: 1024,
             lenient_routes: false,
-        }
-    }
-}
-
-impl Default for RawUpstream {
-    fn default() -> Self {
-        Self {
-            default: None,
-            services: BTreeMap::new(),
-            timeout: "15s".into(),
-            max_timeout: "5m".into(),
-            connect_timeout: "5s".into(),
-            max_message_size: 4 * 1024 * 1024,
         }
     }
 }
@@ -398,41 +374,13 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str, unknown: Vec<String>)
         })
         .ok();
 
-    let mut map = UpstreamMap { default: raw.upstream.default, services: raw.upstream.services };
-    // A flag given twice for one service used to keep the last silently.
-    let mut flagged = std::collections::BTreeSet::new();
-    for flag in &flags.upstreams {
-        let (service, url) = flag.split_once('=').map_or((None, flag.as_str()), |(s, u)| (Some(s), u));
-        if !flagged.insert(service) {
-            let what = service.map_or("the default upstream".to_string(), |s| format!("service {s}"));
-            errors.push(format!("--upstream: {what} is given more than once; pass one URL per service"));
-        }
-        match service {
-            Some(service) => {
-                map.services.insert(service.to_string(), url.to_string());
-            }
-            None => map.default = Some(url.to_string()),
-        }
-    }
-    let urls = map
-        .default
-        .iter()
-        .map(|u| ("upstream.default".to_string(), u))
-        .chain(map.services.iter().map(|(service, url)| (format!("upstream.services.\"{service}\""), url)));
-    for (key, url) in urls {
-        if let Err(e) = crate::upstream::endpoint(url, Duration::from_secs(1)) {
-            errors.push(format!("{location}: `{key}`: {e}"));
-        }
-    }
-
+    let upstream = upstream::validate(raw.upstream, flags, location, &mut errors);
+    let tls = tls::validate(raw.tls, flags, location, &mut errors);
     let mut duration = |key: &str, text: &str| {
         humantime::parse_duration(text)
             .map_err(|e| errors.push(format!("{location}: `{key}`: {text:?} is not a duration ({e})")))
             .unwrap_or_default()
     };
-    let timeout = duration("upstream.timeout", &raw.upstream.timeout);
-    let max_timeout = duration("upstream.max_timeout", &raw.upstream.max_timeout);
-    let connect_timeout = duration("upstream.connect_timeout", &raw.upstream.connect_timeout);
     let reflect_interval = duration("registry.reflect_interval", &raw.registry.reflect_interval);
     let resync_interval = duration("registry.resync_interval", &raw.registry.resync_interval);
     let watch_interval = duration("registry.watch_interval", &raw.registry.watch_interval);
@@ -458,7 +406,7 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str, unknown: Vec<String>)
     let mut reflect = raw.registry.reflect.clone();
     reflect.extend(flags.reflect.iter().cloned());
     for url in &reflect {
-        if let Err(e) = crate::upstream::endpoint(url, Duration::from_secs(1)) {
+        if let Err(e) = upstream::check_url(url) {
             errors.push(format!("{location}: `registry.reflect`: {e}"));
         }
     }
@@ -538,15 +486,10 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str, unknown: Vec<String>)
     match listen {
         Some(listen) if errors.is_empty() => Ok(Config {
             listen,
+            tls,
             descriptors,
             descriptor_dirs,
-            upstream: UpstreamConfig {
-                map,
-                timeout,
-                max_timeout,
-                connect_timeout,
-                max_message_size: raw.upstream.max_message_size,
-            },
+            upstream,
             json,
             limits: Limits {
                 max_body_size: raw.limits.max_body_size,

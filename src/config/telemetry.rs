@@ -32,7 +32,7 @@ impl Default for RawTracing {
 
 pub(super) fn validate(raw: RawTracing, location: &str, errors: &mut Vec<String>) -> TracingConfig {
     if let Some(endpoint) = &raw.otlp_endpoint
-        && let Err(e) = crate::upstream::endpoint(endpoint, Duration::from_secs(1))
+        && let Err(e) = super::check_url(endpoint)
     {
         errors.push(format!("{location}: `tracing.otlp_endpoint`: {e}"));
     }

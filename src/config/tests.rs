@@ -32,6 +32,8 @@ fn flags_override_the_file() {
         reflect: vec!["http://backend:1".into()],
         registry: None,
         descriptor_dirs: vec!["sets".into()],
+        tls_cert: None,
+        tls_key: None,
     };
     let config = Config::from_toml(text, &flags).unwrap();
     assert_eq!(config.registry.reflect, ["http://backend:1"]);
@@ -74,7 +76,7 @@ fn reports_every_error_at_once() {
         errors,
         [
             "config: `listen`: \"nowhere\" is not HOST:PORT (e.g. 127.0.0.1:8080)",
-            "config: `upstream.default`: upstream URL \"ftp://x\" must start with http://",
+            "config: `upstream.default`: upstream URL \"ftp://x\" must start with http://, https:// or dns:///",
             "config: `upstream.services.\"a.B\"`: invalid upstream URL \"not a url\": invalid uri character",
             "config: `upstream.timeout`: \"soon\" is not a duration (expected number at 0)",
             "config: `json.max_depth` must be at least 1",

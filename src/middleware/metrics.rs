@@ -52,6 +52,11 @@ const LATENCY_BUCKETS: [f64; 14] =
 const SIZE_BUCKETS: [f64; 8] = [64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262_144.0, 1_048_576.0];
 
 impl Metrics {
+    /// Adds metrics another module keeps (the upstream pools').
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) -> Result<(), prometheus::Error> {
+        self.registry.register(collector)
+    }
+
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new_custom(Some("protogate".into()), None)?;
         let labels = ["protocol", "route", "rpc", "http_status", "grpc_code"];

@@ -438,9 +438,7 @@ fn unary_error(error: &Error, pool: &DescriptorPool, json: &SerializeOptions) ->
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = error.http_status.unwrap_or_else(|| http_status(error.code));
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Some(allow) = error.allow.as_deref().and_then(|a| HeaderValue::try_from(a).ok()) {
-        response.headers_mut().insert(http::header::ALLOW, allow);
-    }
+    super::error_headers(error, response.headers_mut());
     if let Some(backend) = &error.backend_metadata {
         upstream_metadata::to_http(&backend.headers, "", response.headers_mut());
         upstream_metadata::to_http(&backend.trailers, "trailer-", response.headers_mut());

@@ -150,9 +150,12 @@ pub(crate) fn status_trailers(code: tonic::Code, message: &'static str) -> http:
     trailers
 }
 
-fn unreachable_upstream(error: tonic::transport::Error) -> tonic::Status {
-    tracing::warn!(error = %error, "gRPC pass-through could not reach the upstream");
-    tonic::Status::unavailable("upstream unavailable")
+fn unreachable_upstream(error: Box<dyn std::error::Error + Send + Sync>) -> tonic::Status {
+    tracing::warn!(error = %crate::error::describe(error.as_ref()), "gRPC pass-through could not reach the upstream");
+    let overloaded = error
+        .downcast_ref::<tonic::Status>()
+        .is_some_and(|s| crate::upstream::retry::Failure::of(s) == Some(crate::upstream::retry::Failure::Overloaded));
+    tonic::Status::unavailable(if overloaded { "upstream overloaded" } else { "upstream unavailable" })
 }
 
 /// A response body from the backend that ends with `grpc-status: 14`

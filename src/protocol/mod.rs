@@ -29,7 +29,6 @@ use crate::middleware::rate_limit::Limiter;
 use crate::middleware::telemetry::trace_of;
 use crate::registry::Registry;
 use crate::transcode::JsonOptions;
-use crate::upstream::health::HealthChecks;
 
 /// What every protocol handler needs, shared by all requests.
 #[derive(Debug)]
@@ -61,8 +60,6 @@ pub struct Context {
     pub limiter: Option<Arc<Limiter>>,
     /// Serve `/healthz` and `/readyz` on the public listener too.
     pub public_health: bool,
-    /// Cached upstream health checks, kept across reloads.
-    pub health: Arc<HealthChecks>,
 }
 
 /// The context in force. A config reload swaps it whole; each request pins
@@ -410,6 +407,17 @@ pub fn render(protocol: Protocol, error: &Error, headers: &http::HeaderMap) -> R
         Protocol::Grpc | Protocol::GrpcWeb => tonic::Status::new(error.code, error.message.clone()).into_http(),
         Protocol::Connect => connect::error_response(error, headers),
         _ => rest::error_response(error, None),
+    }
+}
+
+/// The HTTP headers an error carries as data: `Allow` of a 405,
+/// `Retry-After` of an upstream at its call limit.
+pub(crate) fn error_headers(error: &Error, headers: &mut http::HeaderMap) {
+    if let Some(allow) = error.allow.as_deref().and_then(|a| http::HeaderValue::try_from(a).ok()) {
+        headers.insert(http::header::ALLOW, allow);
+    }
+    if let Some(seconds) = error.retry_after {
+        headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
     }
 }
 

@@ -63,8 +63,8 @@ async fn fetch_within(url: &str, connect_timeout: Duration) -> Result<Vec<u8>, S
     let channel = crate::upstream::endpoint(url, connect_timeout)?
         .connect()
         .await
-        .map(Channel::new)
         .map_err(|e| format!("{url}: cannot connect: {e}"))?;
+    let channel = Channel::new(crate::upstream::Pool::of_channel(url, channel)?);
     let mut last = String::new();
     for path in PATHS {
         match fetch_with(channel.clone(), path).await {

@@ -1,7 +1,7 @@
 //! One immutable view of everything registered: the descriptor pool, the
 //! route table and, per method, the precomputed call (channel, path, types).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -16,13 +16,7 @@ use crate::transcode::fast::Plans;
 use crate::upstream::Upstreams;
 use crate::upstream::call::Call;
 
-/// Which backend serves which service, from the configuration: per-service
-/// entries, then a set's own upstream, then the default.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UpstreamMap {
-    pub default: Option<String>,
-    pub services: BTreeMap<String, String>,
-}
+pub use crate::config::UpstreamMap;
 
 #[derive(Debug)]
 pub struct Snapshot {
@@ -58,12 +52,6 @@ pub struct MethodEntry {
     /// Plans of the input and output messages.
     pub input_plan: Option<usize>,
     pub output_plan: Option<usize>,
-}
-
-impl UpstreamMap {
-    pub fn for_service<'a>(&'a self, service: &str, set_upstream: Option<&'a str>) -> Option<&'a str> {
-        self.services.get(service).map(String::as_str).or(set_upstream).or(self.default.as_deref())
-    }
 }
 
 impl Snapshot {
@@ -205,9 +193,16 @@ fn all_bindings(pool: &DescriptorPool) -> AllBindings {
 
 fn side_effect_free(method: &MethodDescriptor) -> bool {
     const NO_SIDE_EFFECTS: i32 = 1;
+    idempotency_level(method) == NO_SIDE_EFFECTS
+}
+
+/// `idempotency_level`: 0 unknown, 1 NO_SIDE_EFFECTS, 2 IDEMPOTENT.
+fn idempotency_level(method: &MethodDescriptor) -> i32 {
     let options = method.options();
-    let level = options.get_field_by_name("idempotency_level");
-    matches!(level.as_deref(), Some(prost_reflect::Value::EnumNumber(NO_SIDE_EFFECTS)))
+    match options.get_field_by_name("idempotency_level").as_deref() {
+        Some(prost_reflect::Value::EnumNumber(level)) => *level,
+        _ => 0,
+    }
 }
 
 impl Snapshot {
@@ -237,7 +232,11 @@ fn method_bindings(method: &MethodDescriptor, index: usize) -> Result<Vec<Bindin
 }
 
 fn call(method: &MethodDescriptor, channel: crate::upstream::Backend, max_message_size: usize) -> Result<Call, String> {
-    let text = format!("/{}/{}", method.parent_service().full_name(), method.name());
+    let service = method.parent_service();
+    let text = format!("/{}/{}", service.full_name(), method.name());
     let path = PathAndQuery::try_from(text).map_err(|e| format!("{}: invalid gRPC path: {e}", method.full_name()))?;
-    Ok(Call { channel, path, output: method.output(), max_message_size })
+    let listed = &channel.pool().settings.retry.idempotent;
+    let named = |name: &String| name == service.full_name() || *name == path.as_str()[1..];
+    let idempotent = idempotency_level(method) != 0 || listed.iter().any(named);
+    Ok(Call { channel, path, output: method.output(), max_message_size, idempotent })
 }

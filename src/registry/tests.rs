@@ -1,7 +1,5 @@
 //! Load-time validation: every problem reported, with its location.
 
-use std::time::Duration;
-
 use std::sync::Arc;
 
 use super::sets::{RegisteredSet, Sets};
@@ -148,7 +146,7 @@ fn imports_resolve_only_against_sources_and_bundled_files() {
 }
 
 fn channels() -> Upstreams {
-    Upstreams::new(Duration::from_secs(1), 4 << 20)
+    Upstreams::new(crate::config::PoolSettings::default(), 4 << 20).unwrap()
 }
 
 fn sets_of(sets: &[(&str, Vec<u8>)]) -> Sets {

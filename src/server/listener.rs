@@ -1,4 +1,4 @@
-//! The accept loop: HTTP/1.1 and HTTP/2 (h2c) on one port through
+//! The accept loop: HTTP/1.1 and HTTP/2 (h2c, or TLS with ALPN) on one port through
 //! hyper-util's auto builder, with the connection-level limits that keep
 //! one slow or hostile peer from holding what others need. axum::serve
 //! exposes none of these: with it, half-sent headers stayed open for good
@@ -33,6 +33,7 @@ pub fn spawn(
     listener: TcpListener,
     app: Router,
     limits: Limits,
+    tls: Option<super::tls::Acceptor>,
     mut signal: watch::Receiver<bool>,
 ) -> JoinHandle<io::Result<()>> {
     tokio::spawn(async move {
@@ -61,19 +62,42 @@ pub fn spawn(
             if let Err(e) = tcp.set_nodelay(true) {
                 tracing::debug!(error = %e, "cannot set TCP_NODELAY");
             }
-            let io = TokioIo::new(SendProgress::new(tcp, limits.send_timeout));
+            let socket = SendProgress::new(tcp, limits.send_timeout);
             let service = app.clone().map_request(move |mut request: http::Request<hyper::body::Incoming>| {
                 request.extensions_mut().insert(ConnectInfo(peer));
                 request
             });
-            let connection = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
-            let connection = graceful.watch(connection.into_owned());
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+            let service = TowerToHyperService::new(service);
+            match &tls {
+                None => {
+                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(socket), service);
+                    let connection = graceful.watch(connection.into_owned());
+                    tokio::spawn(async move {
+                        if let Err(e) = connection.await {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                        drop(permit);
+                    });
                 }
-                drop(permit);
-            });
+                Some(tls) => {
+                    // The handshake runs on the connection's own task, bounded
+                    // like a request's headers, so a silent peer holds nothing.
+                    let (acceptor, builder, handshake) = (tls.acceptor(), builder.clone(), limits.header_read_timeout);
+                    let watcher = graceful.watcher();
+                    tokio::spawn(async move {
+                        let stream = match tokio::time::timeout(handshake, acceptor.accept(socket)).await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                            Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                        };
+                        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        if let Err(e) = watcher.watch(connection.into_owned()).await {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                        drop(permit);
+                    });
+                }
+            }
         }
         if tokio::time::timeout(limits.drain_timeout, graceful.shutdown()).await.is_err() {
             tracing::warn!(grace = ?limits.drain_timeout, "connections still open after the drain timeout; closing them");

@@ -1,14 +1,14 @@
 //! The public listener: loads the configuration into a context, builds the
-//! tower stack in one place, serves HTTP/1.1 and HTTP/2 (h2c) on one port,
+//! tower stack in one place, serves HTTP/1.1 and HTTP/2 (h2c, or TLS with ALPN) on one port,
 //! reloads its policies without a restart, and shuts down gracefully.
 
 mod listener;
 mod reload;
+mod tls;
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -29,7 +29,6 @@ use crate::middleware::{cors, limits, otel, rate_limit, telemetry};
 use crate::protocol::{self, Context, Deadlines, LiveContext, Origins};
 use crate::registry::{RedisStore, Registry, Settings, StateDir, Store, reflect, shared, watch};
 use crate::upstream::Upstreams;
-use crate::upstream::health::HealthChecks;
 pub use reload::{ReloadError, Reloaded, Reloader};
 
 /// Why the gateway could not start; lists every problem.
@@ -104,13 +103,17 @@ pub async fn start_with_sets(config: &Config, sets: Vec<(String, Vec<u8>)>) -> R
     let local_addr = listener.local_addr().map_err(StartError::Io)?;
     let (shutdown, signal) = signal::channel(false);
     let app = router(live.clone(), config);
-    let mut tasks = vec![spawn_listener(listener, app, config, signal.clone())];
+    let tls = match &config.tls {
+        Some(settings) => Some(tls::Acceptor::start(settings, signal.clone()).map_err(|e| StartError::Load(vec![e]))?),
+        None => None,
+    };
+    let mut tasks = vec![spawn_listener(listener, app, config, tls, signal.clone())];
     let mut admin_addr = None;
     if let Some(admin) = &config.admin {
         let listener = TcpListener::bind(admin.listen).await.map_err(StartError::Io)?;
         let addr = listener.local_addr().map_err(StartError::Io)?;
         let app = admin::router(reloader.clone(), admin, config.upstream.connect_timeout);
-        tasks.push(spawn_listener(listener, app, config, signal));
+        tasks.push(spawn_listener(listener, app, config, None, signal));
         tracing::info!(admin_addr = %addr, "admin listening");
         admin_addr = Some(addr);
     }
@@ -137,9 +140,12 @@ pub async fn start_with_sets(config: &Config, sets: Vec<(String, Vec<u8>)>) -> R
 /// Opens the registry (stored sets plus `sets`) and the request context.
 pub async fn build_context(config: &Config, sets: Vec<(String, Vec<u8>)>) -> Result<Context, StartError> {
     let store = store(config).await?;
+    let channels = Upstreams::new(config.upstream.pool.clone(), config.upstream.max_message_size)
+        .map_err(|e| StartError::Load(vec![e]))?;
+    let channels = Arc::new(channels);
     let settings = Settings {
         upstreams: config.upstream.map.clone(),
-        channels: Arc::new(Upstreams::new(config.upstream.connect_timeout, config.upstream.max_message_size)),
+        channels: channels.clone(),
         max_versions: config.registry.max_versions,
         store,
         memory_budget: config.registry.memory_budget,
@@ -147,18 +153,15 @@ pub async fn build_context(config: &Config, sets: Vec<(String, Vec<u8>)>) -> Res
     };
     let registry = Arc::new(Registry::open(settings, sets).await.map_err(|e| StartError::Load(e.messages))?);
     let metrics = Arc::new(Metrics::new().map_err(|e| StartError::Load(vec![format!("metrics: {e}")]))?);
-    let health = Arc::new(HealthChecks::new(Duration::from_secs(2), Duration::from_secs(1)));
-    policy_context(config, registry, metrics, health).map_err(StartError::Load)
+    for collector in channels.stats.collectors() {
+        metrics.register(collector).map_err(|e| StartError::Load(vec![format!("metrics: {e}")]))?;
+    }
+    policy_context(config, registry, metrics).map_err(StartError::Load)
 }
 
 /// The context for a config's policies around a running registry; what a
 /// reload rebuilds.
-fn policy_context(
-    config: &Config,
-    registry: Arc<Registry>,
-    metrics: Arc<Metrics>,
-    health: Arc<HealthChecks>,
-) -> Result<Context, Vec<String>> {
+fn policy_context(config: &Config, registry: Arc<Registry>, metrics: Arc<Metrics>) -> Result<Context, Vec<String>> {
     let auth = Authenticator::new(config.auth.clone(), metrics.clone());
     let limiter = rate_limit::Limiter::new(&config.rate_limit, metrics.clone()).map_err(|e| vec![e]);
     let (auth, limiter) = match (auth, limiter) {
@@ -178,7 +181,6 @@ fn policy_context(
             body_timeout: limits.body_timeout,
         },
         public_health: config.public_health,
-        health,
         timeouts: config.timeouts.clone(),
         responses: config.responses.clone(),
         json: config.json.clone(),
@@ -215,9 +217,10 @@ fn spawn_listener(
     listener: TcpListener,
     app: Router,
     config: &Config,
+    tls: Option<tls::Acceptor>,
     signal: signal::Receiver<bool>,
 ) -> JoinHandle<std::io::Result<()>> {
-    listener::spawn(listener, app, config.limits.clone(), signal)
+    listener::spawn(listener, app, config.limits.clone(), tls, signal)
 }
 
 /// The public router and its tower stack, outermost layer first. Body size

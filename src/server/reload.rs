@@ -74,8 +74,8 @@ impl Reloader {
     /// health cache carry over.
     fn apply(&self, running: &mut Config, next: Config) -> Result<Reloaded, ReloadError> {
         let current = self.live.current();
-        let context = policy_context(&next, current.registry.clone(), current.metrics.clone(), current.health.clone())
-            .map_err(ReloadError::Invalid)?;
+        let context =
+            policy_context(&next, current.registry.clone(), current.metrics.clone()).map_err(ReloadError::Invalid)?;
         self.live.replace(context);
         let restart_required = restart_required(running, &next);
         *running = next;

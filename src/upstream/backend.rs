@@ -1,5 +1,5 @@
-//! The shared connection to one upstream as every call path uses it: tonic's
-//! `Channel`, with the backend's status metadata checked before anything
+//! One upstream as every call path uses it: its endpoints behind the
+//! balancer (`pool`), with the backend's status metadata checked before anything
 //! reads it. tonic's `Status::from_header_map` panics on a
 //! `grpc-status-details-bin` that is not base64 (a backend bug, or a hostile
 //! backend), which took down the request task of every protocol; a malformed
@@ -11,20 +11,25 @@
 //! made up — a protocol or decoding error whose text describes gateway
 //! internals — can be told from the backend's own words (`Error::from_upstream`).
 
+use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use base64::Engine;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use bytes::Bytes;
-use futures_util::TryFutureExt;
-use futures_util::future::MapOk;
 use http::{HeaderMap, Request, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
+use tonic::Status;
 use tonic::body::Body;
-use tonic::transport::Channel;
-use tower::Service;
+use tower::{Service, ServiceExt};
+
+use super::pool::{Admitted, Endpoint, InFlight, Pool};
+use super::retry::{Failure, Tried};
+use crate::error::{BACKEND_STATUS, TRANSPORT, caused_by};
 
 /// tonic's own reading of the header: either padding, standard alphabet.
 const DETAILS_BASE64: GeneralPurpose = GeneralPurpose::new(
@@ -32,54 +37,155 @@ const DETAILS_BASE64: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 const DETAILS: &str = "grpc-status-details-bin";
-use crate::error::BACKEND_STATUS;
 
-/// One upstream's shared HTTP/2 channel, cheap to clone.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One upstream — its balanced endpoints — as a cheaply cloned service.
+/// A failure before the backend answered is a `tonic::Status` marked with
+/// its `Failure` kind (`TRANSPORT` metadata), so retries and error
+/// classification can tell a request that never left from one that broke.
 #[derive(Debug, Clone)]
 pub struct Backend {
-    channel: Channel,
+    pool: Arc<Pool>,
     marks_statuses: bool,
 }
 
 impl Backend {
-    pub fn new(channel: Channel) -> Self {
-        Self { channel, marks_statuses: false }
+    pub fn new(pool: Arc<Pool>) -> Self {
+        Self { pool, marks_statuses: false }
     }
 
-    /// The same channel, marking the backend's statuses (for tonic clients;
+    /// The same upstream, marking the backend's statuses (for tonic clients;
     /// pass-through forwards the backend's headers as they came).
     pub fn marking_statuses(&self) -> Self {
-        Self { channel: self.channel.clone(), marks_statuses: true }
+        Self { pool: self.pool.clone(), marks_statuses: true }
+    }
+
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.pool
     }
 }
-
-type Checked = fn(Response<Body>) -> Response<Body>;
 
 impl Service<Request<Body>> for Backend {
     type Response = Response<Body>;
-    type Error = tonic::transport::Error;
-    type Future = MapOk<tonic::transport::channel::ResponseFuture, Checked>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.channel.poll_ready(cx)
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Readiness is per endpoint, decided once one is chosen in `call`.
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let check: Checked = if self.marks_statuses { checked::<true> } else { checked::<false> };
-        self.channel.call(request).map_ok(check)
+        let (pool, mark) = (self.pool.clone(), self.marks_statuses);
+        Box::pin(async move { send(pool, request, mark).await.map_err(|status| Box::new(status) as BoxError) })
     }
 }
 
-/// The response with its headers checked now and its trailers as they come.
-fn checked<const MARK: bool>(response: Response<Body>) -> Response<Body> {
-    let (mut parts, body) = response.into_parts();
-    check_status::<MARK>(&mut parts.headers);
-    Response::from_parts(parts, Body::new(CheckedTrailers::<MARK> { inner: body }))
+/// Admits the call under `max_requests`, picks an endpoint and sends.
+async fn send(pool: Arc<Pool>, request: Request<Body>, mark: bool) -> Result<Response<Body>, Status> {
+    let spec = pool.spec.as_str();
+    let Some(admitted) = pool.admit() else {
+        pool.stats.overloaded.with_label_values(&[spec]).inc();
+        let limit = pool.settings.max_requests;
+        return Err(failure(Failure::Overloaded, format!("upstream {spec:?} has {limit} calls in flight, its limit")));
+    };
+    let tried = request.extensions().get::<Tried>().cloned();
+    let urls = tried.as_ref().map(Tried::urls).unwrap_or_default();
+    let Some(endpoint) = pool.choose(&urls).await else {
+        return Err(failure(Failure::NoEndpoints, format!("upstream {spec:?} has no endpoints")));
+    };
+    if let Some(tried) = &tried {
+        tried.add(&endpoint.url);
+    }
+    let in_flight = endpoint.start();
+    let started = Instant::now();
+    match endpoint.channel.clone().oneshot(request).await {
+        Ok(response) => {
+            let unavailable = response.headers().get("grpc-status").is_some_and(|v| v.as_bytes() == b"14");
+            let outcome = if unavailable { "unavailable" } else { "answered" };
+            pool.stats.attempts.with_label_values(&[spec, outcome]).inc();
+            if unavailable {
+                pool.failed(&endpoint);
+            } else {
+                endpoint.observe_rtt(started.elapsed());
+                pool.succeeded(&endpoint);
+            }
+            let guard = Guard { _admitted: admitted, _in_flight: in_flight, endpoint, pool: pool.clone() };
+            Ok(checked(response, mark, guard))
+        }
+        Err(error) => {
+            pool.stats.attempts.with_label_values(&[spec, "failed"]).inc();
+            pool.failed(&endpoint);
+            Err(transport_status(&error.into()))
+        }
+    }
 }
 
-fn check_status<const MARK: bool>(headers: &mut HeaderMap) {
+fn failure(kind: Failure, message: String) -> Status {
+    let mut status = Status::unavailable(message);
+    status.metadata_mut().insert(TRANSPORT, tonic::metadata::MetadataValue::from_static(kind.mark()));
+    status
+}
+
+/// A transport error as a status that keeps what the retry decision needs.
+fn transport_status(error: &BoxError) -> Status {
+    let chain: &(dyn std::error::Error + 'static) = error.as_ref();
+    let (code, kind) = if caused_by::<tonic::TimeoutExpired>(chain) {
+        (tonic::Code::DeadlineExceeded, Failure::Broken)
+    } else if never_sent(chain) {
+        (tonic::Code::Unavailable, Failure::NotSent)
+    } else {
+        (tonic::Code::Unavailable, Failure::Broken)
+    };
+    let mut status = Status::new(code, crate::error::describe(chain));
+    status.metadata_mut().insert(TRANSPORT, tonic::metadata::MetadataValue::from_static(kind.mark()));
+    status
+}
+
+/// True when the error proves the backend never took the request: no
+/// connection, a refused stream, a graceful GOAWAY that excluded it, or a
+/// connection that was gone before the request went out.
+fn never_sent(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(error) = source {
+        if error.is::<tonic::ConnectError>() {
+            return true;
+        }
+        if let Some(h2) = error.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM)
+                || (h2.is_go_away() && h2.reason() == Some(h2::Reason::NO_ERROR));
+        }
+        if let Some(hyper) = error.downcast_ref::<hyper::Error>()
+            && hyper.is_canceled()
+        {
+            return true;
+        }
+        source = error.source();
+    }
+    false
+}
+
+/// What a response holds while its body is read: its places in the
+/// upstream's and the endpoint's counts, and who to tell of an UNAVAILABLE
+/// in the trailers.
+struct Guard {
+    _admitted: Admitted,
+    _in_flight: InFlight,
+    endpoint: Arc<Endpoint>,
+    pool: Arc<Pool>,
+}
+
+/// The response with its headers checked now and its trailers as they come.
+fn checked(response: Response<Body>, mark: bool, guard: Guard) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    check_status(&mut parts.headers, mark);
+    Response::from_parts(parts, Body::new(CheckedTrailers { inner: body, mark, guard: Some(guard) }))
+}
+
+fn check_status(headers: &mut HeaderMap, mark: bool) {
     drop_malformed_details(headers);
-    if MARK && headers.contains_key("grpc-status") {
+    if mark && headers.contains_key("grpc-status") {
         headers.insert(BACKEND_STATUS, http::HeaderValue::from_static("1"));
     }
 }
@@ -94,25 +200,37 @@ pub fn drop_malformed_details(headers: &mut HeaderMap) -> bool {
     malformed
 }
 
-struct CheckedTrailers<const MARK: bool> {
+struct CheckedTrailers {
     inner: Body,
+    mark: bool,
+    guard: Option<Guard>,
 }
 
-impl<const MARK: bool> HttpBody for CheckedTrailers<MARK> {
+impl HttpBody for CheckedTrailers {
     type Data = Bytes;
     type Error = tonic::Status;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
         let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
-        Poll::Ready(frame.map(|frame| {
+        let mark = self.mark;
+        let frame = frame.map(|frame| {
             frame.map(|frame| match frame.into_trailers() {
                 Ok(mut trailers) => {
-                    check_status::<MARK>(&mut trailers);
+                    if trailers.get("grpc-status").is_some_and(|v| v.as_bytes() == b"14")
+                        && let Some(guard) = &self.guard
+                    {
+                        guard.pool.failed(&guard.endpoint);
+                    }
+                    check_status(&mut trailers, mark);
                     Frame::trailers(trailers)
                 }
                 Err(frame) => frame,
             })
-        }))
+        });
+        if frame.is_none() {
+            self.guard = None;
+        }
+        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {

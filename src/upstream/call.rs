@@ -9,6 +9,7 @@ use tonic::{Request, Status, Streaming};
 use tracing::Instrument;
 
 use super::codec::{DynamicCodec, RawCodec};
+use super::retry::{self, Tried};
 use crate::error::Error;
 use crate::middleware::otel::upstream_span;
 
@@ -21,7 +22,15 @@ pub struct Call {
     pub output: MessageDescriptor,
     /// Largest message sent or accepted, either way.
     pub max_message_size: usize,
+    /// Retried on UNAVAILABLE: declared idempotent or listed in
+    /// `upstream.retry.idempotent_methods`.
+    pub idempotent: bool,
 }
+
+/// In a request's extensions: retry this call on UNAVAILABLE although its
+/// method is not declared idempotent (a REST GET or HEAD).
+#[derive(Debug, Clone, Copy)]
+pub struct RetryUnavailable;
 
 /// A unary answer with its header and trailer metadata kept apart; the
 /// message decoded, or its wire bytes.
@@ -40,25 +49,89 @@ impl Call {
     }
 
     /// A unary call with the request and the answer in wire form.
-    pub async fn unary_raw(&self, mut request: Request<bytes::Bytes>) -> Result<UnaryReply<bytes::Bytes>, Error> {
-        let span = upstream_span(self.path.as_str(), request.metadata_mut());
-        let call = async {
-            let mut grpc = self.client().await?;
-            grpc.server_streaming(request, self.path.clone(), RawCodec).await
-        };
-        single_reply(call.instrument(span).await?).await
+    pub async fn unary_raw(&self, request: Request<bytes::Bytes>) -> Result<UnaryReply<bytes::Bytes>, Error> {
+        let response = self
+            .with_retries(request, |mut request| async {
+                let span = upstream_span(self.path.as_str(), request.metadata_mut());
+                let call = async {
+                    let mut grpc = self.client().await?;
+                    grpc.server_streaming(request, self.path.clone(), RawCodec).await
+                };
+                call.instrument(span).await
+            })
+            .await?;
+        single_reply(response).await
     }
 
+    /// A call with one request message; retried (see `with_retries`) until
+    /// the backend's response headers arrive, never after.
     pub async fn server_streaming(
         &self,
-        mut request: Request<DynamicMessage>,
+        request: Request<DynamicMessage>,
     ) -> Result<tonic::Response<Streaming<DynamicMessage>>, Status> {
-        let span = upstream_span(self.path.as_str(), request.metadata_mut());
-        let call = async {
-            let mut grpc = self.client().await?;
-            grpc.server_streaming(request, self.path.clone(), DynamicCodec::new(self.output.clone())).await
-        };
-        call.instrument(span).await
+        self.with_retries(request, |mut request| async {
+            let span = upstream_span(self.path.as_str(), request.metadata_mut());
+            let call = async {
+                let mut grpc = self.client().await?;
+                grpc.server_streaming(request, self.path.clone(), DynamicCodec::new(self.output.clone())).await
+            };
+            call.instrument(span).await
+        })
+        .await
+    }
+
+    /// Sends `request` and, while the upstream's policy and budget allow,
+    /// sends it again to another endpoint when the call never reached a
+    /// backend, or (idempotent calls only) a backend answered UNAVAILABLE.
+    /// Each attempt carries the time left of the deadline in `grpc-timeout`.
+    async fn with_retries<M, R, F, Fut>(&self, request: Request<M>, mut attempt: F) -> Result<R, Status>
+    where
+        M: Clone,
+        F: FnMut(Request<M>) -> Fut,
+        Fut: std::future::Future<Output = Result<R, Status>>,
+    {
+        let pool = self.channel.pool();
+        let policy = &pool.settings.retry;
+        pool.budget.deposit();
+        let (metadata, mut extensions, message) = request.into_parts();
+        let idempotent = self.idempotent || extensions.get::<RetryUnavailable>().is_some();
+        let tried = Tried::default();
+        extensions.insert(tried.clone());
+        let started = tokio::time::Instant::now();
+        let deadline = metadata
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(super::metadata::parse_grpc_timeout)
+            .map(|timeout| started + timeout);
+        let mut number = 1;
+        loop {
+            let mut metadata = metadata.clone();
+            if let Some(deadline) = deadline.filter(|_| number > 1) {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if let Ok(value) = super::metadata::format_grpc_timeout(left).parse() {
+                    metadata.insert("grpc-timeout", value);
+                }
+            }
+            let status = match attempt(Request::from_parts(metadata, extensions.clone(), message.clone())).await {
+                Ok(response) => return Ok(response),
+                Err(status) => status,
+            };
+            if number >= policy.attempts || !retry::may_retry(&status, idempotent) {
+                return Err(status);
+            }
+            let wait = retry::backoff(policy.backoff, number);
+            if deadline.is_some_and(|at| tokio::time::Instant::now() + wait >= at) {
+                return Err(status);
+            }
+            if !pool.budget.withdraw() {
+                pool.stats.budget_exhausted.with_label_values(&[&pool.spec]).inc();
+                return Err(status);
+            }
+            pool.stats.retries.with_label_values(&[&pool.spec]).inc();
+            tracing::debug!(upstream = %pool.spec, path = %self.path, retry = number, error = %status.message(), "retrying");
+            tokio::time::sleep(wait).await;
+            number += 1;
+        }
     }
 
     /// A client-streaming call: many messages in, one reply.
@@ -89,7 +162,7 @@ impl Call {
         let mut grpc = tonic::client::Grpc::new(self.channel.marking_statuses())
             .max_decoding_message_size(self.max_message_size)
             .max_encoding_message_size(self.max_message_size);
-        grpc.ready().await.map_err(|e| Status::from_error(Box::new(e)))?;
+        grpc.ready().await.map_err(Status::from_error)?;
         Ok(grpc)
     }
 }

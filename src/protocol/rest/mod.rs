@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use http::header::{ACCEPT, ALLOW, CONTENT_TYPE};
+use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderValue, Request, Response, StatusCode, request::Parts};
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use tokio::time::Instant;
@@ -213,6 +213,10 @@ fn call_request<T>(message: T, prepared: &Prepared<'_>) -> tonic::Request<T> {
     *request.metadata_mut() = prepared.metadata.clone();
     if let Some(timeout) = prepared.timeout {
         request.set_timeout(timeout);
+    }
+    // A GET or HEAD is safe to repeat whatever the method declares.
+    if matches!(prepared.binding.http_method, http::Method::GET | http::Method::HEAD) {
+        request.extensions_mut().insert(crate::upstream::call::RetryUnavailable);
     }
     request
 }
@@ -468,9 +472,7 @@ pub fn error_response(error: &Error, schema: Option<(&DescriptorPool, &Serialize
         metadata::to_http(&backend.headers, metadata::HEADER_PREFIX, response.headers_mut());
         metadata::to_http(&backend.trailers, metadata::TRAILER_PREFIX, response.headers_mut());
     }
-    if let Some(allow) = error.allow.as_deref().and_then(|a| HeaderValue::try_from(a).ok()) {
-        response.headers_mut().insert(ALLOW, allow);
-    }
+    crate::protocol::error_headers(error, response.headers_mut());
     response
 }
 
