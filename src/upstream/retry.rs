@@ -47,11 +47,14 @@ impl Failure {
     }
 }
 
-/// A call may be retried when it never reached the backend (any method), or
-/// when the backend itself answered UNAVAILABLE to an idempotent one.
+/// A call may be retried when it never reached the backend (any method);
+/// an idempotent one also when its connection broke under it or the backend
+/// itself answered UNAVAILABLE.
 pub fn may_retry(status: &Status, idempotent: bool) -> bool {
     match Failure::of(status) {
-        Some(failure) => failure == Failure::NotSent,
+        Some(Failure::NotSent) => true,
+        Some(Failure::Broken) => idempotent,
+        Some(_) => false,
         None => idempotent && status.code() == Code::Unavailable && status.metadata().contains_key(BACKEND_STATUS),
     }
 }
@@ -150,7 +153,8 @@ mod tests {
     fn only_safe_failures_are_retried() {
         let cases = [
             (marked(Some(Failure::NotSent), false, Code::Unavailable), false, true),
-            (marked(Some(Failure::Broken), false, Code::Unavailable), true, false),
+            (marked(Some(Failure::Broken), false, Code::Unavailable), true, true),
+            (marked(Some(Failure::Broken), false, Code::Unavailable), false, false),
             (marked(Some(Failure::Overloaded), false, Code::Unavailable), true, false),
             (marked(Some(Failure::NoEndpoints), false, Code::Unavailable), true, false),
             (marked(None, true, Code::Unavailable), true, true),

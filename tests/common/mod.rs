@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod echo;
+pub mod fleet;
 pub mod hostile;
 pub mod process;
 
