@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod echo;
 pub mod fleet;
 pub mod hostile;
