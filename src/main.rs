@@ -257,7 +257,9 @@ async fn demo(listen: SocketAddr, backend_listen: SocketAddr, admin_listen: Sock
         admin_listen: Some(admin_listen.to_string()),
         ..Flags::default()
     };
-    let mut config = Config::load(None, &flags).map_err(|e| e.to_string())?;
+    // The composite endpoint of the README's Composition section.
+    let compose = include_str!("../examples/compose/overview.toml");
+    let mut config = Config::from_toml(compose, &flags).map_err(|e| e.to_string())?;
     // A local playground: pages served from any loopback port may call it.
     config.cors.allowed_origins =
         ["http://127.0.0.1:*", "http://localhost:*"].iter().filter_map(|o| OriginPattern::parse(o).ok()).collect();
@@ -279,6 +281,7 @@ fn print_demo_lines(server: &server::Server, backend: SocketAddr) {
             "curl -X POST {base}/v1/shelves/1/books -H 'Content-Type: application/json' -d '{{\"title\": \"Dune\", \"author\": \"Frank Herbert\", \"pageCount\": 412}}'"
         ),
         format!("curl -N {base}/v1/shelves/1/books:stream"),
+        format!("curl {base}/v1/shelves/2:overview"),
         format!("curl -o cover.svg {base}/v1/shelves/1/books/1/cover"),
         format!("curl -i {base}/v1/shelves/9"),
     ];

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 mod admin;
 mod auth;
+mod compose;
 mod cors;
 mod rate_limit;
 mod responses;
@@ -19,6 +20,7 @@ mod tls;
 mod upstream;
 
 pub use auth::{AuthConfig, JwtConfig, KeyConfig, RuleConfig};
+pub use compose::{CallConfig, CompositeConfig, PARTIAL_KEY, Shape};
 pub use rate_limit::{QuotaConfig, RateKey, RateLimitConfig, RateStoreConfig};
 pub use responses::{ResponsesConfig, SuccessRule, location as success_location};
 pub use telemetry::TracingConfig;
@@ -38,6 +40,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// TLS on the public listener; plain text without it.
     pub tls: Option<ServerTls>,
+    /// Composite endpoints (`[[compose]]`).
+    pub compose: Vec<CompositeConfig>,
     pub descriptors: Vec<PathBuf>,
     /// Directories whose descriptor files are all loaded, and watched.
     pub descriptor_dirs: Vec<PathBuf>,
@@ -181,6 +185,7 @@ struct RawConfig {
     descriptor_dirs: Vec<PathBuf>,
     upstream: upstream::RawUpstream,
     tls: tls::RawTls,
+    compose: Vec<compose::RawComposite>,
     json: JsonOptions,
     limits: RawLimits,
     registry: RawRegistry,
@@ -268,6 +273,7 @@ impl Default for RawConfig {
             descriptor_dirs: Vec::new(),
             upstream: upstream::RawUpstream::default(),
             tls: tls::RawTls::default(),
+            compose: Vec::new(),
             json: JsonOptions::default(),
             limits: RawLimits::default(),
             registry: RawRegistry::default(),
@@ -376,6 +382,7 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str, unknown: Vec<String>)
 
     let upstream = upstream::validate(raw.upstream, flags, location, &mut errors);
     let tls = tls::validate(raw.tls, flags, location, &mut errors);
+    let compose = compose::validate(raw.compose, location, &mut errors);
     let mut duration = |key: &str, text: &str| {
         humantime::parse_duration(text)
             .map_err(|e| errors.push(format!("{location}: `{key}`: {text:?} is not a duration ({e})")))
@@ -487,6 +494,7 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str, unknown: Vec<String>)
         Some(listen) if errors.is_empty() => Ok(Config {
             listen,
             tls,
+            compose,
             descriptors,
             descriptor_dirs,
             upstream,

@@ -175,6 +175,18 @@ impl LibraryService for Library {
         Ok(Response::new(ListBooksResponse { books, next_page_token, total_size }))
     }
 
+    async fn get_author(&self, request: Request<GetAuthorRequest>) -> Result<Response<Author>, Status> {
+        let name = &request.get_ref().name;
+        let born = match name.strip_prefix("authors/") {
+            Some("Ursula K. Le Guin") => 1929,
+            Some("Stanisław Lem") => 1921,
+            Some("Mary Beard") => 1955,
+            _ => return Err(not_found("library.v1.Author", name)),
+        };
+        let display_name = name.trim_start_matches("authors/").to_string();
+        Ok(Response::new(Author { name: name.clone(), display_name, born }))
+    }
+
     async fn get_book(&self, request: Request<GetBookRequest>) -> Result<Response<Book>, Status> {
         let mut state = self.state()?;
         Ok(Response::new(state.book_mut(&request.get_ref().name)?.clone()))

@@ -4,14 +4,16 @@
 use http::{Method, Request};
 
 use super::telemetry::trace_of;
+use crate::protocol::Context;
 use crate::protocol::{Protocol, classify};
-use crate::registry::Registry;
 
 /// A request's gRPC method and REST template, when it has them.
 #[derive(Debug, Clone, Default)]
 pub struct RouteInfo {
     pub rpc: Option<String>,
     pub template: Option<String>,
+    /// A composite's methods: every one it calls.
+    pub calls: Vec<String>,
 }
 
 /// Who is calling, as authentication established it.
@@ -31,20 +33,31 @@ impl RouteInfo {
 }
 
 /// The request's route, resolved on first use.
-pub fn route_info<B>(registry: &Registry, request: &mut Request<B>) -> RouteInfo {
+pub fn route_info<B>(context: &Context, request: &mut Request<B>) -> RouteInfo {
     if let Some(info) = request.extensions().get::<RouteInfo>() {
         return info.clone();
     }
-    let snapshot = registry.snapshot_for(request.extensions_mut());
+    let snapshot = context.registry.snapshot_for(request.extensions_mut());
     let path = request.uri().path();
+    let composite = context.composites.planned(&snapshot);
+    let composite = composite.as_ref().and_then(|planned| {
+        let found = planned.find(request.method(), path)?;
+        let calls = found.plan.calls.iter().map(|c| snapshot.methods[c.method].descriptor.full_name().to_string());
+        let template = found.plan.route.split_once(' ').map(|(_, t)| t.to_string());
+        Some(RouteInfo { rpc: None, template, calls: calls.collect() })
+    });
     let info = match snapshot.rpc_index.get(path).and_then(|&i| snapshot.methods.get(i)) {
-        Some(method) => RouteInfo { rpc: Some(method.descriptor.full_name().to_string()), template: None },
+        _ if composite.is_some() => composite.unwrap_or_default(),
+        Some(method) => {
+            RouteInfo { rpc: Some(method.descriptor.full_name().to_string()), template: None, calls: Vec::new() }
+        }
         None => {
             let method = if classify(request) == Protocol::WebSocket { &Method::GET } else { request.method() };
             match snapshot.routes.find(method, path) {
                 Ok(found) => RouteInfo {
                     rpc: Some(found.binding.rpc_name.clone()),
                     template: Some(found.binding.template_text.clone()),
+                    calls: Vec::new(),
                 },
                 Err(_) => RouteInfo::default(),
             }
@@ -55,6 +68,8 @@ pub fn route_info<B>(registry: &Registry, request: &mut Request<B>) -> RouteInfo
     trace.protocol(classify(request).name());
     if let Some(rpc) = &info.rpc {
         trace.route(info.template.as_deref(), rpc);
+    } else if let Some(template) = info.template.as_deref().filter(|_| !info.calls.is_empty()) {
+        trace.route(Some(template), "composite");
     }
     request.extensions_mut().insert(info.clone());
     info

@@ -60,6 +60,8 @@ pub struct Context {
     pub limiter: Option<Arc<Limiter>>,
     /// Serve `/healthz` and `/readyz` on the public listener too.
     pub public_health: bool,
+    /// Composite endpoints (`[[compose]]`), planned per snapshot.
+    pub composites: Arc<crate::compose::Composites>,
 }
 
 /// The context in force. A config reload swaps it whole; each request pins
@@ -192,7 +194,14 @@ async fn serve(protocol: Protocol, context: Arc<Context>, mut request: Request<B
         Protocol::GrpcWeb => grpc_web::serve(context, request).await,
         Protocol::Connect => connect::serve(&context, request).await,
         Protocol::WebSocket => websocket::serve(context, request).await,
-        Protocol::Rest => rest::serve(&context, request).await,
+        Protocol::Rest => {
+            let snapshot = context.registry.snapshot_for(request.extensions_mut());
+            let planned = context.composites.planned(&snapshot);
+            match planned.as_ref().and_then(|p| p.find(request.method(), request.uri().path())) {
+                Some(found) => rest::composite::serve(&context, &snapshot, found, request).await,
+                None => rest::serve(&context, request).await,
+            }
+        }
     }
 }
 

@@ -37,6 +37,16 @@ pub struct Registry {
     store_error: std::sync::Mutex<Option<String>>,
     /// What the store held damaged at start.
     damaged: Vec<String>,
+    guard: arc_swap::ArcSwapOption<Guard>,
+}
+
+/// A check of a new snapshot by what depends on it; the problems if it fails.
+pub struct Guard(pub Box<dyn Fn(&Snapshot) -> Result<(), Vec<String>> + Send + Sync>);
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Guard")
+    }
 }
 
 /// Attempts at a change while other replicas keep winning the race; each
@@ -142,6 +152,7 @@ impl Registry {
             generation: AtomicU64::new(1),
             store_error: std::sync::Mutex::new(store_error),
             damaged,
+            guard: arc_swap::ArcSwapOption::empty(),
         })
     }
 
@@ -326,7 +337,18 @@ impl Registry {
 
     async fn build_next(&self, next: &Sets) -> Result<Snapshot, ChangeError> {
         let generation = self.generation.load(Ordering::SeqCst) + 1;
-        Ok(build(next, &self.settings, generation).await?)
+        let snapshot = build(next, &self.settings, generation).await?;
+        if let Some(guard) = self.guard.load().as_deref() {
+            // What else depends on the schema (composite endpoints) must
+            // still fit, or the change is refused like a route conflict.
+            (guard.0)(&snapshot).map_err(ChangeError::Conflict)?;
+        }
+        Ok(snapshot)
+    }
+
+    /// Installs the check every new snapshot of a change must pass.
+    pub fn set_guard(&self, guard: Guard) {
+        self.guard.store(Some(Arc::new(guard)));
     }
 
     fn swap(&self, snapshot: Snapshot) -> Arc<Snapshot> {

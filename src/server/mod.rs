@@ -97,6 +97,10 @@ pub async fn start(config: &Config) -> Result<Server, StartError> {
 pub async fn start_with_sets(config: &Config, sets: Vec<(String, Vec<u8>)>) -> Result<Server, StartError> {
     let context = build_context(config, sets).await?;
     let live = LiveContext::new(context);
+    let composites = Arc::downgrade(&live);
+    live.current().registry.set_guard(crate::registry::Guard(Box::new(move |snapshot| {
+        composites.upgrade().map_or(Ok(()), |live| live.current().composites.check(snapshot))
+    })));
     let context = live.current();
     let reloader = Arc::new(Reloader::new(live.clone(), config.clone()));
     let listener = TcpListener::bind(config.listen).await.map_err(StartError::Io)?;
@@ -168,6 +172,8 @@ fn policy_context(config: &Config, registry: Arc<Registry>, metrics: Arc<Metrics
         (Ok(auth), Ok(limiter)) => (auth, limiter),
         (auth, limiter) => return Err([auth.err(), limiter.err()].into_iter().flatten().flatten().collect()),
     };
+    let composites = crate::compose::Composites::new(config.compose.clone(), config.json.clone());
+    composites.check(&registry.snapshot())?;
     let limits = &config.limits;
     Ok(Context {
         registry,
@@ -181,6 +187,7 @@ fn policy_context(config: &Config, registry: Arc<Registry>, metrics: Arc<Metrics
             body_timeout: limits.body_timeout,
         },
         public_health: config.public_health,
+        composites: Arc::new(composites),
         timeouts: config.timeouts.clone(),
         responses: config.responses.clone(),
         json: config.json.clone(),

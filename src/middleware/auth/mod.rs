@@ -93,6 +93,9 @@ impl Authenticator {
     /// path the request came by (another binding, `POST /pkg.Svc/Method`,
     /// Connect, gRPC), so no path to a protected method is left open.
     fn rule(&self, route: &RouteInfo, snapshot: &Snapshot) -> Option<RuleConfig> {
+        if !route.calls.is_empty() {
+            return self.composite_rule(route, snapshot);
+        }
         let [rpc, service, _] = route.selectors();
         if let Some(rule) = [rpc, service].into_iter().flatten().find_map(|selector| self.rules.get(selector)) {
             return Some(rule.clone());
@@ -119,17 +122,7 @@ impl Authenticator {
             let methods = snapshot.routes.bindings().iter().filter(|b| b.template_text == rule.selector);
             for binding in methods {
                 match by_method.get_mut(&binding.rpc_name) {
-                    Some(combined) => {
-                        if rule.require == "authenticated" {
-                            combined.require = rule.require.clone();
-                        }
-                        for scope in &rule.scopes {
-                            if !combined.scopes.contains(scope) {
-                                combined.scopes.push(scope.clone());
-                            }
-                        }
-                        combined.claims.extend(rule.claims.clone());
-                    }
+                    Some(combined) => strictest(combined, rule),
                     None => {
                         by_method.insert(binding.rpc_name.clone(), rule.clone());
                     }
@@ -137,6 +130,20 @@ impl Authenticator {
             }
         }
         by_method
+    }
+
+    /// A composite asks what every method it calls asks, and what a rule
+    /// naming its own template asks: no call goes around its method's rule.
+    fn composite_rule(&self, route: &RouteInfo, snapshot: &Snapshot) -> Option<RuleConfig> {
+        let own = route.template.as_deref().and_then(|t| self.template_rules.iter().find(|r| r.selector == t));
+        let calls = route.calls.iter().filter_map(|rpc| {
+            let call = RouteInfo { rpc: Some(rpc.clone()), ..RouteInfo::default() };
+            self.rule(&call, snapshot)
+        });
+        own.cloned().into_iter().chain(calls).reduce(|mut combined, rule| {
+            strictest(&mut combined, &rule);
+            combined
+        })
     }
 
     fn identify(&self, request: &Request) -> Result<Option<Identity>, Error> {
@@ -225,6 +232,20 @@ impl Authenticator {
     }
 }
 
+/// Adds `rule`'s demands to `combined`: authentication if either asks,
+/// every scope and claim of both.
+fn strictest(combined: &mut RuleConfig, rule: &RuleConfig) {
+    if rule.require == "authenticated" {
+        combined.require = rule.require.clone();
+    }
+    for scope in &rule.scopes {
+        if !combined.scopes.contains(scope) {
+            combined.scopes.push(scope.clone());
+        }
+    }
+    combined.claims.extend(rule.claims.clone());
+}
+
 /// What a token must satisfy: a configured issuer or audience makes that
 /// claim required (a token without it, or with `null`, is refused), and
 /// `exp` is required unless `require_exp = false`.
@@ -262,7 +283,7 @@ pub async fn authenticate(State(live): State<Arc<LiveContext>>, mut request: Req
     }
     let protocol = classify(&request);
     strip_forwarded(&auth.config, request.headers_mut());
-    let route = route_info(&context.registry, &mut request);
+    let route = route_info(&context, &mut request);
     let snapshot = context.registry.snapshot_for(request.extensions_mut());
     let rule = auth.rule(&route, &snapshot);
     let required = rule.as_ref().map_or(auth.config.required_by_default, |r| r.require == "authenticated");

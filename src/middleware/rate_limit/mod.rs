@@ -162,7 +162,7 @@ pub async fn limit(State(live): State<Arc<LiveContext>>, mut request: Request, n
     let Some(limiter) = context.limiter.as_deref() else {
         return next.run(request).await;
     };
-    let route = route_info(&context.registry, &mut request);
+    let route = route_info(&context, &mut request);
     let rule = route.selectors().into_iter().flatten().find_map(|s| limiter.rules.get(s).map(|r| (s.to_string(), r)));
     let (selector, rule) = match (rule, &limiter.default) {
         (Some(found), _) => found,

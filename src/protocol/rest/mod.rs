@@ -1,6 +1,7 @@
 //! REST/JSON: route, transcode, call, render. Errors are `google.rpc.Status`
 //! JSON with the HTTP status from the one table.
 
+pub mod composite;
 mod stream;
 
 use std::net::SocketAddr;
@@ -168,7 +169,11 @@ fn prepare<'a>(
     let metadata = metadata::from_http(&parts.headers, client).map_err(Error::bad_request)?;
     let streaming = method.descriptor.is_server_streaming() || method.descriptor.is_client_streaming();
     let accept = parts.headers.get(ACCEPT).and_then(|v| v.to_str().ok());
-    let route = RouteInfo { rpc: Some(binding.rpc_name.clone()), template: Some(binding.template_text.clone()) };
+    let route = RouteInfo {
+        rpc: Some(binding.rpc_name.clone()),
+        template: Some(binding.template_text.clone()),
+        calls: Vec::new(),
+    };
     let limits = context.timeouts.for_route(route.selectors());
     Ok(Prepared {
         binding,

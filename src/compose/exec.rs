@@ -1,0 +1,302 @@
+//! Runs a plan: every call starts as soon as the answers it references are
+//! in, independent calls run concurrently, a fan-out runs at most
+//! `max_concurrency` calls at once and sends each distinct request once.
+//! Every call takes the shared call path (`Call::unary`: balancing,
+//! retries, metadata) under what is left of the composite's one deadline.
+
+use std::collections::HashMap;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use prost_reflect::DynamicMessage;
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+use tonic::Code;
+use tonic::metadata::MetadataMap;
+
+use super::plan::{MAX_FAN_OUT, Part, Plan, Reference, Source, fill};
+use crate::config::PARTIAL_KEY;
+use crate::error::Error;
+use crate::registry::Snapshot;
+use crate::transcode::JsonOptions;
+
+/// What the client sent that references can name.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    /// Path variables, aligned with `plan.variables`.
+    pub variables: Vec<String>,
+    /// Query values, aligned with `plan.query`.
+    pub query: Vec<Option<String>>,
+}
+
+/// The composed answer, and the optional calls that failed (their parts
+/// left out, their statuses under `partial`).
+#[derive(Debug)]
+pub struct Answer {
+    pub body: Value,
+    pub failed: Vec<String>,
+}
+
+/// One call's answer rendered twice: with every field (for references) and
+/// as the client asked (for the answer); a fan-out's as arrays.
+#[derive(Debug, Clone)]
+struct Rendered {
+    full: Value,
+    shown: Value,
+}
+
+type Outcome = Result<Rendered, Error>;
+
+pub async fn run(
+    plan: &Plan,
+    snapshot: &Snapshot,
+    inputs: &Inputs,
+    metadata: &MetadataMap,
+    deadline: Option<Instant>,
+    json: &JsonOptions,
+) -> Result<Answer, Error> {
+    let context = Run { plan, snapshot, inputs, metadata, deadline, json };
+    // Requests built from the client's input alone are checked before any
+    // backend is called: a malformed one is the client's 400.
+    for (index, call) in plan.calls.iter().enumerate() {
+        if call.needs.is_empty() && call.for_each.is_none() {
+            context.request(index, &[], None)?;
+        }
+    }
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; plan.calls.len()];
+    let mut started = vec![false; plan.calls.len()];
+    let mut running = FuturesUnordered::new();
+    loop {
+        for (index, call) in plan.calls.iter().enumerate() {
+            if started[index] || !call.needs.iter().all(|&dep| outcomes[dep].is_some()) {
+                continue;
+            }
+            started[index] = true;
+            let failed_need = call.needs.iter().find(|&&dep| outcomes[dep].as_ref().is_some_and(Result::is_err));
+            match failed_need {
+                Some(&dep) => {
+                    let message = format!("it needs call {:?}, which failed", plan.calls[dep].name);
+                    outcomes[index] = Some(Err(Error::client(Code::FailedPrecondition, message)));
+                }
+                None => {
+                    let answers: Vec<Option<&Rendered>> =
+                        outcomes.iter().map(|o| o.as_ref().and_then(|r| r.as_ref().ok())).collect();
+                    running.push(context.start(index, &answers));
+                }
+            }
+        }
+        // Dependents of a call settled without running may be ready now.
+        if running.is_empty() {
+            if started.iter().all(|s| *s) {
+                break;
+            }
+            continue;
+        }
+        let Some((index, outcome)) = running.next().await else { break };
+        if let Err(error) = &outcome
+            && !plan.calls[index].optional
+        {
+            return Err(named(error.clone(), plan, snapshot, index));
+        }
+        outcomes[index] = Some(outcome);
+    }
+    Ok(answer(plan, snapshot, &outcomes, json))
+}
+
+struct Run<'a> {
+    plan: &'a Plan,
+    snapshot: &'a Snapshot,
+    inputs: &'a Inputs,
+    metadata: &'a MetadataMap,
+    deadline: Option<Instant>,
+    json: &'a JsonOptions,
+}
+
+impl<'a> Run<'a> {
+    /// The call's future: one call, or its fan-out.
+    fn start(
+        &self,
+        index: usize,
+        answers: &[Option<&Rendered>],
+    ) -> futures_util::future::BoxFuture<'a, (usize, Outcome)> {
+        let call = &self.plan.calls[index];
+        let prepared = match &call.for_each {
+            None => self.request(index, answers, None).map(|request| vec![request]),
+            Some(each) => self.fan_out_requests(index, each, answers),
+        };
+        let (this, fan_out) = (self.clone_refs(), call.for_each.is_some());
+        Box::pin(async move {
+            let requests = match prepared {
+                Ok(requests) => requests,
+                Err(error) => return (index, Err(error)),
+            };
+            (index, this.send_all(index, requests, fan_out).await)
+        })
+    }
+
+    fn clone_refs(&self) -> Run<'a> {
+        Run { ..*self }
+    }
+
+    fn fan_out_requests(
+        &self,
+        index: usize,
+        each: &Reference,
+        answers: &[Option<&Rendered>],
+    ) -> Result<Vec<DynamicMessage>, Error> {
+        let items = match self.resolve(each, answers, None) {
+            Value::Array(items) => items,
+            Value::Null => Vec::new(),
+            other => vec![other],
+        };
+        if items.len() > MAX_FAN_OUT {
+            let name = &self.plan.calls[index].name;
+            let message = format!("call {name:?} would fan out over {} elements, over {MAX_FAN_OUT}", items.len());
+            return Err(Error::gateway(Code::ResourceExhausted, message));
+        }
+        items.iter().map(|item| self.request(index, answers, Some(item))).collect()
+    }
+
+    /// Builds one request message, naming the field that does not fit.
+    fn request(
+        &self,
+        index: usize,
+        answers: &[Option<&Rendered>],
+        item: Option<&Value>,
+    ) -> Result<DynamicMessage, Error> {
+        let call = &self.plan.calls[index];
+        let json = fill(&call.request, &|reference| self.resolve(reference, answers, item));
+        let input = self.snapshot.methods[call.method].descriptor.input();
+        let bytes = serde_json::to_vec(&json).unwrap_or_default();
+        crate::transcode::request::message_from_json(input, &bytes, self.json)
+    }
+
+    fn resolve(&self, reference: &Reference, answers: &[Option<&Rendered>], item: Option<&Value>) -> Value {
+        let start = match reference.source {
+            Source::Variable(i) => return self.inputs.variables.get(i).cloned().map_or(Value::Null, Value::String),
+            Source::Query(i) => {
+                return self.inputs.query.get(i).cloned().flatten().map_or(Value::Null, Value::String);
+            }
+            Source::Item => item,
+            Source::Call(dep) => answers.get(dep).copied().flatten().map(|r| &r.full),
+        };
+        let mut value = start.unwrap_or(&Value::Null);
+        for (json_name, _) in &reference.path {
+            value = value.get(json_name).unwrap_or(&Value::Null);
+        }
+        value.clone()
+    }
+
+    /// Sends each distinct request once (a fan-out in element order, at most
+    /// `max_concurrency` at a time) and renders the answers.
+    async fn send_all(&self, index: usize, requests: Vec<DynamicMessage>, fan_out: bool) -> Outcome {
+        let mut distinct: Vec<DynamicMessage> = Vec::new();
+        let mut slots = Vec::with_capacity(requests.len());
+        let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
+        for request in requests {
+            let key = prost::Message::encode_to_vec(&request);
+            let slot = *seen.entry(key).or_insert_with(|| {
+                distinct.push(request);
+                distinct.len() - 1
+            });
+            slots.push(slot);
+        }
+        let answers: Vec<Outcome> = futures_util::stream::iter(distinct)
+            .map(|request| self.send(index, request))
+            .buffered(self.plan.max_concurrency)
+            .collect()
+            .await;
+        let mut rendered = Vec::with_capacity(answers.len());
+        for answer in answers {
+            rendered.push(answer?);
+        }
+        if !fan_out {
+            return rendered.pop().ok_or_else(|| Error::gateway(Code::Internal, "a call without an answer"));
+        }
+        let pick = |slot: &usize, shown: bool| {
+            rendered.get(*slot).map(|r| if shown { r.shown.clone() } else { r.full.clone() }).unwrap_or_default()
+        };
+        Ok(Rendered {
+            full: Value::Array(slots.iter().map(|slot| pick(slot, false)).collect()),
+            shown: Value::Array(slots.iter().map(|slot| pick(slot, true)).collect()),
+        })
+    }
+
+    async fn send(&self, index: usize, message: DynamicMessage) -> Outcome {
+        let entry = &self.snapshot.methods[self.plan.calls[index].method];
+        let mut request = tonic::Request::new(message);
+        *request.metadata_mut() = self.metadata.clone();
+        if let Some(deadline) = self.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::client(Code::DeadlineExceeded, "no time left of the composite's deadline"));
+            }
+            request.set_timeout(left);
+        }
+        let call = entry.call.unary(request);
+        let reply = match self.deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, call)
+                .await
+                .unwrap_or_else(|_| Err(Error::client(Code::DeadlineExceeded, "the composite's deadline passed"))),
+            None => call.await,
+        }?;
+        render(&reply.message, self.json)
+    }
+}
+
+fn render(message: &DynamicMessage, json: &JsonOptions) -> Outcome {
+    let full = json.serialize_options().skip_default_fields(false).use_proto_field_name(false);
+    let to_value = |options: &prost_reflect::SerializeOptions| {
+        message
+            .serialize_with_options(serde_json::value::Serializer, options)
+            .map_err(|e| Error::gateway(Code::Internal, format!("cannot render a composite's answer: {e}")))
+    };
+    Ok(Rendered { full: to_value(&full)?, shown: to_value(&json.serialize_options())? })
+}
+
+/// A required call's failure as the composite's: its code, a message that
+/// names the call.
+fn named(mut error: Error, plan: &Plan, snapshot: &Snapshot, index: usize) -> Error {
+    let call = &plan.calls[index];
+    let method = snapshot.methods[call.method].descriptor.full_name();
+    error.message = format!("call {:?} ({method}) failed: {}", call.name, error.message);
+    error
+}
+
+fn answer(plan: &Plan, snapshot: &Snapshot, outcomes: &[Option<Outcome>], json: &JsonOptions) -> Answer {
+    let shown: Vec<Option<&Value>> =
+        outcomes.iter().map(|o| o.as_ref().and_then(|r| r.as_ref().ok()).map(|r| &r.shown)).collect();
+    let mut body = shape(&plan.response, &shown, json).unwrap_or(Value::Object(Map::new()));
+    let mut failed = Vec::new();
+    let mut partial = Map::new();
+    for (index, outcome) in outcomes.iter().enumerate() {
+        if let Some(Err(error)) = outcome {
+            let call = &plan.calls[index];
+            let error = named(error.clone(), plan, snapshot, index);
+            partial.insert(call.name.clone(), serde_json::json!({"code": error.code as i32, "message": error.message}));
+            failed.push(call.name.clone());
+        }
+    }
+    if let (false, Value::Object(fields)) = (partial.is_empty(), &mut body) {
+        fields.insert(PARTIAL_KEY.into(), Value::Object(partial));
+    }
+    Answer { body, failed }
+}
+
+/// The answer's parts; a part whose call failed is left out.
+fn shape(part: &Part, shown: &[Option<&Value>], json: &JsonOptions) -> Option<Value> {
+    match part {
+        Part::Ref(reference) => {
+            let Source::Call(call) = reference.source else { return None };
+            let mut value = shown.get(call).copied().flatten()?;
+            for (json_name, proto_name) in &reference.path {
+                let name = if json.proto_field_names { proto_name } else { json_name };
+                value = value.get(name).unwrap_or(&Value::Null);
+            }
+            Some(value.clone())
+        }
+        Part::Object(parts) => Some(Value::Object(
+            parts.iter().filter_map(|(name, part)| Some((name.clone(), shape(part, shown, json)?))).collect(),
+        )),
+    }
+}

@@ -1,0 +1,126 @@
+//! Composite endpoints: one REST route answered by several gRPC calls.
+//! `plan` (pure) checks and plans each composite against a snapshot;
+//! `exec` runs a plan over the shared call path. Plans are made once per
+//! snapshot and kept until the next one.
+
+pub mod exec;
+pub mod plan;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use http::Method;
+
+use crate::config::CompositeConfig;
+use crate::registry::Snapshot;
+use crate::route::{Binding, BodyRule, RouteTable};
+use crate::transcode::JsonOptions;
+pub use exec::{Answer, Inputs};
+pub use plan::Plan;
+
+/// The configured composites and their plans for the latest snapshot.
+#[derive(Debug)]
+pub struct Composites {
+    configs: Vec<CompositeConfig>,
+    json: JsonOptions,
+    planned: ArcSwapOption<Planned>,
+}
+
+/// Every composite planned against one snapshot, with their route table.
+#[derive(Debug)]
+pub struct Planned {
+    generation: u64,
+    pub plans: Vec<Plan>,
+    table: RouteTable,
+}
+
+/// A request that is for a composite: its plan and path variables.
+pub struct Found<'a> {
+    pub plan: &'a Plan,
+    pub variables: Vec<String>,
+}
+
+impl Composites {
+    pub fn new(configs: Vec<CompositeConfig>, json: JsonOptions) -> Self {
+        Self { configs, json, planned: ArcSwapOption::empty() }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.configs.is_empty()
+    }
+
+    /// Plans every composite against `snapshot`, listing every problem.
+    pub fn check(&self, snapshot: &Snapshot) -> Result<(), Vec<String>> {
+        self.build(snapshot).map(drop)
+    }
+
+    fn build(&self, snapshot: &Snapshot) -> Result<Planned, Vec<String>> {
+        let mut plans = Vec::with_capacity(self.configs.len());
+        let mut errors = Vec::new();
+        for composite in &self.configs {
+            match plan::plan(composite, snapshot, &self.json) {
+                Ok(plan) => plans.push(plan),
+                Err(problems) => errors.extend(problems),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let bindings = plans.iter().enumerate().map(|(index, plan)| binding(index, plan)).collect();
+        let table = RouteTable::build(bindings, Vec::new())?;
+        Ok(Planned { generation: snapshot.generation, plans, table })
+    }
+
+    /// The plans for `snapshot`, made on first use after a swap. A snapshot
+    /// the composites do not fit (only a start or reload in lenient ways can
+    /// produce one) serves no composite, and says why in the log.
+    pub fn planned(&self, snapshot: &Snapshot) -> Option<Arc<Planned>> {
+        if self.configs.is_empty() {
+            return None;
+        }
+        if let Some(planned) = self.planned.load_full()
+            && planned.generation == snapshot.generation
+        {
+            return Some(planned);
+        }
+        match self.build(snapshot) {
+            Ok(planned) => {
+                let planned = Arc::new(planned);
+                self.planned.store(Some(planned.clone()));
+                Some(planned)
+            }
+            Err(errors) => {
+                tracing::error!(?errors, "composites do not fit the active snapshot; not serving them");
+                None
+            }
+        }
+    }
+}
+
+impl Planned {
+    /// The composite a request is for, if any.
+    pub fn find(&self, method: &Method, path: &str) -> Option<Found<'_>> {
+        let method = if method == Method::HEAD { &Method::GET } else { method };
+        let found = self.table.find(method, path).ok()?;
+        let plan = self.plans.get(found.binding.method)?;
+        Some(Found { plan, variables: found.variables })
+    }
+}
+
+fn binding(index: usize, plan: &Plan) -> Binding {
+    let (http_method, template_text) = plan.route.split_once(' ').unwrap_or(("GET", &plan.route));
+    Binding {
+        method: index,
+        rpc_name: format!("composite {}", plan.route),
+        http_method: http_method.parse().unwrap_or(Method::GET),
+        template: plan.template.clone(),
+        template_text: template_text.to_string(),
+        path_fields: Vec::new(),
+        body: BodyRule::None,
+        response_body: None,
+        auto_mapped: false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,79 @@
+//! A REST request for a composite endpoint: its inputs read (path
+//! variables, the declared query parameters and nothing else), the plan run
+//! under one deadline, the answer or the first required failure rendered.
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use http::{HeaderValue, Request, Response, StatusCode};
+
+use super::{deadline, error_response, json_response};
+use crate::compose::{Found, Inputs, exec};
+use crate::error::Error;
+use crate::middleware::route_info::RouteInfo;
+use crate::protocol::Context;
+use crate::registry::Snapshot;
+use crate::upstream::metadata;
+
+/// Lists the optional calls that failed, whose parts the answer leaves out.
+pub const PARTIAL_HEADER: &str = "protogate-partial";
+
+pub async fn serve(context: &Context, snapshot: &Snapshot, found: Found<'_>, request: Request<Body>) -> Response<Body> {
+    match answer(context, snapshot, &found, request).await {
+        Ok(response) => response,
+        Err(error) => error_response(&error, Some((&snapshot.pool, &context.json.serialize_options()))),
+    }
+}
+
+async fn answer(
+    context: &Context,
+    snapshot: &Snapshot,
+    found: &Found<'_>,
+    request: Request<Body>,
+) -> Result<Response<Body>, Error> {
+    let plan = found.plan;
+    let (parts, _body) = request.into_parts();
+    let query = query_inputs(parts.uri.query().unwrap_or(""), &plan.query)?;
+    let client = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let metadata = metadata::from_http(&parts.headers, client).map_err(Error::bad_request)?;
+    let template = plan.route.split_once(' ').map(|(_, t)| t.to_string());
+    let route = RouteInfo { rpc: None, template, calls: Vec::new() };
+    let timeout = deadline(&parts, context, false, &context.timeouts.for_route(route.selectors()))?;
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let inputs = Inputs { variables: found.variables.clone(), query };
+    let answer = exec::run(plan, snapshot, &inputs, &metadata, deadline, &context.json).await?;
+    let body = serde_json::to_vec(&answer.body).unwrap_or_default();
+    let mut response = json_response(StatusCode::OK, body);
+    if !answer.failed.is_empty()
+        && let Ok(value) = HeaderValue::try_from(answer.failed.join(", "))
+    {
+        response.headers_mut().insert(PARTIAL_HEADER, value);
+    }
+    Ok(response)
+}
+
+/// The declared query parameters' values; any other parameter is refused,
+/// as on transcoded routes.
+fn query_inputs(query: &str, declared: &[String]) -> Result<Vec<Option<String>>, Error> {
+    let mut values = vec![None; declared.len()];
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |text: &str| {
+            let text = text.replace('+', " ");
+            percent_encoding::percent_decode_str(&text)
+                .decode_utf8()
+                .map(|d| d.into_owned())
+                .map_err(|_| Error::bad_request(format!("query parameter {key:?} is not valid UTF-8 once decoded")))
+        };
+        let key = decode(key)?;
+        let Some(index) = declared.iter().position(|d| *d == key) else {
+            return Err(Error::bad_request(format!("unknown query parameter {key:?}")));
+        };
+        if values[index].is_some() {
+            return Err(Error::bad_request(format!("query parameter {key:?} is given more than once")));
+        }
+        values[index] = Some(decode(value)?);
+    }
+    Ok(values)
+}
