@@ -26,12 +26,14 @@ pub struct Composites {
     planned: ArcSwapOption<Planned>,
 }
 
-/// Every composite planned against one snapshot, with their route table.
+/// Every composite planned against one snapshot, with their route table;
+/// none when the snapshot does not fit them (`problems` says why).
 #[derive(Debug)]
 pub struct Planned {
     generation: u64,
     pub plans: Vec<Plan>,
     table: RouteTable,
+    pub problems: Vec<String>,
 }
 
 /// A request that is for a composite: its plan and path variables.
@@ -68,12 +70,22 @@ impl Composites {
         }
         let bindings = plans.iter().enumerate().map(|(index, plan)| binding(index, plan)).collect();
         let table = RouteTable::build(bindings, Vec::new())?;
-        Ok(Planned { generation: snapshot.generation, plans, table })
+        Ok(Planned { generation: snapshot.generation, plans, table, problems: Vec::new() })
+    }
+
+    /// A change from `current` to `next` must not break composites that fit
+    /// `current`; while they do not fit (sets still to be registered), any
+    /// change may land.
+    pub fn check_change(&self, current: &Snapshot, next: &Snapshot) -> Result<(), Vec<String>> {
+        if self.configs.is_empty() || self.check(current).is_err() {
+            return Ok(());
+        }
+        self.check(next)
     }
 
     /// The plans for `snapshot`, made on first use after a swap. A snapshot
-    /// the composites do not fit (only a start or reload in lenient ways can
-    /// produce one) serves no composite, and says why in the log.
+    /// the composites do not fit (a gateway still waiting for its sets)
+    /// serves none of them, and says why in the log once.
     pub fn planned(&self, snapshot: &Snapshot) -> Option<Arc<Planned>> {
         if self.configs.is_empty() {
             return None;
@@ -83,17 +95,13 @@ impl Composites {
         {
             return Some(planned);
         }
-        match self.build(snapshot) {
-            Ok(planned) => {
-                let planned = Arc::new(planned);
-                self.planned.store(Some(planned.clone()));
-                Some(planned)
-            }
-            Err(errors) => {
-                tracing::error!(?errors, "composites do not fit the active snapshot; not serving them");
-                None
-            }
-        }
+        let planned = self.build(snapshot).unwrap_or_else(|problems| {
+            tracing::warn!(?problems, "composites do not fit the active snapshot; not serving them");
+            Planned { generation: snapshot.generation, plans: Vec::new(), table: RouteTable::default(), problems }
+        });
+        let planned = Arc::new(planned);
+        self.planned.store(Some(planned.clone()));
+        Some(planned)
     }
 }
 

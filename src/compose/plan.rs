@@ -317,7 +317,9 @@ impl Planner<'_> {
 
     fn stand_in(&self, reference: &Reference, item: Option<&Typed>, _call: usize) -> Value {
         let start = match reference.source {
-            Source::Variable(_) | Source::Query(_) => return Value::String("x".into()),
+            // The client's text: whether it fits the field is known only per
+            // request (a 400 then); null stands for any field's default.
+            Source::Variable(_) | Source::Query(_) => return Value::Null,
             Source::Item => item.cloned(),
             Source::Call(dep) => {
                 self.methods[dep].map(|m| Typed::Message(self.snapshot.methods[m].descriptor.output()))
@@ -346,11 +348,11 @@ impl Planner<'_> {
                 Some(Part::Ref(Reference { source, path }))
             }
             Shape::Object(parts) => {
-                let mut resolved = Vec::with_capacity(parts.len());
-                for (name, shape) in parts {
-                    resolved.push((name.clone(), self.part(shape, &format!("{at}.{name}"))?));
-                }
-                Some(Part::Object(resolved))
+                let resolved: Vec<Option<(String, Part)>> = parts
+                    .iter()
+                    .map(|(name, shape)| Some((name.clone(), self.part(shape, &format!("{at}.{name}"))?)))
+                    .collect();
+                resolved.into_iter().collect::<Option<Vec<_>>>().map(Part::Object)
             }
         }
     }

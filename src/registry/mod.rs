@@ -41,7 +41,9 @@ pub struct Registry {
 }
 
 /// A check of a new snapshot by what depends on it; the problems if it fails.
-pub struct Guard(pub Box<dyn Fn(&Snapshot) -> Result<(), Vec<String>> + Send + Sync>);
+pub struct Guard(pub Box<GuardFn>);
+
+pub type GuardFn = dyn Fn(&Snapshot) -> Result<(), Vec<String>> + Send + Sync;
 
 impl std::fmt::Debug for Guard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

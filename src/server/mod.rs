@@ -98,8 +98,10 @@ pub async fn start_with_sets(config: &Config, sets: Vec<(String, Vec<u8>)>) -> R
     let context = build_context(config, sets).await?;
     let live = LiveContext::new(context);
     let composites = Arc::downgrade(&live);
-    live.current().registry.set_guard(crate::registry::Guard(Box::new(move |snapshot| {
-        composites.upgrade().map_or(Ok(()), |live| live.current().composites.check(snapshot))
+    live.current().registry.set_guard(crate::registry::Guard(Box::new(move |next| {
+        let Some(live) = composites.upgrade() else { return Ok(()) };
+        let context = live.current();
+        context.composites.check_change(&context.registry.snapshot(), next)
     })));
     let context = live.current();
     let reloader = Arc::new(Reloader::new(live.clone(), config.clone()));
@@ -173,7 +175,13 @@ fn policy_context(config: &Config, registry: Arc<Registry>, metrics: Arc<Metrics
         (auth, limiter) => return Err([auth.err(), limiter.err()].into_iter().flatten().flatten().collect()),
     };
     let composites = crate::compose::Composites::new(config.compose.clone(), config.json.clone());
-    composites.check(&registry.snapshot())?;
+    // A gateway that starts without sets (they come by the admin API or
+    // reflection) serves its composites once they fit; sets it starts with
+    // must fit them.
+    let snapshot = registry.snapshot();
+    if !snapshot.methods.is_empty() {
+        composites.check(&snapshot)?;
+    }
     let limits = &config.limits;
     Ok(Context {
         registry,

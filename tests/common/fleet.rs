@@ -14,8 +14,22 @@ use protogate::example::{self, Library};
 use protogate::pb::library::v1::library_service_server::LibraryServiceServer;
 use tonic::server::NamedService;
 
+/// One call a member received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub started: std::time::Instant,
+    pub ended: Option<std::time::Instant>,
+    /// The `x-consumer` metadata the gateway forwarded, if any.
+    pub consumer: Option<String>,
+}
+
+pub type Log = Arc<std::sync::Mutex<Vec<Received>>>;
+
 pub struct Member {
     pub addr: SocketAddr,
+    /// Every call, in the order they arrived.
+    pub log: Log,
     /// Calls of the library service this member answered or started.
     pub calls: Arc<AtomicUsize>,
     /// Milliseconds added before each answer.
@@ -37,6 +51,7 @@ impl Member {
         let mut member = Self {
             addr: listener.local_addr().unwrap(),
             calls: Arc::default(),
+            log: Arc::default(),
             delay_ms: Arc::new(AtomicU64::new(delay_ms)),
             stop: None,
             thread: None,
@@ -56,12 +71,12 @@ impl Member {
     fn serve(&mut self, listener: std::net::TcpListener) {
         listener.set_nonblocking(true).unwrap();
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let (calls, delay_ms) = (self.calls.clone(), self.delay_ms.clone());
+        let (calls, delay_ms, log) = (self.calls.clone(), self.delay_ms.clone(), self.log.clone());
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
             runtime.spawn(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let service = Counted { inner: LibraryServiceServer::new(Library::seeded()), calls, delay_ms };
+                let service = Counted { inner: LibraryServiceServer::new(Library::seeded()), calls, delay_ms, log };
                 let (_reporter, health) = tonic_health::server::health_reporter();
                 tonic::transport::Server::builder()
                     .add_service(health)
@@ -113,6 +128,7 @@ struct Counted<S> {
     inner: S,
     calls: Arc<AtomicUsize>,
     delay_ms: Arc<AtomicU64>,
+    log: Log,
 }
 
 impl<S: NamedService> NamedService for Counted<S> {
@@ -135,12 +151,26 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let delay = Duration::from_millis(self.delay_ms.load(Ordering::SeqCst));
-        let answer = self.inner.call(request);
+        let consumer = request.headers().get("x-consumer").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let entry = Received {
+            path: request.uri().path().to_string(),
+            started: std::time::Instant::now(),
+            ended: None,
+            consumer,
+        };
+        let index = {
+            let mut log = self.log.lock().unwrap();
+            log.push(entry);
+            log.len() - 1
+        };
+        let (answer, log) = (self.inner.call(request), self.log.clone());
         Box::pin(async move {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            answer.await
+            let answer = answer.await;
+            log.lock().unwrap()[index].ended = Some(std::time::Instant::now());
+            answer
         })
     }
 }
