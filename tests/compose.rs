@@ -235,3 +235,9 @@ require = "authenticated"
     assert!(library_calls.iter().all(|r| r.consumer.as_deref() == Some("mobile")), "{library_calls:?}");
     gateway.server.shutdown().await.unwrap();
 }
+
+#[test]
+fn the_readme_shows_the_composite_the_demo_serves() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    assert!(readme.contains(OVERVIEW), "README.md's Composition section must quote examples/compose/overview.toml");
+}
