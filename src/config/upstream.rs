@@ -275,11 +275,7 @@ impl Default for RawEjection {
 pub(super) fn validate(raw: RawUpstream, flags: &Flags, location: &str, errors: &mut Vec<String>) -> UpstreamConfig {
     let map = upstream_map(raw.default.clone(), raw.services.clone(), flags, location, errors);
     let pool = pool_settings(&raw, location, errors);
-    let mut duration = |key: &str, text: &str| {
-        humantime::parse_duration(text)
-            .map_err(|e| errors.push(format!("{location}: `upstream.{key}`: {text:?} is not a duration ({e})")))
-            .unwrap_or_default()
-    };
+    let mut duration = |key: &str, text: &str| parse_duration(key, text, location, errors);
     let config = UpstreamConfig {
         map,
         timeout: duration("timeout", &raw.timeout),
@@ -298,12 +294,14 @@ impl Default for PoolSettings {
     }
 }
 
+fn parse_duration(key: &str, text: &str, location: &str, errors: &mut Vec<String>) -> Duration {
+    humantime::parse_duration(text)
+        .map_err(|e| errors.push(format!("{location}: `upstream.{key}`: {text:?} is not a duration ({e})")))
+        .unwrap_or_default()
+}
+
 fn pool_settings(raw: &RawUpstream, location: &str, errors: &mut Vec<String>) -> PoolSettings {
-    let mut duration = |key: &str, text: &str| {
-        humantime::parse_duration(text)
-            .map_err(|e| errors.push(format!("{location}: `upstream.{key}`: {text:?} is not a duration ({e})")))
-            .unwrap_or_default()
-    };
+    let mut duration = |key: &str, text: &str| parse_duration(key, text, location, errors);
     PoolSettings {
         connect_timeout: duration("connect_timeout", &raw.connect_timeout),
         dns_refresh: duration("dns_refresh", &raw.dns_refresh),
