@@ -281,3 +281,47 @@ async fn wait_for_endpoints(gateway: &Gateway, count: usize) {
     }
     panic!("the gateway never saw {count} endpoints: {}", gateway.readyz().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_lets_every_accepted_request_finish() {
+    let slow = Member::start(300);
+    let descriptor = concat!(env!("CARGO_MANIFEST_DIR"), "/descriptors/library.binpb");
+    let upstream = slow.url();
+    let args = ["serve", "--descriptor", descriptor, "--upstream", &upstream, "--listen", "127.0.0.1:0"];
+    let mut gateway = common::process::spawn_gateway(&[&args[..], &["--admin-listen", "127.0.0.1:0"]].concat()).await;
+    let url = format!("{}/v1/shelves/1", gateway.public);
+    // Each on its own connection: HTTP/1.1 clients see the drain as a close
+    // after their answer, HTTP/2 ones as a GOAWAY.
+    let calls: Vec<_> = (0..20)
+        .map(|i| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let client = if i % 2 == 0 {
+                    reqwest::Client::builder().http1_only().build().unwrap()
+                } else {
+                    reqwest::Client::builder().http2_prior_knowledge().build().unwrap()
+                };
+                client.get(&url).send().await.map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    // Every call has reached the slow backend before the signal.
+    for _ in 0..500 {
+        if slow.calls() >= 20 || calls.iter().any(|c| c.is_finished()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if slow.calls() < 20 {
+        let done: Vec<_> = futures_util::future::join_all(calls).await.into_iter().map(|c| c.unwrap()).collect();
+        panic!("{} calls reached the backend; the calls ended with {done:?}", slow.calls());
+    }
+    let pid = gateway.child.id().unwrap() as i32;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap(), 200, "an accepted request was cut short by the drain");
+    }
+    let exit = tokio::time::timeout(Duration::from_secs(10), gateway.child.wait()).await.unwrap().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert!(reqwest::get(&url).await.is_err(), "the listener still accepts after the drain");
+}
