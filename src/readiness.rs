@@ -71,8 +71,7 @@ fn summary(pool: &Pool) -> String {
         [] => "no endpoints".into(),
         [only] => pool.describe(only),
         all => {
-            let up = all.iter().filter(|e| !pool.is_ejected(e) && e.health() != crate::upstream::pool::Health::Down);
-            format!("{} of {} endpoints up", up.count(), all.len())
+            format!("{} of {} endpoints up", all.iter().filter(|e| pool.available(e)).count(), all.len())
         }
     }
 }

@@ -116,13 +116,13 @@ impl Planned {
 }
 
 fn binding(index: usize, plan: &Plan) -> Binding {
-    let (http_method, template_text) = plan.route.split_once(' ').unwrap_or(("GET", &plan.route));
     Binding {
         method: index,
         rpc_name: format!("composite {}", plan.route),
-        http_method: http_method.parse().unwrap_or(Method::GET),
+        // `config::compose` admits GET routes only.
+        http_method: Method::GET,
         template: plan.template.clone(),
-        template_text: template_text.to_string(),
+        template_text: plan.template_text.clone(),
         path_fields: Vec::new(),
         body: BodyRule::None,
         response_body: None,

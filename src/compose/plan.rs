@@ -20,6 +20,10 @@ pub struct Plan {
     /// `GET /v1/shelves/{shelf}:overview`.
     pub route: String,
     pub template: Template,
+    /// `/v1/shelves/{shelf}:overview`: what policies select it by.
+    pub template_text: String,
+    /// The full names of the methods it calls, for policies.
+    pub methods: Vec<String>,
     /// Route variable names, in template order.
     pub variables: Vec<String>,
     pub query: Vec<String>,
@@ -126,9 +130,12 @@ pub fn plan(composite: &CompositeConfig, snapshot: &Snapshot, json: &JsonOptions
     if !errors.is_empty() {
         return Err(errors.into_iter().map(|e| format!("composite {route}: {e}")).collect());
     }
+    let methods = calls.iter().map(|c| snapshot.methods[c.method].descriptor.full_name().to_string()).collect();
     Ok(Plan {
         route,
         template,
+        template_text: composite.template.clone(),
+        methods,
         variables,
         query: composite.query.clone(),
         max_concurrency: composite.max_concurrency,
@@ -189,7 +196,7 @@ impl Planner<'_> {
         {
             needs.push(*call);
         }
-        self.probe(&request, &input, item.as_ref(), index, &at);
+        self.probe(&request, &input, item.as_ref(), &at);
         Some(PlannedCall { name: config.name.clone(), method, request, needs, for_each, optional: config.optional })
     }
 
@@ -306,8 +313,8 @@ impl Planner<'_> {
     /// Builds the request with a stand-in for every reference and decodes
     /// it as the backend's input message would be: unknown fields and
     /// mistyped literals or references fail here, naming the field.
-    fn probe(&mut self, request: &Piece, input: &MessageDescriptor, item: Option<&Typed>, call: usize, at: &str) {
-        let stand_in = |reference: &Reference| self.stand_in(reference, item, call);
+    fn probe(&mut self, request: &Piece, input: &MessageDescriptor, item: Option<&Typed>, at: &str) {
+        let stand_in = |reference: &Reference| self.stand_in(reference, item);
         let json = fill(request, &stand_in);
         let bytes = serde_json::to_vec(&json).unwrap_or_default();
         if let Err(e) = crate::transcode::request::message_from_json(input.clone(), &bytes, self.json) {
@@ -315,7 +322,7 @@ impl Planner<'_> {
         }
     }
 
-    fn stand_in(&self, reference: &Reference, item: Option<&Typed>, _call: usize) -> Value {
+    fn stand_in(&self, reference: &Reference, item: Option<&Typed>) -> Value {
         let start = match reference.source {
             // The client's text: whether it fits the field is known only per
             // request (a 400 then); null stands for any field's default.

@@ -42,9 +42,8 @@ pub fn route_info<B>(context: &Context, request: &mut Request<B>) -> RouteInfo {
     let composite = context.composites.planned(&snapshot);
     let composite = composite.as_ref().and_then(|planned| {
         let found = planned.find(request.method(), path)?;
-        let calls = found.plan.calls.iter().map(|c| snapshot.methods[c.method].descriptor.full_name().to_string());
-        let template = found.plan.route.split_once(' ').map(|(_, t)| t.to_string());
-        Some(RouteInfo { rpc: None, template, calls: calls.collect() })
+        let plan = found.plan;
+        Some(RouteInfo { rpc: None, template: Some(plan.template_text.clone()), calls: plan.methods.clone() })
     });
     let info = match snapshot.rpc_index.get(path).and_then(|&i| snapshot.methods.get(i)) {
         _ if composite.is_some() => composite.unwrap_or_default(),

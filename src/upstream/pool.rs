@@ -143,7 +143,6 @@ impl Pool {
     /// task that lives as long as the pool.
     pub fn new(spec: &str, connector: Arc<Connector>, stats: Arc<Stats>) -> Result<Arc<Self>, String> {
         let addresses = crate::config::parse_spec(spec)?;
-        let settings = connector.settings.clone();
         let mut endpoints = Vec::new();
         for address in &addresses {
             if let Address::Url(url) = address {
@@ -151,19 +150,7 @@ impl Pool {
             }
         }
         let dynamic = addresses.iter().any(|a| matches!(a, Address::Dns { .. }));
-        let pool = Arc::new(Self {
-            spec: spec.to_string(),
-            budget: super::retry::Budget::new(&settings.retry),
-            settings,
-            addresses,
-            connector,
-            endpoints: ArcSwap::from_pointee(endpoints),
-            resolved: tokio::sync::watch::Sender::new(!dynamic),
-            in_flight: AtomicUsize::new(0),
-            stats,
-            epoch: Instant::now(),
-            last_checked: Mutex::new(None),
-        });
+        let pool = Arc::new(Self::assemble(spec, addresses, endpoints, connector, stats, !dynamic));
         pool.publish_states();
         if dynamic || !pool.settings.health.interval.is_zero() {
             match tokio::runtime::Handle::try_current() {
@@ -182,20 +169,34 @@ impl Pool {
         settings.health.interval = Duration::ZERO;
         settings.retry.attempts = 1;
         let stats = Arc::new(Stats::new().map_err(|e| e.to_string())?);
-        let connector = Arc::new(Connector { settings: Arc::new(settings.clone()), tls: None });
-        Ok(Arc::new(Self {
-            spec: url.to_string(),
-            addresses: vec![Address::Url(url.to_string())],
+        let connector = Arc::new(Connector { settings: Arc::new(settings), tls: None });
+        let endpoints = vec![Arc::new(Endpoint::new(url.to_string(), channel))];
+        let addresses = vec![Address::Url(url.to_string())];
+        Ok(Arc::new(Self::assemble(url, addresses, endpoints, connector, stats, true)))
+    }
+
+    fn assemble(
+        spec: &str,
+        addresses: Vec<Address>,
+        endpoints: Vec<Arc<Endpoint>>,
+        connector: Arc<Connector>,
+        stats: Arc<Stats>,
+        resolved: bool,
+    ) -> Self {
+        let settings = connector.settings.clone();
+        Self {
+            spec: spec.to_string(),
             budget: super::retry::Budget::new(&settings.retry),
-            settings: Arc::new(settings),
+            settings,
+            addresses,
             connector,
-            endpoints: ArcSwap::from_pointee(vec![Arc::new(Endpoint::new(url.to_string(), channel))]),
-            resolved: tokio::sync::watch::Sender::new(true),
+            endpoints: ArcSwap::from_pointee(endpoints),
+            resolved: tokio::sync::watch::Sender::new(resolved),
             in_flight: AtomicUsize::new(0),
             stats,
             epoch: Instant::now(),
             last_checked: Mutex::new(None),
-        }))
+        }
     }
 
     pub fn endpoints(&self) -> Arc<Vec<Arc<Endpoint>>> {
@@ -210,7 +211,8 @@ impl Pool {
         endpoint.ejected_until.load(Ordering::Relaxed) > self.now_ms()
     }
 
-    fn available(&self, endpoint: &Endpoint) -> bool {
+    /// Healthy and not ejected: a candidate for calls.
+    pub fn available(&self, endpoint: &Endpoint) -> bool {
         endpoint.health() != Health::Down && !self.is_ejected(endpoint)
     }
 

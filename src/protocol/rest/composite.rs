@@ -33,13 +33,12 @@ async fn answer(
     request: Request<Body>,
 ) -> Result<Response<Body>, Error> {
     let plan = found.plan;
-    let template = plan.route.split_once(' ').map(|(_, t)| t.to_string());
-    crate::middleware::telemetry::trace_of(request.extensions()).route(template.as_deref(), "composite");
+    crate::middleware::telemetry::trace_of(request.extensions()).route(Some(&plan.template_text), "composite");
     let (parts, _body) = request.into_parts();
     let query = query_inputs(parts.uri.query().unwrap_or(""), &plan.query)?;
     let client = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
     let metadata = metadata::from_http(&parts.headers, client).map_err(Error::bad_request)?;
-    let route = RouteInfo { rpc: None, template, calls: Vec::new() };
+    let route = RouteInfo { rpc: None, template: Some(plan.template_text.clone()), calls: Vec::new() };
     let timeout = deadline(&parts, context, false, &context.timeouts.for_route(route.selectors()))?;
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let inputs = Inputs { variables: found.variables.clone(), query };
