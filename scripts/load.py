@@ -9,10 +9,17 @@ p50/p99 latency and the gateway's CPU time per request (utime + stime from
 call to the backend (oha over HTTP/2 with a framed protobuf body) is the floor.
 It also measures idle RSS with the example set and with 10 000 routes.
 
+The comparison (run first, and alone with --compare) puts the gateway's CPU per
+request next to two references measured in the same interleaved run: a bare
+hyper server (examples/bare_server.rs) answering the very same JSON bytes, the
+front-end ceiling, and the backend called directly over gRPC, the floor. The
+gateway and the bare server are pinned to CPU 0; oha and the backends to CPU 1.
+
     python3 scripts/load.py                 # everything (about 10 minutes)
     python3 scripts/load.py --quick         # 64 connections, HTTP/1.1 only
     python3 scripts/load.py --duration 5s   # per run (default 10s)
     python3 scripts/load.py --soak 10m      # 256 connections of mixed traffic, RSS and FDs sampled
+    python3 scripts/load.py --compare       # only the gateway / bare server / backend ratios
 
 oha is used from PATH or .ci/tools/bin, else installed there with
 `cargo install oha --locked`. Benchmarks measure; nothing here asserts.
@@ -74,10 +81,45 @@ def memory_kib(pid, key):
     return 0
 
 
+def pinned(cpu):
+    """The command prefix pinning a process to one CPU (none on one-CPU machines)."""
+    return ["taskset", "-c", str(cpu)] if (os.cpu_count() or 1) >= 2 and shutil.which("taskset") else []
+
+
 def request(method, url, body=None, headers=None):
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     with urllib.request.urlopen(req) as response:
         return response.read()
+
+
+def echo_body():
+    """The 1.1 KB JSON POST: an Everything message mixing field kinds."""
+    return json.dumps({"fString": "x" * 700, "fInt64": "-42", "fDouble": 2.5, "rString": ["a", "b", "c"],
+                       "fNested": {"name": "nested", "count": 3, "color": "COLOR_RED"},
+                       "mString": {"k1": "v1", "k2": "v2"}, "fBytes": "AAECAwQFBgcICQ==",
+                       "wTimestamp": "2024-05-06T07:08:09Z", "rInt32": list(range(40))}).encode()
+
+
+def echo_request(release):
+    """`echo_body()` as a framed protobuf Everything, encoded with the
+    descriptor set the build wrote (python protobuf); None without it."""
+    import glob
+    try:
+        from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
+    except ImportError:
+        return None
+    sets = sorted(glob.glob(os.path.join(release, "build", "protogate-*", "out", "everything.binpb")),
+                  key=os.path.getmtime)
+    if not sets:
+        return None
+    with open(sets[-1], "rb") as f:
+        files = descriptor_pb2.FileDescriptorSet.FromString(f.read())
+    pool = descriptor_pool.DescriptorPool()
+    for file in files.file:
+        pool.Add(file)
+    message = message_factory.GetMessageClass(pool.FindMessageTypeByName("protogate.test.v1.Everything"))()
+    json_format.Parse(echo_body(), message)
+    return grpc_frame(message.SerializeToString())
 
 
 def grpc_frame(message):
@@ -94,21 +136,24 @@ class Stack:
 
     def __init__(self):
         subprocess.run(["cargo", "build", "--release", "--bin", "protogate", "--example", "library_server",
-                        "--example", "echo_server"], cwd=ROOT, check=True)
+                        "--example", "echo_server", "--example", "bare_server"], cwd=ROOT, check=True)
         self.backend_port, self.port, self.admin_port = free_port(), free_port(), free_port()
         self.echo_port = free_port()
         release = os.path.join(ROOT, "target", "release")
-        self.backend = subprocess.Popen([os.path.join(release, "examples", "library_server"),
+        self.release = release
+        self.backend = subprocess.Popen(pinned(1) + [os.path.join(release, "examples", "library_server"),
                                          f"127.0.0.1:{self.backend_port}"], stdout=subprocess.DEVNULL)
-        self.echo = subprocess.Popen([os.path.join(release, "examples", "echo_server"),
+        self.echo = subprocess.Popen(pinned(1) + [os.path.join(release, "examples", "echo_server"),
                                       f"127.0.0.1:{self.echo_port}"], stdout=subprocess.DEVNULL)
         wait_for(self.backend_port)
         wait_for(self.echo_port)
         self.gateway = subprocess.Popen(
-            [os.path.join(release, "protogate"), "serve", "--descriptor", os.path.join(ROOT, "descriptors", "library.binpb"),
+            pinned(0) + [os.path.join(release, "protogate"), "serve", "--descriptor", os.path.join(ROOT, "descriptors", "library.binpb"),
              "--upstream", f"http://127.0.0.1:{self.backend_port}", "--listen", f"127.0.0.1:{self.port}",
              "--admin-listen", f"127.0.0.1:{self.admin_port}"],
-            env={**os.environ, "RUST_LOG": "warn"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            # The access log stays on (the default), written where production sends it.
+            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")}, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
         wait_for(self.port)
         wait_for(self.admin_port)
         self.base = f"http://127.0.0.1:{self.port}"
@@ -142,7 +187,7 @@ class Stack:
 
 
 def run_oha(oha, url, connections, duration, http2, method="GET", body=None, headers=()):
-    command = [oha, "--no-tui", "--output-format", "json", "-z", duration, "-c", str(connections), "-m", method]
+    command = pinned(1) + [oha, "--no-tui", "--output-format", "json", "-z", duration, "-c", str(connections), "-m", method]
     if http2:
         command += ["--http2", "-p", "1"]
     for header in headers:
@@ -164,6 +209,7 @@ def main():
     parser.add_argument("--duration", default="10s")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--soak", metavar="DURATION", help="run the soak scenario instead (e.g. 10m)")
+    parser.add_argument("--compare", action="store_true", help="only the gateway / bare server / backend comparison")
     args = parser.parse_args()
     oha = oha_binary()
     stack = Stack()
@@ -179,14 +225,16 @@ def main():
         time.sleep(0.5)
         idle_rss = memory_kib(stack.gateway.pid, "VmRSS")
         stack.register_echo()
+        time.sleep(0.5)
+        comparison = compare(stack, oha, args.duration)
+        if args.compare:
+            print_comparison(comparison)
+            return
         streamed = slow_stream(stack) if not args.quick else None
         sizes = stack.seed()
         # The echo service answers with what it got and stores nothing, so
         # the POST runs do not grow the library the list runs read.
-        body = json.dumps({"fString": "x" * 700, "fInt64": "-42", "fDouble": 2.5, "rString": ["a", "b", "c"],
-                           "fNested": {"name": "nested", "count": 3, "color": "COLOR_RED"},
-                           "mString": {"k1": "v1", "k2": "v2"}, "fBytes": "AAECAwQFBgcICQ==",
-                           "wTimestamp": "2024-05-06T07:08:09Z", "rInt32": list(range(40))}).encode()
+        body = echo_body()
         json_headers = ("content-type: application/json",)
         scenarios = [
             ("small GET", f"{stack.base}/v1/shelves/1", "GET", None, ()),
@@ -225,6 +273,8 @@ def main():
         routes_rss = many_routes_rss(stack)
     finally:
         stack.stop()
+    print_comparison(comparison)
+    print()
     print("| scenario | HTTP | conns | req/s | p50 ms | p99 ms | CPU µs/req | statuses |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
@@ -237,6 +287,77 @@ def main():
               f"{(peak_stream - before) / 1024:.1f} MiB)")
     print(f"\ngateway RSS: idle with the example set {idle_rss / 1024:.1f} MiB, peak under load {peak / 1024:.1f} MiB, "
           f"idle with 10 000 more routes {routes_rss / 1024:.1f} MiB")
+
+
+def measure(oha, pid, url, connections, duration, http2, method="GET", body=None, headers=()):
+    """One oha run: requests/s, p99 and `pid`'s CPU µs per request."""
+    before = cpu_seconds(pid)
+    report = run_oha(oha, url, connections, duration, http2, method, body, headers)
+    spent = cpu_seconds(pid) - before
+    count = sum(report.get("statusCodeDistribution", {}).values())
+    return {"rps": report["summary"]["requestsPerSec"], "cpu_us": spent / count * 1e6 if count else 0,
+            "p99_ms": report.get("latencyPercentiles", {}).get("p99", 0) * 1000,
+            "statuses": report.get("statusCodeDistribution", {})}
+
+
+def compare(stack, oha, duration):
+    """The gateway, a bare hyper server answering the same bytes (ceiling)
+    and the backend called directly over gRPC (floor), interleaved per row
+    at 64 connections over HTTP/1.1 and HTTP/2."""
+    body = echo_body()
+    json_headers = ("content-type: application/json",)
+    small = request("GET", f"{stack.base}/v1/shelves/1")
+    echoed = request("POST", f"{stack.base}/test/v1/echo", body, {"content-type": "application/json"})
+    files = []
+    for answer in (small, echoed):
+        file = tempfile.NamedTemporaryFile(delete=False)
+        file.write(answer)
+        file.close()
+        files.append(file.name)
+    bare_port = free_port()
+    bare = subprocess.Popen(pinned(0) + [os.path.join(stack.release, "examples", "bare_server"), f"127.0.0.1:{bare_port}",
+                                         f"/v1/shelves/1={files[0]}", f"/test/v1/echo={files[1]}"],
+                            stdout=subprocess.DEVNULL)
+    grpc = ("content-type: application/grpc", "te: trailers")
+    echo_frame = echo_request(stack.release)
+    scenarios = [
+        (f"small GET ({len(small)} B answer)", "/v1/shelves/1", "GET", None, (),
+         (stack.backend, stack.backend_port, "/library.v1.LibraryService/GetShelf", get_shelf_request())),
+        (f"{len(body)} B JSON POST ({len(echoed)} B answer)", "/test/v1/echo", "POST", body, json_headers,
+         (stack.echo, stack.echo_port, "/protogate.test.v1.EchoService/Echo", echo_frame)),
+    ]
+    rows = []
+    try:
+        wait_for(bare_port)
+        for name, path, method, payload, headers, (backend, backend_port, rpc, frame) in scenarios:
+            for http2 in (False, True):
+                row = {"scenario": name, "http": "h2" if http2 else "h1"}
+                row["gateway"] = measure(oha, stack.gateway.pid, f"{stack.base}{path}", 64, duration, http2, method,
+                                         payload, headers)
+                row["bare"] = measure(oha, bare.pid, f"http://127.0.0.1:{bare_port}{path}", 64, duration, http2,
+                                      method, payload, headers)
+                row["direct"] = measure(oha, backend.pid, f"http://127.0.0.1:{backend_port}{rpc}", 64, duration, True,
+                                        "POST", frame, grpc) if frame else None
+                print(json.dumps(row), file=sys.stderr)
+                rows.append(row)
+    finally:
+        bare.terminate()
+        bare.wait()
+        for name in files:
+            os.unlink(name)
+    return rows
+
+
+def print_comparison(rows):
+    print("| scenario (64 conns) | HTTP | gateway µs/req | bare hyper µs/req | gateway ÷ bare | "
+          "backend direct µs/req | gateway req/s | bare req/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        gateway, bare, direct = r["gateway"], r["bare"], r["direct"]
+        ratio = gateway["cpu_us"] / bare["cpu_us"] if bare["cpu_us"] else 0
+        floor = f"{direct['cpu_us']:.1f}" if direct else "n/a"
+        print(f"| {r['scenario']} | {r['http']} | {gateway['cpu_us']:.1f} | {bare['cpu_us']:.1f} | {ratio:.1f}× | "
+              f"{floor} | {gateway['rps']:.0f} | {bare['rps']:.0f} |")
 
 
 def seconds_of(duration):
@@ -317,7 +438,7 @@ def soak(stack, oha, duration):
     ]
     bodies, runs = [], []
     for connections, url, method, body, headers, http2 in loads:
-        command = [oha, "--no-tui", "--output-format", "json", "-z", duration, "-c", str(connections), "-m", method]
+        command = pinned(1) + [oha, "--no-tui", "--output-format", "json", "-z", duration, "-c", str(connections), "-m", method]
         command += ["--http2", "-p", "1"] if http2 else []
         for header in headers:
             command += ["-H", header]

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use protogate::config::{Config, Flags, TracingConfig};
 use protogate::middleware::cors::OriginPattern;
-use protogate::middleware::otel;
 use protogate::registry::{snapshot, source};
+use protogate::telemetry::otel;
 use protogate::{example, pb, server};
 
 #[derive(Parser)]
@@ -110,11 +110,10 @@ enum Command {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     // `serve` starts logging once its config says where spans go.
-    if !matches!(cli.command, Command::Serve { .. })
-        && let Err(e) = init_logs(cli.log_format, None)
-    {
-        eprintln!("protogate: {e}");
-    }
+    let _logging = match cli.command {
+        Command::Serve { .. } => None,
+        _ => init_logs(cli.log_format, None).map_err(|e| eprintln!("protogate: {e}")).ok(),
+    };
     let result = match cli.command {
         Command::Serve {
             descriptors,
@@ -161,10 +160,10 @@ async fn main() -> ExitCode {
 
 async fn serve(config_file: Option<PathBuf>, flags: Flags, log_format: LogFormat) -> Result<(), String> {
     let config = Config::load(config_file.as_deref(), &flags).map_err(|e| format!("invalid configuration:\n{e}"))?;
-    let exporter = init_logs(log_format, Some(&config.tracing))?;
+    let logging = init_logs(log_format, Some(&config.tracing))?;
     let server = server::start(&config).await.map_err(|e| e.to_string())?;
     let result = run_until_signal(server).await;
-    if let Some(exporter) = exporter {
+    if let Some(exporter) = logging.exporter {
         exporter.shutdown();
     }
     result
@@ -172,13 +171,14 @@ async fn serve(config_file: Option<PathBuf>, flags: Flags, log_format: LogFormat
 
 /// Logs to stderr (`RUST_LOG`, default `info`; text or JSON) and, when
 /// configured, spans to an OTLP collector.
-fn init_logs(format: LogFormat, tracing: Option<&TracingConfig>) -> Result<Option<otel::Exporter>, String> {
+fn init_logs(format: LogFormat, tracing: Option<&TracingConfig>) -> Result<Logging, String> {
     use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let (writer, flush) = protogate::telemetry::log_writer::stderr();
+    let logs = tracing_subscriber::fmt::layer().with_writer(writer);
     let logs = match format {
         LogFormat::Text => logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).boxed(),
         LogFormat::Json => logs.json().flatten_event(true).boxed(),
@@ -188,7 +188,13 @@ fn init_logs(format: LogFormat, tracing: Option<&TracingConfig>) -> Result<Optio
         None => (None, None),
     };
     tracing_subscriber::registry().with(spans).with(logs.with_filter(filter)).init();
-    Ok(exporter)
+    Ok(Logging { exporter, _flush: flush })
+}
+
+/// Keeps logging alive: dropping it flushes queued lines and spans.
+struct Logging {
+    exporter: Option<otel::Exporter>,
+    _flush: tracing_appender::non_blocking::WorkerGuard,
 }
 
 fn routes(descriptors: &[PathBuf]) -> Result<(), String> {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 
+use crate::gateway::Context;
 use crate::middleware::rate_limit::StoreState;
-use crate::protocol::Context;
 use crate::upstream::Pool;
 
 /// The readiness verdict and its JSON body.

@@ -18,9 +18,9 @@ use serde::Serialize;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::config::AdminConfig;
-use crate::middleware::metrics::Metrics;
+use crate::gateway::reload::{ReloadError, Reloader};
 use crate::registry::{ChangeError, Registry};
-use crate::server::{ReloadError, Reloader};
+use crate::telemetry::metrics::Metrics;
 
 /// What the admin handlers share.
 #[derive(Debug, Clone)]

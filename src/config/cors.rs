@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use super::CorsConfig;
-use crate::middleware::cors::OriginPattern;
+use http::Method;
 
 #[derive(Debug, Deserialize)]
 #[serde(default)]
@@ -20,7 +20,7 @@ impl Default for RawCors {
     fn default() -> Self {
         Self {
             allowed_origins: Vec::new(),
-            allowed_methods: crate::middleware::cors::default_methods().iter().map(|m| m.to_string()).collect(),
+            allowed_methods: default_methods().iter().map(|m| m.to_string()).collect(),
             allowed_headers: Vec::new(),
             exposed_headers: Vec::new(),
             allow_credentials: false,
@@ -66,5 +66,70 @@ pub(super) fn validate(raw: RawCors, location: &str, errors: &mut Vec<String>) -
         exposed_headers,
         allow_credentials: raw.allow_credentials,
         max_age,
+    }
+}
+
+/// An allowed origin: exact, or with one `*` standing for any text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginPattern {
+    prefix: String,
+    suffix: Option<String>,
+}
+
+impl OriginPattern {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if !(text.starts_with("http://") || text.starts_with("https://")) {
+            return Err(format!("origin {text:?} must start with http:// or https://"));
+        }
+        match text.split_once('*') {
+            None => Ok(Self { prefix: text.to_string(), suffix: None }),
+            Some((prefix, suffix)) if !suffix.contains('*') => {
+                Ok(Self { prefix: prefix.to_string(), suffix: Some(suffix.to_string()) })
+            }
+            Some(_) => Err(format!("origin {text:?} may hold one '*' at most")),
+        }
+    }
+
+    pub fn matches(&self, origin: &str) -> bool {
+        match &self.suffix {
+            None => origin == self.prefix,
+            Some(suffix) => {
+                let fits = origin.len() > self.prefix.len() + suffix.len()
+                    && origin.starts_with(&self.prefix)
+                    && origin.ends_with(suffix.as_str());
+                // The wildcard stands for host text, never a path.
+                fits && !origin[self.prefix.len()..origin.len() - suffix.len()].contains('/')
+            }
+        }
+    }
+}
+
+/// The default methods: everything REST, gRPC-Web and Connect use.
+pub fn default_methods() -> Vec<Method> {
+    vec![Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_patterns_match_exactly_or_around_one_wildcard() {
+        let cases = [
+            ("https://app.example.com", "https://app.example.com", true),
+            ("https://app.example.com", "https://app.example.com.evil.io", false),
+            ("https://*.example.com", "https://a.example.com", true),
+            ("https://*.example.com", "https://a.b.example.com", true),
+            ("https://*.example.com", "https://.example.com", false),
+            ("https://*.example.com", "https://example.com", false),
+            ("https://*.example.com", "https://evil.io/.example.com", false),
+            ("http://localhost:*", "http://localhost:5173", true),
+            ("http://localhost:*", "https://localhost:5173", false),
+        ];
+        for (pattern, origin, expected) in cases {
+            assert_eq!(OriginPattern::parse(pattern).unwrap().matches(origin), expected, "{pattern} vs {origin}");
+        }
+        assert!(OriginPattern::parse("example.com").is_err());
+        assert!(OriginPattern::parse("https://*.*.com").is_err());
     }
 }

@@ -12,6 +12,7 @@ mod admin;
 mod auth;
 mod compose;
 mod cors;
+mod json;
 mod rate_limit;
 mod responses;
 mod telemetry;
@@ -31,8 +32,8 @@ pub use upstream::{
     check_url, parse_spec,
 };
 
-use crate::middleware::cors::OriginPattern;
-use crate::transcode::JsonOptions;
+pub use cors::{OriginPattern, default_methods};
+pub use json::{JsonOptions, Unknown};
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -476,8 +477,8 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str, unknown: Vec<String>)
     let mut json = raw.json;
     if profile == Profile::GrpcGateway {
         json.emit_defaults = true;
-        json.unknown_fields = crate::transcode::Unknown::Ignore;
-        json.unknown_query_parameters = crate::transcode::Unknown::Ignore;
+        json.unknown_fields = Unknown::Ignore;
+        json.unknown_query_parameters = Unknown::Ignore;
         json.wrap_stream_results = true;
         json.count_ignored_fields = true;
     }

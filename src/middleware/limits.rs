@@ -20,7 +20,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Code;
 
 use crate::error::Error;
-use crate::protocol::{LiveContext, refusal};
+use crate::gateway::LiveContext;
+use crate::protocol::refusal;
 
 /// The limits checked per request.
 #[derive(Debug, Clone)]

@@ -3,9 +3,9 @@
 
 use http::{Method, Request};
 
-use super::telemetry::trace_of;
-use crate::protocol::Context;
+use crate::gateway::Context;
 use crate::protocol::{Protocol, classify};
+use crate::telemetry::access::trace_of;
 
 /// A request's gRPC method and REST template, when it has them.
 #[derive(Debug, Clone, Default)]

@@ -21,10 +21,11 @@ use tonic::metadata::MetadataMap;
 
 use super::pacing::{call_deadline, next_within, started_within};
 use super::rest::check_size;
-use super::{Context, counted, read_body, route_timeouts};
+use super::{counted, read_body, route_timeouts};
 use crate::error::{Error, http_status};
-use crate::middleware::telemetry::trace_of;
+use crate::gateway::Context;
 use crate::registry::{MethodEntry, Snapshot};
+use crate::telemetry::access::trace_of;
 use crate::transcode::status::details;
 use crate::upstream::metadata as upstream_metadata;
 

@@ -13,8 +13,8 @@ use http::{Request, Response, Version};
 use http_body::{Body, Frame, SizeHint};
 use tower::Service;
 
-use super::Context as GatewayContext;
 use super::pacing::{PacedBody, call_deadline};
+use crate::gateway::Context as GatewayContext;
 use crate::upstream::metadata::{format_grpc_timeout, parse_grpc_timeout};
 
 /// Connection-level headers that must not be forwarded.
@@ -82,7 +82,7 @@ where
                 parts.headers.insert(name, value);
             }
         }
-        crate::middleware::otel::inject_headers(&mut parts.headers);
+        crate::telemetry::otel::inject_headers(&mut parts.headers);
         let timeouts = super::route_timeouts(&self.context, method, None);
         let streaming = method.descriptor.is_server_streaming() || method.descriptor.is_client_streaming();
         let requested = parts.headers.get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
@@ -164,7 +164,7 @@ fn unreachable_upstream(error: Box<dyn std::error::Error + Send + Sync>) -> toni
 /// tonic-web would cut a gRPC-Web stream without its trailer frame.
 struct UpstreamEnding {
     inner: Option<tonic::body::Body>,
-    metrics: Arc<crate::middleware::metrics::Metrics>,
+    metrics: Arc<crate::telemetry::metrics::Metrics>,
     upstream: String,
 }
 

@@ -9,8 +9,8 @@ use axum::body::Body;
 use http::{Request, Response};
 use tower::{Layer, ServiceExt};
 
-use super::Context;
 use super::grpc::GrpcProxy;
+use crate::gateway::Context;
 
 pub async fn serve(context: Arc<Context>, request: Request<Body>) -> Response<Body> {
     let service = tonic_web::GrpcWebLayer::new().layer(GrpcProxy::new(context));

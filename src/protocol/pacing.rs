@@ -14,9 +14,9 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 use tonic::Code;
 
-use super::Deadlines;
 use crate::config::RouteTimeouts;
 use crate::error::Error;
+use crate::gateway::Deadlines;
 
 /// The idle-timeout error, the same text for every protocol.
 pub const IDLE_MESSAGE: &str = "no message within the stream's idle timeout";

@@ -20,14 +20,15 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
+use super::aborted;
 use super::pacing::{lifetime_error, next_within, started_within};
 use super::rest::error_response;
-use super::{Context, aborted};
 use crate::config::RouteTimeouts;
 use crate::error::Error;
-use crate::middleware::telemetry::trace_of;
+use crate::gateway::Context;
 use crate::registry::Snapshot;
 use crate::route::{Binding, BodyRule};
+use crate::telemetry::access::trace_of;
 use crate::transcode::request::{HttpInput, build};
 use crate::transcode::response;
 use crate::upstream::metadata;

@@ -6,7 +6,6 @@ use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor, 
 
 use super::template::Template;
 use crate::pb::google::api::{HttpRule, http_rule::Pattern};
-use crate::transcode::wkt;
 
 /// A chain of fields from the request message down to a leaf.
 pub type FieldPath = Vec<FieldDescriptor>;
@@ -166,7 +165,7 @@ fn path_field(message: &MessageDescriptor, names: &[String]) -> Result<FieldPath
         let last = i + 1 == names.len();
         match field.kind() {
             Kind::Message(m) if !last => current = m,
-            Kind::Message(m) if !wkt::has_text_form(&m) => {
+            Kind::Message(m) if !has_text_form(&m) => {
                 return Err(format!("path variable {shown:?} is a message ({})", m.full_name()));
             }
             _ if !last => {
@@ -183,4 +182,27 @@ fn path_field(message: &MessageDescriptor, names: &[String]) -> Result<FieldPath
 pub fn path_name(path: &[FieldDescriptor]) -> String {
     let names: Vec<&str> = path.iter().map(|f| f.name()).collect();
     names.join(".")
+}
+
+// Well-known types with a JSON string form, so a path variable or a query
+// parameter can set them (`?published_after=2024-01-01T00:00:00Z`).
+pub(crate) const STRING_FORMS: [&str; 3] =
+    ["google.protobuf.Timestamp", "google.protobuf.Duration", "google.protobuf.FieldMask"];
+
+pub(crate) const WRAPPERS: [&str; 9] = [
+    "google.protobuf.DoubleValue",
+    "google.protobuf.FloatValue",
+    "google.protobuf.Int64Value",
+    "google.protobuf.UInt64Value",
+    "google.protobuf.Int32Value",
+    "google.protobuf.UInt32Value",
+    "google.protobuf.BoolValue",
+    "google.protobuf.StringValue",
+    "google.protobuf.BytesValue",
+];
+
+/// Whether a message type can be written as one string.
+pub fn has_text_form(message: &MessageDescriptor) -> bool {
+    let name = message.full_name();
+    STRING_FORMS.contains(&name) || WRAPPERS.contains(&name)
 }

@@ -3,7 +3,6 @@
 //! reloads its policies without a restart, and shuts down gracefully.
 
 mod listener;
-mod reload;
 mod tls;
 
 use std::fmt;
@@ -23,13 +22,14 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::admin;
 use crate::config::{Config, ConfigErrors};
-use crate::middleware::auth::{self, Authenticator};
-use crate::middleware::metrics::Metrics;
-use crate::middleware::{cors, limits, otel, rate_limit, telemetry};
-use crate::protocol::{self, Context, Deadlines, LiveContext, Origins};
-use crate::registry::{RedisStore, Registry, Settings, StateDir, Store, reflect, shared, watch};
-use crate::upstream::Upstreams;
-pub use reload::{ReloadError, Reloaded, Reloader};
+use crate::gateway::LiveContext;
+use crate::gateway::build::build_context;
+pub use crate::gateway::reload::{ReloadError, Reloaded, Reloader};
+use crate::middleware::{auth, cors, limits, rate_limit};
+use crate::protocol;
+use crate::registry::{Store, reflect, shared, watch};
+use crate::telemetry::access as telemetry;
+use crate::telemetry::otel;
 
 /// Why the gateway could not start; lists every problem.
 #[derive(Debug)]
@@ -95,7 +95,7 @@ pub async fn start(config: &Config) -> Result<Server, StartError> {
 /// Like `start`, with the descriptor sets (name, bytes) given rather than
 /// read from files.
 pub async fn start_with_sets(config: &Config, sets: Vec<(String, Vec<u8>)>) -> Result<Server, StartError> {
-    let context = build_context(config, sets).await?;
+    let context = build_context(config, sets).await.map_err(StartError::Load)?;
     let live = LiveContext::new(context);
     let composites = Arc::downgrade(&live);
     live.current().registry.set_guard(crate::registry::Guard(Box::new(move |next| {
@@ -141,91 +141,6 @@ pub async fn start_with_sets(config: &Config, sets: Vec<(String, Vec<u8>)>) -> R
     }
     tracing::info!(%local_addr, "gateway listening");
     Ok(Server { local_addr, admin_addr, live, reloader, shutdown, tasks })
-}
-
-/// Opens the registry (stored sets plus `sets`) and the request context.
-pub async fn build_context(config: &Config, sets: Vec<(String, Vec<u8>)>) -> Result<Context, StartError> {
-    let store = store(config).await?;
-    let channels = Upstreams::new(config.upstream.pool.clone(), config.upstream.max_message_size)
-        .map_err(|e| StartError::Load(vec![e]))?;
-    let channels = Arc::new(channels);
-    let settings = Settings {
-        upstreams: config.upstream.map.clone(),
-        channels: channels.clone(),
-        max_versions: config.registry.max_versions,
-        store,
-        memory_budget: config.registry.memory_budget,
-        lenient_routes: config.registry.lenient_routes,
-    };
-    let registry = Arc::new(Registry::open(settings, sets).await.map_err(|e| StartError::Load(e.messages))?);
-    let metrics = Arc::new(Metrics::new().map_err(|e| StartError::Load(vec![format!("metrics: {e}")]))?);
-    for collector in channels.stats.collectors() {
-        metrics.register(collector).map_err(|e| StartError::Load(vec![format!("metrics: {e}")]))?;
-    }
-    policy_context(config, registry, metrics).map_err(StartError::Load)
-}
-
-/// The context for a config's policies around a running registry; what a
-/// reload rebuilds.
-fn policy_context(config: &Config, registry: Arc<Registry>, metrics: Arc<Metrics>) -> Result<Context, Vec<String>> {
-    let auth = Authenticator::new(config.auth.clone(), metrics.clone());
-    let limiter = rate_limit::Limiter::new(&config.rate_limit, metrics.clone()).map_err(|e| vec![e]);
-    let (auth, limiter) = match (auth, limiter) {
-        (Ok(auth), Ok(limiter)) => (auth, limiter),
-        (auth, limiter) => return Err([auth.err(), limiter.err()].into_iter().flatten().flatten().collect()),
-    };
-    let composites = crate::compose::Composites::new(config.compose.clone(), config.json.clone());
-    // A gateway that starts without sets (they come by the admin API or
-    // reflection) serves its composites once they fit; sets it starts with
-    // must fit them.
-    let snapshot = registry.snapshot();
-    if !snapshot.methods.is_empty() {
-        composites.check(&snapshot)?;
-    }
-    let limits = &config.limits;
-    Ok(Context {
-        registry,
-        auth: Arc::new(auth),
-        limiter: limiter.map(Arc::new),
-        limits: limits::RequestLimits {
-            max_uri_length: limits.max_uri_length,
-            max_header_bytes: limits.max_header_bytes,
-            concurrency: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_requests)),
-            per_client: Arc::new(limits::ClientShares::new(limits.max_concurrent_per_client)),
-            body_timeout: limits.body_timeout,
-        },
-        public_health: config.public_health,
-        composites: Arc::new(composites),
-        timeouts: config.timeouts.clone(),
-        responses: config.responses.clone(),
-        json: config.json.clone(),
-        deadlines: Deadlines { default: config.upstream.timeout, max: config.upstream.max_timeout },
-        max_body_size: config.limits.max_body_size,
-        openapi: config.openapi,
-        openapi_version: Arc::from(config.openapi_version.as_str()),
-        sse_keepalive: config.sse_keepalive,
-        http_trailers: config.profile == crate::config::Profile::GrpcGateway,
-        origins: Origins { any: config.cors.any_origin, allowed: config.cors.allowed_origins.clone() },
-        metrics,
-    })
-}
-
-/// The registry's store: Redis when replicas share it, a state directory
-/// when one gateway persists it, none otherwise.
-async fn store(config: &Config) -> Result<Option<Store>, StartError> {
-    let registry = &config.registry;
-    if let Some(url) = &registry.redis {
-        let redis = RedisStore::connect(url, &registry.key_prefix)
-            .await
-            .map_err(|e| StartError::Load(vec![format!("cannot reach the shared registry: {e}")]))?;
-        return Ok(Some(Store::Redis(redis)));
-    }
-    match &registry.state_dir {
-        Some(dir) => StateDir::open(dir)
-            .map(|dir| Some(Store::Dir(dir)))
-            .map_err(|e| StartError::Load(vec![format!("{}: {e}", dir.display())])),
-        None => Ok(None),
-    }
 }
 
 fn spawn_listener(

@@ -4,28 +4,10 @@
 use prost_reflect::{DynamicMessage, Kind, MessageDescriptor, Value};
 
 use super::value;
-
-const STRING_FORMS: [&str; 3] = ["google.protobuf.Timestamp", "google.protobuf.Duration", "google.protobuf.FieldMask"];
-
-const WRAPPERS: [&str; 9] = [
-    "google.protobuf.DoubleValue",
-    "google.protobuf.FloatValue",
-    "google.protobuf.Int64Value",
-    "google.protobuf.UInt64Value",
-    "google.protobuf.Int32Value",
-    "google.protobuf.UInt32Value",
-    "google.protobuf.BoolValue",
-    "google.protobuf.StringValue",
-    "google.protobuf.BytesValue",
-];
+pub use crate::route::binding::has_text_form;
+use crate::route::binding::{STRING_FORMS, WRAPPERS};
 
 pub const HTTP_BODY: &str = "google.api.HttpBody";
-
-/// Whether a message type can be written as one string.
-pub fn has_text_form(message: &MessageDescriptor) -> bool {
-    let name = message.full_name();
-    STRING_FORMS.contains(&name) || WRAPPERS.contains(&name)
-}
 
 pub fn is_http_body(message: &MessageDescriptor) -> bool {
     message.full_name() == HTTP_BODY

@@ -11,7 +11,7 @@ use tracing::Instrument;
 use super::codec::{DynamicCodec, RawCodec};
 use super::retry::{self, Tried};
 use crate::error::Error;
-use crate::middleware::otel::upstream_span;
+use crate::telemetry::otel::upstream_span;
 
 /// Where and how to call one method.
 #[derive(Debug, Clone)]

@@ -24,13 +24,14 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tonic::Code;
 
-use super::metrics::Metrics;
 use super::route_info::{Caller, RouteInfo, route_info};
-use super::telemetry::trace_of;
 use crate::config::{AuthConfig, RuleConfig};
 use crate::error::Error;
-use crate::protocol::{LiveContext, Protocol, classify, refusal};
+use crate::gateway::LiveContext;
+use crate::protocol::{Protocol, classify, refusal};
 use crate::registry::sets::hex;
+use crate::telemetry::access::trace_of;
+use crate::telemetry::metrics::Metrics;
 
 /// The configured checks, shared by every request.
 #[derive(Debug)]

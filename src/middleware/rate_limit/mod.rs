@@ -26,11 +26,12 @@ use tonic::Code;
 
 use self::redis::RedisQuotas;
 pub use self::redis::StoreState;
-use super::metrics::Metrics;
 use super::route_info::{Caller, route_info};
 use crate::config::{QuotaConfig, RateKey, RateLimitConfig};
 use crate::error::Error;
-use crate::protocol::{LiveContext, refusal};
+use crate::gateway::LiveContext;
+use crate::protocol::refusal;
+use crate::telemetry::metrics::Metrics;
 
 type Buckets = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
 

@@ -11,7 +11,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::Decision;
 use crate::config::{QuotaConfig, RateStoreConfig};
-use crate::middleware::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 
 /// KEYS[1] the bucket; ARGV[1] emission interval (µs), ARGV[2] burst.
 /// Returns {1, remaining} when the request conforms, {0, wait µs} when not.

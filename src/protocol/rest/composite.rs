@@ -11,8 +11,8 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use super::{deadline, error_response, json_response};
 use crate::compose::{Found, Inputs, exec};
 use crate::error::Error;
+use crate::gateway::Context;
 use crate::middleware::route_info::RouteInfo;
-use crate::protocol::Context;
 use crate::registry::Snapshot;
 use crate::upstream::metadata;
 
@@ -33,7 +33,7 @@ async fn answer(
     request: Request<Body>,
 ) -> Result<Response<Body>, Error> {
     let plan = found.plan;
-    crate::middleware::telemetry::trace_of(request.extensions()).route(Some(&plan.template_text), "composite");
+    crate::telemetry::access::trace_of(request.extensions()).route(Some(&plan.template_text), "composite");
     let (parts, _body) = request.into_parts();
     let query = query_inputs(parts.uri.query().unwrap_or(""), &plan.query)?;
     let client = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);

@@ -16,14 +16,15 @@ use tokio::time::Instant;
 use tonic::Code;
 
 use super::pacing::{call_deadline, next_within};
-use super::{Context, aborted, counted, read_body};
+use super::{aborted, counted, read_body};
 use crate::config::RouteTimeouts;
 use crate::error::{Error, Origin};
-use crate::middleware::metrics::Direction;
+use crate::gateway::Context;
 use crate::middleware::route_info::RouteInfo;
-use crate::middleware::telemetry::{Trace, trace_of};
 use crate::registry::{MethodEntry, Snapshot};
 use crate::route::{Binding, MatchError, RouteMatch};
+use crate::telemetry::access::{Trace, trace_of};
+use crate::telemetry::metrics::Direction;
 use crate::transcode::request::HttpInput;
 use crate::transcode::response::{self, Rendered};
 use crate::transcode::status;

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
-use super::policy_context;
+use super::LiveContext;
+use super::build::policy_context;
 use crate::config::{Config, ConfigErrors};
-use crate::protocol::LiveContext;
 
 /// Reloads the running gateway's config.
 #[derive(Debug)]

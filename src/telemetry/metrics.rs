@@ -36,6 +36,8 @@ pub struct Metrics {
     pub rate_limit_overflow: IntCounter,
     /// Local rate-limit buckets per rule, as of the last sweep.
     pub rate_limit_buckets: IntGaugeVec,
+    /// Log lines dropped because the log writer's queue was full.
+    pub log_lines_dropped: IntCounter,
     /// Its four series, resolved once: [request, response] × [fast, handover].
     transcode_paths: [[IntCounter; 2]; 2],
 }
@@ -133,9 +135,14 @@ impl Metrics {
                 "Routes the active snapshot left out (registry.lenient_routes)",
             )?,
             panics: IntCounter::new("panics_total", "Request handlers that panicked (a bug; answered as INTERNAL)")?,
+            log_lines_dropped: IntCounter::new(
+                "log_lines_dropped_total",
+                "Log lines (the access log included) dropped because the log writer's queue was full",
+            )?,
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 20] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 21] = [
+            Box::new(metrics.log_lines_dropped.clone()),
             Box::new(metrics.ignored_unknown.clone()),
             Box::new(metrics.skipped_routes.clone()),
             Box::new(metrics.rate_limit_buckets.clone()),
@@ -170,6 +177,8 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Result<Vec<u8>, prometheus::Error> {
+        let dropped = super::log_writer::dropped_lines();
+        self.log_lines_dropped.inc_by(dropped.saturating_sub(self.log_lines_dropped.get()));
         let mut out = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
         Ok(out)
