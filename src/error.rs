@@ -37,8 +37,6 @@ pub struct Error {
     pub details: Bytes,
     /// An HTTP status where the gRPC code alone would be too coarse (405, 413…).
     pub http_status: Option<StatusCode>,
-    /// The `Allow` header value of a 405.
-    pub allow: Option<Box<str>>,
     /// What went wrong inside the gateway; logged, never sent.
     pub internal: Option<String>,
     /// The header and trailer metadata a backend sent with its error; they
@@ -46,6 +44,10 @@ pub struct Error {
     pub backend_metadata: Option<std::sync::Arc<BackendMetadata>>,
     /// Seconds for a `Retry-After` header (an upstream at its call limit).
     pub retry_after: Option<u32>,
+    /// Headers the error's response carries (`Allow` of a 405,
+    /// `WWW-Authenticate`, `RateLimit-*`); every protocol's renderer adds
+    /// them.
+    pub headers: Option<Box<http::HeaderMap>>,
 }
 
 /// Metadata that came with a backend's error.
@@ -63,10 +65,10 @@ impl Error {
             message: message.into(),
             details: Bytes::new(),
             http_status: None,
-            allow: None,
             internal: None,
             backend_metadata: None,
             retry_after: None,
+            headers: None,
         }
     }
 
@@ -90,8 +92,22 @@ impl Error {
             format!("method {method} is not allowed on {path:?}; allowed: {allow}"),
         );
         error.http_status = Some(StatusCode::METHOD_NOT_ALLOWED);
-        error.allow = Some(allow.into());
+        error.set_header(http::header::ALLOW, &allow);
         error
+    }
+
+    /// Adds a header the error's response carries (`Allow`,
+    /// `WWW-Authenticate`, `RateLimit-*`); a value that is not a valid
+    /// header value is left out.
+    pub fn set_header(&mut self, name: http::HeaderName, value: &str) {
+        if let Ok(value) = http::HeaderValue::try_from(value) {
+            self.headers.get_or_insert_with(Default::default).insert(name, value);
+        }
+    }
+
+    /// A header the error's response carries.
+    pub fn header(&self, name: http::HeaderName) -> Option<&str> {
+        self.headers.as_ref()?.get(name)?.to_str().ok()
     }
 
     pub fn payload_too_large(limit: usize) -> Self {
@@ -347,7 +363,7 @@ mod tests {
         assert_eq!(Error::unsupported_media_type("text/plain").http_status(), 415);
         let e = Error::method_not_allowed("GET", "/x", "POST".into());
         assert_eq!(e.http_status(), 405);
-        assert_eq!(e.allow.as_deref(), Some("POST"));
+        assert_eq!(e.header(http::header::ALLOW), Some("POST"));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! message, `upstream` calls the backend and `transcode` renders the answer.
 
 pub mod admin;
+pub mod admission;
 pub mod compose;
 pub mod config;
 pub mod error;

@@ -108,10 +108,15 @@ impl Composites {
 impl Planned {
     /// The composite a request is for, if any.
     pub fn find(&self, method: &Method, path: &str) -> Option<Found<'_>> {
+        let (index, variables) = self.find_index(method, path)?;
+        Some(Found { plan: self.plans.get(index)?, variables })
+    }
+
+    /// The index of the plan a request is for, and its path variables.
+    pub fn find_index(&self, method: &Method, path: &str) -> Option<(usize, Vec<String>)> {
         let method = if method == Method::HEAD { &Method::GET } else { method };
         let found = self.table.find(method, path).ok()?;
-        let plan = self.plans.get(found.binding.method)?;
-        Some(Found { plan, variables: found.variables })
+        Some((found.binding.method, found.variables)).filter(|(index, _)| *index < self.plans.len())
     }
 }
 
@@ -131,4 +136,4 @@ fn binding(index: usize, plan: &Plan) -> Binding {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -9,7 +9,7 @@ use crate::registry::{RegisteredSet, Sets, Snapshot, UpstreamMap};
 use crate::transcode::JsonOptions;
 use crate::upstream::Upstreams;
 
-fn snapshot() -> Snapshot {
+pub(crate) fn snapshot() -> Snapshot {
     let mut set = RegisteredSet {
         name: "library".into(),
         upstream: Some("http://library.internal:1".into()),

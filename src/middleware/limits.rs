@@ -11,8 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::Next;
+use axum::extract::{ConnectInfo, Request};
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 use http_body::{Frame, SizeHint};
@@ -20,8 +19,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Code;
 
 use crate::error::Error;
-use crate::gateway::LiveContext;
-use crate::protocol::refusal;
 
 /// The limits checked per request.
 #[derive(Debug, Clone)]
@@ -89,16 +86,26 @@ impl Drop for Share {
     }
 }
 
+/// What an admitted request holds until its response body is done.
+pub struct Permits {
+    permit: OwnedSemaphorePermit,
+    share: Option<Share>,
+}
+
+impl Permits {
+    /// The response, holding the permits until its body ends.
+    pub fn hold(self, response: Response<Body>) -> Response<Body> {
+        response.map(|inner| Body::new(Permitted { inner, _permit: self.permit, _share: self.share }))
+    }
+}
+
 /// Refuses oversized URIs (414) and headers (431), and sheds load (503 with
-/// `Retry-After`) when every concurrency permit is taken.
-pub async fn check(State(live): State<Arc<LiveContext>>, request: Request, next: Next) -> Response<Body> {
-    // Whatever refuses from here on, a body still being sent is read out.
-    let mut request = crate::protocol::drained_when_dropped(request);
-    let context = live.pinned(&mut request);
-    let limits = &context.limits;
+/// `Retry-After`) when every concurrency permit is taken; an admitted
+/// request's body must then keep coming (`body_timeout`).
+pub fn admit(limits: &RequestLimits, request: &mut Request) -> Result<Permits, Error> {
     let length = request.uri().path_and_query().map_or(0, |p| p.as_str().len());
     if length > limits.max_uri_length {
-        return refusal(&request, Error::uri_too_long(length, limits.max_uri_length));
+        return Err(Error::uri_too_long(length, limits.max_uri_length));
     }
     let header_bytes: usize = request.headers().iter().map(|(n, v)| n.as_str().len() + v.len()).sum();
     if header_bytes > limits.max_header_bytes {
@@ -107,39 +114,35 @@ pub async fn check(State(live): State<Arc<LiveContext>>, request: Request, next:
             format!("request headers are {header_bytes} bytes, over the limit of {}", limits.max_header_bytes),
         );
         error.http_status = Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
-        return refusal(&request, error);
+        return Err(error);
     }
     let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let share = match client {
         Some(client) => match limits.per_client.take(client) {
             Some(share) => Some(share),
-            None => return at_capacity(&request, "this client has too many requests in flight; retry shortly"),
+            None => return Err(at_capacity("this client has too many requests in flight; retry shortly")),
         },
         None => None,
     };
     let Ok(permit) = limits.concurrency.clone().try_acquire_owned() else {
-        return at_capacity(&request, "the gateway is at capacity; retry shortly");
+        return Err(at_capacity("the gateway is at capacity; retry shortly"));
     };
     // gRPC and Connect streams may idle between messages for as long as
     // their stream timeouts allow; every other body must keep coming.
     let content_type = request.headers().get(http::header::CONTENT_TYPE).map(HeaderValue::as_bytes).unwrap_or(b"");
     let streams = content_type.starts_with(b"application/grpc") || content_type.starts_with(b"application/connect+");
-    let request = if streams {
-        request
-    } else {
-        let timeout = limits.body_timeout;
-        request.map(|body| Body::new(Paced { inner: body, timeout, stalled: None }))
-    };
-    let response = next.run(request).await;
-    response.map(|inner| Body::new(Permitted { inner, _permit: permit, _share: share }))
+    if !streams {
+        let inner = std::mem::take(request.body_mut());
+        *request.body_mut() = Body::new(Paced { inner, timeout: limits.body_timeout, stalled: None });
+    }
+    Ok(Permits { permit, share })
 }
 
-fn at_capacity(request: &Request, message: &str) -> Response<Body> {
+fn at_capacity(message: &str) -> Error {
     let mut error = Error::client(Code::Unavailable, message);
     error.http_status = Some(StatusCode::SERVICE_UNAVAILABLE);
-    let mut response = refusal(request, error);
-    response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
-    response
+    error.retry_after = Some(1);
+    error
 }
 
 /// A request body that must keep arriving: a wait of `timeout` for its next

@@ -4,4 +4,3 @@ pub mod auth;
 pub mod cors;
 pub mod limits;
 pub mod rate_limit;
-pub mod route_info;

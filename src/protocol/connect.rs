@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
@@ -22,6 +24,7 @@ use tonic::metadata::MetadataMap;
 use super::pacing::{call_deadline, next_within, started_within};
 use super::rest::check_size;
 use super::{counted, read_body, route_timeouts};
+use crate::admission::Admitted;
 use crate::error::{Error, http_status};
 use crate::gateway::Context;
 use crate::registry::{MethodEntry, Snapshot};
@@ -57,11 +60,14 @@ const COMPRESSED: u8 = 0x01;
 
 /// Serves one Connect request; errors take Connect's form.
 pub async fn serve(context: &Context, request: Request<Body>) -> Response<Body> {
-    let mut request = request;
-    let snapshot = context.registry.snapshot_for(request.extensions_mut());
     let (parts, body) = request.into_parts();
+    let admitted = parts.extensions.get::<Arc<Admitted>>().cloned();
+    let snapshot = match &admitted {
+        Some(admitted) => admitted.snapshot.clone(),
+        None => context.registry.snapshot(),
+    };
     let streaming = content_type(&parts.headers).starts_with("application/connect+");
-    let outcome = match find_method(&snapshot, &parts) {
+    let outcome = match find_method(admitted.as_deref(), &parts) {
         Ok(method) if method.descriptor.is_client_streaming() => Err(Error::client(
             Code::Unimplemented,
             "client and bidirectional streaming over Connect need HTTP/2 full duplex; use gRPC",
@@ -105,13 +111,10 @@ pub fn is_streaming(headers: &http::HeaderMap) -> bool {
     content_type(headers).starts_with("application/connect+")
 }
 
-fn find_method<'a>(snapshot: &'a Snapshot, parts: &Parts) -> Result<&'a MethodEntry, Error> {
-    let path = parts.uri.path();
-    snapshot
-        .rpc_index
-        .get(path)
-        .and_then(|&i| snapshot.methods.get(i))
-        .ok_or_else(|| Error::client(Code::Unimplemented, format!("unknown method {path}")))
+fn find_method<'a>(admitted: Option<&'a Admitted>, parts: &Parts) -> Result<&'a MethodEntry, Error> {
+    admitted
+        .and_then(Admitted::method)
+        .ok_or_else(|| Error::client(Code::Unimplemented, format!("unknown method {}", parts.uri.path())))
 }
 
 async fn unary(context: &Context, method: &MethodEntry, parts: &Parts, body: Body) -> Result<Response<Body>, Error> {
@@ -150,7 +153,7 @@ fn get_request(method: &MethodEntry, parts: &Parts) -> Result<(Codec, Bytes), Er
             ),
         );
         error.http_status = Some(StatusCode::METHOD_NOT_ALLOWED);
-        error.allow = Some("POST".into());
+        error.set_header(http::header::ALLOW, "POST");
         return Err(error);
     }
     let query: Vec<(String, String)> = url_pairs(parts.uri.query().unwrap_or(""));

@@ -14,6 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use tower::Service;
 
 use super::pacing::{PacedBody, call_deadline};
+use crate::admission::Admitted;
 use crate::gateway::Context as GatewayContext;
 use crate::upstream::metadata::{format_grpc_timeout, parse_grpc_timeout};
 
@@ -56,12 +57,10 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let snapshot = self.context.registry.snapshot_for(request.extensions_mut());
-        let path = request.uri().path();
-        let method = snapshot.rpc_index.get(path).and_then(|&i| snapshot.methods.get(i));
-        let Some(method) = method else {
-            let status = tonic::Status::unimplemented(format!("unknown method {path}"));
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let admitted = request.extensions().get::<Arc<Admitted>>().cloned();
+        let Some(method) = admitted.as_deref().and_then(Admitted::method) else {
+            let status = tonic::Status::unimplemented(format!("unknown method {}", request.uri().path()));
             return Box::pin(async move { Ok(status.into_http()) });
         };
         let mut channel = method.call.channel.clone();

@@ -1,5 +1,6 @@
-//! Protocols spoken on the public listener. A request is classified once by
-//! its content type and path, then handled by one module per protocol.
+//! Protocols spoken on the public listener, one module each. The front door
+//! admits a request (`admission`) and hands it here; each protocol's
+//! renderer gives every error its protocol's form.
 
 pub mod connect;
 pub mod grpc;
@@ -14,54 +15,24 @@ use std::time::Duration;
 use axum::body::Body;
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
-use http::{HeaderValue, Method, Request, Response};
+use http::{Request, Response};
 
 use futures_util::FutureExt;
 use http_body_util::BodyExt;
 use std::panic::AssertUnwindSafe;
 
+use crate::admission::{Admitted, Protocol};
 use crate::error::{Error, caused_by};
 use crate::gateway::Context;
-use crate::telemetry::access::trace_of;
 use crate::telemetry::metrics::Metrics;
 
-const DOCS_PAGE: &str = include_str!("../openapi/docs.html");
-
-/// Dispatches one request to its protocol.
-pub async fn dispatch(context: Arc<Context>, mut request: Request<Body>) -> Response<Body> {
-    if context.public_health && request.method() == Method::GET {
-        match request.uri().path() {
-            "/healthz" => return json_response(http::StatusCode::OK, &serde_json::json!({"status": "ok"})),
-            "/readyz" => {
-                let (status, body) = crate::readiness::report(&context).await;
-                return json_response(status, &body);
-            }
-            _ => {}
-        }
-    }
-    if context.openapi && request.method() == Method::GET {
-        match request.uri().path() {
-            "/openapi.json" => {
-                let snapshot = context.registry.snapshot_for(request.extensions_mut());
-                let version = context.openapi_version.clone();
-                let shown = context.clone();
-                let success = move |selectors: [Option<&str>; 3]| {
-                    shown.responses.for_route(selectors).map(|rule| (rule.status, rule.location.is_some()))
-                };
-                let rendered = tokio::task::spawn_blocking(move || snapshot.openapi(&version, &success)).await;
-                return document(rendered.unwrap_or_default(), "application/json");
-            }
-            "/docs" => {
-                return document(Bytes::from_static(DOCS_PAGE.as_bytes()), "text/html; charset=utf-8");
-            }
-            _ => {}
-        }
-    }
-    let protocol = classify(&request);
+/// Dispatches an admitted request to its protocol's handler.
+pub async fn dispatch(context: Arc<Context>, admitted: Arc<Admitted>, request: Request<Body>) -> Response<Body> {
+    let protocol = admitted.protocol;
     let metrics = context.metrics.clone();
     // Only the content type decides an error's form; kept for the panic path.
     let content_type = request.headers().get(CONTENT_TYPE).cloned();
-    match AssertUnwindSafe(serve(protocol, context, request)).catch_unwind().await {
+    match AssertUnwindSafe(serve(context, admitted, request)).catch_unwind().await {
         Ok(response) => response.map(|inner| Body::new(Guarded { inner: Some(inner), protocol, metrics })),
         Err(panic) => {
             panicked(&metrics, panic.as_ref());
@@ -85,29 +56,16 @@ fn panicked(metrics: &Metrics, panic: &(dyn std::any::Any + Send)) {
     metrics.panics.inc();
 }
 
-async fn serve(protocol: Protocol, context: Arc<Context>, mut request: Request<Body>) -> Response<Body> {
-    let trace = trace_of(request.extensions());
-    trace.protocol(protocol.name());
-    if matches!(protocol, Protocol::Grpc | Protocol::GrpcWeb | Protocol::Connect) {
-        // These name the method in the path; a known one is a bounded label.
-        let snapshot = context.registry.snapshot_for(request.extensions_mut());
-        if let Some(method) = snapshot.rpc_index.get(request.uri().path()).and_then(|&i| snapshot.methods.get(i)) {
-            trace.route(None, method.descriptor.full_name());
-        }
-    }
-    match protocol {
+async fn serve(context: Arc<Context>, admitted: Arc<Admitted>, request: Request<Body>) -> Response<Body> {
+    match admitted.protocol {
         Protocol::Grpc => grpc(context, request).await,
         Protocol::GrpcWeb => grpc_web::serve(context, request).await,
         Protocol::Connect => connect::serve(&context, request).await,
         Protocol::WebSocket => websocket::serve(context, request).await,
-        Protocol::Rest => {
-            let snapshot = context.registry.snapshot_for(request.extensions_mut());
-            let planned = context.composites.planned(&snapshot);
-            match planned.as_ref().and_then(|p| p.find(request.method(), request.uri().path())) {
-                Some(found) => rest::composite::serve(&context, &snapshot, found, request).await,
-                None => rest::serve(&context, request).await,
-            }
-        }
+        Protocol::Rest => match admitted.composite() {
+            Some((plan, variables)) => rest::composite::serve(&context, &admitted, plan, variables, request).await,
+            None => rest::serve(&context, &admitted, request).await,
+        },
     }
 }
 
@@ -153,57 +111,6 @@ impl http_body::Body for Guarded {
     }
 }
 
-/// The protocols spoken on the public listener.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    Grpc,
-    GrpcWeb,
-    Connect,
-    WebSocket,
-    Rest,
-}
-
-impl Protocol {
-    /// The name in logs and metrics.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Grpc => "grpc",
-            Self::GrpcWeb => "grpc-web",
-            Self::Connect => "connect",
-            Self::WebSocket => "websocket",
-            Self::Rest => "rest",
-        }
-    }
-}
-
-/// Classifies a request once, by its content type and Connect's markers
-/// (the `Connect-Protocol-Version` header, a `connect+` streaming type, or
-/// `connect=v1` on a GET).
-pub fn classify<B>(request: &Request<B>) -> Protocol {
-    let content_type = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .trim_start()
-        .to_ascii_lowercase();
-    if websocket::is_upgrade(request) {
-        Protocol::WebSocket
-    } else if content_type.starts_with("application/grpc-web") {
-        Protocol::GrpcWeb
-    } else if content_type.starts_with("application/grpc") {
-        Protocol::Grpc
-    } else if content_type.starts_with("application/connect+")
-        || request.headers().contains_key("connect-protocol-version")
-        || request.method() == Method::GET
-            && request.uri().query().is_some_and(|q| q.split('&').any(|p| p == "connect=v1"))
-    {
-        Protocol::Connect
-    } else {
-        Protocol::Rest
-    }
-}
-
 async fn grpc(context: Arc<Context>, request: Request<Body>) -> Response<Body> {
     use tower::ServiceExt;
     if request.version() != http::Version::HTTP_2 {
@@ -237,13 +144,6 @@ pub(crate) fn route_timeouts(
 ) -> crate::config::RouteTimeouts {
     let service = method.descriptor.parent_service();
     context.timeouts.for_route([Some(method.descriptor.full_name()), Some(service.full_name()), template])
-}
-
-/// A refusal by a policy layer, in the protocol's own form: a trailers-only
-/// gRPC status, Connect's error JSON, or Status JSON.
-pub fn refusal<B>(request: &Request<B>, error: Error) -> Response<Body> {
-    trace_of(request.extensions()).grpc_code(error.code);
-    render(classify(request), &error, request.headers())
 }
 
 /// On HTTP/1.1, a request body dropped unread — a policy refusal, or an
@@ -319,20 +219,24 @@ async fn drain(mut body: Body) {
 /// An error answered before the protocol handler took the request.
 pub fn render(protocol: Protocol, error: &Error, headers: &http::HeaderMap) -> Response<Body> {
     match protocol {
-        Protocol::Grpc | Protocol::GrpcWeb => tonic::Status::new(error.code, error.message.clone()).into_http(),
+        Protocol::Grpc | Protocol::GrpcWeb => {
+            let mut response = tonic::Status::new(error.code, error.message.clone()).into_http();
+            error_headers(error, response.headers_mut());
+            response
+        }
         Protocol::Connect => connect::error_response(error, headers),
         _ => rest::error_response(error, None),
     }
 }
 
-/// The HTTP headers an error carries as data: `Allow` of a 405,
-/// `Retry-After` of an upstream at its call limit.
+/// The HTTP headers an error carries as data: `Retry-After` (an upstream
+/// or the gateway at its limit, a rate limit), and its other headers.
 pub(crate) fn error_headers(error: &Error, headers: &mut http::HeaderMap) {
-    if let Some(allow) = error.allow.as_deref().and_then(|a| http::HeaderValue::try_from(a).ok()) {
-        headers.insert(http::header::ALLOW, allow);
-    }
     if let Some(seconds) = error.retry_after {
         headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+    }
+    for (name, value) in error.headers.iter().flat_map(|extra| extra.iter()) {
+        headers.insert(name, value.clone());
     }
 }
 
@@ -361,16 +265,4 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, Error> 
         }
         Err(e) => Err(Error::bad_request(format!("cannot read the request body: {e}"))),
     }
-}
-
-fn json_response(status: http::StatusCode, body: &serde_json::Value) -> Response<Body> {
-    let mut response = document(Bytes::from(body.to_string()), "application/json");
-    *response.status_mut() = status;
-    response
-}
-
-fn document(body: Bytes, content_type: &'static str) -> Response<Body> {
-    let mut response = Response::new(Body::from(body));
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
 }

@@ -14,7 +14,7 @@ use axum::body::Body;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use futures_util::{SinkExt, StreamExt};
-use http::{Method, Request, Response, request::Parts};
+use http::{Request, Response, request::Parts};
 use prost_reflect::DynamicMessage;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
@@ -23,6 +23,7 @@ use tonic::Code;
 use super::aborted;
 use super::pacing::{lifetime_error, next_within, started_within};
 use super::rest::error_response;
+use crate::admission::{Admitted, Target};
 use crate::config::RouteTimeouts;
 use crate::error::Error;
 use crate::gateway::Context;
@@ -46,26 +47,20 @@ struct Decoder {
 type Outcome = Result<(), Error>;
 type Metadata = tonic::metadata::MetadataMap;
 
-/// Whether a request asks for a WebSocket upgrade.
-pub fn is_upgrade<B>(request: &Request<B>) -> bool {
-    request.method() == Method::GET
-        && request
-            .headers()
-            .get(http::header::UPGRADE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
-}
-
 pub async fn serve(context: Arc<Context>, request: Request<Body>) -> Response<Body> {
     let (mut parts, _) = request.into_parts();
-    let snapshot = context.registry.snapshot_for(&mut parts.extensions);
+    let admitted = parts.extensions.get::<Arc<Admitted>>().cloned();
+    let snapshot = match &admitted {
+        Some(admitted) => admitted.snapshot.clone(),
+        None => context.registry.snapshot(),
+    };
     // CORS does not cover WebSocket: refuse cross-site upgrades here.
     let header = |name| parts.headers.get(name).and_then(|v: &http::HeaderValue| v.to_str().ok());
     if !context.origins.permits(header(http::header::ORIGIN), header(http::header::HOST)) {
         let error = Error::client(Code::PermissionDenied, "this origin may not open WebSocket streams");
         return error_response(&error, None);
     }
-    let prepared = prepare(&context, &snapshot, &parts);
+    let prepared = prepare(&context, &snapshot, admitted.as_deref(), &parts);
     let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &()).await;
     match (prepared, upgrade) {
         (Ok((index, decoder, metadata, timeouts)), Ok(upgrade)) => {
@@ -83,18 +78,19 @@ pub async fn serve(context: Arc<Context>, request: Request<Body>) -> Response<Bo
 fn prepare(
     context: &Context,
     snapshot: &Snapshot,
+    admitted: Option<&Admitted>,
     parts: &Parts,
 ) -> Result<(usize, Decoder, Metadata, RouteTimeouts), Error> {
     let path = parts.uri.path();
-    let (index, binding, variables) = match snapshot.rpc_index.get(path) {
-        Some(&index) => (index, None, Vec::new()),
-        None => {
-            let found = snapshot.routes.find(&Method::GET, path).map_err(|_| Error::not_found(path))?;
+    let (index, binding, variables) = match admitted.map(|a| (&a.target, a.binding())) {
+        Some((Target::Method(index), _)) => (*index, None, Vec::new()),
+        Some((_, Some((found, variables)))) => {
             // Each frame carries the fields the path does not bind.
-            let mut binding = found.binding.clone();
+            let mut binding = found.clone();
             binding.body = BodyRule::Whole;
-            (binding.method, Some(binding), found.variables)
+            (binding.method, Some(binding), variables.to_vec())
         }
+        _ => return Err(Error::not_found(path)),
     };
     let method =
         snapshot.methods.get(index).ok_or_else(|| Error::gateway(Code::Internal, "route points at no method"))?;

@@ -37,17 +37,26 @@ struct Endpoint {
 #[derive(Debug)]
 pub struct RouteMatch<'a> {
     pub binding: &'a Binding,
+    /// Its place in `RouteTable::bindings`.
+    pub index: usize,
     /// Values aligned with `binding.template.variables`.
     pub variables: Vec<String>,
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MatchError {
     NotFound,
     /// The path matches only under these other methods.
     MethodNotAllowed(Vec<Method>),
     /// A path variable is not valid UTF-8 once decoded.
     BadVariable(String),
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Successful matches on this thread, so a test can show a request is
+    /// matched once however many policies look at its route.
+    pub static MATCHES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// A path split for matching: its segments and the verb, if split off.
@@ -140,10 +149,12 @@ impl RouteTable {
             let found = self
                 .find_method(&candidate, method)
                 .or_else(|| (method == Method::HEAD).then(|| self.find_method(&candidate, &Method::GET)).flatten());
-            if let Some(binding) = found {
-                let binding = &self.bindings[binding];
+            if let Some(index) = found {
+                let binding = &self.bindings[index];
                 let variables = extract_variables(binding, &candidate.segments)?;
-                return Ok(RouteMatch { binding, variables });
+                #[cfg(test)]
+                MATCHES.with(|m| m.set(m.get() + 1));
+                return Ok(RouteMatch { binding, index, variables });
             }
             let allowed = self.allowed_methods(&candidate);
             if !allowed.is_empty() {

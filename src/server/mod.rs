@@ -2,6 +2,7 @@
 //! tower stack in one place, serves HTTP/1.1 and HTTP/2 (h2c, or TLS with ALPN) on one port,
 //! reloads its policies without a restart, and shuts down gracefully.
 
+mod front;
 mod listener;
 mod tls;
 
@@ -10,9 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{Request, State};
-use http::Response;
+use axum::extract::Request;
 use tokio::net::TcpListener;
 use tokio::sync::watch as signal;
 use tokio::task::JoinHandle;
@@ -25,8 +24,7 @@ use crate::config::{Config, ConfigErrors};
 use crate::gateway::LiveContext;
 use crate::gateway::build::build_context;
 pub use crate::gateway::reload::{ReloadError, Reloaded, Reloader};
-use crate::middleware::{auth, cors, limits, rate_limit};
-use crate::protocol;
+use crate::middleware::cors;
 use crate::registry::{Store, reflect, shared, watch};
 use crate::telemetry::access as telemetry;
 use crate::telemetry::otel;
@@ -174,20 +172,9 @@ pub fn router(live: Arc<LiveContext>, config: &Config) -> Router {
         // Inside the request id, outside every policy: refusals are logged
         // and counted too.
         .layer(axum::middleware::from_fn_with_state(metrics, telemetry::observe))
-        // Before every policy: preflights are answered without credentials.
-        .option_layer(cors::layer(&config.cors))
-        // After CORS (preflights are never shed or refused), before any
-        // protocol work: oversized requests and overload are refused cheaply.
-        .layer(axum::middleware::from_fn_with_state(live.clone(), limits::check))
-        // After limits (cheap refusals first), before any protocol work:
-        // who is calling decides whether anything else happens.
-        .layer(axum::middleware::from_fn_with_state(live.clone(), auth::authenticate))
-        // After auth: buckets are keyed by the caller it established.
-        .layer(axum::middleware::from_fn_with_state(live.clone(), rate_limit::limit));
-    Router::new().fallback(handle).with_state(live).layer(stack)
-}
-
-async fn handle(State(live): State<Arc<LiveContext>>, mut request: Request) -> Response<Body> {
-    let context = live.pinned(&mut request);
-    protocol::dispatch(context, request).await
+        // Before the front door, so preflights are answered before any
+        // policy (they carry no credentials); the front door admits every
+        // other request once and runs the policies on that admission.
+        .option_layer(cors::layer(&config.cors));
+    Router::new().fallback(front::handle).with_state(live).layer(stack)
 }

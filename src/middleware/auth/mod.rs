@@ -10,11 +10,9 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
-use http::{HeaderName, HeaderValue, Response};
+use http::{HeaderName, HeaderValue};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
 use self::jwks::{Jwks, VerifyingKey};
@@ -24,11 +22,9 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tonic::Code;
 
-use super::route_info::{Caller, RouteInfo, route_info};
+use crate::admission::{Admitted, Protocol};
 use crate::config::{AuthConfig, RuleConfig};
 use crate::error::Error;
-use crate::gateway::LiveContext;
-use crate::protocol::{Protocol, classify, refusal};
 use crate::registry::sets::hex;
 use crate::telemetry::access::trace_of;
 use crate::telemetry::metrics::Metrics;
@@ -93,11 +89,15 @@ impl Authenticator {
     /// service, else one naming a REST template of the method — whatever
     /// path the request came by (another binding, `POST /pkg.Svc/Method`,
     /// Connect, gRPC), so no path to a protected method is left open.
-    fn rule(&self, route: &RouteInfo, snapshot: &Snapshot) -> Option<RuleConfig> {
-        if !route.calls.is_empty() {
-            return self.composite_rule(route, snapshot);
+    fn rule(&self, admitted: &Admitted) -> Option<RuleConfig> {
+        if !admitted.calls().is_empty() {
+            return self.composite_rule(admitted);
         }
-        let [rpc, service, _] = route.selectors();
+        let [rpc, service, _] = admitted.selectors();
+        self.method_rule(rpc, service, &admitted.snapshot)
+    }
+
+    fn method_rule(&self, rpc: Option<&str>, service: Option<&str>, snapshot: &Snapshot) -> Option<RuleConfig> {
         if let Some(rule) = [rpc, service].into_iter().flatten().find_map(|selector| self.rules.get(selector)) {
             return Some(rule.clone());
         }
@@ -135,11 +135,11 @@ impl Authenticator {
 
     /// A composite asks what every method it calls asks, and what a rule
     /// naming its own template asks: no call goes around its method's rule.
-    fn composite_rule(&self, route: &RouteInfo, snapshot: &Snapshot) -> Option<RuleConfig> {
-        let own = route.template.as_deref().and_then(|t| self.template_rules.iter().find(|r| r.selector == t));
-        let calls = route.calls.iter().filter_map(|rpc| {
-            let call = RouteInfo { rpc: Some(rpc.clone()), ..RouteInfo::default() };
-            self.rule(&call, snapshot)
+    fn composite_rule(&self, admitted: &Admitted) -> Option<RuleConfig> {
+        let own = admitted.template().and_then(|t| self.template_rules.iter().find(|r| r.selector == t));
+        let calls = admitted.calls().iter().filter_map(|rpc| {
+            let service = rpc.rsplit_once('.').map(|(service, _)| service);
+            self.method_rule(Some(rpc), service, &admitted.snapshot)
         });
         own.cloned().into_iter().chain(calls).reduce(|mut combined, rule| {
             strictest(&mut combined, &rule);
@@ -272,47 +272,54 @@ fn validation(jwt: &crate::config::JwtConfig, algorithm: Algorithm) -> Validatio
     validation
 }
 
-/// The tower layer's function.
-pub async fn authenticate(State(live): State<Arc<LiveContext>>, mut request: Request, next: Next) -> Response<Body> {
-    if super::cors::is_preflight(&request) {
-        return next.run(request).await;
+impl Authenticator {
+    /// Establishes who is calling and whether they may: a refusal is 401
+    /// with a `WWW-Authenticate` challenge, or 403. The identity goes to
+    /// the backend as metadata (client-sent copies stripped first) and to
+    /// the rate limiter as the request's `Caller`.
+    pub async fn admit(&self, admitted: &Admitted, request: &mut Request) -> Result<(), Error> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        strip_forwarded(&self.config, request.headers_mut());
+        let rule = self.rule(admitted);
+        let required = rule.as_ref().map_or(self.config.required_by_default, |r| r.require == "authenticated");
+        if self.config.jwt.is_some() && self.names_unknown_kid(request) {
+            self.jwks.refresh_for_unknown_kid().await;
+        }
+        let identity = match self.identify(request).map_err(|e| self.challenge(e))? {
+            Some(identity) => identity,
+            None if required => return Err(self.challenge(unauthenticated("credentials are required"))),
+            None => return Ok(()),
+        };
+        let subject = identity.claims.get("sub").and_then(Value::as_str).map(str::to_string);
+        if let Some(who) = identity.consumer.as_deref().or(subject.as_deref()) {
+            trace_of(request.extensions()).consumer(who);
+        }
+        if let Some(rule) = &rule
+            && let Err(error) = Authenticator::authorize(rule, &identity)
+        {
+            self.metrics.auth_rejected.with_label_values(&["forbidden"]).inc();
+            return Err(error);
+        }
+        forward(&self.config, &identity, admitted.protocol, request.headers_mut());
+        request.extensions_mut().insert(Caller { consumer: identity.consumer.clone(), subject });
+        Ok(())
     }
-    let context = live.pinned(&mut request);
-    let auth = &context.auth;
-    if !auth.enabled() {
-        return next.run(request).await;
+
+    /// A 401 with the challenge header, counted.
+    fn challenge(&self, mut error: Error) -> Error {
+        self.metrics.auth_rejected.with_label_values(&["unauthenticated"]).inc();
+        error.set_header(WWW_AUTHENTICATE, "Bearer realm=\"protogate\"");
+        error
     }
-    let protocol = classify(&request);
-    strip_forwarded(&auth.config, request.headers_mut());
-    let route = route_info(&context, &mut request);
-    let snapshot = context.registry.snapshot_for(request.extensions_mut());
-    let rule = auth.rule(&route, &snapshot);
-    let required = rule.as_ref().map_or(auth.config.required_by_default, |r| r.require == "authenticated");
-    if auth.config.jwt.is_some() && auth.names_unknown_kid(&request) {
-        auth.jwks.refresh_for_unknown_kid().await;
-    }
-    let identity = match auth.identify(&request) {
-        Ok(identity) => identity,
-        Err(error) => return auth.challenge(&request, error),
-    };
-    let identity = match (identity, required) {
-        (Some(identity), _) => identity,
-        (None, true) => return auth.challenge(&request, unauthenticated("credentials are required")),
-        (None, false) => return next.run(request).await,
-    };
-    let subject = identity.claims.get("sub").and_then(Value::as_str).map(str::to_string);
-    if let Some(who) = identity.consumer.as_deref().or(subject.as_deref()) {
-        trace_of(request.extensions()).consumer(who);
-    }
-    if let Some(rule) = &rule
-        && let Err(error) = Authenticator::authorize(rule, &identity)
-    {
-        auth.metrics.auth_rejected.with_label_values(&["forbidden"]).inc();
-        return refusal(&request, error);
-    }
-    forward(&auth.config, &identity, protocol, request.headers_mut());
-    request.extensions_mut().insert(Caller { consumer: identity.consumer.clone(), subject });
-    next.run(request).await
+}
+
+/// Who is calling, as authentication established it.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    pub consumer: Option<String>,
+    pub subject: Option<String>,
 }
 
 /// Removes client-sent copies of the identity metadata.
@@ -345,16 +352,6 @@ fn forward(config: &AuthConfig, identity: &Identity, protocol: Protocol, headers
         if let (Ok(name), Ok(value)) = (HeaderName::try_from(format!("{prefix}{name}")), HeaderValue::try_from(value)) {
             headers.insert(name, value);
         }
-    }
-}
-
-impl Authenticator {
-    /// A 401 with the challenge header, counted.
-    fn challenge(&self, request: &Request, error: Error) -> Response<Body> {
-        self.metrics.auth_rejected.with_label_values(&["unauthenticated"]).inc();
-        let mut response = refusal(request, error);
-        response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"protogate\""));
-        response
     }
 }
 

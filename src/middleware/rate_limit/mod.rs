@@ -14,23 +14,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::Next;
+use axum::extract::{ConnectInfo, Request};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
-use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use tonic::Code;
 
 use self::redis::RedisQuotas;
 pub use self::redis::StoreState;
-use super::route_info::{Caller, route_info};
+use super::auth::Caller;
+use crate::admission::Admitted;
 use crate::config::{QuotaConfig, RateKey, RateLimitConfig};
 use crate::error::Error;
-use crate::gateway::LiveContext;
-use crate::protocol::refusal;
 use crate::telemetry::metrics::Metrics;
 
 type Buckets = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
@@ -154,46 +151,44 @@ fn buckets(quota: &QuotaConfig) -> Buckets {
     RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)).with_middleware::<StateInformationMiddleware>()
 }
 
-/// The tower layer's function.
-pub async fn limit(State(live): State<Arc<LiveContext>>, mut request: Request, next: Next) -> Response<Body> {
-    if super::cors::is_preflight(&request) {
-        return next.run(request).await;
-    }
-    let context = live.pinned(&mut request);
-    let Some(limiter) = context.limiter.as_deref() else {
-        return next.run(request).await;
-    };
-    let route = route_info(&context, &mut request);
-    let rule = route.selectors().into_iter().flatten().find_map(|s| limiter.rules.get(s).map(|r| (s.to_string(), r)));
-    let (selector, rule) = match (rule, &limiter.default) {
-        (Some(found), _) => found,
-        (None, Some(default)) => (route.rpc.clone().unwrap_or_default(), default),
-        (None, None) => return next.run(request).await,
-    };
-    let key = format!("{selector}|{}", limiter.bucket_key(&request));
-    match limiter.decide(rule, &selector, &key).await {
-        Decision::Allowed { remaining } => {
-            let mut response = next.run(request).await;
-            headers(response.headers_mut(), &rule.quota, remaining, 0);
-            response
-        }
-        Decision::Refused { wait } => {
-            limiter.metrics.rate_limited.with_label_values(&[route.rpc.as_deref().unwrap_or("")]).inc();
-            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            let mut error = Error::client(Code::ResourceExhausted, format!("rate limit exceeded; retry in {seconds}s"));
-            error.http_status = Some(StatusCode::TOO_MANY_REQUESTS);
-            let mut response = refusal(&request, error);
-            headers(response.headers_mut(), &rule.quota, 0, seconds);
-            response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
-            response
-        }
-        Decision::StoreUnavailable => {
-            let mut error = Error::gateway(Code::Unavailable, "the rate-limit store is unreachable");
-            error.message = "rate limits cannot be checked right now; retry shortly".into();
-            error.http_status = Some(StatusCode::SERVICE_UNAVAILABLE);
-            let mut response = refusal(&request, error);
-            response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
-            response
+impl Limiter {
+    /// Draws from the request's bucket: the `RateLimit-*` headers for the
+    /// answer when allowed, else a refusal (429 with `Retry-After`, or 503
+    /// when the shared store is down and the config says reject).
+    pub async fn admit(&self, admitted: &Admitted, request: &mut Request) -> Result<Option<HeaderMap>, Error> {
+        let selectors = admitted.selectors();
+        let rule = selectors.into_iter().flatten().find_map(|s| self.rules.get(s).map(|r| (s, r)));
+        let (selector, rule) = match (rule, &self.default) {
+            (Some(found), _) => found,
+            (None, Some(default)) => (admitted.rpc().unwrap_or_default(), default),
+            (None, None) => return Ok(None),
+        };
+        let key = format!("{selector}|{}", self.bucket_key(request));
+        match self.decide(rule, selector, &key).await {
+            Decision::Allowed { remaining } => {
+                let mut out = HeaderMap::new();
+                headers(&mut out, &rule.quota, remaining, 0);
+                Ok(Some(out))
+            }
+            Decision::Refused { wait } => {
+                self.metrics.rate_limited.with_label_values(&[admitted.rpc().unwrap_or("")]).inc();
+                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                let mut error =
+                    Error::client(Code::ResourceExhausted, format!("rate limit exceeded; retry in {seconds}s"));
+                error.http_status = Some(StatusCode::TOO_MANY_REQUESTS);
+                error.retry_after = Some(u32::try_from(seconds).unwrap_or(u32::MAX));
+                let mut out = HeaderMap::new();
+                headers(&mut out, &rule.quota, 0, seconds);
+                error.headers = Some(Box::new(out));
+                Err(error)
+            }
+            Decision::StoreUnavailable => {
+                let mut error = Error::gateway(Code::Unavailable, "the rate-limit store is unreachable");
+                error.message = "rate limits cannot be checked right now; retry shortly".into();
+                error.http_status = Some(StatusCode::SERVICE_UNAVAILABLE);
+                error.retry_after = Some(1);
+                Err(error)
+            }
         }
     }
 }

@@ -9,18 +9,25 @@ use axum::extract::ConnectInfo;
 use http::{HeaderValue, Request, Response, StatusCode};
 
 use super::{deadline, error_response, json_response};
-use crate::compose::{Found, Inputs, exec};
+use crate::admission::Admitted;
+use crate::compose::{Inputs, Plan, exec};
 use crate::error::Error;
 use crate::gateway::Context;
-use crate::middleware::route_info::RouteInfo;
 use crate::registry::Snapshot;
 use crate::upstream::metadata;
 
 /// Lists the optional calls that failed, whose parts the answer leaves out.
 pub const PARTIAL_HEADER: &str = "protogate-partial";
 
-pub async fn serve(context: &Context, snapshot: &Snapshot, found: Found<'_>, request: Request<Body>) -> Response<Body> {
-    match answer(context, snapshot, &found, request).await {
+pub async fn serve(
+    context: &Context,
+    admitted: &Admitted,
+    plan: &Plan,
+    variables: &[String],
+    request: Request<Body>,
+) -> Response<Body> {
+    let snapshot = &*admitted.snapshot;
+    match answer(context, snapshot, plan, variables, request).await {
         Ok(response) => response,
         Err(error) => error_response(&error, Some((&snapshot.pool, &context.json.serialize_options()))),
     }
@@ -29,19 +36,18 @@ pub async fn serve(context: &Context, snapshot: &Snapshot, found: Found<'_>, req
 async fn answer(
     context: &Context,
     snapshot: &Snapshot,
-    found: &Found<'_>,
+    plan: &Plan,
+    variables: &[String],
     request: Request<Body>,
 ) -> Result<Response<Body>, Error> {
-    let plan = found.plan;
-    crate::telemetry::access::trace_of(request.extensions()).route(Some(&plan.template_text), "composite");
     let (parts, _body) = request.into_parts();
     let query = query_inputs(parts.uri.query().unwrap_or(""), &plan.query)?;
     let client = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
     let metadata = metadata::from_http(&parts.headers, client).map_err(Error::bad_request)?;
-    let route = RouteInfo { rpc: None, template: Some(plan.template_text.clone()), calls: Vec::new() };
-    let timeout = deadline(&parts, context, false, &context.timeouts.for_route(route.selectors()))?;
+    let selectors = [None, None, Some(plan.template_text.as_str())];
+    let timeout = deadline(&parts, context, false, &context.timeouts.for_route(selectors))?;
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-    let inputs = Inputs { variables: found.variables.clone(), query };
+    let inputs = Inputs { variables: variables.to_vec(), query };
     let answer = exec::run(plan, snapshot, &inputs, &metadata, deadline, &context.json).await?;
     let body = serde_json::to_vec(&answer.body).unwrap_or_default();
     let mut response = json_response(StatusCode::OK, body);

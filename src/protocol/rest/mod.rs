@@ -17,12 +17,12 @@ use tonic::Code;
 
 use super::pacing::{call_deadline, next_within};
 use super::{aborted, counted, read_body};
+use crate::admission::{Admitted, Target};
 use crate::config::RouteTimeouts;
 use crate::error::{Error, Origin};
 use crate::gateway::Context;
-use crate::middleware::route_info::RouteInfo;
 use crate::registry::{MethodEntry, Snapshot};
-use crate::route::{Binding, MatchError, RouteMatch};
+use crate::route::{Binding, MatchError};
 use crate::telemetry::access::{Trace, trace_of};
 use crate::telemetry::metrics::Direction;
 use crate::transcode::request::HttpInput;
@@ -37,7 +37,7 @@ use stream::Frames;
 struct Prepared<'a> {
     binding: &'a Binding,
     method: &'a MethodEntry,
-    variables: Vec<String>,
+    variables: &'a [String],
     metadata: tonic::metadata::MetadataMap,
     timeout: Option<Duration>,
     /// Longest gap between two messages of a stream.
@@ -51,10 +51,10 @@ struct Prepared<'a> {
 }
 
 /// Serves one REST request; never fails: errors become Status JSON.
-pub async fn serve(context: &Context, mut request: Request<Body>) -> Response<Body> {
-    let snapshot = context.registry.snapshot_for(request.extensions_mut());
+pub async fn serve(context: &Context, admitted: &Admitted, request: Request<Body>) -> Response<Body> {
+    let snapshot = &*admitted.snapshot;
     let trace = trace_of(request.extensions());
-    match handle(context, &snapshot, request, &trace).await {
+    match handle(context, admitted, request, &trace).await {
         Ok(response) => response,
         Err(error) => {
             trace.grpc_code(error.code);
@@ -65,21 +65,25 @@ pub async fn serve(context: &Context, mut request: Request<Body>) -> Response<Bo
 
 async fn handle(
     context: &Context,
-    snapshot: &Snapshot,
+    admitted: &Admitted,
     request: Request<Body>,
     trace: &Trace,
 ) -> Result<Response<Body>, Error> {
+    let snapshot = &*admitted.snapshot;
     let (parts, body) = request.into_parts();
-    let found = snapshot.routes.find(&parts.method, parts.uri.path()).map_err(|e| match_error(e, &parts))?;
-    trace.route(Some(&found.binding.template_text), &found.binding.rpc_name);
-    let prepared = prepare(context, snapshot, found, &parts)?;
+    let (binding, variables) = match (&admitted.target, admitted.binding()) {
+        (_, Some(found)) => found,
+        (Target::Nothing(error), None) => return Err(match_error(error.clone(), &parts)),
+        _ => return Err(Error::not_found(parts.uri.path())),
+    };
+    let prepared = prepare(context, snapshot, binding, variables, &parts)?;
     let content_type = content_type(&parts)?;
     check_identity_encoding(&parts)?;
     if prepared.method.descriptor.is_client_streaming() {
         return client_stream(context, snapshot, prepared, &parts, content_type, body).await;
     }
     let body = read_body(body, context.max_body_size).await?;
-    let input = HttpInput { variables: &prepared.variables, query: parts.uri.query(), content_type, body: &body };
+    let input = HttpInput { variables: prepared.variables, query: parts.uri.query(), content_type, body: &body };
     let input_type = prepared.method.descriptor.input();
     if prepared.method.descriptor.is_server_streaming() {
         let message = trace.time_transcoding(|| {
@@ -158,10 +162,10 @@ fn unary_response_wire(
 fn prepare<'a>(
     context: &Context,
     snapshot: &'a Snapshot,
-    found: RouteMatch<'a>,
+    binding: &'a Binding,
+    variables: &'a [String],
     parts: &Parts,
 ) -> Result<Prepared<'a>, Error> {
-    let binding = found.binding;
     let method = snapshot
         .methods
         .get(binding.method)
@@ -170,21 +174,19 @@ fn prepare<'a>(
     let metadata = metadata::from_http(&parts.headers, client).map_err(Error::bad_request)?;
     let streaming = method.descriptor.is_server_streaming() || method.descriptor.is_client_streaming();
     let accept = parts.headers.get(ACCEPT).and_then(|v| v.to_str().ok());
-    let route = RouteInfo {
-        rpc: Some(binding.rpc_name.clone()),
-        template: Some(binding.template_text.clone()),
-        calls: Vec::new(),
-    };
-    let limits = context.timeouts.for_route(route.selectors());
+    let rpc = binding.rpc_name.as_str();
+    let service = rpc.rsplit_once('.').map(|(service, _)| service);
+    let selectors = [Some(rpc), service, Some(binding.template_text.as_str())];
+    let limits = context.timeouts.for_route(selectors);
     Ok(Prepared {
         binding,
         method,
-        variables: found.variables,
+        variables,
         metadata,
         timeout: deadline(parts, context, streaming, &limits)?,
         idle: limits.stream_idle,
         format: StreamFormat::from_accept(accept),
-        success: context.responses.for_route(route.selectors()).cloned(),
+        success: context.responses.for_route(selectors).cloned(),
         http_trailers: context.http_trailers
             && parts.headers.get_all(http::header::TE).iter().any(|v| v.to_str().is_ok_and(|v| v.contains("trailers"))),
     })
@@ -437,7 +439,7 @@ async fn client_stream(
     let build = {
         let (binding, input, options) =
             (prepared.binding.clone(), prepared.method.descriptor.input(), context.json.clone());
-        let (variables, query) = (prepared.variables.clone(), parts.uri.query().map(str::to_string));
+        let (variables, query) = (prepared.variables.to_vec(), parts.uri.query().map(str::to_string));
         move |bytes: &[u8]| {
             let http = HttpInput {
                 variables: &variables,

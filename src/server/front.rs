@@ -1,0 +1,116 @@
+//! The front door: every request on the public listener is admitted once
+//! (`admission::admit`: protocol, snapshot, target), then passes the
+//! policies in order — limits, authentication, rate limits — each reading
+//! that one admission and refusing with a value, and is dispatched to its
+//! protocol. A refusal is rendered once, by the protocol's renderer.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Method, Response, StatusCode};
+
+use crate::admission::{self, Admitted};
+use crate::error::Error;
+use crate::gateway::{Context, LiveContext};
+use crate::middleware::{cors, limits};
+use crate::protocol;
+use crate::telemetry::access::trace_of;
+
+const DOCS_PAGE: &str = include_str!("../openapi/docs.html");
+
+/// The router's only handler.
+pub async fn handle(State(live): State<Arc<LiveContext>>, request: Request) -> Response<Body> {
+    // Whatever refuses from here on, a body still being sent is read out.
+    let mut request = protocol::drained_when_dropped(request);
+    let context = live.pinned(&mut request);
+    let snapshot = context.registry.snapshot();
+    let admitted = Arc::new(admission::admit(snapshot, &context.composites, &mut request));
+    request.extensions_mut().insert(admitted.clone());
+    let permits = match admit(&context, &admitted, &mut request).await {
+        Ok(permits) => permits,
+        Err(error) => {
+            trace_of(request.extensions()).grpc_code(error.code);
+            return protocol::render(admitted.protocol, &error, request.headers());
+        }
+    };
+    let (permits, rate_headers) = permits;
+    let response = match builtin(&context, &admitted, request.method(), request.uri()).await {
+        Some(response) => response,
+        None => protocol::dispatch(context, admitted, request).await,
+    };
+    let mut response = permits.hold(response);
+    if let Some(headers) = rate_headers {
+        response.headers_mut().extend(headers);
+    }
+    response
+}
+
+/// The policies, cheapest refusal first: limits (no protocol work yet),
+/// then who is calling, then their rate limit (keyed by that caller).
+/// Preflights pass authentication and rate limits: a browser sends them
+/// without credentials.
+async fn admit(
+    context: &Context,
+    admitted: &Admitted,
+    request: &mut Request,
+) -> Result<(limits::Permits, Option<http::HeaderMap>), Error> {
+    let permits = limits::admit(&context.limits, request)?;
+    if cors::is_preflight(request) {
+        return Ok((permits, None));
+    }
+    context.auth.admit(admitted, request).await?;
+    let rate_headers = match context.limiter.as_deref() {
+        Some(limiter) => limiter.admit(admitted, request).await?,
+        None => None,
+    };
+    Ok((permits, rate_headers))
+}
+
+/// The gateway's own endpoints on the public listener, when enabled:
+/// health, readiness, the OpenAPI document and its docs page.
+async fn builtin(
+    context: &Arc<Context>,
+    admitted: &Admitted,
+    method: &Method,
+    uri: &http::Uri,
+) -> Option<Response<Body>> {
+    if method != Method::GET {
+        return None;
+    }
+    match uri.path() {
+        "/healthz" if context.public_health => Some(json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
+        "/readyz" if context.public_health => {
+            let (status, body) = crate::readiness::report(context).await;
+            Some(json(status, &body))
+        }
+        "/openapi.json" if context.openapi => {
+            let snapshot = admitted.snapshot.clone();
+            let version = context.openapi_version.clone();
+            let shown = context.clone();
+            let success = move |selectors: [Option<&str>; 3]| {
+                shown.responses.for_route(selectors).map(|rule| (rule.status, rule.location.is_some()))
+            };
+            let rendered = tokio::task::spawn_blocking(move || snapshot.openapi(&version, &success)).await;
+            Some(document(rendered.unwrap_or_default(), "application/json"))
+        }
+        "/docs" if context.openapi => {
+            Some(document(Bytes::from_static(DOCS_PAGE.as_bytes()), "text/html; charset=utf-8"))
+        }
+        _ => None,
+    }
+}
+
+fn json(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+    let mut response = document(Bytes::from(body.to_string()), "application/json");
+    *response.status_mut() = status;
+    response
+}
+
+fn document(body: Bytes, content_type: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
