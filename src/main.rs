@@ -106,6 +106,12 @@ enum Command {
     },
 }
 
+/// mimalloc instead of glibc malloc (measured in README "Performance"):
+/// about 15 % less CPU on a small call; `no_thp` keeps idle RSS at 16 MiB
+/// instead of 31 MiB of transparent huge pages.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
