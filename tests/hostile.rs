@@ -803,3 +803,52 @@ async fn the_openapi_document_of_a_long_chain_of_messages_is_written_without_rec
     assert!(document["components"]["schemas"]["big.v1.M2999"].is_object());
     still_serves(&g).await;
 }
+
+/// Connect deadlines (`Connect-Timeout-Ms`) bound the whole call, the
+/// answer included, even when the backend ignores `grpc-timeout`: a unary
+/// answer whose message never comes is 504 at the deadline, and a stream
+/// still going at the deadline ends with deadline_exceeded.
+#[tokio::test]
+async fn connect_deadlines_bound_the_answer_not_only_its_headers() {
+    let (g, _dir) = hostile_gateway("").await;
+    let client = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    let response = client
+        .post(format!("{}/protogate.test.v1.EchoService/Echo", g.public))
+        .header("content-type", "application/json")
+        .header("connect-protocol-version", "1")
+        .header("connect-timeout-ms", "300")
+        .header("x-hostile", "stall-body")
+        .body("{}")
+        .send();
+    let response = tokio::time::timeout(Duration::from_secs(10), response).await.expect("answered").unwrap();
+    assert_eq!(response.status(), 504);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "deadline_exceeded", "{body}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    let mut envelope = vec![0, 0, 0, 0, 0];
+    envelope[1..5].copy_from_slice(&2u32.to_be_bytes());
+    envelope.extend_from_slice(b"{}");
+    let response = client
+        .post(format!("{}/protogate.test.v1.EchoService/EchoStream", g.public))
+        .header("content-type", "application/connect+json")
+        .header("connect-timeout-ms", "400")
+        .header("x-hostile", "endless")
+        .body(envelope)
+        .send()
+        .await
+        .unwrap();
+    let body = tokio::time::timeout(Duration::from_secs(10), response.bytes()).await.expect("the stream ends").unwrap();
+    let (mut rest, mut messages) = (&body[..], 0);
+    while rest.first() == Some(&0) {
+        let len = u32::from_be_bytes(rest[1..5].try_into().unwrap()) as usize;
+        rest = &rest[5 + len..];
+        messages += 1;
+    }
+    assert_eq!(rest[0], 2, "the end-of-stream flag");
+    let end: Value = serde_json::from_slice(&rest[5..]).unwrap();
+    assert_eq!(end["error"]["code"], "deadline_exceeded", "{end}");
+    assert!(messages >= 1, "messages flowed until the deadline: {messages}");
+    still_serves(&g).await;
+}

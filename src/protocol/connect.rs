@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 use tonic::Code;
 use tonic::metadata::MetadataMap;
 
-use super::pacing::{call_deadline, next_within, started_within};
+use super::pacing::{call_deadline, next_within, started_within, within, within_deadline};
 use super::rest::check_size;
 use super::{counted, read_body, route_timeouts};
 use crate::admission::Admitted;
@@ -31,6 +31,7 @@ use crate::registry::{MethodEntry, Snapshot};
 use crate::telemetry::access::trace_of;
 use crate::transcode::status::details;
 use crate::upstream::metadata as upstream_metadata;
+use tokio::time::Instant;
 
 /// How messages are encoded on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,7 +133,9 @@ async fn unary(context: &Context, method: &MethodEntry, parts: &Parts, body: Bod
     let message = decode(codec, &method.descriptor.input(), &payload, context)?;
     check_size(prost::Message::encoded_len(&message), method.call.max_message_size)?;
     let request = call_request(message, method, parts, context, false)?;
-    let reply = counted(context, &method.upstream, method.call.unary(request.0).await)?;
+    let (request, timeout) = request;
+    // The deadline bounds the whole answer, not only its headers.
+    let reply = counted(context, &method.upstream, within(timeout, method.call.unary(request)).await)?;
     let body = encode(codec, &reply.message, &context.json.serialize_options())?;
     let mut response = Response::new(Body::from(body));
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(codec.unary_type()));
@@ -207,10 +210,10 @@ async fn server_stream(
         other => return Err(Error::unsupported_media_type(other)),
     };
     let (headers, frames) = match stream_request(context, method, parts, body, codec).await {
-        Ok((headers, messages)) => {
+        Ok((headers, messages, deadline)) => {
             let idle = route_timeouts(context, method, None).stream_idle;
             let json = context.json.serialize_options();
-            let state = StreamState { messages, codec, json, pool: snapshot.pool.clone(), idle };
+            let state = StreamState { messages, codec, json, pool: snapshot.pool.clone(), idle, deadline };
             (headers, responses(state))
         }
         Err(error) => {
@@ -232,18 +235,20 @@ async fn stream_request(
     parts: &Parts,
     body: Body,
     codec: Codec,
-) -> Result<(MetadataMap, tonic::Streaming<DynamicMessage>), Error> {
+) -> Result<(MetadataMap, tonic::Streaming<DynamicMessage>, Option<Instant>), Error> {
     check_identity(parts.headers.get("connect-content-encoding").and_then(|v| v.to_str().ok()))?;
     let payload = read_body(body, context.max_body_size).await?;
     let message = single_envelope(&payload)?;
     let message = decode(codec, &method.descriptor.input(), message, context)?;
     check_size(prost::Message::encoded_len(&message), method.call.max_message_size)?;
-    let (request, _) = call_request(message, method, parts, context, true)?;
+    let (request, timeout) = call_request(message, method, parts, context, true)?;
+    // The deadline bounds the whole stream, every message included.
+    let deadline = timeout.map(|timeout| Instant::now() + timeout);
     let idle = route_timeouts(context, method, None).stream_idle;
     let started = started_within(idle, method.call.server_streaming(request)).await;
     let response = counted(context, &method.upstream, started)?;
     let (headers, messages, _) = response.into_parts();
-    Ok((headers, messages))
+    Ok((headers, messages, deadline))
 }
 
 /// The one request envelope of a server-streaming call.
@@ -273,12 +278,14 @@ struct StreamState {
     pool: DescriptorPool,
     /// The route's idle timeout between two messages.
     idle: Option<Duration>,
+    /// When the whole call must be over.
+    deadline: Option<Instant>,
 }
 
 fn responses(state: StreamState) -> BoxStream<'static, Result<Bytes, std::convert::Infallible>> {
     futures_util::stream::unfold(Some(state), |state| async move {
         let mut state = state?;
-        let failure = match next_within(state.idle, state.messages.message()).await {
+        let failure = match within_deadline(state.deadline, next_within(state.idle, state.messages.message())).await {
             Err(idle) => idle,
             Ok(Ok(Some(message))) => match encode(state.codec, &message, &state.json) {
                 Ok(bytes) => return Some((Ok(envelope(0, &bytes)), Some(state))),

@@ -222,6 +222,12 @@ pub fn render(protocol: Protocol, error: &Error, headers: &http::HeaderMap) -> R
         Protocol::Grpc | Protocol::GrpcWeb => {
             let mut response = tonic::Status::new(error.code, error.message.clone()).into_http();
             error_headers(error, response.headers_mut());
+            if protocol == Protocol::GrpcWeb {
+                // Trailers-only, in the gRPC-Web variant the client spoke.
+                let asked = headers.get(CONTENT_TYPE).filter(|v| v.as_bytes().starts_with(b"application/grpc-web"));
+                let web = asked.cloned().unwrap_or(http::HeaderValue::from_static("application/grpc-web+proto"));
+                response.headers_mut().insert(CONTENT_TYPE, web);
+            }
             response
         }
         Protocol::Connect => connect::error_response(error, headers),
@@ -266,3 +272,6 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, Error> 
         Err(e) => Err(Error::bad_request(format!("cannot read the request body: {e}"))),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -56,6 +56,32 @@ pub async fn started_within<T>(
     next_within(idle, start).await?.map_err(Error::from_upstream)
 }
 
+/// A unary call, answer included, within its deadline.
+pub async fn within<T, E: Into<Error>>(
+    timeout: Option<Duration>,
+    call: impl Future<Output = Result<T, E>>,
+) -> Result<T, Error> {
+    match timeout {
+        Some(timeout) => tokio::time::timeout(timeout, call)
+            .await
+            .map_err(|_| Error::gateway(Code::DeadlineExceeded, format!("no answer within {timeout:?}")))?,
+        None => call.await,
+    }
+    .map_err(Into::into)
+}
+
+/// The next step of a stream, unless the whole call's deadline passes
+/// first.
+pub async fn within_deadline<T>(
+    deadline: Option<Instant>,
+    next: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    match deadline {
+        Some(at) => tokio::time::timeout_at(at, next).await.unwrap_or_else(|_| Err(lifetime_error())),
+        None => next.await,
+    }
+}
+
 pub fn idle_error() -> Error {
     Error::client(Code::DeadlineExceeded, IDLE_MESSAGE)
 }

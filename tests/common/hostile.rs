@@ -78,6 +78,16 @@ async fn answer(request: Request<Incoming>) -> Reply {
         }
         // Accepts the call and never answers.
         "silent" => std::future::pending().await,
+        // Streams a message every 50 ms forever, deaf to `grpc-timeout`.
+        "endless" => {
+            let ticks = stream::unfold((), |()| async {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                Some((Ok(Frame::data(Bytes::from_static(&EMPTY_MESSAGE))), ()))
+            });
+            grpc_response(BodyExt::boxed(StreamBody::new(ticks)))
+        }
+        // Sends its headers, then never the message.
+        "stall-body" => grpc_response(BodyExt::boxed(StreamBody::new(stream::pending()))),
         _ => reply(EMPTY_MESSAGE.to_vec(), Some(status_trailers("0", "", ""))),
     }
 }

@@ -15,7 +15,7 @@ use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use tokio::time::Instant;
 use tonic::Code;
 
-use super::pacing::{call_deadline, next_within};
+use super::pacing::{call_deadline, next_within, within};
 use super::{aborted, counted, read_body};
 use crate::admission::{Admitted, Target};
 use crate::config::RouteTimeouts;
@@ -269,20 +269,6 @@ fn deadline(
         })?),
     };
     Ok(call_deadline(requested, route, streaming, &context.deadlines))
-}
-
-/// Awaits an upstream call within the timeout, if any.
-async fn within<T, E: Into<Error>>(
-    timeout: Option<Duration>,
-    call: impl Future<Output = Result<T, E>>,
-) -> Result<T, Error> {
-    match timeout {
-        Some(timeout) => tokio::time::timeout(timeout, call)
-            .await
-            .map_err(|_| Error::gateway(Code::DeadlineExceeded, format!("no answer within {timeout:?}")))?,
-        None => call.await,
-    }
-    .map_err(Into::into)
 }
 
 fn unary_response(context: &Context, prepared: &Prepared<'_>, reply: UnaryReply) -> Result<Response<Body>, Error> {
