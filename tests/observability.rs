@@ -94,6 +94,11 @@ async fn metrics_count_every_protocol_and_split_latency() {
     assert_eq!(find("protogate_backend_duration_seconds_count", &rpc), 3.0);
     assert!(find("protogate_backend_duration_seconds_sum", &rpc) > 0.0);
     assert!(find("protogate_transcode_duration_seconds_sum", &rpc) > 0.0);
+    // Connect records its transcoding and backend time the same way.
+    let connect = [("protocol", "connect"), ("rpc", "library.v1.LibraryService.GetShelf")];
+    assert_eq!(find("protogate_backend_duration_seconds_count", &connect), 1.0);
+    assert!(find("protogate_backend_duration_seconds_sum", &connect) > 0.0);
+    assert!(find("protogate_transcode_duration_seconds_sum", &connect) > 0.0);
     assert_eq!(find("protogate_requests_in_flight", &[]), 0.0);
     assert_eq!(find("protogate_snapshot_generation", &[]), 1.0);
 }

@@ -130,13 +130,14 @@ async fn unary(context: &Context, method: &MethodEntry, parts: &Parts, body: Bod
         check_identity(parts.headers.get(CONTENT_ENCODING).and_then(|v| v.to_str().ok()))?;
         (codec, read_body(body, context.max_body_size).await?)
     };
-    let message = decode(codec, &method.descriptor.input(), &payload, context)?;
+    let trace = trace_of(&parts.extensions);
+    let message = trace.time_transcoding(|| decode(codec, &method.descriptor.input(), &payload, context))?;
     check_size(prost::Message::encoded_len(&message), method.call.max_message_size)?;
-    let request = call_request(message, method, parts, context, false)?;
-    let (request, timeout) = request;
+    let (request, timeout) = call_request(message, method, parts, context, false)?;
     // The deadline bounds the whole answer, not only its headers.
-    let reply = counted(context, &method.upstream, within(timeout, method.call.unary(request)).await)?;
-    let body = encode(codec, &reply.message, &context.json.serialize_options())?;
+    let call = trace.time_backend(within(timeout, method.call.unary(request))).await;
+    let reply = counted(context, &method.upstream, call)?;
+    let body = trace.time_transcoding(|| encode(codec, &reply.message, &context.json.serialize_options()))?;
     let mut response = Response::new(Body::from(body));
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(codec.unary_type()));
     upstream_metadata::to_http(&reply.headers, "", response.headers_mut());
@@ -239,13 +240,14 @@ async fn stream_request(
     check_identity(parts.headers.get("connect-content-encoding").and_then(|v| v.to_str().ok()))?;
     let payload = read_body(body, context.max_body_size).await?;
     let message = single_envelope(&payload)?;
-    let message = decode(codec, &method.descriptor.input(), message, context)?;
+    let trace = trace_of(&parts.extensions);
+    let message = trace.time_transcoding(|| decode(codec, &method.descriptor.input(), message, context))?;
     check_size(prost::Message::encoded_len(&message), method.call.max_message_size)?;
     let (request, timeout) = call_request(message, method, parts, context, true)?;
     // The deadline bounds the whole stream, every message included.
     let deadline = timeout.map(|timeout| Instant::now() + timeout);
     let idle = route_timeouts(context, method, None).stream_idle;
-    let started = started_within(idle, method.call.server_streaming(request)).await;
+    let started = trace.time_backend(started_within(idle, method.call.server_streaming(request))).await;
     let response = counted(context, &method.upstream, started)?;
     let (headers, messages, _) = response.into_parts();
     Ok((headers, messages, deadline))
