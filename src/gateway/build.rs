@@ -69,6 +69,7 @@ pub(super) fn policy_context(
         },
         public_health: config.public_health,
         composites: Arc::new(composites),
+        policies: Default::default(),
         timeouts: config.timeouts.clone(),
         responses: config.responses.clone(),
         json: config.json.clone(),

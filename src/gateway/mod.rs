@@ -3,6 +3,7 @@
 //! built from a config, and how a reload swaps it.
 
 pub mod build;
+pub mod policies;
 pub mod reload;
 
 use std::sync::Arc;
@@ -50,6 +51,8 @@ pub struct Context {
     pub public_health: bool,
     /// Composite endpoints (`[[compose]]`), planned per snapshot.
     pub composites: Arc<crate::compose::Composites>,
+    /// Every route's policies for the latest snapshot seen.
+    pub policies: arc_swap::ArcSwapOption<policies::Policies>,
 }
 
 /// The context in force. A config reload swaps it whole; each request pins

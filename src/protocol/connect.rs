@@ -212,7 +212,7 @@ async fn server_stream(
     };
     let (headers, frames) = match stream_request(context, method, parts, body, codec).await {
         Ok((headers, messages, deadline)) => {
-            let idle = route_timeouts(context, method, None).stream_idle;
+            let idle = route_timeouts(context, &parts.extensions, method, None).stream_idle;
             let json = context.json.serialize_options();
             let state = StreamState { messages, codec, json, pool: snapshot.pool.clone(), idle, deadline };
             (headers, responses(state))
@@ -246,7 +246,7 @@ async fn stream_request(
     let (request, timeout) = call_request(message, method, parts, context, true)?;
     // The deadline bounds the whole stream, every message included.
     let deadline = timeout.map(|timeout| Instant::now() + timeout);
-    let idle = route_timeouts(context, method, None).stream_idle;
+    let idle = route_timeouts(context, &parts.extensions, method, None).stream_idle;
     let started = trace.time_backend(started_within(idle, method.call.server_streaming(request))).await;
     let response = counted(context, &method.upstream, started)?;
     let (headers, messages, _) = response.into_parts();
@@ -367,7 +367,12 @@ fn call_request(
         }
         None => None,
     };
-    let timeout = call_deadline(requested, &route_timeouts(context, method, None), streaming, &context.deadlines);
+    let timeout = call_deadline(
+        requested,
+        &route_timeouts(context, &parts.extensions, method, None),
+        streaming,
+        &context.deadlines,
+    );
     if let Some(timeout) = timeout {
         request.set_timeout(timeout);
     }

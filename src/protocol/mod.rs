@@ -136,12 +136,18 @@ pub(crate) fn counted<T>(context: &Context, upstream: &str, result: Result<T, Er
 }
 
 /// A method's timeouts (rules by method, service, or the REST template
-/// the request came by).
+/// the request came by): the admitted route's, resolved per snapshot.
 pub(crate) fn route_timeouts(
     context: &Context,
+    extensions: &http::Extensions,
     method: &crate::registry::MethodEntry,
     template: Option<&str>,
 ) -> crate::config::RouteTimeouts {
+    if let Some(admitted) = extensions.get::<Arc<Admitted>>()
+        && let Some(route) = context.policies(&admitted.snapshot).of(admitted)
+    {
+        return route.timeouts;
+    }
     let service = method.descriptor.parent_service();
     context.timeouts.for_route([Some(method.descriptor.full_name()), Some(service.full_name()), template])
 }

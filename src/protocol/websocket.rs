@@ -96,7 +96,7 @@ fn prepare(
         snapshot.methods.get(index).ok_or_else(|| Error::gateway(Code::Internal, "route points at no method"))?;
     let template = binding.as_ref().map(|b| b.template_text.as_str());
     trace_of(&parts.extensions).route(template, method.descriptor.full_name());
-    let timeouts = super::route_timeouts(context, method, template);
+    let timeouts = super::route_timeouts(context, &parts.extensions, method, template);
     if !method.descriptor.is_client_streaming() && !method.descriptor.is_server_streaming() {
         return Err(Error::bad_request(format!(
             "{} is unary; WebSocket serves streaming methods only",

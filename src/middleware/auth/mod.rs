@@ -89,12 +89,21 @@ impl Authenticator {
     /// service, else one naming a REST template of the method — whatever
     /// path the request came by (another binding, `POST /pkg.Svc/Method`,
     /// Connect, gRPC), so no path to a protected method is left open.
-    fn rule(&self, admitted: &Admitted) -> Option<RuleConfig> {
+    pub fn rule(&self, admitted: &Admitted) -> Option<RuleConfig> {
         if !admitted.calls().is_empty() {
             return self.composite_rule(admitted);
         }
         let [rpc, service, _] = admitted.selectors();
         self.method_rule(rpc, service, &admitted.snapshot)
+    }
+
+    /// The rule of a method, by its full name, whatever path calls it.
+    pub fn method_rule_of(&self, rpc: &str, snapshot: &Snapshot) -> Option<RuleConfig> {
+        if !self.enabled() {
+            return None;
+        }
+        let service = rpc.rsplit_once('.').map(|(service, _)| service);
+        self.method_rule(Some(rpc), service, snapshot)
     }
 
     fn method_rule(&self, rpc: Option<&str>, service: Option<&str>, snapshot: &Snapshot) -> Option<RuleConfig> {
@@ -277,12 +286,17 @@ impl Authenticator {
     /// with a `WWW-Authenticate` challenge, or 403. The identity goes to
     /// the backend as metadata (client-sent copies stripped first) and to
     /// the rate limiter as the request's `Caller`.
-    pub async fn admit(&self, admitted: &Admitted, request: &mut Request) -> Result<(), Error> {
+    /// `rule` is the request's, resolved with the route's other policies.
+    pub async fn admit(
+        &self,
+        admitted: &Admitted,
+        rule: Option<&RuleConfig>,
+        request: &mut Request,
+    ) -> Result<(), Error> {
         if !self.enabled() {
             return Ok(());
         }
         strip_forwarded(&self.config, request.headers_mut());
-        let rule = self.rule(admitted);
         let required = rule.as_ref().map_or(self.config.required_by_default, |r| r.require == "authenticated");
         if self.config.jwt.is_some() && self.names_unknown_kid(request) {
             self.jwks.refresh_for_unknown_kid().await;
@@ -296,7 +310,7 @@ impl Authenticator {
         if let Some(who) = identity.consumer.as_deref().or(subject.as_deref()) {
             trace_of(request.extensions()).consumer(who);
         }
-        if let Some(rule) = &rule
+        if let Some(rule) = rule
             && let Err(error) = Authenticator::authorize(rule, &identity)
         {
             self.metrics.auth_rejected.with_label_values(&["forbidden"]).inc();

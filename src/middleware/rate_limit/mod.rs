@@ -59,6 +59,14 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// The bucket every new caller shares while a rule's table is full.
 const OVERFLOW_KEY: &str = "\u{0}overflow";
 
+/// The rule a route draws from, resolved once per snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateRule {
+    pub(crate) selector: Box<str>,
+    /// The default quota rather than a rule.
+    pub(crate) default: bool,
+}
+
 /// One rate-limit decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -155,14 +163,26 @@ impl Limiter {
     /// Draws from the request's bucket: the `RateLimit-*` headers for the
     /// answer when allowed, else a refusal (429 with `Retry-After`, or 503
     /// when the shared store is down and the config says reject).
-    pub async fn admit(&self, admitted: &Admitted, request: &mut Request) -> Result<Option<HeaderMap>, Error> {
-        let selectors = admitted.selectors();
-        let rule = selectors.into_iter().flatten().find_map(|s| self.rules.get(s).map(|r| (s, r)));
-        let (selector, rule) = match (rule, &self.default) {
-            (Some(found), _) => found,
-            (None, Some(default)) => (admitted.rpc().unwrap_or_default(), default),
-            (None, None) => return Ok(None),
-        };
+    /// The rule a route draws from: the most specific selector's, else the
+    /// default quota (keyed by the method).
+    pub fn rule_for(&self, selectors: [Option<&str>; 3], rpc: Option<&str>) -> Option<RateRule> {
+        if let Some(selector) = selectors.into_iter().flatten().find(|s| self.rules.contains_key(*s)) {
+            return Some(RateRule { selector: selector.into(), default: false });
+        }
+        self.default.as_ref().map(|_| RateRule { selector: rpc.unwrap_or_default().into(), default: true })
+    }
+
+    /// `rule` is the request's, resolved with the route's other policies.
+    pub async fn admit(
+        &self,
+        admitted: &Admitted,
+        rule: Option<&RateRule>,
+        request: &mut Request,
+    ) -> Result<Option<HeaderMap>, Error> {
+        let Some(found) = rule else { return Ok(None) };
+        let selector = &*found.selector;
+        let rule = if found.default { self.default.as_ref() } else { self.rules.get(selector) };
+        let Some(rule) = rule else { return Ok(None) };
         let key = format!("{selector}|{}", self.bucket_key(request));
         match self.decide(rule, selector, &key).await {
             Decision::Allowed { remaining } => {

@@ -5,6 +5,7 @@ pub mod composite;
 mod stream;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -174,10 +175,17 @@ fn prepare<'a>(
     let metadata = metadata::from_http(&parts.headers, client).map_err(Error::bad_request)?;
     let streaming = method.descriptor.is_server_streaming() || method.descriptor.is_client_streaming();
     let accept = parts.headers.get(ACCEPT).and_then(|v| v.to_str().ok());
-    let rpc = binding.rpc_name.as_str();
-    let service = rpc.rsplit_once('.').map(|(service, _)| service);
-    let selectors = [Some(rpc), service, Some(binding.template_text.as_str())];
-    let limits = context.timeouts.for_route(selectors);
+    let policies = context.policies(snapshot);
+    let route = parts.extensions.get::<Arc<Admitted>>().and_then(|admitted| policies.of(admitted));
+    let (limits, success) = match route {
+        Some(route) => (route.timeouts, route.success.clone()),
+        None => {
+            let rpc = binding.rpc_name.as_str();
+            let service = rpc.rsplit_once('.').map(|(service, _)| service);
+            let selectors = [Some(rpc), service, Some(binding.template_text.as_str())];
+            (context.timeouts.for_route(selectors), context.responses.for_route(selectors).cloned())
+        }
+    };
     Ok(Prepared {
         binding,
         method,
@@ -186,7 +194,7 @@ fn prepare<'a>(
         timeout: deadline(parts, context, streaming, &limits)?,
         idle: limits.stream_idle,
         format: StreamFormat::from_accept(accept),
-        success: context.responses.for_route(selectors).cloned(),
+        success,
         http_trailers: context.http_trailers
             && parts.headers.get_all(http::header::TE).iter().any(|v| v.to_str().is_ok_and(|v| v.contains("trailers"))),
     })
