@@ -178,7 +178,7 @@ async fn the_access_log_has_one_json_line_per_request_with_split_times() {
 }
 
 #[tokio::test]
-async fn unary_rest_calls_take_the_fast_transcoder_and_handovers_are_counted() {
+async fn unary_rest_and_connect_calls_take_the_fast_transcoder_and_handovers_are_counted() {
     let h = Harness::start_with("[admin]\nlisten = \"127.0.0.1:0\"").await;
     assert_eq!(h.get_json("/v1/shelves/1").await.0, 200);
     let (status, body) =
@@ -191,6 +191,19 @@ async fn unary_rest_calls_take_the_fast_transcoder_and_handovers_are_counted() {
     let any = r#"{"wAny": {"@type": "type.googleapis.com/google.protobuf.Duration", "value": "1s"}}"#;
     let (status, body) = h.post_json("/test/v1/echo", any).await;
     assert_eq!((status, &body["wAny"]["value"]), (200, &serde_json::json!("1s")), "{body}");
+    // Connect JSON takes the same fast path, both ways.
+    let connect = h
+        .client
+        .post(h.url("/protogate.test.v1.EchoService/Echo"))
+        .header("content-type", "application/json")
+        .header("connect-protocol-version", "1")
+        .body(r#"{"fInt64": "9", "mString": {"k": "w"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(connect.status(), 200);
+    let body: serde_json::Value = connect.json().await.unwrap();
+    assert_eq!((&body["fInt64"], &body["mString"]["k"]), (&serde_json::json!("9"), &serde_json::json!("w")));
     let metrics = h.client.get(format!("{}/metrics", h.admin.as_ref().unwrap())).send().await.unwrap();
     let samples = parse_prometheus(&metrics.text().await.unwrap()).expect("parses");
     let count = |direction: &str, path: &str| {
@@ -203,8 +216,8 @@ async fn unary_rest_calls_take_the_fast_transcoder_and_handovers_are_counted() {
             })
             .map_or(0.0, |(_, _, value)| *value)
     };
-    assert_eq!(count("request", "fast"), 1.0, "the echo body");
+    assert_eq!(count("request", "fast"), 2.0, "the echo body, and Connect's");
     assert_eq!(count("request", "handover"), 2.0, "the GET without a body, and the Any");
-    assert_eq!(count("response", "fast"), 2.0);
+    assert_eq!(count("response", "fast"), 3.0);
     assert_eq!(count("response", "handover"), 1.0, "the Any");
 }

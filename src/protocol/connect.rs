@@ -29,6 +29,10 @@ use crate::error::{Error, http_status};
 use crate::gateway::Context;
 use crate::registry::{MethodEntry, Snapshot};
 use crate::telemetry::access::trace_of;
+use crate::telemetry::metrics::Direction;
+use crate::transcode::fast::Plans;
+use crate::transcode::request::message_wire_from_json;
+use crate::transcode::response::render_wire;
 use crate::transcode::status::details;
 use crate::upstream::metadata as upstream_metadata;
 use tokio::time::Instant;
@@ -131,13 +135,15 @@ async fn unary(context: &Context, method: &MethodEntry, parts: &Parts, body: Bod
         (codec, read_body(body, context.max_body_size).await?)
     };
     let trace = trace_of(&parts.extensions);
-    let message = trace.time_transcoding(|| decode(codec, &method.descriptor.input(), &payload, context))?;
-    check_size(prost::Message::encoded_len(&message), method.call.max_message_size)?;
-    let (request, timeout) = call_request(message, method, parts, context, false)?;
+    let snapshot = parts.extensions.get::<Arc<Admitted>>().map(|a| a.snapshot.clone());
+    let plans = snapshot.as_ref().map(|s| &*s.plans);
+    let wire = trace.time_transcoding(|| request_wire(context, plans, method, codec, payload))?;
+    check_size(wire.len(), method.call.max_message_size)?;
+    let (request, timeout) = call_request(wire, method, parts, context, false)?;
     // The deadline bounds the whole answer, not only its headers.
-    let call = trace.time_backend(within(timeout, method.call.unary(request))).await;
+    let call = trace.time_backend(within(timeout, method.call.unary_raw(request))).await;
     let reply = counted(context, &method.upstream, call)?;
-    let body = trace.time_transcoding(|| encode(codec, &reply.message, &context.json.serialize_options()))?;
+    let body = trace.time_transcoding(|| response_body(context, plans, method, codec, &reply.message))?;
     let mut response = Response::new(Body::from(body));
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(codec.unary_type()));
     upstream_metadata::to_http(&reply.headers, "", response.headers_mut());
@@ -343,13 +349,13 @@ fn end_of_stream(
 
 /// Builds the upstream request: metadata from plain headers, the deadline
 /// from `Connect-Timeout-Ms` (capped), else the route's.
-fn call_request(
-    message: DynamicMessage,
+fn call_request<M>(
+    message: M,
     method: &MethodEntry,
     parts: &Parts,
     context: &Context,
     streaming: bool,
-) -> Result<(tonic::Request<DynamicMessage>, Option<Duration>), Error> {
+) -> Result<(tonic::Request<M>, Option<Duration>), Error> {
     let mut request = tonic::Request::new(message);
     *request.metadata_mut() = metadata(&parts.headers)?;
     let client = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0);
@@ -397,6 +403,52 @@ fn metadata(headers: &HeaderMap) -> Result<MetadataMap, Error> {
         map.append(name.clone(), value.clone());
     }
     Ok(MetadataMap::from_headers(map))
+}
+
+/// A unary request in wire form: protobuf as sent once it decodes, JSON
+/// written straight to wire form by the fast transcoder when it takes the
+/// message, else read by prost-reflect.
+fn request_wire(
+    context: &Context,
+    plans: Option<&Plans>,
+    method: &MethodEntry,
+    codec: Codec,
+    payload: Bytes,
+) -> Result<Bytes, Error> {
+    let input = method.descriptor.input();
+    if codec == Codec::Json {
+        let fast =
+            plans.and_then(|plans| message_wire_from_json(&input, (plans, method.input_plan), &payload, &context.json));
+        context.metrics.count_transcode(Direction::Request, fast.is_some());
+        if let Some(wire) = fast {
+            return Ok(Bytes::from(wire));
+        }
+        return Ok(Bytes::from(decode(codec, &input, &payload, context)?.encode_to_vec()));
+    }
+    decode(codec, &input, &payload, context)?;
+    Ok(payload)
+}
+
+/// A unary answer in the client's codec: protobuf as the backend sent it,
+/// JSON by the fast transcoder when it can, else by prost-reflect.
+fn response_body(
+    context: &Context,
+    plans: Option<&Plans>,
+    method: &MethodEntry,
+    codec: Codec,
+    wire: &Bytes,
+) -> Result<Vec<u8>, Error> {
+    if codec == Codec::Proto {
+        return Ok(wire.to_vec());
+    }
+    let fast = plans.and_then(|plans| render_wire(plans, method.output_plan, wire, &context.json));
+    context.metrics.count_transcode(Direction::Response, fast.is_some());
+    if let Some(json) = fast {
+        return Ok(json);
+    }
+    let message = DynamicMessage::decode(method.descriptor.output(), wire.as_ref())
+        .map_err(|e| Error::gateway(Code::Internal, format!("the backend's answer does not decode: {e}")))?;
+    encode(codec, &message, &context.json.serialize_options())
 }
 
 fn decode(

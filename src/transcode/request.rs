@@ -199,6 +199,27 @@ pub fn message_from_json(
     parse_message(descriptor, body, options, "")
 }
 
+/// `message_from_json` straight to wire form when the fast transcoder
+/// takes the message (else `None`: the caller falls back, and any error is
+/// reported by `message_from_json`).
+pub fn message_wire_from_json(
+    descriptor: &MessageDescriptor,
+    (plans, plan): (&Plans, Option<usize>),
+    body: &[u8],
+    options: &JsonOptions,
+) -> Option<Vec<u8>> {
+    if body.iter().all(u8::is_ascii_whitespace)
+        || wkt::is_http_body(descriptor)
+        || json::exceeds_depth(body, options.max_depth)
+    {
+        return None;
+    }
+    let ignore_unknown = options.unknown_fields == super::Unknown::Ignore && !options.count_ignored_fields;
+    let mut wire = Vec::with_capacity(body.len());
+    from_json::parse(plans, plan?, body, ignore_unknown, &mut wire).ok()?;
+    Some(wire)
+}
+
 fn check_depth(body: &[u8], options: &JsonOptions) -> Result<(), Error> {
     if json::exceeds_depth(body, options.max_depth) {
         return Err(Error::bad_request(format!("invalid JSON body: nested deeper than {} levels", options.max_depth)));
