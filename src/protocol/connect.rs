@@ -5,8 +5,6 @@
 
 use std::time::Duration;
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
@@ -64,21 +62,17 @@ const END_STREAM: u8 = 0x02;
 const COMPRESSED: u8 = 0x01;
 
 /// Serves one Connect request; errors take Connect's form.
-pub async fn serve(context: &Context, request: Request<Body>) -> Response<Body> {
+pub async fn serve(context: &Context, admitted: &Admitted, request: Request<Body>) -> Response<Body> {
     let (parts, body) = request.into_parts();
-    let admitted = parts.extensions.get::<Arc<Admitted>>().cloned();
-    let snapshot = match &admitted {
-        Some(admitted) => admitted.snapshot.clone(),
-        None => context.registry.snapshot(),
-    };
+    let snapshot = &*admitted.snapshot;
     let streaming = content_type(&parts.headers).starts_with("application/connect+");
-    let outcome = match find_method(admitted.as_deref(), &parts) {
+    let outcome = match find_method(admitted, &parts) {
         Ok(method) if method.descriptor.is_client_streaming() => Err(Error::client(
             Code::Unimplemented,
             "client and bidirectional streaming over Connect need HTTP/2 full duplex; use gRPC",
         )),
-        Ok(method) if streaming => server_stream(context, &snapshot, method, &parts, body).await,
-        Ok(method) => unary(context, method, &parts, body).await,
+        Ok(method) if streaming => server_stream(context, snapshot, method, &parts, body).await,
+        Ok(method) => unary(context, snapshot, method, &parts, body).await,
         Err(error) => Err(error),
     };
     outcome.unwrap_or_else(|error| {
@@ -116,13 +110,17 @@ pub fn is_streaming(headers: &http::HeaderMap) -> bool {
     content_type(headers).starts_with("application/connect+")
 }
 
-fn find_method<'a>(admitted: Option<&'a Admitted>, parts: &Parts) -> Result<&'a MethodEntry, Error> {
-    admitted
-        .and_then(Admitted::method)
-        .ok_or_else(|| Error::client(Code::Unimplemented, format!("unknown method {}", parts.uri.path())))
+fn find_method<'a>(admitted: &'a Admitted, parts: &Parts) -> Result<&'a MethodEntry, Error> {
+    admitted.method().ok_or_else(|| Error::client(Code::Unimplemented, format!("unknown method {}", parts.uri.path())))
 }
 
-async fn unary(context: &Context, method: &MethodEntry, parts: &Parts, body: Body) -> Result<Response<Body>, Error> {
+async fn unary(
+    context: &Context,
+    snapshot: &Snapshot,
+    method: &MethodEntry,
+    parts: &Parts,
+    body: Body,
+) -> Result<Response<Body>, Error> {
     let (codec, payload) = if parts.method == Method::GET {
         get_request(method, parts)?
     } else {
@@ -135,8 +133,7 @@ async fn unary(context: &Context, method: &MethodEntry, parts: &Parts, body: Bod
         (codec, read_body(body, context.max_body_size).await?)
     };
     let trace = trace_of(&parts.extensions);
-    let snapshot = parts.extensions.get::<Arc<Admitted>>().map(|a| a.snapshot.clone());
-    let plans = snapshot.as_ref().map(|s| &*s.plans);
+    let plans = &*snapshot.plans;
     let wire = trace.time_transcoding(|| request_wire(context, plans, method, codec, payload))?;
     check_size(wire.len(), method.call.max_message_size)?;
     let (request, timeout) = call_request(wire, method, parts, context, false)?;
@@ -410,15 +407,14 @@ fn metadata(headers: &HeaderMap) -> Result<MetadataMap, Error> {
 /// message, else read by prost-reflect.
 fn request_wire(
     context: &Context,
-    plans: Option<&Plans>,
+    plans: &Plans,
     method: &MethodEntry,
     codec: Codec,
     payload: Bytes,
 ) -> Result<Bytes, Error> {
     let input = method.descriptor.input();
     if codec == Codec::Json {
-        let fast =
-            plans.and_then(|plans| message_wire_from_json(&input, (plans, method.input_plan), &payload, &context.json));
+        let fast = message_wire_from_json(&input, (plans, method.input_plan), &payload, &context.json);
         context.metrics.count_transcode(Direction::Request, fast.is_some());
         if let Some(wire) = fast {
             return Ok(Bytes::from(wire));
@@ -433,7 +429,7 @@ fn request_wire(
 /// JSON by the fast transcoder when it can, else by prost-reflect.
 fn response_body(
     context: &Context,
-    plans: Option<&Plans>,
+    plans: &Plans,
     method: &MethodEntry,
     codec: Codec,
     wire: &Bytes,
@@ -441,7 +437,7 @@ fn response_body(
     if codec == Codec::Proto {
         return Ok(wire.to_vec());
     }
-    let fast = plans.and_then(|plans| render_wire(plans, method.output_plan, wire, &context.json));
+    let fast = render_wire(plans, method.output_plan, wire, &context.json);
     context.metrics.count_transcode(Direction::Response, fast.is_some());
     if let Some(json) = fast {
         return Ok(json);

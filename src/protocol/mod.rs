@@ -60,8 +60,8 @@ async fn serve(context: Arc<Context>, admitted: Arc<Admitted>, request: Request<
     match admitted.protocol {
         Protocol::Grpc => grpc(context, request).await,
         Protocol::GrpcWeb => grpc_web::serve(context, request).await,
-        Protocol::Connect => connect::serve(&context, request).await,
-        Protocol::WebSocket => websocket::serve(context, request).await,
+        Protocol::Connect => connect::serve(&context, &admitted, request).await,
+        Protocol::WebSocket => websocket::serve(context, &admitted, request).await,
         Protocol::Rest => match admitted.composite() {
             Some((plan, variables)) => rest::composite::serve(&context, &admitted, plan, variables, request).await,
             None => rest::serve(&context, &admitted, request).await,

@@ -29,7 +29,6 @@ use crate::error::Error;
 use crate::gateway::Context;
 use crate::registry::Snapshot;
 use crate::route::{Binding, BodyRule};
-use crate::telemetry::access::trace_of;
 use crate::transcode::request::{HttpInput, build};
 use crate::transcode::response;
 use crate::upstream::metadata;
@@ -47,20 +46,16 @@ struct Decoder {
 type Outcome = Result<(), Error>;
 type Metadata = tonic::metadata::MetadataMap;
 
-pub async fn serve(context: Arc<Context>, request: Request<Body>) -> Response<Body> {
+pub async fn serve(context: Arc<Context>, admitted: &Admitted, request: Request<Body>) -> Response<Body> {
     let (mut parts, _) = request.into_parts();
-    let admitted = parts.extensions.get::<Arc<Admitted>>().cloned();
-    let snapshot = match &admitted {
-        Some(admitted) => admitted.snapshot.clone(),
-        None => context.registry.snapshot(),
-    };
+    let snapshot = admitted.snapshot.clone();
     // CORS does not cover WebSocket: refuse cross-site upgrades here.
     let header = |name| parts.headers.get(name).and_then(|v: &http::HeaderValue| v.to_str().ok());
     if !context.origins.permits(header(http::header::ORIGIN), header(http::header::HOST)) {
         let error = Error::client(Code::PermissionDenied, "this origin may not open WebSocket streams");
         return error_response(&error, None);
     }
-    let prepared = prepare(&context, &snapshot, admitted.as_deref(), &parts);
+    let prepared = prepare(&context, &snapshot, admitted, &parts);
     let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &()).await;
     match (prepared, upgrade) {
         (Ok((index, decoder, metadata, timeouts)), Ok(upgrade)) => {
@@ -78,13 +73,13 @@ pub async fn serve(context: Arc<Context>, request: Request<Body>) -> Response<Bo
 fn prepare(
     context: &Context,
     snapshot: &Snapshot,
-    admitted: Option<&Admitted>,
+    admitted: &Admitted,
     parts: &Parts,
 ) -> Result<(usize, Decoder, Metadata, RouteTimeouts), Error> {
     let path = parts.uri.path();
-    let (index, binding, variables) = match admitted.map(|a| (&a.target, a.binding())) {
-        Some((Target::Method(index), _)) => (*index, None, Vec::new()),
-        Some((_, Some((found, variables)))) => {
+    let (index, binding, variables) = match (&admitted.target, admitted.binding()) {
+        (Target::Method(index), _) => (*index, None, Vec::new()),
+        (_, Some((found, variables))) => {
             // Each frame carries the fields the path does not bind.
             let mut binding = found.clone();
             binding.body = BodyRule::Whole;
@@ -95,7 +90,6 @@ fn prepare(
     let method =
         snapshot.methods.get(index).ok_or_else(|| Error::gateway(Code::Internal, "route points at no method"))?;
     let template = binding.as_ref().map(|b| b.template_text.as_str());
-    trace_of(&parts.extensions).route(template, method.descriptor.full_name());
     let timeouts = super::route_timeouts(context, &parts.extensions, method, template);
     if !method.descriptor.is_client_streaming() && !method.descriptor.is_server_streaming() {
         return Err(Error::bad_request(format!(

@@ -29,14 +29,13 @@ pub async fn handle(State(live): State<Arc<LiveContext>>, request: Request) -> R
     let snapshot = context.registry.snapshot();
     let admitted = Arc::new(admission::admit(snapshot, &context.composites, &mut request));
     request.extensions_mut().insert(admitted.clone());
-    let permits = match admit(&context, &admitted, &mut request).await {
-        Ok(permits) => permits,
+    let (permits, rate_headers) = match admit(&context, &admitted, &mut request).await {
+        Ok(admitted) => admitted,
         Err(error) => {
             trace_of(request.extensions()).grpc_code(error.code);
             return protocol::render(admitted.protocol, &error, request.headers());
         }
     };
-    let (permits, rate_headers) = permits;
     let response = match builtin(&context, &admitted, request.method(), request.uri()).await {
         Some(response) => response,
         None => protocol::dispatch(context, admitted, request).await,
