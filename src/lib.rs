@@ -20,6 +20,7 @@ pub mod readiness;
 pub mod registry;
 pub mod route;
 pub mod server;
+pub mod services;
 pub mod telemetry;
 pub mod transcode;
 pub mod upstream;

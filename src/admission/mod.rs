@@ -91,9 +91,65 @@ pub enum Target {
     Route { binding: usize, variables: Vec<String> },
     /// A composite endpoint, its plan and path variables.
     Composite { planned: Arc<Planned>, plan: usize, variables: Vec<String> },
+    /// One of the gateway's own gRPC services (reflection, health).
+    Own(OwnService),
     /// Nothing; why, for the protocol to answer (404, 405 with `Allow`, a
     /// bad path variable, an unknown method).
     Nothing(MatchError),
+}
+
+/// The gRPC services the gateway answers itself, from its own state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnService {
+    ReflectionV1,
+    ReflectionV1Alpha,
+    HealthCheck,
+    HealthWatch,
+}
+
+impl OwnService {
+    const ALL: [Self; 4] = [Self::ReflectionV1, Self::ReflectionV1Alpha, Self::HealthCheck, Self::HealthWatch];
+
+    /// The method's path, as gRPC sends it.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::ReflectionV1 => "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            Self::ReflectionV1Alpha => "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+            Self::HealthCheck => "/grpc.health.v1.Health/Check",
+            Self::HealthWatch => "/grpc.health.v1.Health/Watch",
+        }
+    }
+
+    /// The full method name, as rules select it.
+    pub fn rpc(self) -> &'static str {
+        match self {
+            Self::ReflectionV1 => "grpc.reflection.v1.ServerReflection.ServerReflectionInfo",
+            Self::ReflectionV1Alpha => "grpc.reflection.v1alpha.ServerReflection.ServerReflectionInfo",
+            Self::HealthCheck => "grpc.health.v1.Health.Check",
+            Self::HealthWatch => "grpc.health.v1.Health.Watch",
+        }
+    }
+
+    fn is_reflection(self) -> bool {
+        matches!(self, Self::ReflectionV1 | Self::ReflectionV1Alpha)
+    }
+}
+
+/// Which of the gateway's own gRPC services are on (`[grpc]` in the
+/// config). They take precedence over a registered set naming the same
+/// service: the gateway answers for itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnServices {
+    pub reflection: bool,
+    pub health: bool,
+}
+
+impl OwnServices {
+    fn find(self, path: &str) -> Option<OwnService> {
+        OwnService::ALL
+            .into_iter()
+            .find(|s| s.path() == path && if s.is_reflection() { self.reflection } else { self.health })
+    }
 }
 
 /// A request as the front door admitted it.
@@ -110,7 +166,7 @@ impl Admitted {
         let index = match &self.target {
             Target::Method(index) => *index,
             Target::Route { binding, .. } => self.snapshot.routes.bindings().get(*binding)?.method,
-            Target::Composite { .. } | Target::Nothing(_) => return None,
+            Target::Composite { .. } | Target::Own(_) | Target::Nothing(_) => return None,
         };
         self.snapshot.methods.get(index)
     }
@@ -133,7 +189,10 @@ impl Admitted {
 
     /// The full method name, when one method is called.
     pub fn rpc(&self) -> Option<&str> {
-        self.method().map(|m| m.descriptor.full_name())
+        match &self.target {
+            Target::Own(service) => Some(service.rpc()),
+            _ => self.method().map(|m| m.descriptor.full_name()),
+        }
     }
 
     /// The route template the request came by: a REST binding's (not the
@@ -164,12 +223,21 @@ impl Admitted {
 /// later reader gets the same one) and resolves its target. The access
 /// record learns the protocol and route here, so refusals are logged with
 /// them too.
-pub fn admit<B>(snapshot: Arc<Snapshot>, composites: &Composites, request: &mut Request<B>) -> Admitted {
+pub fn admit<B>(
+    snapshot: Arc<Snapshot>,
+    composites: &Composites,
+    own: OwnServices,
+    request: &mut Request<B>,
+) -> Admitted {
     #[cfg(test)]
     tests::ADMISSIONS.with(|n| n.set(n.get() + 1));
     let protocol = classify(request);
     request.extensions_mut().insert(snapshot.clone());
-    let target = resolve(protocol, &snapshot, composites, request);
+    let own = matches!(protocol, Protocol::Grpc | Protocol::GrpcWeb).then(|| own.find(request.uri().path())).flatten();
+    let target = match own {
+        Some(service) => Target::Own(service),
+        None => resolve(protocol, &snapshot, composites, request),
+    };
     let admitted = Admitted { protocol, snapshot, target };
     let trace = trace_of(request.extensions());
     trace.protocol(protocol.name());

@@ -92,10 +92,12 @@ fn protocols_are_classified_by_content_type_and_connect_markers() {
 async fn targets_resolve_by_method_name_route_or_nothing() {
     let snapshot = std::sync::Arc::new(crate::compose::tests::snapshot());
     let composites = crate::compose::Composites::new(Vec::new(), Default::default());
-    let admit = |method: Method, uri: &str, content_type: &str| {
+    let on = super::OwnServices { reflection: true, health: true };
+    let admit_with = |own, method: Method, uri: &str, content_type: &str| {
         let request = Request::builder().method(method).uri(uri).header("content-type", content_type);
-        super::admit(snapshot.clone(), &composites, &mut request.body(()).unwrap())
+        super::admit(snapshot.clone(), &composites, own, &mut request.body(()).unwrap())
     };
+    let admit = |method: Method, uri: &str, content_type: &str| admit_with(on, method, uri, content_type);
     let grpc = admit(Method::POST, "/library.v1.LibraryService/GetShelf", "application/grpc");
     assert!(matches!(grpc.target, Target::Method(_)));
     assert_eq!(grpc.selectors(), [Some("library.v1.LibraryService.GetShelf"), Some("library.v1.LibraryService"), None]);
@@ -111,4 +113,15 @@ async fn targets_resolve_by_method_name_route_or_nothing() {
     assert!(matches!(unknown.target, Target::Nothing(_)));
     let wrong_method = admit(Method::PATCH, "/v1/shelves/7", "application/json");
     assert!(matches!(wrong_method.target, Target::Nothing(crate::route::MatchError::MethodNotAllowed(_))));
+
+    let health = admit(Method::POST, "/grpc.health.v1.Health/Check", "application/grpc");
+    assert!(matches!(health.target, Target::Own(super::OwnService::HealthCheck)));
+    assert_eq!(health.selectors(), [Some("grpc.health.v1.Health.Check"), Some("grpc.health.v1.Health"), None]);
+    let web = admit(Method::POST, "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", "application/grpc-web");
+    assert!(matches!(web.target, Target::Own(super::OwnService::ReflectionV1)));
+    let off = super::OwnServices { reflection: false, health: true };
+    let reflection = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
+    assert!(matches!(admit_with(off, Method::POST, reflection, "application/grpc").target, Target::Nothing(_)));
+    let rest = admit(Method::POST, "/grpc.health.v1.Health/Check", "application/json");
+    assert!(matches!(rest.target, Target::Nothing(_)), "only gRPC and gRPC-Web reach the own services");
 }

@@ -65,6 +65,8 @@ pub struct Config {
     pub responses: ResponsesConfig,
     /// Serve `/healthz` and `/readyz` on the public listener as well.
     pub public_health: bool,
+    /// The gateway's own gRPC services on the public listener.
+    pub grpc: GrpcServicesConfig,
     pub tracing: TracingConfig,
     /// Where the config came from, for reloads; none when not from a file.
     pub source: Option<ConfigSource>,
@@ -199,7 +201,24 @@ struct RawConfig {
     timeouts: timeouts::RawTimeouts,
     responses: Vec<responses::RawRule>,
     health: RawHealth,
+    grpc: GrpcServicesConfig,
     tracing: telemetry::RawTracing,
+}
+
+/// `[grpc]`: gRPC server reflection (v1 and v1alpha) over the active
+/// snapshot, and `grpc.health.v1.Health` answering for the gateway and
+/// each service's upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct GrpcServicesConfig {
+    pub reflection: bool,
+    pub health: bool,
+}
+
+impl Default for GrpcServicesConfig {
+    fn default() -> Self {
+        Self { reflection: true, health: true }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -287,6 +306,7 @@ impl Default for RawConfig {
             timeouts: timeouts::RawTimeouts::default(),
             responses: Vec::new(),
             health: RawHealth::default(),
+            grpc: GrpcServicesConfig::default(),
             tracing: telemetry::RawTracing::default(),
         }
     }
@@ -535,6 +555,7 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str, unknown: Vec<String>)
             timeouts,
             responses,
             public_health: raw.health.public,
+            grpc: raw.grpc,
             tracing,
             source: None,
             profile,

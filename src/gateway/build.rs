@@ -5,10 +5,12 @@
 use std::sync::Arc;
 
 use super::{Context, Deadlines, Origins};
+use crate::admission::OwnServices;
 use crate::config::Config;
 use crate::middleware::auth::Authenticator;
 use crate::middleware::{limits, rate_limit};
 use crate::registry::{RedisStore, Registry, Settings, StateDir, Store};
+use crate::services::OwnServers;
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::Upstreams;
 
@@ -57,6 +59,7 @@ pub(super) fn policy_context(
     }
     let limits = &config.limits;
     Ok(Context {
+        own_servers: Arc::new(OwnServers::new(registry.clone())),
         registry,
         auth: Arc::new(auth),
         limiter: limiter.map(Arc::new),
@@ -68,6 +71,7 @@ pub(super) fn policy_context(
             body_timeout: limits.body_timeout,
         },
         public_health: config.public_health,
+        own_services: OwnServices { reflection: config.grpc.reflection, health: config.grpc.health },
         composites: Arc::new(composites),
         policies: Default::default(),
         timeouts: config.timeouts.clone(),

@@ -51,6 +51,9 @@ pub struct Context {
     pub public_health: bool,
     /// Composite endpoints (`[[compose]]`), planned per snapshot.
     pub composites: Arc<crate::compose::Composites>,
+    /// Which of the gateway's own gRPC services are on, and their servers.
+    pub own_services: crate::admission::OwnServices,
+    pub own_servers: Arc<crate::services::OwnServers>,
     /// Every route's policies for the latest snapshot seen.
     pub policies: arc_swap::ArcSwapOption<policies::Policies>,
 }

@@ -68,7 +68,7 @@ impl Policies {
         match &admitted.target {
             Target::Method(index) => self.methods.get(*index),
             Target::Route { binding, .. } => self.bindings.get(*binding),
-            Target::Composite { .. } | Target::Nothing(_) => None,
+            Target::Composite { .. } | Target::Own(_) | Target::Nothing(_) => None,
         }
     }
 

@@ -21,7 +21,7 @@ use futures_util::FutureExt;
 use http_body_util::BodyExt;
 use std::panic::AssertUnwindSafe;
 
-use crate::admission::{Admitted, Protocol};
+use crate::admission::{Admitted, Protocol, Target};
 use crate::error::{Error, caused_by};
 use crate::gateway::Context;
 use crate::telemetry::metrics::Metrics;
@@ -57,6 +57,12 @@ fn panicked(metrics: &Metrics, panic: &(dyn std::any::Any + Send)) {
 }
 
 async fn serve(context: Arc<Context>, admitted: Arc<Admitted>, request: Request<Body>) -> Response<Body> {
+    if let Target::Own(service) = admitted.target {
+        if admitted.protocol == Protocol::Grpc && request.version() != http::Version::HTTP_2 {
+            return needs_http2();
+        }
+        return context.own_servers.serve(service, admitted.protocol, &admitted.snapshot, request).await;
+    }
     match admitted.protocol {
         Protocol::Grpc => grpc(context, request).await,
         Protocol::GrpcWeb => grpc_web::serve(context, request).await,
@@ -114,14 +120,17 @@ impl http_body::Body for Guarded {
 async fn grpc(context: Arc<Context>, request: Request<Body>) -> Response<Body> {
     use tower::ServiceExt;
     if request.version() != http::Version::HTTP_2 {
-        let status = tonic::Status::internal("gRPC needs HTTP/2 (h2c prior knowledge); use gRPC-Web over HTTP/1.1");
-        return status.into_http();
+        return needs_http2();
     }
     let proxy = grpc::GrpcProxy::new(context);
     match proxy.oneshot(request).await {
         Ok(response) => response.map(Body::new),
         Err(never) => match never {},
     }
+}
+
+fn needs_http2() -> Response<Body> {
+    tonic::Status::internal("gRPC needs HTTP/2 (h2c prior knowledge); use gRPC-Web over HTTP/1.1").into_http()
 }
 
 /// Counts a failure to reach the upstream in the metrics.

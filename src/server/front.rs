@@ -27,7 +27,7 @@ pub async fn handle(State(live): State<Arc<LiveContext>>, request: Request) -> R
     let mut request = protocol::drained_when_dropped(request);
     let context = live.pinned(&mut request);
     let snapshot = context.registry.snapshot();
-    let admitted = Arc::new(admission::admit(snapshot, &context.composites, &mut request));
+    let admitted = Arc::new(admission::admit(snapshot, &context.composites, context.own_services, &mut request));
     request.extensions_mut().insert(admitted.clone());
     let (permits, rate_headers) = match admit(&context, &admitted, &mut request).await {
         Ok(admitted) => admitted,

@@ -1,0 +1,91 @@
+//! `grpc.health.v1.Health` for the gateway: the empty service name is the
+//! gateway itself (serving while it answers), a service of the active
+//! snapshot is as healthy as its upstream (some endpoint up and passing
+//! its own health check), and any other name is unknown — NOT_FOUND for
+//! Check, SERVICE_UNKNOWN (the call kept open) for Watch, as the health
+//! protocol says.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::Stream;
+use tonic::{Request, Response, Status};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_server::Health;
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+
+use crate::registry::{Registry, Snapshot};
+use crate::upstream::Pool;
+
+/// How often a Watch looks again. Endpoint checks behind it run at most
+/// every 2 s per upstream however many watchers there are.
+const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+pub struct HealthService {
+    registry: Arc<Registry>,
+}
+
+impl HealthService {
+    pub fn new(registry: Arc<Registry>) -> Self {
+        Self { registry }
+    }
+}
+
+type Watch = Pin<Box<dyn Stream<Item = Result<HealthCheckResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Health for HealthService {
+    async fn check(&self, request: Request<HealthCheckRequest>) -> Result<Response<HealthCheckResponse>, Status> {
+        let service = request.into_inner().service;
+        let snapshot = self.registry.snapshot();
+        match status_of(&snapshot, &service).await {
+            Some(status) => Ok(Response::new(HealthCheckResponse { status: status.into() })),
+            None => Err(Status::not_found(format!("unknown service {service:?}"))),
+        }
+    }
+
+    type WatchStream = Watch;
+
+    async fn watch(&self, request: Request<HealthCheckRequest>) -> Result<Response<Watch>, Status> {
+        let service = request.into_inner().service;
+        let registry = self.registry.clone();
+        // Each round follows the registry, so a service registered later
+        // turns from unknown to its upstream's state.
+        let changes = futures_util::stream::unfold(None, move |last: Option<ServingStatus>| {
+            let (registry, service) = (registry.clone(), service.clone());
+            async move {
+                loop {
+                    if last.is_some() {
+                        tokio::time::sleep(WATCH_INTERVAL).await;
+                    }
+                    let now = status_of(&registry.snapshot(), &service).await.unwrap_or(ServingStatus::ServiceUnknown);
+                    if last != Some(now) {
+                        return Some((Ok(HealthCheckResponse { status: now.into() }), Some(now)));
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(changes)))
+    }
+}
+
+/// A service's state, none when the snapshot does not front it.
+async fn status_of(snapshot: &Snapshot, service: &str) -> Option<ServingStatus> {
+    if service.is_empty() {
+        return Some(ServingStatus::Serving);
+    }
+    let mut pools: Vec<&Arc<Pool>> = Vec::new();
+    for method in snapshot.methods.iter().filter(|m| m.descriptor.parent_service().full_name() == service) {
+        let pool = method.call.channel.pool();
+        if !pools.iter().any(|known| Arc::ptr_eq(known, pool)) {
+            pools.push(pool);
+        }
+    }
+    if pools.is_empty() {
+        return None;
+    }
+    futures_util::future::join_all(pools.iter().map(|pool| pool.ensure_checked())).await;
+    Some(if pools.iter().all(|pool| pool.is_ready()) { ServingStatus::Serving } else { ServingStatus::NotServing })
+}
