@@ -82,18 +82,23 @@ async fn go_style_empty_content_types_and_empty_bodies_on_gets_are_accepted() {
 }
 
 #[tokio::test]
-async fn a_gzip_request_body_is_refused_naming_its_encoding() {
+async fn a_request_body_in_an_unknown_or_broken_encoding_is_refused_naming_it() {
     let g = hostile_gateway().await;
-    let response = reqwest::Client::new()
-        .post(format!("{}/test/v1/echo", g.public))
-        .header("content-type", "application/json")
-        .header("content-encoding", "gzip")
-        .body(vec![0x1f, 0x8b, 8, 0])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 415);
-    assert!(response.text().await.unwrap().contains("Content-Encoding \\\"gzip\\\""));
+    let send = |encoding: &'static str, body: Vec<u8>| {
+        reqwest::Client::new()
+            .post(format!("{}/test/v1/echo", g.public))
+            .header("content-type", "application/json")
+            .header("content-encoding", encoding)
+            .body(body)
+            .send()
+    };
+    let unknown = send("compress", b"{}".to_vec()).await.unwrap();
+    assert_eq!(unknown.status(), 415);
+    assert!(unknown.text().await.unwrap().contains("Content-Encoding \\\"compress\\\""));
+    // A gzip header and nothing after it.
+    let truncated = send("gzip", vec![0x1f, 0x8b, 8, 0]).await.unwrap();
+    assert_eq!(truncated.status(), 400);
+    assert!(truncated.text().await.unwrap().contains("cannot read the request body"));
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ use serde::Deserialize;
 mod admin;
 mod auth;
 mod compose;
+mod compression;
 mod cors;
 mod json;
 mod rate_limit;
@@ -32,6 +33,7 @@ pub use upstream::{
     check_url, parse_spec,
 };
 
+pub use compression::CompressionConfig;
 pub use cors::{OriginPattern, default_methods};
 pub use json::{JsonOptions, Unknown};
 
@@ -56,6 +58,7 @@ pub struct Config {
     /// `info.version` of the OpenAPI document (the API's version).
     pub openapi_version: String,
     pub cors: CorsConfig,
+    pub compression: CompressionConfig,
     /// Interval of SSE keep-alive comments; none turns them off.
     pub sse_keepalive: Option<Duration>,
     pub auth: AuthConfig,
@@ -195,6 +198,7 @@ struct RawConfig {
     admin: admin::RawAdmin,
     openapi: RawOpenApi,
     cors: cors::RawCors,
+    compression: compression::RawCompression,
     streaming: RawStreaming,
     auth: auth::RawAuth,
     rate_limit: rate_limit::RawRateLimit,
@@ -300,6 +304,7 @@ impl Default for RawConfig {
             admin: admin::RawAdmin::default(),
             openapi: RawOpenApi::default(),
             cors: cors::RawCors::default(),
+            compression: compression::RawCompression::default(),
             streaming: RawStreaming::default(),
             auth: auth::RawAuth::default(),
             rate_limit: rate_limit::RawRateLimit::default(),
@@ -480,6 +485,7 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str, unknown: Vec<String>)
     }
     let admin = admin::validate(raw.admin, flags, location, &mut errors);
     let cors = cors::validate(raw.cors, location, &mut errors);
+    let compression = compression::validate(raw.compression, location, &mut errors);
     let auth = auth::validate(raw.auth, location, &mut errors);
     let rate_limit = rate_limit::validate(raw.rate_limit, location, &mut errors);
     let timeouts = timeouts::validate(raw.timeouts, location, &mut errors);
@@ -556,6 +562,7 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str, unknown: Vec<String>)
             responses,
             public_health: raw.health.public,
             grpc: raw.grpc,
+            compression,
             tracing,
             source: None,
             profile,

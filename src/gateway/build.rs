@@ -71,6 +71,7 @@ pub(super) fn policy_context(
             body_timeout: limits.body_timeout,
         },
         public_health: config.public_health,
+        compression: config.compression,
         own_services: OwnServices { reflection: config.grpc.reflection, health: config.grpc.health },
         composites: Arc::new(composites),
         policies: Default::default(),

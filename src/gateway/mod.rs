@@ -51,6 +51,8 @@ pub struct Context {
     pub public_health: bool,
     /// Composite endpoints (`[[compose]]`), planned per snapshot.
     pub composites: Arc<crate::compose::Composites>,
+    /// Connect's message compression (the listener's layers do HTTP's).
+    pub compression: crate::config::CompressionConfig,
     /// Which of the gateway's own gRPC services are on, and their servers.
     pub own_services: crate::admission::OwnServices,
     pub own_servers: Arc<crate::services::OwnServers>,

@@ -109,6 +109,7 @@ fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
         ("registry", old.registry != new.registry),
         ("admin", old.admin != new.admin),
         ("cors", old.cors != new.cors),
+        ("compression", old.compression != new.compression),
         ("tracing", old.tracing != new.tracing),
     ];
     changed.into_iter().filter(|(_, changed)| *changed).map(|(name, _)| name).collect()

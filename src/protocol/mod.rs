@@ -76,7 +76,8 @@ async fn serve(context: Arc<Context>, admitted: Arc<Admitted>, request: Request<
 }
 
 /// A response body whose panics end it in the protocol's form: gRPC kinds
-/// get `grpc-status: 13` trailers, others an aborted body.
+/// get `grpc-status: 13` trailers, others an aborted body. It ends once:
+/// polled again after its end it stays ended.
 struct Guarded {
     inner: Option<Body>,
     protocol: Protocol,
@@ -94,6 +95,12 @@ impl http_body::Body for Guarded {
         let this = &mut *self;
         let Some(inner) = this.inner.as_mut() else { return std::task::Poll::Ready(None) };
         match std::panic::catch_unwind(AssertUnwindSafe(|| std::pin::Pin::new(inner).poll_frame(cx))) {
+            // Fused: layers outside (compression) poll again after the end,
+            // which a stream-backed body must not see.
+            Ok(std::task::Poll::Ready(None)) => {
+                this.inner = None;
+                std::task::Poll::Ready(None)
+            }
             Ok(polled) => polled,
             Err(panic) => {
                 this.inner = None;

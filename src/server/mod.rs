@@ -2,6 +2,7 @@
 //! tower stack in one place, serves HTTP/1.1 and HTTP/2 (h2c, or TLS with ALPN) on one port,
 //! reloads its policies without a restart, and shuts down gracefully.
 
+mod compression;
 mod front;
 mod listener;
 mod tls;
@@ -11,11 +12,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::Request;
 use tokio::net::TcpListener;
 use tokio::sync::watch as signal;
 use tokio::task::JoinHandle;
 use tower::ServiceBuilder;
+use tower_http::compression::CompressionBody;
+use tower_http::decompression::DecompressionBody;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
@@ -151,6 +155,9 @@ fn spawn_listener(
     listener::spawn(listener, app, config.limits.clone(), tls, signal)
 }
 
+/// What request decompression makes of an answer's body.
+type Decompressed = tower_http::body::UnsyncBoxBody<bytes::Bytes, tower_http::BoxError>;
+
 /// The public router and its tower stack, outermost layer first. Body size
 /// is limited inside the protocols that read whole bodies (REST, Connect
 /// unary): a total-body limit here would cut long gRPC streams. Policy
@@ -172,6 +179,13 @@ pub fn router(live: Arc<LiveContext>, config: &Config) -> Router {
         // Inside the request id, outside every policy: refusals are logged
         // and counted too.
         .layer(axum::middleware::from_fn_with_state(metrics, telemetry::observe))
+        // Inside the access record, so it counts the bytes on the wire;
+        // outside the front door, so every protocol reads decoded bodies
+        // and the body-size limit counts decompressed bytes.
+        .map_response(|response: http::Response<CompressionBody<Decompressed>>| response.map(Body::new))
+        .layer(compression::responses(&config.compression))
+        .layer(compression::requests(&config.compression))
+        .map_request(|request: http::Request<DecompressionBody<Body>>| request.map(Body::new))
         // Before the front door, so preflights are answered before any
         // policy (they carry no credentials); the front door admits every
         // other request once and runs the policies on that admission.

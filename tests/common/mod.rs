@@ -167,7 +167,11 @@ pub async fn serve_echo(echo: echo::Echo) -> (SocketAddr, Arc<AtomicUsize>) {
     tokio::spawn(
         tonic::transport::Server::builder()
             .layer(echo::TrailerEchoLayer)
-            .add_service(EchoServiceServer::new(echo))
+            .add_service(
+                EchoServiceServer::new(echo)
+                    .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+                    .send_compressed(tonic::codec::CompressionEncoding::Gzip),
+            )
             .serve_with_incoming(incoming),
     );
     (addr, connections)

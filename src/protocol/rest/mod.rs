@@ -79,7 +79,7 @@ async fn handle(
     };
     let prepared = prepare(context, snapshot, binding, variables, &parts)?;
     let content_type = content_type(&parts)?;
-    check_identity_encoding(&parts)?;
+    check_identity_encoding(&parts, &context.compression)?;
     if prepared.method.descriptor.is_client_streaming() {
         return client_stream(context, snapshot, prepared, &parts, content_type, body).await;
     }
@@ -207,20 +207,23 @@ fn content_type(parts: &Parts) -> Result<Option<&str>, Error> {
     }
 }
 
-/// Compressed request bodies are not read yet: a gzip body parsed as JSON
-/// was answered "invalid JSON body", which sent users looking in the wrong
-/// place.
-fn check_identity_encoding(parts: &Parts) -> Result<(), Error> {
+/// An encoding the listener did not decode (not one it speaks, or request
+/// decompression off) is named in a 415 with the ones it does speak: read
+/// as JSON it was answered "invalid JSON body", which sent users looking in
+/// the wrong place.
+fn check_identity_encoding(parts: &Parts, compression: &crate::config::CompressionConfig) -> Result<(), Error> {
     let Some(encoding) = parts.headers.get(http::header::CONTENT_ENCODING) else { return Ok(()) };
     let encoding = encoding.to_str().unwrap_or("(not ASCII)").trim();
     if encoding.is_empty() || encoding.eq_ignore_ascii_case("identity") {
         return Ok(());
     }
+    let accepted = compression.request_encodings();
     let mut error = Error::client(
         Code::InvalidArgument,
-        format!("request bodies with Content-Encoding {encoding:?} are not supported; send them uncompressed"),
+        format!("request bodies with Content-Encoding {encoding:?} are not supported; accepted: {accepted}"),
     );
     error.http_status = Some(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    error.set_header(http::header::ACCEPT_ENCODING, &accepted);
     Err(error)
 }
 

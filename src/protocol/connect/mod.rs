@@ -3,6 +3,8 @@
 //! streaming with enveloped messages and an end-of-stream message, and
 //! Connect's error JSON.
 
+mod compression;
+
 use std::time::Duration;
 
 use axum::body::Body;
@@ -43,7 +45,7 @@ enum Codec {
 }
 
 /// Headers that belong to HTTP or to Connect itself, never metadata.
-const RESERVED: [&str; 12] = [
+const RESERVED: [&str; 14] = [
     "content-type",
     "content-length",
     "content-encoding",
@@ -56,6 +58,8 @@ const RESERVED: [&str; 12] = [
     "user-agent",
     "connect-protocol-version",
     "connect-timeout-ms",
+    "connect-content-encoding",
+    "connect-accept-encoding",
 ];
 
 const END_STREAM: u8 = 0x02;
@@ -102,6 +106,7 @@ fn stream_error(
         _ => Codec::Json.stream_type(),
     };
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(stream_type));
+    super::error_headers(error, response.headers_mut());
     response
 }
 
@@ -122,15 +127,19 @@ async fn unary(
     body: Body,
 ) -> Result<Response<Body>, Error> {
     let (codec, payload) = if parts.method == Method::GET {
-        get_request(method, parts)?
+        get_request(context, method, parts)?
     } else {
         let codec = match content_type(&parts.headers).as_str() {
             "application/json" => Codec::Json,
             "application/proto" => Codec::Proto,
             other => return Err(Error::unsupported_media_type(other)),
         };
-        check_identity(parts.headers.get(CONTENT_ENCODING).and_then(|v| v.to_str().ok()))?;
-        (codec, read_body(body, context.max_body_size).await?)
+        // The listener decoded what it can; what is left is refused here,
+        // or (the listener's decoding off) read as Connect's own gzip.
+        let declared = parts.headers.get(CONTENT_ENCODING).and_then(|v| v.to_str().ok());
+        let encoding = compression::declared(declared, &context.compression, "accept-encoding")?;
+        let body = read_body(body, context.max_body_size).await?;
+        (codec, compression::decode(encoding, &body, context.max_body_size)?)
     };
     let trace = trace_of(&parts.extensions);
     let plans = &*snapshot.plans;
@@ -150,7 +159,7 @@ async fn unary(
 
 /// `GET ?message=…&encoding=json|proto[&base64=1]`, allowed only for methods
 /// marked `idempotency_level = NO_SIDE_EFFECTS`.
-fn get_request(method: &MethodEntry, parts: &Parts) -> Result<(Codec, Bytes), Error> {
+fn get_request(context: &Context, method: &MethodEntry, parts: &Parts) -> Result<(Codec, Bytes), Error> {
     if !method.side_effect_free {
         let mut error = Error::client(
             Code::Unimplemented,
@@ -175,7 +184,7 @@ fn get_request(method: &MethodEntry, parts: &Parts) -> Result<(Codec, Bytes), Er
             return Err(Error::bad_request("a Connect GET needs ?encoding=json|proto"));
         }
     };
-    check_identity(get("compression"))?;
+    let encoding = compression::declared(get("compression"), &context.compression, "connect-accept-encoding")?;
     let message = get("message").unwrap_or("");
     let payload = if get("base64") == Some("1") {
         let engine = if message.ends_with('=') { &URL_SAFE } else { &URL_SAFE_NO_PAD };
@@ -183,7 +192,7 @@ fn get_request(method: &MethodEntry, parts: &Parts) -> Result<(Codec, Bytes), Er
     } else {
         Bytes::copy_from_slice(message.as_bytes())
     };
-    Ok((codec, payload))
+    Ok((codec, compression::decode(encoding, &payload, context.max_body_size)?))
 }
 
 fn url_pairs(query: &str) -> Vec<(String, String)> {
@@ -213,22 +222,20 @@ async fn server_stream(
         "application/connect+proto" => Codec::Proto,
         other => return Err(Error::unsupported_media_type(other)),
     };
-    let (headers, frames) = match stream_request(context, method, parts, body, codec).await {
-        Ok((headers, messages, deadline)) => {
-            let idle = route_timeouts(context, &parts.extensions, method, None).stream_idle;
-            let json = context.json.serialize_options();
-            let state = StreamState { messages, codec, json, pool: snapshot.pool.clone(), idle, deadline };
-            (headers, responses(state))
-        }
-        Err(error) => {
-            log(&error);
-            let end =
-                end_of_stream(Some(&error), &MetadataMap::new(), &snapshot.pool, &context.json.serialize_options());
-            (MetadataMap::new(), futures_util::stream::once(async move { Ok(end) }).boxed())
-        }
-    };
+    let gzip = compression::answer_gzip(&parts.headers, &context.compression)
+        .then_some(usize::from(context.compression.min_size));
+    // A failure before the stream starts is answered by `serve`, in the
+    // stream's own form.
+    let (headers, messages, deadline) = stream_request(context, method, parts, body, codec).await?;
+    let idle = route_timeouts(context, &parts.extensions, method, None).stream_idle;
+    let json = context.json.serialize_options();
+    let pool = snapshot.pool.clone();
+    let frames = responses(StreamState { messages, codec, json, pool, idle, deadline, gzip });
     let mut response = Response::new(Body::from_stream(frames));
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(codec.stream_type()));
+    if gzip.is_some() {
+        response.headers_mut().insert("connect-content-encoding", HeaderValue::from_static("gzip"));
+    }
     upstream_metadata::to_http(&headers, "", response.headers_mut());
     Ok(response)
 }
@@ -240,9 +247,18 @@ async fn stream_request(
     body: Body,
     codec: Codec,
 ) -> Result<(MetadataMap, tonic::Streaming<DynamicMessage>, Option<Instant>), Error> {
-    check_identity(parts.headers.get("connect-content-encoding").and_then(|v| v.to_str().ok()))?;
+    let declared = parts.headers.get("connect-content-encoding").and_then(|v| v.to_str().ok());
+    let encoding = compression::declared(declared, &context.compression, "connect-accept-encoding")?;
     let payload = read_body(body, context.max_body_size).await?;
-    let message = single_envelope(&payload)?;
+    let (flags, message) = single_envelope(&payload)?;
+    let message = match (flags & COMPRESSED != 0, encoding) {
+        (false, _) => Bytes::copy_from_slice(message),
+        (true, compression::Encoding::Identity) => {
+            return Err(Error::bad_request("a compressed envelope, but no Connect-Content-Encoding"));
+        }
+        (true, encoding) => compression::decode(encoding, message, context.max_body_size)?,
+    };
+    let message = &message[..];
     let trace = trace_of(&parts.extensions);
     let message = trace.time_transcoding(|| decode(codec, &method.descriptor.input(), message, context))?;
     check_size(prost::Message::encoded_len(&message), method.call.max_message_size)?;
@@ -257,14 +273,11 @@ async fn stream_request(
 }
 
 /// The one request envelope of a server-streaming call.
-fn single_envelope(payload: &[u8]) -> Result<&[u8], Error> {
+fn single_envelope(payload: &[u8]) -> Result<(u8, &[u8]), Error> {
     if payload.len() < 5 {
         return Err(Error::bad_request("truncated envelope: a Connect stream message needs a 5-byte prefix"));
     }
     let flags = payload[0];
-    if flags & COMPRESSED != 0 {
-        return Err(Error::client(Code::Unimplemented, "compressed envelopes are not supported"));
-    }
     let length = u32::from_be_bytes([payload[1], payload[2], payload[3], payload[4]]) as usize;
     let message = payload.get(5..5 + length).ok_or_else(|| {
         Error::bad_request(format!("truncated envelope: {length} bytes announced, {} sent", payload.len() - 5))
@@ -272,7 +285,7 @@ fn single_envelope(payload: &[u8]) -> Result<&[u8], Error> {
     if payload.len() != 5 + length {
         return Err(Error::bad_request("a server-streaming call takes exactly one request message"));
     }
-    Ok(message)
+    Ok((flags, message))
 }
 
 /// What a Connect stream carries from one frame to the next.
@@ -285,6 +298,9 @@ struct StreamState {
     idle: Option<Duration>,
     /// When the whole call must be over.
     deadline: Option<Instant>,
+    /// Messages of at least this size go out gzip-compressed (the client
+    /// accepts gzip); none: all go as they are.
+    gzip: Option<usize>,
 }
 
 fn responses(state: StreamState) -> BoxStream<'static, Result<Bytes, std::convert::Infallible>> {
@@ -293,7 +309,7 @@ fn responses(state: StreamState) -> BoxStream<'static, Result<Bytes, std::conver
         let failure = match within_deadline(state.deadline, next_within(state.idle, state.messages.message())).await {
             Err(idle) => idle,
             Ok(Ok(Some(message))) => match encode(state.codec, &message, &state.json) {
-                Ok(bytes) => return Some((Ok(envelope(0, &bytes)), Some(state))),
+                Ok(bytes) => return Some((Ok(message_envelope(&bytes, state.gzip)), Some(state))),
                 Err(error) => error,
             },
             Ok(Ok(None)) => {
@@ -305,6 +321,14 @@ fn responses(state: StreamState) -> BoxStream<'static, Result<Bytes, std::conver
         Some((Ok(end_of_stream(Some(&failure), &MetadataMap::new(), &state.pool, &state.json)), None))
     })
     .boxed()
+}
+
+/// A message's envelope, compressed when that was asked for and pays.
+fn message_envelope(message: &[u8], gzip: Option<usize>) -> Bytes {
+    match gzip.filter(|min| message.len() >= *min).and_then(|_| compression::gzip(message)) {
+        Some(compressed) => envelope(COMPRESSED, &compressed),
+        None => envelope(0, message),
+    }
 }
 
 fn envelope(flags: u8, payload: &[u8]) -> Bytes {
@@ -469,15 +493,6 @@ fn encode(codec: Codec, message: &DynamicMessage, json: &SerializeOptions) -> Re
                 .serialize_with_options(&mut serde_json::Serializer::new(&mut out), json)
                 .map_err(|e| Error::gateway(Code::Internal, format!("cannot render the response: {e}")))?;
             Ok(out)
-        }
-    }
-}
-
-fn check_identity(encoding: Option<&str>) -> Result<(), Error> {
-    match encoding {
-        None | Some("identity") => Ok(()),
-        Some(other) => {
-            Err(Error::client(Code::Unimplemented, format!("unsupported compression {other:?}; send identity")))
         }
     }
 }
