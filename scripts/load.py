@@ -148,7 +148,8 @@ class Stack:
         wait_for(self.backend_port)
         wait_for(self.echo_port)
         self.gateway = subprocess.Popen(
-            pinned(0) + [os.path.join(release, "protogate"), "serve", "--descriptor", os.path.join(ROOT, "descriptors", "library.binpb"),
+            # PROTOGATE_BIN: another build of the gateway, for A/B runs.
+            pinned(0) + [os.environ.get("PROTOGATE_BIN", os.path.join(release, "protogate")), "serve", "--descriptor", os.path.join(ROOT, "descriptors", "library.binpb"),
              "--upstream", f"http://127.0.0.1:{self.backend_port}", "--listen", f"127.0.0.1:{self.port}",
              "--admin-listen", f"127.0.0.1:{self.admin_port}"],
             # The access log stays on (the default), written where production sends it.
@@ -210,6 +211,8 @@ def main():
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--soak", metavar="DURATION", help="run the soak scenario instead (e.g. 10m)")
     parser.add_argument("--compare", action="store_true", help="only the gateway / bare server / backend comparison")
+    parser.add_argument("--compression", action="store_true",
+                        help="only the large answer with and without Accept-Encoding: gzip (64 connections)")
     args = parser.parse_args()
     oha = oha_binary()
     stack = Stack()
@@ -226,6 +229,9 @@ def main():
         idle_rss = memory_kib(stack.gateway.pid, "VmRSS")
         stack.register_echo()
         time.sleep(0.5)
+        if args.compression:
+            print_compression(compression(stack, oha, args.duration))
+            return
         comparison = compare(stack, oha, args.duration)
         if args.compare:
             print_comparison(comparison)
@@ -243,6 +249,8 @@ def main():
              "GET", None, ()),
             (f"{sizes['bench128k'] // 1024} KB JSON response", f"{stack.base}/v1/shelves/bench128k/books?pageSize=1000",
              "GET", None, ()),
+            (f"{sizes['bench128k'] // 1024} KB JSON response, gzip",
+             f"{stack.base}/v1/shelves/bench128k/books?pageSize=1000", "GET", None, ("accept-encoding: gzip",)),
         ]
         floor = ("direct gRPC GetShelf (floor)", f"http://127.0.0.1:{stack.backend_port}/library.v1.LibraryService/GetShelf",
                  "POST", get_shelf_request(), ("content-type: application/grpc", "te: trailers"))
@@ -289,6 +297,29 @@ def main():
           f"idle with 10 000 more routes {routes_rss / 1024:.1f} MiB")
 
 
+def compression(stack, oha, duration):
+    """The large list answer as it is and gzip-compressed: CPU and bytes per request."""
+    sizes = stack.seed()
+    url = f"{stack.base}/v1/shelves/bench128k/books?pageSize=1000"
+    rows = []
+    for http2 in (False, True):
+        for encoding in ("identity", "gzip", "br", "zstd"):
+            result = measure(oha, stack.gateway.pid, url, 64, duration, http2, headers=(f"accept-encoding: {encoding}",))
+            result.update({"scenario": f"{sizes['bench128k'] // 1024} KB JSON list", "encoding": encoding,
+                           "http": "h2" if http2 else "h1"})
+            print(json.dumps(result), file=sys.stderr)
+            rows.append(result)
+    return rows
+
+
+def print_compression(rows):
+    print("| answer (64 conns) | HTTP | Accept-Encoding | req/s | p99 ms | gateway CPU µs/req | bytes/req on the wire |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['scenario']} | {r['http']} | {r['encoding']} | {r['rps']:.0f} | {r['p99_ms']:.2f} | "
+              f"{r['cpu_us']:.0f} | {r['bytes']:.0f} |")
+
+
 def measure(oha, pid, url, connections, duration, http2, method="GET", body=None, headers=()):
     """One oha run: requests/s, p99 and `pid`'s CPU µs per request."""
     before = cpu_seconds(pid)
@@ -296,6 +327,7 @@ def measure(oha, pid, url, connections, duration, http2, method="GET", body=None
     spent = cpu_seconds(pid) - before
     count = sum(report.get("statusCodeDistribution", {}).values())
     return {"rps": report["summary"]["requestsPerSec"], "cpu_us": spent / count * 1e6 if count else 0,
+            "bytes": report["summary"].get("sizePerRequest") or 0,
             "p99_ms": report.get("latencyPercentiles", {}).get("p99", 0) * 1000,
             "statuses": report.get("statusCodeDistribution", {})}
 

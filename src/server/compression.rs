@@ -66,10 +66,5 @@ pub fn responses(config: &CompressionConfig) -> CompressionLayer<Compressible> {
 /// accepts).
 pub fn requests(config: &CompressionConfig) -> RequestDecompressionLayer {
     let on = config.requests;
-    RequestDecompressionLayer::new()
-        .gzip(on && config.gzip)
-        .br(on && config.br)
-        .zstd(on && config.zstd)
-        .no_deflate()
-        .pass_through_unaccepted(true)
+    RequestDecompressionLayer::new().gzip(on).br(on).zstd(on).no_deflate().pass_through_unaccepted(true)
 }

@@ -30,7 +30,7 @@ pub(super) fn declared(
 ) -> Result<Encoding, Error> {
     match value.map(str::trim) {
         None | Some("") | Some("identity") => Ok(Encoding::Identity),
-        Some("gzip") if config.requests && config.gzip => Ok(Encoding::Gzip),
+        Some("gzip") if config.requests => Ok(Encoding::Gzip),
         Some(other) => {
             let accepted = accepted(config, accept_header);
             let mut error = Error::client(
@@ -47,8 +47,8 @@ pub(super) fn declared(
 /// messages gzip; unary bodies whatever the listener decodes.
 fn accepted(config: &CompressionConfig, header: &str) -> String {
     match header {
-        "accept-encoding" => config.request_encodings(),
-        _ if config.requests && config.gzip => "gzip".into(),
+        "accept-encoding" => config.request_encodings().into(),
+        _ if config.requests => "gzip".into(),
         _ => "identity".into(),
     }
 }

@@ -223,7 +223,7 @@ fn check_identity_encoding(parts: &Parts, compression: &crate::config::Compressi
         format!("request bodies with Content-Encoding {encoding:?} are not supported; accepted: {accepted}"),
     );
     error.http_status = Some(StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    error.set_header(http::header::ACCEPT_ENCODING, &accepted);
+    error.set_header(http::header::ACCEPT_ENCODING, accepted);
     Err(error)
 }
 
