@@ -2,8 +2,6 @@
 //! one: a snapshot is active, each upstream has an endpoint that passes its
 //! health check (checked at most every 2 s), and the shared stores (registry, rate limits) are reachable.
 
-use std::sync::Arc;
-
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 
@@ -14,13 +12,7 @@ use crate::upstream::Pool;
 /// The readiness verdict and its JSON body.
 pub async fn report(context: &Context) -> (StatusCode, Value) {
     let snapshot = context.registry.snapshot();
-    let mut pools: Vec<&Arc<Pool>> = Vec::new();
-    for method in &snapshot.methods {
-        let pool = method.call.channel.pool();
-        if !pools.iter().any(|known| Arc::ptr_eq(known, pool)) {
-            pools.push(pool);
-        }
-    }
+    let pools = snapshot.pools(None);
     futures_util::future::join_all(pools.iter().map(|pool| pool.ensure_checked())).await;
     let upstreams_ready = pools.iter().all(|pool| pool.is_ready());
     let store_error = context.registry.store_error();

@@ -55,6 +55,20 @@ pub struct MethodEntry {
 }
 
 impl Snapshot {
+    /// The endpoint pools behind the methods of `service` (every service
+    /// when none), each once.
+    pub fn pools(&self, service: Option<&str>) -> Vec<&Arc<crate::upstream::Pool>> {
+        let mut pools: Vec<&Arc<crate::upstream::Pool>> = Vec::new();
+        let methods = self.methods.iter();
+        for method in methods.filter(|m| service.is_none_or(|s| m.descriptor.parent_service().full_name() == s)) {
+            let pool = method.call.channel.pool();
+            if !pools.iter().any(|known| Arc::ptr_eq(known, pool)) {
+                pools.push(pool);
+            }
+        }
+        pools
+    }
+
     /// An empty snapshot: no routes, every request a 404.
     pub fn empty() -> Self {
         let pool = source::bundled_pool().unwrap_or_default();

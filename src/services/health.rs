@@ -16,7 +16,6 @@ use tonic_health::pb::health_server::Health;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
 use crate::registry::{Registry, Snapshot};
-use crate::upstream::Pool;
 
 /// How often a Watch looks again. Endpoint checks behind it run at most
 /// every 2 s per upstream however many watchers there are.
@@ -76,13 +75,7 @@ async fn status_of(snapshot: &Snapshot, service: &str) -> Option<ServingStatus> 
     if service.is_empty() {
         return Some(ServingStatus::Serving);
     }
-    let mut pools: Vec<&Arc<Pool>> = Vec::new();
-    for method in snapshot.methods.iter().filter(|m| m.descriptor.parent_service().full_name() == service) {
-        let pool = method.call.channel.pool();
-        if !pools.iter().any(|known| Arc::ptr_eq(known, pool)) {
-            pools.push(pool);
-        }
-    }
+    let pools = snapshot.pools(Some(service));
     if pools.is_empty() {
         return None;
     }

@@ -20,36 +20,49 @@ pub(super) enum Encoding {
     Gzip,
 }
 
-/// A request's declared message encoding; an unsupported one is refused
-/// UNIMPLEMENTED naming what is accepted, in `accept_header` too, as the
-/// Connect protocol says.
-pub(super) fn declared(
-    value: Option<&str>,
-    config: &CompressionConfig,
-    accept_header: &'static str,
-) -> Result<Encoding, Error> {
-    match value.map(str::trim) {
-        None | Some("") | Some("identity") => Ok(Encoding::Identity),
-        Some("gzip") if config.requests => Ok(Encoding::Gzip),
-        Some(other) => {
-            let accepted = accepted(config, accept_header);
-            let mut error = Error::client(
-                Code::Unimplemented,
-                format!("unsupported compression {other:?}; this gateway accepts {accepted}"),
-            );
-            error.set_header(http::HeaderName::from_static(accept_header), &accepted);
-            Err(error)
+/// What a declared encoding applies to, which says where a refusal lists
+/// the accepted ones and what they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Scope {
+    /// A unary body (`Content-Encoding`): whatever the listener decodes.
+    Body,
+    /// Stream envelopes and GET messages: gzip.
+    Messages,
+}
+
+impl Scope {
+    fn header(self) -> http::HeaderName {
+        match self {
+            Self::Body => http::header::ACCEPT_ENCODING,
+            Self::Messages => http::HeaderName::from_static("connect-accept-encoding"),
+        }
+    }
+
+    fn accepted(self, config: &CompressionConfig) -> &'static str {
+        match self {
+            Self::Body => config.request_encodings(),
+            Self::Messages if config.requests => "gzip",
+            Self::Messages => "identity",
         }
     }
 }
 
-/// The encodings the gateway accepts, for that header: envelopes and GET
-/// messages gzip; unary bodies whatever the listener decodes.
-fn accepted(config: &CompressionConfig, header: &str) -> String {
-    match header {
-        "accept-encoding" => config.request_encodings().into(),
-        _ if config.requests => "gzip".into(),
-        _ => "identity".into(),
+/// A request's declared encoding; an unsupported one is refused
+/// UNIMPLEMENTED naming what is accepted, in the scope's accept header too,
+/// as the Connect protocol says.
+pub(super) fn declared(value: Option<&str>, config: &CompressionConfig, scope: Scope) -> Result<Encoding, Error> {
+    match value.map(str::trim) {
+        None | Some("") | Some("identity") => Ok(Encoding::Identity),
+        Some("gzip") if config.requests => Ok(Encoding::Gzip),
+        Some(other) => {
+            let accepted = scope.accepted(config);
+            let mut error = Error::client(
+                Code::Unimplemented,
+                format!("unsupported compression {other:?}; this gateway accepts {accepted}"),
+            );
+            error.set_header(scope.header(), accepted);
+            Err(error)
+        }
     }
 }
 
@@ -96,22 +109,22 @@ mod tests {
     fn declared_encodings_are_accepted_or_refused_with_what_is_accepted() {
         let on = CompressionConfig::default();
         let off = CompressionConfig { requests: false, ..on };
-        type Case = (Option<&'static str>, CompressionConfig, &'static str, Result<Encoding, &'static str>);
+        type Case = (Option<&'static str>, CompressionConfig, Scope, Result<Encoding, &'static str>);
         let cases: [Case; 6] = [
-            (None, on, "connect-accept-encoding", Ok(Encoding::Identity)),
-            (Some("identity"), on, "connect-accept-encoding", Ok(Encoding::Identity)),
-            (Some("gzip"), on, "connect-accept-encoding", Ok(Encoding::Gzip)),
-            (Some("br"), on, "connect-accept-encoding", Err("gzip")),
-            (Some("gzip"), off, "connect-accept-encoding", Err("identity")),
-            (Some("snappy"), on, "accept-encoding", Err("gzip, br, zstd")),
+            (None, on, Scope::Messages, Ok(Encoding::Identity)),
+            (Some("identity"), on, Scope::Messages, Ok(Encoding::Identity)),
+            (Some("gzip"), on, Scope::Messages, Ok(Encoding::Gzip)),
+            (Some("br"), on, Scope::Messages, Err("gzip")),
+            (Some("gzip"), off, Scope::Messages, Err("identity")),
+            (Some("snappy"), on, Scope::Body, Err("gzip, br, zstd")),
         ];
-        for (value, config, header, expected) in cases {
-            match (declared(value, &config, header), expected) {
+        for (value, config, scope, expected) in cases {
+            match (declared(value, &config, scope), expected) {
                 (Ok(got), Ok(want)) => assert_eq!(got, want, "{value:?}"),
                 (Err(error), Err(accepted)) => {
                     assert_eq!(error.code, Code::Unimplemented, "{value:?}");
                     assert!(error.message.ends_with(&format!("accepts {accepted}")), "{value:?}: {}", error.message);
-                    assert_eq!(error.header(http::HeaderName::from_static(header)), Some(accepted), "{value:?}");
+                    assert_eq!(error.header(scope.header()), Some(accepted), "{value:?}");
                 }
                 (got, want) => panic!("{value:?}: got {got:?}, want {want:?}"),
             }

@@ -137,7 +137,7 @@ async fn unary(
         // The listener decoded what it can; what is left is refused here,
         // or (the listener's decoding off) read as Connect's own gzip.
         let declared = parts.headers.get(CONTENT_ENCODING).and_then(|v| v.to_str().ok());
-        let encoding = compression::declared(declared, &context.compression, "accept-encoding")?;
+        let encoding = compression::declared(declared, &context.compression, compression::Scope::Body)?;
         let body = read_body(body, context.max_body_size).await?;
         (codec, compression::decode(encoding, &body, context.max_body_size)?)
     };
@@ -184,7 +184,7 @@ fn get_request(context: &Context, method: &MethodEntry, parts: &Parts) -> Result
             return Err(Error::bad_request("a Connect GET needs ?encoding=json|proto"));
         }
     };
-    let encoding = compression::declared(get("compression"), &context.compression, "connect-accept-encoding")?;
+    let encoding = compression::declared(get("compression"), &context.compression, compression::Scope::Messages)?;
     let message = get("message").unwrap_or("");
     let payload = if get("base64") == Some("1") {
         let engine = if message.ends_with('=') { &URL_SAFE } else { &URL_SAFE_NO_PAD };
@@ -248,7 +248,7 @@ async fn stream_request(
     codec: Codec,
 ) -> Result<(MetadataMap, tonic::Streaming<DynamicMessage>, Option<Instant>), Error> {
     let declared = parts.headers.get("connect-content-encoding").and_then(|v| v.to_str().ok());
-    let encoding = compression::declared(declared, &context.compression, "connect-accept-encoding")?;
+    let encoding = compression::declared(declared, &context.compression, compression::Scope::Messages)?;
     let payload = read_body(body, context.max_body_size).await?;
     let (flags, message) = single_envelope(&payload)?;
     let message = match (flags & COMPRESSED != 0, encoding) {
