@@ -57,6 +57,8 @@ pub struct Config {
     pub openapi: bool,
     /// `info.version` of the OpenAPI document (the API's version).
     pub openapi_version: String,
+    /// The document's `servers`; empty: the gateway itself (`/`).
+    pub openapi_servers: Vec<String>,
     pub cors: CorsConfig,
     pub compression: CompressionConfig,
     /// Interval of SSE keep-alive comments; none turns them off.
@@ -248,11 +250,12 @@ impl Default for RawStreaming {
 struct RawOpenApi {
     enabled: bool,
     version: String,
+    servers: Vec<String>,
 }
 
 impl Default for RawOpenApi {
     fn default() -> Self {
-        Self { enabled: true, version: env!("CARGO_PKG_VERSION").into() }
+        Self { enabled: true, version: env!("CARGO_PKG_VERSION").into(), servers: Vec::new() }
     }
 }
 
@@ -396,6 +399,12 @@ fn parse_toml(text: &str, location: &str) -> Result<(RawConfig, Vec<String>), Co
     Ok((raw, unknown))
 }
 
+/// An OpenAPI server URL: absolute http(s), or relative to the document.
+fn valid_server_url(url: &str) -> bool {
+    let absolute = ["http://", "https://"].iter().any(|scheme| url.strip_prefix(scheme).is_some_and(|rest| !rest.is_empty()));
+    (absolute || url.starts_with('/')) && !url.chars().any(char::is_whitespace)
+}
+
 fn validate(raw: RawConfig, flags: &Flags, location: &str, unknown: Vec<String>) -> Result<Config, ConfigErrors> {
     let mut errors = unknown;
     let listen_text = flags.listen.clone().unwrap_or(raw.listen);
@@ -483,6 +492,9 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str, unknown: Vec<String>)
     if raw.registry.max_versions == 0 {
         errors.push(format!("{location}: `registry.max_versions` must be at least 1"));
     }
+    for url in raw.openapi.servers.iter().filter(|url| !valid_server_url(url)) {
+        errors.push(format!("{location}: `openapi.servers`: {url:?} is not an http(s):// URL or a path starting with /"));
+    }
     let admin = admin::validate(raw.admin, flags, location, &mut errors);
     let cors = cors::validate(raw.cors, location, &mut errors);
     let compression = compression::validate(raw.compression, location, &mut errors);
@@ -554,6 +566,7 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str, unknown: Vec<String>)
             admin,
             openapi: raw.openapi.enabled,
             openapi_version: raw.openapi.version,
+            openapi_servers: raw.openapi.servers,
             cors,
             sse_keepalive,
             auth,

@@ -82,6 +82,8 @@ pub(super) fn policy_context(
         max_body_size: config.limits.max_body_size,
         openapi: config.openapi,
         openapi_version: Arc::from(config.openapi_version.as_str()),
+        openapi_servers: config.openapi_servers.clone(),
+        openapi_document: Default::default(),
         sse_keepalive: config.sse_keepalive,
         http_trailers: config.profile == crate::config::Profile::GrpcGateway,
         origins: Origins { any: config.cors.any_origin, allowed: config.cors.allowed_origins.clone() },

@@ -3,6 +3,7 @@
 //! built from a config, and how a reload swaps it.
 
 pub mod build;
+mod openapi;
 pub mod policies;
 pub mod reload;
 
@@ -30,6 +31,13 @@ pub struct Context {
     pub openapi: bool,
     /// `info.version` of that document.
     pub openapi_version: Arc<str>,
+    /// Its `servers`; empty: the gateway itself.
+    pub openapi_servers: Vec<String>,
+    /// The document of the latest snapshot asked for, rendered under the
+    /// lock so concurrent first requests render it once. Here and not on
+    /// the snapshot: a config reload (version, auth, rate limits, success
+    /// codes) changes it too.
+    pub openapi_document: std::sync::Mutex<Option<(u64, bytes::Bytes)>>,
     /// Interval of SSE keep-alive comments; none turns them off.
     pub sse_keepalive: Option<Duration>,
     /// REST trailer metadata as HTTP trailers for clients that send

@@ -72,6 +72,11 @@ impl Policies {
         }
     }
 
+    /// The policies of a REST binding by its index in the route table.
+    pub fn of_binding(&self, index: usize) -> Option<&RoutePolicies> {
+        self.bindings.get(index)
+    }
+
     /// The policies of a method by its index.
     pub fn of_method(&self, index: usize) -> Option<&RoutePolicies> {
         self.methods.get(index)

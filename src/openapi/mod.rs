@@ -2,6 +2,8 @@
 //! path, query and body parameters and proto3-JSON schemas. Built once with
 //! the snapshot, never per request.
 
+pub mod docs;
+mod enforced;
 pub mod schema;
 
 use std::collections::{BTreeMap, HashSet};
@@ -12,6 +14,7 @@ use serde_json::{Map, Value, json};
 use crate::route::template::Segment;
 use crate::route::{Binding, BodyRule, RouteTable};
 use crate::transcode::wkt;
+pub use enforced::{Access, Enforcement, Schemes};
 use schema::{Comments, Schemas};
 
 /// How deep query parameters reach into nested messages.
@@ -30,24 +33,28 @@ struct Planned {
     path_params: Vec<Value>,
 }
 
-/// Writes the document for the bindings of `routes` over `methods` as JSON
-/// text, one path item and one component schema at a time: the whole
-/// document was a `serde_json::Value` tree first, which peaked at 2 GiB for
-/// a 2.9 MiB descriptor set.
-/// What `info` says: the API's version, and the schema it describes.
+/// What `info`, `servers` and the security parts say, and what the
+/// gateway enforces on each binding.
 #[derive(Clone, Copy)]
 pub struct Info<'a> {
     pub version: &'a str,
     pub digest: &'a str,
     pub generation: u64,
-    /// The declared success status of a route (by its method, service and
-    /// template), and whether it sends a `Location`; shown instead of 200.
-    pub success: &'a Success<'a>,
+    /// `servers` URLs; the gateway itself (`/`) when empty.
+    pub servers: &'a [String],
+    pub schemes: &'a Schemes,
+    /// What the gateway enforces on a binding, by its index in the route
+    /// table: success status, access, rate limit.
+    pub enforced: &'a Enforced<'a>,
 }
 
-/// How the document learns a route's declared success answer.
-pub type Success<'a> = dyn Fn([Option<&str>; 3]) -> Option<(http::StatusCode, bool)> + Send + Sync + 'a;
+/// How the document learns what is enforced on a binding.
+pub type Enforced<'a> = dyn Fn(usize) -> Enforcement + Send + Sync + 'a;
 
+/// Writes the document for the bindings of `routes` over `methods` as JSON
+/// text, one path item and one component schema at a time: the whole
+/// document was a `serde_json::Value` tree first, which peaked at 2 GiB for
+/// a 2.9 MiB descriptor set.
 pub fn document(
     pool: &DescriptorPool,
     routes: &RouteTable,
@@ -59,6 +66,7 @@ pub fn document(
     // Operations by path, ids given in binding order.
     let mut paths: BTreeMap<String, Vec<Planned>> = BTreeMap::new();
     let mut operation_ids = HashSet::new();
+    let mut tags = BTreeMap::new();
     // The auto-mapped POST /pkg.Service/Method is listed only for methods
     // without a rule: generated clients got every operation twice.
     let annotated: HashSet<usize> = routes.bindings().iter().filter(|b| !b.auto_mapped).map(|b| b.method).collect();
@@ -75,6 +83,9 @@ pub fn document(
         }
         let (path, path_params) = openapi_path(binding, &mut schemas, &comments);
         let id = unique_id(method, binding, &mut operation_ids);
+        let service = method.parent_service();
+        let description = comments.get(service.parent_file().name(), service.path());
+        tags.entry(service.full_name().to_string()).or_insert_with(|| description.map(str::to_string));
         paths.entry(path).or_default().push(Planned { index, verb, id, path_params });
     }
     let mut out = Vec::new();
@@ -86,6 +97,14 @@ pub fn document(
     });
     out.extend_from_slice(br#"{"openapi":"3.1.0","info":"#);
     serde_json::to_writer(&mut out, &info_json)?;
+    out.extend_from_slice(br#","servers":"#);
+    serde_json::to_writer(&mut out, &servers(info.servers))?;
+    out.extend_from_slice(br#","tags":"#);
+    serde_json::to_writer(&mut out, &tag_list(tags))?;
+    if info.schemes.is_empty() {
+        // Nothing is asked of anyone; said once for the whole document.
+        out.extend_from_slice(br#","security":[]"#);
+    }
     out.extend_from_slice(br#","paths":{"#);
     for (n, (path, operations)) in paths.into_iter().enumerate() {
         if n > 0 {
@@ -99,14 +118,20 @@ pub fn document(
             };
             let mut operation = operation(binding, method, path_params, &mut schemas, &comments);
             operation["operationId"] = Value::String(id);
-            declare_success(&mut operation, binding, method, info.success);
+            enforced::apply(&mut operation, &(info.enforced)(index), info.schemes);
             item.insert(verb, operation);
         }
         serde_json::to_writer(&mut out, &path)?;
         out.push(b':');
         serde_json::to_writer(&mut out, &item)?;
     }
-    out.extend_from_slice(br#"},"components":{"schemas":{"#);
+    out.extend_from_slice(br#"},"components":{"#);
+    if !info.schemes.is_empty() {
+        out.extend_from_slice(br#""securitySchemes":"#);
+        serde_json::to_writer(&mut out, &info.schemes.components())?;
+        out.push(b',');
+    }
+    out.extend_from_slice(br#""schemas":{"#);
     let mut components = BTreeMap::from([("google.rpc.Status".to_string(), serde_json::to_vec(&status_schema())?)]);
     while let Some(message) = schemas.next_pending() {
         let schema = schemas.message_schema(&message, &comments);
@@ -124,22 +149,22 @@ pub fn document(
     Ok(out)
 }
 
-/// Moves the 200 answer to the declared success status (a 204 has no
-/// content; a `Location` is described as a header).
-fn declare_success(operation: &mut Value, binding: &Binding, method: &MethodDescriptor, success: &Success<'_>) {
-    let service = method.parent_service();
-    let selectors = [Some(method.full_name()), Some(service.full_name()), Some(binding.template_text.as_str())];
-    let Some((status, location)) = success(selectors) else { return };
-    let Some(Value::Object(answers)) = operation.get_mut("responses") else { return };
-    let Some(mut ok) = answers.remove("200") else { return };
-    if status == http::StatusCode::NO_CONTENT {
-        ok = json!({ "description": "No content" });
+/// The document's `servers`: the configured URLs, else the gateway that
+/// served it (a relative URL, right behind any host name or proxy).
+fn servers(configured: &[String]) -> Value {
+    if configured.is_empty() {
+        return json!([{ "url": "/", "description": "This gateway" }]);
     }
-    if location {
-        ok["headers"] =
-            json!({ "Location": { "description": "Where the created resource is", "schema": { "type": "string" } } });
-    }
-    answers.insert(status.as_u16().to_string(), ok);
+    configured.iter().map(|url| json!({ "url": url })).collect()
+}
+
+/// One tag per service, described by its proto comment.
+fn tag_list(tags: BTreeMap<String, Option<String>>) -> Value {
+    let tags = tags.into_iter().map(|(name, description)| match description {
+        Some(description) => json!({ "name": name, "description": description }),
+        None => json!({ "name": name }),
+    });
+    Value::Array(tags.collect())
 }
 
 fn operation(

@@ -2,9 +2,8 @@
 //! route table and, per method, the precomputed call (channel, path, types).
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use bytes::Bytes;
 use http::uri::PathAndQuery;
 use prost_reflect::{DescriptorPool, MethodDescriptor};
 
@@ -28,9 +27,6 @@ pub struct Snapshot {
     /// `/package.Service/Method` → index in `methods`, for gRPC, gRPC-Web
     /// and Connect.
     pub rpc_index: HashMap<Box<str>, usize>,
-    /// The OpenAPI document, rendered on first use (it is the largest part
-    /// of a snapshot to build) and kept.
-    openapi: OnceLock<Bytes>,
     /// Transcoding plans for every message of the pool.
     pub plans: Arc<Plans>,
     /// Routes left out in lenient mode, each with its reason.
@@ -74,9 +70,8 @@ impl Snapshot {
         let pool = source::bundled_pool().unwrap_or_default();
         let routes = RouteTable::default();
         let plans = Arc::new(Plans::compile(&pool));
-        let openapi = OnceLock::new();
-        let (methods, rpc_index, skipped, digest) = (Vec::new(), HashMap::new(), Vec::new(), String::new());
-        Self { generation: 0, pool, routes, methods, rpc_index, openapi, plans, skipped, digest }
+                let (methods, rpc_index, skipped, digest) = (Vec::new(), HashMap::new(), Vec::new(), String::new());
+        Self { generation: 0, pool, routes, methods, rpc_index, plans, skipped, digest }
     }
 
     /// Builds a snapshot from the active version of every set, collecting
@@ -145,9 +140,8 @@ impl Snapshot {
             return Err(LoadErrors::invalid(errors));
         }
         let rpc_index = methods.iter().enumerate().map(|(i, m)| (Box::from(m.call.path.path()), i)).collect();
-        let openapi = OnceLock::new();
-        let digest = schema_digest(sets);
-        Ok(Self { generation, pool: merged.pool, routes, methods, rpc_index, openapi, plans, skipped, digest })
+                let digest = schema_digest(sets);
+        Ok(Self { generation, pool: merged.pool, routes, methods, rpc_index, plans, skipped, digest })
     }
 }
 
@@ -216,24 +210,6 @@ fn idempotency_level(method: &MethodDescriptor) -> i32 {
     match options.get_field_by_name("idempotency_level").as_deref() {
         Some(prost_reflect::Value::EnumNumber(level)) => *level,
         _ => 0,
-    }
-}
-
-impl Snapshot {
-    /// The OpenAPI 3.1 document of this snapshot, rendered once. CPU work:
-    /// call it off the async workers.
-    pub fn openapi(&self, version: &str, success: &crate::openapi::Success<'_>) -> Bytes {
-        self.openapi
-            .get_or_init(|| {
-                let methods: Vec<MethodDescriptor> = self.methods.iter().map(|m| m.descriptor.clone()).collect();
-                let info = crate::openapi::Info { version, digest: &self.digest, generation: self.generation, success };
-                let rendered = crate::openapi::document(&self.pool, &self.routes, &methods, &info)
-                    .map(Bytes::from)
-                    .unwrap_or_default();
-                super::release_freed_memory();
-                rendered
-            })
-            .clone()
     }
 }
 

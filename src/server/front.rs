@@ -16,10 +16,9 @@ use crate::admission::{self, Admitted};
 use crate::error::Error;
 use crate::gateway::{Context, LiveContext};
 use crate::middleware::{cors, limits};
+use crate::openapi;
 use crate::protocol;
 use crate::telemetry::access::trace_of;
-
-const DOCS_PAGE: &str = include_str!("../openapi/docs.html");
 
 /// The router's only handler.
 pub async fn handle(State(live): State<Arc<LiveContext>>, request: Request) -> Response<Body> {
@@ -36,7 +35,7 @@ pub async fn handle(State(live): State<Arc<LiveContext>>, request: Request) -> R
             return protocol::render(admitted.protocol, &error, request.headers());
         }
     };
-    let response = match builtin(&context, &admitted, request.method(), request.uri()).await {
+    let response = match builtin(&context, &admitted, request.method(), request.uri(), request.headers()).await {
         Some(response) => response,
         None => protocol::dispatch(context, admitted, request).await,
     };
@@ -82,11 +81,13 @@ async fn admit(
 
 /// The gateway's own endpoints on the public listener, when enabled:
 /// health, readiness, the OpenAPI document and its docs page.
+/// Takes the request's parts, not the request: its body is not `Sync`.
 async fn builtin(
     context: &Arc<Context>,
     admitted: &Admitted,
     method: &Method,
     uri: &http::Uri,
+    headers: &http::HeaderMap,
 ) -> Option<Response<Body>> {
     if method != Method::GET {
         return None;
@@ -99,19 +100,44 @@ async fn builtin(
         }
         "/openapi.json" if context.openapi => {
             let snapshot = admitted.snapshot.clone();
-            let version = context.openapi_version.clone();
             let shown = context.clone();
-            let success = move |selectors: [Option<&str>; 3]| {
-                shown.responses.for_route(selectors).map(|rule| (rule.status, rule.location.is_some()))
-            };
-            let rendered = tokio::task::spawn_blocking(move || snapshot.openapi(&version, &success)).await;
+            let rendered = tokio::task::spawn_blocking(move || shown.openapi_document(&snapshot)).await;
             Some(document(rendered.unwrap_or_default(), "application/json"))
         }
-        "/docs" if context.openapi => {
-            Some(document(Bytes::from_static(DOCS_PAGE.as_bytes()), "text/html; charset=utf-8"))
+        "/docs" | "/docs/" if context.openapi => {
+            Some(document(Bytes::from_static(openapi::docs::page().as_bytes()), "text/html; charset=utf-8"))
         }
+        path if context.openapi => openapi::docs::asset(path).map(|asset| docs_file(asset, headers)),
         _ => None,
     }
+}
+
+/// A file of the docs page: cacheable, and sent gzipped from the copy
+/// compressed once when the client takes gzip (the compression layer
+/// leaves an already encoded answer alone).
+fn docs_file(asset: &'static openapi::docs::Asset, headers: &http::HeaderMap) -> Response<Body> {
+    let takes_gzip = headers
+        .get_all(http::header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
+            name.eq_ignore_ascii_case("gzip") && !refused
+        });
+    let mut response = if takes_gzip {
+        let mut response = document(Bytes::from_static(asset.gzipped()), asset.content_type);
+        response.headers_mut().insert(http::header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        response
+    } else {
+        document(Bytes::from_static(asset.body), asset.content_type)
+    };
+    let headers = response.headers_mut();
+    headers.insert(http::header::VARY, HeaderValue::from_static("accept-encoding"));
+    headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    response
 }
 
 fn json(status: StatusCode, body: &serde_json::Value) -> Response<Body> {

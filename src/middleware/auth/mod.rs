@@ -25,6 +25,7 @@ use tonic::Code;
 use crate::admission::{Admitted, Protocol};
 use crate::config::{AuthConfig, RuleConfig};
 use crate::error::Error;
+use crate::openapi::{Access, Schemes};
 use crate::registry::sets::hex;
 use crate::telemetry::access::trace_of;
 use crate::telemetry::metrics::Metrics;
@@ -83,6 +84,27 @@ impl Authenticator {
 
     pub fn enabled(&self) -> bool {
         self.config.enabled()
+    }
+
+    /// The credentials accepted, as the OpenAPI document names them.
+    pub fn schemes(&self) -> Schemes {
+        let keys = !self.config.api_keys.is_empty();
+        Schemes {
+            api_key_header: Some(self.config.api_key_header.clone()).filter(|_| keys),
+            api_key_query: self.config.api_key_query.clone().filter(|_| keys),
+            bearer: self.config.jwt.is_some(),
+        }
+    }
+
+    /// Who may call a route with `rule`, as the OpenAPI document says it.
+    pub fn access(&self, rule: Option<&RuleConfig>) -> Access {
+        if !self.enabled() {
+            return Access::Open;
+        }
+        let required = rule.map_or(self.config.required_by_default, |r| r.require == "authenticated");
+        let scopes = rule.map(|r| r.scopes.clone()).unwrap_or_default();
+        let claims = rule.is_some_and(|r| !r.claims.is_empty());
+        if required { Access::Required { scopes, claims } } else { Access::Optional { scopes, claims } }
     }
 
     /// The rule for a request's method: one naming the method, else its
