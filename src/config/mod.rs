@@ -401,7 +401,8 @@ fn parse_toml(text: &str, location: &str) -> Result<(RawConfig, Vec<String>), Co
 
 /// An OpenAPI server URL: absolute http(s), or relative to the document.
 fn valid_server_url(url: &str) -> bool {
-    let absolute = ["http://", "https://"].iter().any(|scheme| url.strip_prefix(scheme).is_some_and(|rest| !rest.is_empty()));
+    let absolute =
+        ["http://", "https://"].iter().any(|scheme| url.strip_prefix(scheme).is_some_and(|rest| !rest.is_empty()));
     (absolute || url.starts_with('/')) && !url.chars().any(char::is_whitespace)
 }
 
@@ -493,7 +494,8 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str, unknown: Vec<String>)
         errors.push(format!("{location}: `registry.max_versions` must be at least 1"));
     }
     for url in raw.openapi.servers.iter().filter(|url| !valid_server_url(url)) {
-        errors.push(format!("{location}: `openapi.servers`: {url:?} is not an http(s):// URL or a path starting with /"));
+        errors
+            .push(format!("{location}: `openapi.servers`: {url:?} is not an http(s):// URL or a path starting with /"));
     }
     let admin = admin::validate(raw.admin, flags, location, &mut errors);
     let cors = cors::validate(raw.cors, location, &mut errors);

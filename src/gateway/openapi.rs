@@ -38,8 +38,9 @@ impl Context {
             enforced: &enforced,
         };
         let methods: Vec<MethodDescriptor> = snapshot.methods.iter().map(|m| m.descriptor.clone()).collect();
-        let document =
-            crate::openapi::document(&snapshot.pool, &snapshot.routes, &methods, &info).map(Bytes::from).unwrap_or_default();
+        let document = crate::openapi::document(&snapshot.pool, &snapshot.routes, &methods, &info)
+            .map(Bytes::from)
+            .unwrap_or_default();
         crate::registry::release_freed_memory();
         *cached = Some((snapshot.generation, document.clone()));
         document

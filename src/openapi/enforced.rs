@@ -115,7 +115,9 @@ pub fn apply(operation: &mut Value, enforcement: &Enforcement, schemes: &Schemes
     answers.insert("400".into(), error("The request is invalid: malformed JSON, query or path, or an unknown field."));
     let (credentials, forbidden) = match &enforcement.access {
         Access::Open => (None, false),
-        Access::Optional { scopes, claims } => (Some("The credentials sent are invalid."), !scopes.is_empty() || *claims),
+        Access::Optional { scopes, claims } => {
+            (Some("The credentials sent are invalid."), !scopes.is_empty() || *claims)
+        }
         Access::Required { scopes, claims } => {
             (Some("Credentials are missing or invalid."), !scopes.is_empty() || *claims)
         }
@@ -196,7 +198,8 @@ mod tests {
         for (enforcement, codes) in cases {
             let mut operation = json!({ "responses": { "200": { "description": "OK" }, "default": {} } });
             apply(&mut operation, &enforcement, &schemes());
-            let mut listed: Vec<&str> = operation["responses"].as_object().unwrap().keys().map(String::as_str).collect();
+            let mut listed: Vec<&str> =
+                operation["responses"].as_object().unwrap().keys().map(String::as_str).collect();
             listed.sort_unstable();
             assert_eq!(listed, codes, "{enforcement:?}");
         }

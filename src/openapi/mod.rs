@@ -253,10 +253,16 @@ fn response(binding: &Binding, method: &MethodDescriptor, schemas: &mut Schemas,
     json!({ "description": "OK", "content": { "application/json": { "schema": schema } } })
 }
 
+/// A `google.api.HttpBody` body: bytes of whatever `Content-Type` the
+/// caller or the backend names. Listed as `application/octet-stream` with
+/// a binary schema, the form generators turn into a blob or file argument
+/// (`*/*` made several of them emit an untyped `unknown`).
 fn raw_content(description: &str) -> Value {
     json!({
-        "description": description,
-        "content": { "*/*": { "schema": { "type": "string", "format": "binary" } } },
+        "description": format!("{description} Any Content-Type is passed through as HttpBody.content_type."),
+        "content": { "application/octet-stream": {
+            "schema": { "type": "string", "format": "binary", "contentMediaType": "application/octet-stream" }
+        } },
     })
 }
 

@@ -70,7 +70,7 @@ impl Snapshot {
         let pool = source::bundled_pool().unwrap_or_default();
         let routes = RouteTable::default();
         let plans = Arc::new(Plans::compile(&pool));
-                let (methods, rpc_index, skipped, digest) = (Vec::new(), HashMap::new(), Vec::new(), String::new());
+        let (methods, rpc_index, skipped, digest) = (Vec::new(), HashMap::new(), Vec::new(), String::new());
         Self { generation: 0, pool, routes, methods, rpc_index, plans, skipped, digest }
     }
 
@@ -140,7 +140,7 @@ impl Snapshot {
             return Err(LoadErrors::invalid(errors));
         }
         let rpc_index = methods.iter().enumerate().map(|(i, m)| (Box::from(m.call.path.path()), i)).collect();
-                let digest = schema_digest(sets);
+        let digest = schema_digest(sets);
         Ok(Self { generation, pool: merged.pool, routes, methods, rpc_index, plans, skipped, digest })
     }
 }
