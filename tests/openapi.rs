@@ -133,3 +133,126 @@ async fn the_document_follows_registrations_and_can_be_turned_off() {
     let off = Harness::start_with("[openapi]\nenabled = false").await;
     assert_eq!(off.get_json("/openapi.json").await.0, 404);
 }
+
+/// The README's complete policy example in front of the example library
+/// backend: every security scheme and refusal the document can describe.
+async fn policy_gateway() -> (protogate::server::Server, String) {
+    let flags = protogate::config::Flags {
+        listen: Some("127.0.0.1:0".into()),
+        admin_listen: Some("127.0.0.1:0".into()),
+        upstreams: vec![common::process::library_backend().await],
+        ..Default::default()
+    };
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policies/gateway.toml");
+    let config = protogate::config::Config::load(Some(&example), &flags).unwrap();
+    let server = protogate::server::start(&config).await.unwrap();
+    let base = format!("http://{}", server.local_addr);
+    (server, base)
+}
+
+async fn fetch_document(base: &str) -> Value {
+    reqwest::get(format!("{base}/openapi.json")).await.unwrap().json().await.unwrap()
+}
+
+fn write_temp(dir: &std::path::Path, name: &str, document: &Value) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, serde_json::to_vec_pretty(document).unwrap()).unwrap();
+    path
+}
+
+fn run_json(command: &mut Command) -> Value {
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!("{command:?} printed no JSON ({e}): {stdout}{}", String::from_utf8_lossy(&output.stderr))
+    })
+}
+
+/// Lints with Redocly's `recommended` and Spectral's `spectral:oas` rule
+/// sets: no errors, and no warnings beyond those named here with why.
+fn lint(document: &Value, dir: &std::path::Path) {
+    let (Some(redocly), Some(spectral)) =
+        (common::npm_tool(".ci/tools", "redocly"), common::npm_tool(".ci/tools", "spectral"))
+    else {
+        return;
+    };
+    let path = write_temp(dir, "openapi.json", document);
+    let redocly_report =
+        run_json(Command::new(redocly).args(["lint", "--format", "json", "--extends", "recommended"]).arg(&path));
+    let mut problems: Vec<String> = redocly_report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| format!("redocly {} {}: {}", p["severity"], p["ruleId"], p["message"]))
+        .collect();
+    let ruleset = dir.join("spectral.yaml");
+    std::fs::write(&ruleset, "extends: [\"spectral:oas\"]\n").unwrap();
+    let spectral_report =
+        run_json(Command::new(spectral).args(["lint", "-q", "-f", "json", "-r"]).arg(&ruleset).arg(&path));
+    problems.extend(spectral_report.as_array().unwrap().iter().map(|p| {
+        let severity = if p["severity"] == 0 { "error" } else { "warn" };
+        format!("spectral \"{severity}\" \"{}\": {} at {}", p["code"].as_str().unwrap(), p["message"], p["path"])
+    }));
+    // No config keys name a contact or a licence for the API the gateway
+    // fronts; OpenAPI 3.1 lets a bearer requirement list role names (the
+    // JWT scopes a rule asks for), which Spectral checks as OAuth scopes.
+    const ACCEPTED: [&str; 3] = [
+        "redocly \"warn\" \"info-license\"",
+        "spectral \"warn\" \"info-contact\"",
+        "spectral \"warn\" \"oas3-operation-security-defined\"",
+    ];
+    problems.retain(|p| !ACCEPTED.iter().any(|accepted| p.starts_with(accepted)));
+    assert!(problems.is_empty(), "lint problems:\n{}", problems.join("\n"));
+}
+
+#[tokio::test]
+async fn redocly_and_spectral_find_no_problems() {
+    let dir = std::env::temp_dir().join(format!("protogate-lint-{}", std::process::id()));
+    let (_server, base) = policy_gateway().await;
+    let with_policies = fetch_document(&base).await;
+    assert!(with_policies["components"]["securitySchemes"]["apiKey"].is_object(), "{with_policies}");
+    lint(&with_policies, &dir.join("policies"));
+    let h = Harness::start().await;
+    lint(&openapi(&h).await, &dir.join("everything"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// openapi-typescript generates types from the document; a checked-in
+/// openapi-fetch client must type-check against them with `tsc --strict`
+/// (including `@ts-expect-error` lines that only hold if the types are
+/// precise) and then call the gateway.
+// Multi-threaded: the tools run as blocking child processes while the
+// gateway serves node's calls.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_generated_typescript_client_compiles_and_calls_the_gateway() {
+    let tools = ["openapi-typescript", "tsc"].map(|name| common::npm_tool("tests/clients", name));
+    let [Some(generator), Some(tsc)] = tools else { return };
+    let (_server, base) = policy_gateway().await;
+    let clients = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
+    let dir = std::env::temp_dir().join(format!("protogate-tsclient-{}", std::process::id()));
+    let spec = write_temp(&dir, "openapi.json", &fetch_document(&base).await);
+    std::os::unix::fs::symlink(clients.join("node_modules"), dir.join("node_modules")).unwrap();
+    std::fs::write(dir.join("package.json"), r#"{"type": "module"}"#).unwrap();
+    std::fs::copy(clients.join("openapi_client.ts"), dir.join("openapi_client.ts")).unwrap();
+    let succeed = |command: &mut Command| {
+        let output = command.current_dir(&dir).output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "{command:?}:\n{text}");
+        text
+    };
+    succeed(Command::new(generator).arg(&spec).args(["-o", "library.d.ts"]));
+    succeed(Command::new(tsc).args([
+        "--strict",
+        "--module",
+        "nodenext",
+        "--target",
+        "es2022",
+        "--outDir",
+        "out",
+        "openapi_client.ts",
+    ]));
+    let output = succeed(Command::new("node").args(["out/openapi_client.js", &base, "billing-demo-key"]));
+    assert!(output.contains(r#""shelf":"shelves/1""#), "{output}");
+    let _ = std::fs::remove_dir_all(dir);
+}

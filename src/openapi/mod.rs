@@ -6,7 +6,7 @@ pub mod docs;
 mod enforced;
 pub mod schema;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use prost_reflect::{DescriptorPool, FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor};
 use serde_json::{Map, Value, json};
@@ -66,6 +66,7 @@ pub fn document(
     // Operations by path, ids given in binding order.
     let mut paths: BTreeMap<String, Vec<Planned>> = BTreeMap::new();
     let mut operation_ids = HashSet::new();
+    let mut path_shapes = HashMap::new();
     let mut tags = BTreeMap::new();
     // The auto-mapped POST /pkg.Service/Method is listed only for methods
     // without a rule: generated clients got every operation twice.
@@ -81,7 +82,8 @@ pub fn document(
         if !["get", "put", "post", "delete", "patch", "head", "options", "trace"].contains(&verb.as_str()) {
             continue;
         }
-        let (path, path_params) = openapi_path(binding, &mut schemas, &comments);
+        let (path, mut path_params) = openapi_path(binding, &mut schemas, &comments);
+        let path = share_path_item(path, &mut path_params, &mut path_shapes);
         let id = unique_id(method, binding, &mut operation_ids);
         let service = method.parent_service();
         let description = comments.get(service.parent_file().name(), service.path());
@@ -160,9 +162,10 @@ fn servers(configured: &[String]) -> Value {
 
 /// One tag per service, described by its proto comment.
 fn tag_list(tags: BTreeMap<String, Option<String>>) -> Value {
-    let tags = tags.into_iter().map(|(name, description)| match description {
-        Some(description) => json!({ "name": name, "description": description }),
-        None => json!({ "name": name }),
+    // A service without a comment is still described (linters ask for it).
+    let tags = tags.into_iter().map(|(name, description)| {
+        let description = description.unwrap_or_else(|| format!("The gRPC service `{name}`."));
+        json!({ "name": name, "description": description })
     });
     Value::Array(tags.collect())
 }
@@ -303,9 +306,8 @@ fn openapi_path(binding: &Binding, schemas: &mut Schemas, comments: &Comments) -
             // kept in `x-protogate-field`.
             let name = field.replace('.', "_");
             push_parameter(&mut path, &mut parameters, &mut used, &name, schema, &format!("Sets `{field}`."));
-            if name != field
-                && let Some(Value::Object(parameter)) = parameters.last_mut()
-            {
+            // Dropped again in `share_path_item` where the name says it.
+            if let Some(Value::Object(parameter)) = parameters.last_mut() {
                 parameter.insert("x-protogate-field".into(), Value::String(field.clone()));
             }
         } else {
@@ -354,6 +356,29 @@ fn openapi_path(binding: &Binding, schemas: &mut Schemas, comments: &Comments) -
         path.push_str(verb);
     }
     (path, parameters)
+}
+
+/// Templates that differ only in parameter names are one path to OpenAPI
+/// (Redocly and Spectral refuse two such keys): a later one takes the first
+/// one's names, its own field still named by `x-protogate-field`.
+fn share_path_item(path: String, parameters: &mut [Value], shapes: &mut HashMap<String, String>) -> String {
+    let names = |path: &str| -> Vec<String> {
+        path.split('{').skip(1).filter_map(|rest| rest.split_once('}')).map(|(name, _)| name.to_string()).collect()
+    };
+    let own = names(&path);
+    let shape = own.iter().fold(path.clone(), |shape, name| shape.replacen(&format!("{{{name}}}"), "{}", 1));
+    let shared = shapes.entry(shape).or_insert_with(|| path.clone()).clone();
+    let renamed: HashMap<String, String> = own.into_iter().zip(names(&shared)).collect();
+    for parameter in parameters.iter_mut() {
+        let Value::Object(parameter) = parameter else { continue };
+        let name = parameter.get("name").and_then(Value::as_str).unwrap_or_default();
+        let name = renamed.get(name).cloned().unwrap_or_else(|| name.to_string());
+        if parameter.get("x-protogate-field").and_then(Value::as_str) == Some(name.as_str()) {
+            parameter.remove("x-protogate-field");
+        }
+        parameter.insert("name".into(), Value::String(name));
+    }
+    shared
 }
 
 fn push_parameter(
@@ -465,4 +490,43 @@ fn status_schema() -> Value {
             },
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parameter(name: &str, field: Option<&str>) -> Value {
+        let mut value = json!({ "name": name, "in": "path" });
+        if let Some(field) = field {
+            value["x-protogate-field"] = field.into();
+        }
+        value
+    }
+
+    #[test]
+    fn templates_differing_only_in_names_share_one_path_item() {
+        let mut shapes = HashMap::new();
+        let cases = [
+            ("/v1/a/{x}", vec![parameter("x", Some("x"))], "/v1/a/{x}", vec![parameter("x", None)]),
+            ("/v1/a/{y_z}", vec![parameter("y_z", Some("y.z"))], "/v1/a/{x}", vec![parameter("x", Some("y.z"))]),
+            ("/v1/a/{x}:go", vec![parameter("x", Some("x"))], "/v1/a/{x}:go", vec![parameter("x", None)]),
+            (
+                "/v1/b/{p}/c/{q}",
+                vec![parameter("p", None), parameter("q", Some("q"))],
+                "/v1/b/{p}/c/{q}",
+                vec![parameter("p", None), parameter("q", None)],
+            ),
+            (
+                "/v1/b/{q}/c/{p}",
+                vec![parameter("q", Some("q")), parameter("p", Some("p"))],
+                "/v1/b/{p}/c/{q}",
+                vec![parameter("p", Some("q")), parameter("q", Some("p"))],
+            ),
+        ];
+        for (path, mut parameters, shared, expected) in cases {
+            assert_eq!(share_path_item(path.into(), &mut parameters, &mut shapes), shared, "{path}");
+            assert_eq!(parameters, expected, "{path}");
+        }
+    }
 }

@@ -30,6 +30,17 @@ pub fn skip(missing: &str, install: &str) {
     let _ = writeln!(std::io::stderr(), "SKIPPED {}: {missing} is missing ({install})", current_test());
 }
 
+/// An npm tool `.ci/run` installs under `dir` (relative to the repository),
+/// or `None` after a printed skip.
+pub fn npm_tool(dir: &str, name: &str) -> Option<std::path::PathBuf> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir).join("node_modules/.bin").join(name);
+    if path.exists() {
+        return Some(path);
+    }
+    skip(&format!("{dir}/node_modules/.bin/{name}"), ".ci/run installs it with npm");
+    None
+}
+
 fn current_test() -> String {
     std::thread::current().name().unwrap_or("a test").to_string()
 }
