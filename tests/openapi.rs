@@ -134,22 +134,6 @@ async fn the_document_follows_registrations_and_can_be_turned_off() {
     assert_eq!(off.get_json("/openapi.json").await.0, 404);
 }
 
-/// The README's complete policy example in front of the example library
-/// backend: every security scheme and refusal the document can describe.
-async fn policy_gateway() -> (protogate::server::Server, String) {
-    let flags = protogate::config::Flags {
-        listen: Some("127.0.0.1:0".into()),
-        admin_listen: Some("127.0.0.1:0".into()),
-        upstreams: vec![common::process::library_backend().await],
-        ..Default::default()
-    };
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policies/gateway.toml");
-    let config = protogate::config::Config::load(Some(&example), &flags).unwrap();
-    let server = protogate::server::start(&config).await.unwrap();
-    let base = format!("http://{}", server.local_addr);
-    (server, base)
-}
-
 async fn fetch_document(base: &str) -> Value {
     reqwest::get(format!("{base}/openapi.json")).await.unwrap().json().await.unwrap()
 }
@@ -209,7 +193,7 @@ fn lint(document: &Value, dir: &std::path::Path) {
 #[tokio::test]
 async fn redocly_and_spectral_find_no_problems() {
     let dir = std::env::temp_dir().join(format!("protogate-lint-{}", std::process::id()));
-    let (_server, base) = policy_gateway().await;
+    let (_server, base) = common::policy_example().await;
     let with_policies = fetch_document(&base).await;
     assert!(with_policies["components"]["securitySchemes"]["apiKey"].is_object(), "{with_policies}");
     lint(&with_policies, &dir.join("policies"));
@@ -228,7 +212,7 @@ async fn redocly_and_spectral_find_no_problems() {
 async fn a_generated_typescript_client_compiles_and_calls_the_gateway() {
     let tools = ["openapi-typescript", "tsc"].map(|name| common::npm_tool("tests/clients", name));
     let [Some(generator), Some(tsc)] = tools else { return };
-    let (_server, base) = policy_gateway().await;
+    let (_server, base) = common::policy_example().await;
     let clients = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
     let dir = std::env::temp_dir().join(format!("protogate-tsclient-{}", std::process::id()));
     let spec = write_temp(&dir, "openapi.json", &fetch_document(&base).await);

@@ -5,7 +5,6 @@
 mod common;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use protogate::config::{Config, Flags};
 use serde_json::json;
 
 const EXAMPLE: &str = "examples/policies/gateway.toml";
@@ -31,16 +30,7 @@ fn admin_token() -> String {
 
 #[tokio::test]
 async fn the_example_config_enforces_what_the_readme_says() {
-    let backend = common::process::library_backend().await;
-    let flags = Flags {
-        listen: Some("127.0.0.1:0".into()),
-        admin_listen: Some("127.0.0.1:0".into()),
-        upstreams: vec![backend],
-        ..Flags::default()
-    };
-    let config = Config::load(Some(std::path::Path::new(EXAMPLE)), &flags).unwrap();
-    let server = protogate::server::start(&config).await.unwrap();
-    let base = format!("http://{}", server.local_addr);
+    let (server, base) = common::policy_example().await;
     let client = reqwest::Client::new();
 
     let read = client.get(format!("{base}/v1/shelves/1")).send().await.unwrap();

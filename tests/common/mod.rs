@@ -159,6 +159,23 @@ impl Harness {
     }
 }
 
+/// The README's complete policy example (examples/policies/gateway.toml)
+/// as a user loads it, in front of the example library backend, both
+/// listeners on port 0; with the public base URL.
+pub async fn policy_example() -> (server::Server, String) {
+    let flags = Flags {
+        listen: Some("127.0.0.1:0".into()),
+        admin_listen: Some("127.0.0.1:0".into()),
+        upstreams: vec![process::library_backend().await],
+        ..Flags::default()
+    };
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policies/gateway.toml");
+    let config = Config::load(Some(&example), &flags).unwrap();
+    let server = server::start(&config).await.unwrap();
+    let base = format!("http://{}", server.local_addr);
+    (server, base)
+}
+
 pub async fn read_json(response: reqwest::Response) -> (u16, serde_json::Value) {
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
