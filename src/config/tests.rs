@@ -149,3 +149,17 @@ fn auth_settings_are_checked_whole() {
     let config = Config::from_toml("[auth.api_keys]\nquery = \"key\"", &Flags::default()).unwrap();
     assert_eq!(config.json.ignored_query_parameters, ["key"], "the key's query parameter is never a request field");
 }
+
+#[test]
+fn openapi_servers_are_urls_or_paths() {
+    let text = r#"[openapi]
+servers = ["https://api.example.com/v1", "/gateway", "http://", "api.example.com", "/a b", ""]"#;
+    let errors = Config::from_toml(text, &Flags::default()).unwrap_err().0;
+    let refused = ["\"http://\"", "\"api.example.com\"", "\"/a b\"", "\"\""]
+        .map(|url| format!("config: `openapi.servers`: {url} is not an http(s):// URL or a path starting with /"));
+    assert_eq!(errors, refused);
+    let good = "[openapi]\nservers = [\"https://api.example.com/v1\", \"/gateway\"]";
+    let config = Config::from_toml(good, &Flags::default()).unwrap();
+    assert_eq!(config.openapi_servers, ["https://api.example.com/v1", "/gateway"]);
+    assert!(Config::from_toml("", &Flags::default()).unwrap().openapi_servers.is_empty());
+}
