@@ -285,11 +285,7 @@ async fn registering_by_reflection_works_against_a_grpcio_server() {
 
 #[tokio::test]
 async fn a_buf_built_set_registers_next_to_a_protoc_style_one() {
-    let buf = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/tools/node_modules/.bin/buf");
-    if !buf.exists() {
-        common::skip("buf", "npm install --prefix .ci/tools @bufbuild/buf@1");
-        return;
-    }
+    let Some(buf) = common::npm_tool(".ci/tools", "buf") else { return };
     let out = std::env::temp_dir().join(format!("protogate-buf-{}.binpb", common::process::free_port()));
     let built = tokio::process::Command::new(&buf)
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/proto"))

@@ -16,8 +16,8 @@ const GOLDEN: &str = "tests/golden/library.openapi.json";
 fn validate_with_independent_tool(document: &Value) -> bool {
     static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let path = std::env::temp_dir().join(format!("protogate-openapi-{}-{n}.json", std::process::id()));
-    std::fs::write(&path, serde_json::to_vec_pretty(document).unwrap()).unwrap();
+    let name = format!("protogate-openapi-{}-{n}.json", std::process::id());
+    let path = write_temp(&std::env::temp_dir(), &name, document);
     let output = Command::new("python3").args(["-m", "openapi_spec_validator", "--schema", "3.1"]).arg(&path).output();
     let available = output.as_ref().is_ok_and(|o| !String::from_utf8_lossy(&o.stderr).contains("No module named"));
     if !available {
@@ -35,8 +35,8 @@ fn validate_with_independent_tool(document: &Value) -> bool {
     true
 }
 
-async fn openapi(h: &Harness) -> Value {
-    let response = h.client.get(h.url("/openapi.json")).send().await.unwrap();
+async fn openapi(base: &str) -> Value {
+    let response = reqwest::get(format!("{base}/openapi.json")).await.unwrap();
     assert_eq!(response.headers()["content-type"], "application/json");
     response.json().await.unwrap()
 }
@@ -44,7 +44,7 @@ async fn openapi(h: &Harness) -> Value {
 #[tokio::test]
 async fn the_document_is_valid_openapi_3_1_for_every_field_kind() {
     let h = Harness::start().await;
-    let document = openapi(&h).await;
+    let document = openapi(&h.base).await;
     assert_eq!(document["openapi"], "3.1.0");
     validate_with_independent_tool(&document);
 
@@ -74,7 +74,7 @@ async fn the_document_is_valid_openapi_3_1_for_every_field_kind() {
 #[tokio::test]
 async fn the_library_document_matches_its_golden_file() {
     let h = Harness::start_with_sets("", vec![("library".to_string(), pb::LIBRARY_DESCRIPTOR_SET.to_vec())]).await;
-    let document = openapi(&h).await;
+    let document = openapi(&h.base).await;
     validate_with_independent_tool(&document);
     let text = serde_json::to_string_pretty(&document).unwrap() + "\n";
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(GOLDEN);
@@ -96,7 +96,7 @@ async fn the_library_document_matches_its_golden_file() {
 async fn the_document_follows_registrations_and_can_be_turned_off() {
     let toml = "[admin]\nlisten = \"127.0.0.1:0\"";
     let h = Harness::start_with_sets(toml, vec![("library".to_string(), pb::LIBRARY_DESCRIPTOR_SET.to_vec())]).await;
-    let before = openapi(&h).await;
+    let before = openapi(&h.base).await;
     assert!(before["paths"].get("/test/v1/echo").is_none());
     let url = format!("{}/v1/descriptor-sets/everything?upstream=http://{}", h.admin.as_ref().unwrap(), h.echo_addr);
     let response = h
@@ -108,7 +108,7 @@ async fn the_document_follows_registrations_and_can_be_turned_off() {
         .await
         .unwrap();
     assert_eq!(response.status(), 201);
-    let after = openapi(&h).await;
+    let after = openapi(&h.base).await;
     assert!(after["paths"].get("/test/v1/echo").is_some());
     // The API's version stays; the schema it describes is a new one.
     assert_eq!(before["info"]["version"], env!("CARGO_PKG_VERSION"));
@@ -132,10 +132,6 @@ async fn the_document_follows_registrations_and_can_be_turned_off() {
 
     let off = Harness::start_with("[openapi]\nenabled = false").await;
     assert_eq!(off.get_json("/openapi.json").await.0, 404);
-}
-
-async fn fetch_document(base: &str) -> Value {
-    reqwest::get(format!("{base}/openapi.json")).await.unwrap().json().await.unwrap()
 }
 
 fn write_temp(dir: &std::path::Path, name: &str, document: &Value) -> std::path::PathBuf {
@@ -194,11 +190,11 @@ fn lint(document: &Value, dir: &std::path::Path) {
 async fn redocly_and_spectral_find_no_problems() {
     let dir = std::env::temp_dir().join(format!("protogate-lint-{}", std::process::id()));
     let (_server, base) = common::policy_example().await;
-    let with_policies = fetch_document(&base).await;
+    let with_policies = openapi(&base).await;
     assert!(with_policies["components"]["securitySchemes"]["apiKey"].is_object(), "{with_policies}");
     lint(&with_policies, &dir.join("policies"));
     let h = Harness::start().await;
-    lint(&openapi(&h).await, &dir.join("everything"));
+    lint(&openapi(&h.base).await, &dir.join("everything"));
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -215,7 +211,7 @@ async fn a_generated_typescript_client_compiles_and_calls_the_gateway() {
     let (_server, base) = common::policy_example().await;
     let clients = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
     let dir = std::env::temp_dir().join(format!("protogate-tsclient-{}", std::process::id()));
-    let spec = write_temp(&dir, "openapi.json", &fetch_document(&base).await);
+    let spec = write_temp(&dir, "openapi.json", &openapi(&base).await);
     std::os::unix::fs::symlink(clients.join("node_modules"), dir.join("node_modules")).unwrap();
     std::fs::write(dir.join("package.json"), r#"{"type": "module"}"#).unwrap();
     std::fs::copy(clients.join("openapi_client.ts"), dir.join("openapi_client.ts")).unwrap();

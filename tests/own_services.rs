@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::Harness;
@@ -19,8 +18,6 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_reflection::pb::v1 as reflection;
 use tonic_reflection::pb::v1alpha as alpha;
-
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 const OWN: [&str; 3] =
     ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
@@ -100,18 +97,9 @@ async fn v1alpha_serves_files_by_symbol_with_their_http_annotations() {
     assert!(raw[0].windows(template.len()).any(|w| w == template), "the HTTP rules were dropped");
 }
 
-fn buf() -> Option<PathBuf> {
-    let local = PathBuf::from(ROOT).join(".ci/tools/node_modules/.bin/buf");
-    if local.exists() {
-        return Some(local);
-    }
-    common::skip("buf", "npm install --prefix .ci/tools @bufbuild/buf@1");
-    None
-}
-
 #[tokio::test]
 async fn buf_curl_lists_and_calls_methods_by_reflection_alone() {
-    let Some(buf) = buf() else { return };
+    let Some(buf) = common::npm_tool(".ci/tools", "buf") else { return };
     let h = Harness::start().await;
     let run = |args: Vec<String>| {
         let buf = buf.clone();

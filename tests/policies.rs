@@ -7,7 +7,7 @@ mod common;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
-const EXAMPLE: &str = "examples/policies/gateway.toml";
+use common::POLICY_EXAMPLE as EXAMPLE;
 
 #[test]
 fn the_readme_shows_the_example_file_as_it_is() {

@@ -159,8 +159,11 @@ impl Harness {
     }
 }
 
-/// The README's complete policy example (examples/policies/gateway.toml)
-/// as a user loads it, in front of the example library backend, both
+/// The README's complete policy example, every policy on for the example
+/// library service.
+pub const POLICY_EXAMPLE: &str = "examples/policies/gateway.toml";
+
+/// The policy example as a user loads it, in front of the example library backend, both
 /// listeners on port 0; with the public base URL.
 pub async fn policy_example() -> (server::Server, String) {
     let flags = Flags {
@@ -169,7 +172,7 @@ pub async fn policy_example() -> (server::Server, String) {
         upstreams: vec![process::library_backend().await],
         ..Flags::default()
     };
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policies/gateway.toml");
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(POLICY_EXAMPLE);
     let config = Config::load(Some(&example), &flags).unwrap();
     let server = server::start(&config).await.unwrap();
     let base = format!("http://{}", server.local_addr);
