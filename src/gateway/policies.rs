@@ -27,8 +27,8 @@ pub struct RoutePolicies {
 #[derive(Debug)]
 pub struct Policies {
     generation: u64,
-    methods: Vec<RoutePolicies>,
-    bindings: Vec<RoutePolicies>,
+    methods: Vec<Arc<RoutePolicies>>,
+    bindings: Vec<Arc<RoutePolicies>>,
 }
 
 impl Policies {
@@ -41,7 +41,7 @@ impl Policies {
                 let rpc = method.descriptor.full_name();
                 let service = method.descriptor.parent_service();
                 let selectors = [Some(rpc), Some(service.full_name()), None];
-                policies(context, snapshot, rpc, selectors, selectors)
+                Arc::new(policies(context, snapshot, rpc, selectors, selectors))
             })
             .collect();
         let bindings = snapshot
@@ -56,7 +56,8 @@ impl Policies {
                 // (the auto-mapped one is named by its method).
                 let template = Some(binding.template_text.as_str());
                 let limited = template.filter(|_| !binding.auto_mapped);
-                policies(context, snapshot, rpc, [Some(rpc), service, template], [Some(rpc), service, limited])
+                let rate_selectors = [Some(rpc), service, limited];
+                Arc::new(policies(context, snapshot, rpc, [Some(rpc), service, template], rate_selectors))
             })
             .collect();
         Self { generation: snapshot.generation, methods, bindings }
@@ -64,7 +65,7 @@ impl Policies {
 
     /// The policies of what a request is for; none for a composite (its
     /// rules combine its calls' and are resolved per request) or nothing.
-    pub fn of(&self, admitted: &Admitted) -> Option<&RoutePolicies> {
+    pub fn of(&self, admitted: &Admitted) -> Option<&Arc<RoutePolicies>> {
         match &admitted.target {
             Target::Method(index) => self.methods.get(*index),
             Target::Route { binding, .. } => self.bindings.get(*binding),
@@ -72,14 +73,29 @@ impl Policies {
         }
     }
 
+    /// The policies the front door hands on with a request: its route's,
+    /// or — for a composite, or nothing matched — the default timeouts with
+    /// the rules that apply, resolved for this request.
+    pub fn for_request(&self, context: &Context, admitted: &Admitted) -> Arc<RoutePolicies> {
+        if let Some(route) = self.of(admitted) {
+            return route.clone();
+        }
+        Arc::new(RoutePolicies {
+            timeouts: context.timeouts.default,
+            success: None,
+            auth: context.auth.rule(admitted),
+            rate: context.limiter.as_deref().and_then(|l| l.rule_for(admitted.selectors(), admitted.rpc())),
+        })
+    }
+
     /// The policies of a REST binding by its index in the route table.
     pub fn of_binding(&self, index: usize) -> Option<&RoutePolicies> {
-        self.bindings.get(index)
+        self.bindings.get(index).map(|route| &**route)
     }
 
     /// The policies of a method by its index.
     pub fn of_method(&self, index: usize) -> Option<&RoutePolicies> {
-        self.methods.get(index)
+        self.methods.get(index).map(|route| &**route)
     }
 }
 

@@ -82,7 +82,7 @@ where
             }
         }
         crate::telemetry::otel::inject_headers(&mut parts.headers);
-        let timeouts = super::route_timeouts(&self.context, &parts.extensions, method, None);
+        let timeouts = super::route_timeouts(&self.context, &parts.extensions);
         let streaming = method.descriptor.is_server_streaming() || method.descriptor.is_client_streaming();
         let requested = parts.headers.get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
         let deadline = call_deadline(requested, &timeouts, streaming, &self.context.deadlines);

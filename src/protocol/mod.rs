@@ -24,6 +24,7 @@ use std::panic::AssertUnwindSafe;
 use crate::admission::{Admitted, Protocol, Target};
 use crate::error::{Error, caused_by};
 use crate::gateway::Context;
+use crate::gateway::policies::RoutePolicies;
 use crate::telemetry::metrics::Metrics;
 
 /// Dispatches an admitted request to its protocol's handler.
@@ -151,21 +152,22 @@ pub(crate) fn counted<T>(context: &Context, upstream: &str, result: Result<T, Er
     result
 }
 
-/// A method's timeouts (rules by method, service, or the REST template
-/// the request came by): the admitted route's, resolved per snapshot.
-pub(crate) fn route_timeouts(
-    context: &Context,
-    extensions: &http::Extensions,
-    method: &crate::registry::MethodEntry,
-    template: Option<&str>,
-) -> crate::config::RouteTimeouts {
-    if let Some(admitted) = extensions.get::<Arc<Admitted>>()
-        && let Some(route) = context.policies(&admitted.snapshot).of(admitted)
-    {
-        return route.timeouts;
+/// The policies the front door resolved for this request; outside the
+/// front door (a handler driven directly) the defaults.
+pub(crate) fn route_policies(context: &Context, extensions: &http::Extensions) -> Arc<RoutePolicies> {
+    match extensions.get::<Arc<RoutePolicies>>() {
+        Some(route) => route.clone(),
+        None => Arc::new(RoutePolicies { timeouts: context.timeouts.default, ..RoutePolicies::default() }),
     }
-    let service = method.descriptor.parent_service();
-    context.timeouts.for_route([Some(method.descriptor.full_name()), Some(service.full_name()), template])
+}
+
+/// The request's route timeouts (rules by method, service, or the REST
+/// template it came by), as the front door resolved them.
+pub(crate) fn route_timeouts(context: &Context, extensions: &http::Extensions) -> crate::config::RouteTimeouts {
+    match extensions.get::<Arc<RoutePolicies>>() {
+        Some(route) => route.timeouts,
+        None => context.timeouts.default,
+    }
 }
 
 /// On HTTP/1.1, a request body dropped unread — a policy refusal, or an

@@ -89,8 +89,7 @@ fn prepare(
     };
     let method =
         snapshot.methods.get(index).ok_or_else(|| Error::gateway(Code::Internal, "route points at no method"))?;
-    let template = binding.as_ref().map(|b| b.template_text.as_str());
-    let timeouts = super::route_timeouts(context, &parts.extensions, method, template);
+    let timeouts = super::route_timeouts(context, &parts.extensions);
     if !method.descriptor.is_client_streaming() && !method.descriptor.is_server_streaming() {
         return Err(Error::bad_request(format!(
             "{} is unary; WebSocket serves streaming methods only",
@@ -98,7 +97,13 @@ fn prepare(
         )));
     }
     let client = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-    let metadata = metadata::from_http(&parts.headers, client).map_err(Error::bad_request)?;
+    let metadata = metadata::from_http(
+        &parts.headers,
+        client,
+        parts.uri.authority().map(|a| a.as_str()),
+        metadata::Carrier::Prefixed,
+    )
+    .map_err(Error::bad_request)?;
     let decoder = Decoder {
         binding,
         variables,

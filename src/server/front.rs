@@ -56,24 +56,15 @@ async fn admit(
     request: &mut Request,
 ) -> Result<(limits::Permits, Option<http::HeaderMap>), Error> {
     let permits = limits::admit(&context.limits, request)?;
+    // Resolved once here; the protocol handlers read it from the request.
+    let route = context.policies(&admitted.snapshot).for_request(context, admitted);
+    request.extensions_mut().insert(route.clone());
     if cors::is_preflight(request) {
         return Ok((permits, None));
     }
-    let policies = context.policies(&admitted.snapshot);
-    // A composite's rules combine its calls'; nothing matched has the
-    // defaults: both are resolved here.
-    let resolved;
-    let (auth, rate) = match policies.of(admitted) {
-        Some(route) => (route.auth.as_ref(), route.rate.as_ref()),
-        None => {
-            let rate = context.limiter.as_deref().and_then(|l| l.rule_for(admitted.selectors(), admitted.rpc()));
-            resolved = (context.auth.rule(admitted), rate);
-            (resolved.0.as_ref(), resolved.1.as_ref())
-        }
-    };
-    context.auth.admit(admitted, auth, request).await?;
+    context.auth.admit(admitted, route.auth.as_ref(), request).await?;
     let rate_headers = match context.limiter.as_deref() {
-        Some(limiter) => limiter.admit(admitted, rate, request).await?,
+        Some(limiter) => limiter.admit(admitted, route.rate.as_ref(), request).await?,
         None => None,
     };
     Ok((permits, rate_headers))

@@ -23,11 +23,45 @@ const RESERVED: [&str; 9] = [
     "date",
 ];
 
-/// Builds the request metadata: `Grpc-Metadata-<k>` → `<k>`, `Authorization`
-/// passed on, `X-Forwarded-For` / `X-Forwarded-Host` added. A malformed
-/// entry is an error naming the header, never dropped.
-pub fn from_http(headers: &HeaderMap, client: Option<SocketAddr>) -> Result<MetadataMap, String> {
+/// Which request headers carry metadata.
+#[derive(Debug, Clone, Copy)]
+pub enum Carrier {
+    /// REST and WebSocket: `Grpc-Metadata-<k>` → `<k>`, and `Authorization`,
+    /// the request id and the trace context as they are.
+    Prefixed,
+    /// Connect: every header but `grpc-*` and those HTTP and the protocol
+    /// own, as it is.
+    Plain { skipped: &'static [&'static str] },
+}
+
+/// Builds the request metadata from the headers `carrier` names, with
+/// `X-Forwarded-For` / `X-Forwarded-Host` added; one function for every
+/// protocol, so `-bin` decoding and the errors are the same everywhere. A
+/// malformed entry is an error naming the header, never dropped.
+pub fn from_http(
+    headers: &HeaderMap,
+    client: Option<SocketAddr>,
+    authority: Option<&str>,
+    carrier: Carrier,
+) -> Result<MetadataMap, String> {
     let mut metadata = MetadataMap::new();
+    match carrier {
+        Carrier::Prefixed => prefixed(headers, &mut metadata)?,
+        Carrier::Plain { skipped } => {
+            for (name, value) in headers {
+                let key = name.as_str();
+                if skipped.contains(&key) || key.starts_with("grpc-") {
+                    continue;
+                }
+                insert(&mut metadata, key, value).map_err(|e| format!("header {name}: {e}"))?;
+            }
+        }
+    }
+    set_forwarded(headers, client, authority, metadata.as_mut());
+    Ok(metadata)
+}
+
+fn prefixed(headers: &HeaderMap, metadata: &mut MetadataMap) -> Result<(), String> {
     for (name, value) in headers {
         let Some(key) = name.as_str().strip_prefix(METADATA_PREFIX) else {
             continue;
@@ -35,21 +69,17 @@ pub fn from_http(headers: &HeaderMap, client: Option<SocketAddr>) -> Result<Meta
         if key.is_empty() || RESERVED.contains(&key) || key.starts_with("grpc-") {
             return Err(format!("header {name} sets reserved metadata"));
         }
-        insert(&mut metadata, key, value).map_err(|e| format!("header {name}: {e}"))?;
-    }
-    if let Some(authorization) = headers.get(http::header::AUTHORIZATION) {
-        insert(&mut metadata, "authorization", authorization)?;
+        insert(metadata, key, value).map_err(|e| format!("header {name}: {e}"))?;
     }
     // The id the access log carries, so backend logs can be joined with it;
     // the W3C trace context (replaced by the gateway's own when it exports
     // spans).
-    for name in ["x-request-id", "traceparent", "tracestate"] {
+    for name in ["authorization", "x-request-id", "traceparent", "tracestate"] {
         if let Some(value) = headers.get(name) {
-            insert(&mut metadata, name, value)?;
+            insert(metadata, name, value).map_err(|e| format!("header {name}: {e}"))?;
         }
     }
-    set_forwarded(headers, client, None, metadata.as_mut());
-    Ok(metadata)
+    Ok(())
 }
 
 /// Sets `X-Forwarded-For` (the client's chain with the peer appended) and
@@ -87,9 +117,11 @@ pub fn forwarded(
 fn insert(metadata: &mut MetadataMap, key: &str, value: &HeaderValue) -> Result<(), String> {
     if key.ends_with("-bin") {
         let key = BinaryMetadataKey::from_bytes(key.as_bytes()).map_err(|_| "invalid metadata key".to_string())?;
+        // Padded or not, standard or URL-safe alphabet: clients differ.
         let trimmed = value.to_str().map_err(|_| "value is not ASCII".to_string())?.trim_end_matches('=');
         let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
             .decode(trimmed)
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(trimmed))
             .map_err(|_| "binary metadata must be base64".to_string())?;
         metadata.append_bin(key, BinaryMetadataValue::from_bytes(&bytes));
     } else {
@@ -172,35 +204,71 @@ mod tests {
         }
     }
 
+    const CONNECT_SKIPS: Carrier = Carrier::Plain { skipped: &["content-type", "host", "connect-timeout-ms"] };
+
+    /// Each carrier on the same headers: (metadata key, value with the
+    /// prefixed carrier, value with the plain one; None: not carried).
     #[test]
     fn maps_headers_to_metadata() {
         let mut headers = HeaderMap::new();
-        headers.insert("grpc-metadata-tenant", HeaderValue::from_static("acme"));
-        headers.insert("grpc-metadata-trace-bin", HeaderValue::from_static("AQID"));
-        headers.insert("authorization", HeaderValue::from_static("Bearer t"));
-        headers.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
-        headers.insert("host", HeaderValue::from_static("api.example.com"));
-        headers.insert("x-other", HeaderValue::from_static("not forwarded"));
+        for (name, value) in [
+            ("grpc-metadata-tenant", "acme"),
+            ("grpc-metadata-trace-bin", "AQID"),
+            ("authorization", "Bearer t"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("host", "api.example.com"),
+            ("x-other", "plain"),
+            ("x-url-safe-bin", "_-8"),
+            ("connect-timeout-ms", "100"),
+            ("grpc-timeout", "1S"),
+        ] {
+            headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+        }
         let client = "127.0.0.1:5000".parse().ok();
-        let metadata = from_http(&headers, client).unwrap();
-        assert_eq!(metadata.get("tenant").unwrap(), "acme");
-        assert_eq!(metadata.get_bin("trace-bin").unwrap().to_bytes().unwrap().as_ref(), [1, 2, 3]);
-        assert_eq!(metadata.get("authorization").unwrap(), "Bearer t");
-        assert_eq!(metadata.get("x-forwarded-for").unwrap(), "10.0.0.1, 127.0.0.1");
-        assert_eq!(metadata.get("x-forwarded-host").unwrap(), "api.example.com");
-        assert!(metadata.get("x-other").is_none());
+        let prefixed = from_http(&headers, client, None, Carrier::Prefixed).unwrap();
+        let plain = from_http(&headers, client, Some("gw:8080"), CONNECT_SKIPS).unwrap();
+        let text = |m: &MetadataMap, key: &str| m.get(key).map(|v| v.to_str().unwrap().to_string());
+        let cases: [(&str, Option<&str>, Option<&str>); 9] = [
+            ("tenant", Some("acme"), None),
+            ("grpc-metadata-tenant", None, None),
+            ("authorization", Some("Bearer t"), Some("Bearer t")),
+            ("x-forwarded-for", Some("10.0.0.1, 127.0.0.1"), Some("10.0.0.1, 127.0.0.1")),
+            ("x-forwarded-host", Some("api.example.com"), Some("api.example.com")),
+            ("x-other", None, Some("plain")),
+            ("host", None, None),
+            ("connect-timeout-ms", None, None),
+            ("grpc-timeout", None, None),
+        ];
+        for (key, by_prefix, by_plain) in cases {
+            assert_eq!(text(&prefixed, key).as_deref(), by_prefix, "prefixed {key}");
+            assert_eq!(text(&plain, key).as_deref(), by_plain, "plain {key}");
+        }
+        assert_eq!(prefixed.get_bin("trace-bin").unwrap().to_bytes().unwrap().as_ref(), [1, 2, 3]);
+        assert_eq!(plain.get_bin("x-url-safe-bin").unwrap().to_bytes().unwrap().as_ref(), [0xff, 0xef]);
+        assert!(prefixed.get_bin("x-url-safe-bin").is_none());
     }
 
     #[test]
     fn refuses_malformed_metadata_headers() {
         let cases = [
-            ("grpc-metadata-grpc-status", "AA", "header grpc-metadata-grpc-status sets reserved metadata"),
-            ("grpc-metadata-x-bin", "!!", "header grpc-metadata-x-bin: binary metadata must be base64"),
+            (
+                Carrier::Prefixed,
+                "grpc-metadata-grpc-status",
+                "AA",
+                "header grpc-metadata-grpc-status sets reserved metadata",
+            ),
+            (
+                Carrier::Prefixed,
+                "grpc-metadata-x-bin",
+                "!!",
+                "header grpc-metadata-x-bin: binary metadata must be base64",
+            ),
+            (CONNECT_SKIPS, "x-bin", "!!", "header x-bin: binary metadata must be base64"),
         ];
-        for (name, value, expected) in cases {
+        for (carrier, name, value, expected) in cases {
             let mut headers = HeaderMap::new();
             headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
-            assert_eq!(from_http(&headers, None).unwrap_err(), expected);
+            assert_eq!(from_http(&headers, None, None, carrier).unwrap_err(), expected, "{name}");
         }
     }
 }

@@ -145,7 +145,7 @@ async fn unary(
     let plans = &*snapshot.plans;
     let wire = trace.time_transcoding(|| request_wire(context, plans, method, codec, payload))?;
     check_size(wire.len(), method.call.max_message_size)?;
-    let (request, timeout) = call_request(wire, method, parts, context, false)?;
+    let (request, timeout) = call_request(wire, parts, context, false)?;
     // The deadline bounds the whole answer, not only its headers.
     let call = trace.time_backend(within(timeout, method.call.unary_raw(request))).await;
     let reply = counted(context, &method.upstream, call)?;
@@ -227,7 +227,7 @@ async fn server_stream(
     // A failure before the stream starts is answered by `serve`, in the
     // stream's own form.
     let (headers, messages, deadline) = stream_request(context, method, parts, body, codec).await?;
-    let idle = route_timeouts(context, &parts.extensions, method, None).stream_idle;
+    let idle = route_timeouts(context, &parts.extensions).stream_idle;
     let json = context.json.serialize_options();
     let pool = snapshot.pool.clone();
     let frames = responses(StreamState { messages, codec, json, pool, idle, deadline, gzip });
@@ -262,10 +262,10 @@ async fn stream_request(
     let trace = trace_of(&parts.extensions);
     let message = trace.time_transcoding(|| decode(codec, &method.descriptor.input(), message, context))?;
     check_size(prost::Message::encoded_len(&message), method.call.max_message_size)?;
-    let (request, timeout) = call_request(message, method, parts, context, true)?;
+    let (request, timeout) = call_request(message, parts, context, true)?;
     // The deadline bounds the whole stream, every message included.
     let deadline = timeout.map(|timeout| Instant::now() + timeout);
-    let idle = route_timeouts(context, &parts.extensions, method, None).stream_idle;
+    let idle = route_timeouts(context, &parts.extensions).stream_idle;
     let started = trace.time_backend(started_within(idle, method.call.server_streaming(request))).await;
     let response = counted(context, &method.upstream, started)?;
     let (headers, messages, _) = response.into_parts();
@@ -372,16 +372,16 @@ fn end_of_stream(
 /// from `Connect-Timeout-Ms` (capped), else the route's.
 fn call_request<M>(
     message: M,
-    method: &MethodEntry,
     parts: &Parts,
     context: &Context,
     streaming: bool,
 ) -> Result<(tonic::Request<M>, Option<Duration>), Error> {
     let mut request = tonic::Request::new(message);
-    *request.metadata_mut() = metadata(&parts.headers)?;
     let client = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0);
     let authority = parts.uri.authority().map(|a| a.as_str());
-    upstream_metadata::set_forwarded(&parts.headers, client, authority, request.metadata_mut().as_mut());
+    let carrier = upstream_metadata::Carrier::Plain { skipped: &RESERVED };
+    *request.metadata_mut() =
+        upstream_metadata::from_http(&parts.headers, client, authority, carrier).map_err(Error::bad_request)?;
     let requested = match parts.headers.get("connect-timeout-ms") {
         Some(value) => {
             let ms = value
@@ -394,36 +394,11 @@ fn call_request<M>(
         }
         None => None,
     };
-    let timeout = call_deadline(
-        requested,
-        &route_timeouts(context, &parts.extensions, method, None),
-        streaming,
-        &context.deadlines,
-    );
+    let timeout = call_deadline(requested, &route_timeouts(context, &parts.extensions), streaming, &context.deadlines);
     if let Some(timeout) = timeout {
         request.set_timeout(timeout);
     }
     Ok((request, timeout))
-}
-
-/// Every non-reserved header is metadata; `-bin` values are base64.
-fn metadata(headers: &HeaderMap) -> Result<MetadataMap, Error> {
-    let mut map = HeaderMap::new();
-    for (name, value) in headers {
-        let key = name.as_str();
-        if RESERVED.contains(&key) || key.starts_with("grpc-") {
-            continue;
-        }
-        if key.ends_with("-bin") {
-            let text = value.to_str().unwrap_or("").trim_end_matches('=');
-            STANDARD_NO_PAD
-                .decode(text)
-                .or_else(|_| URL_SAFE_NO_PAD.decode(text))
-                .map_err(|_| Error::bad_request(format!("header {key}: binary metadata must be base64")))?;
-        }
-        map.append(name.clone(), value.clone());
-    }
-    Ok(MetadataMap::from_headers(map))
 }
 
 /// A unary request in wire form: protobuf as sent once it decodes, JSON

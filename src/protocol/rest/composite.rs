@@ -43,7 +43,13 @@ async fn answer(
     let (parts, _body) = request.into_parts();
     let query = query_inputs(parts.uri.query().unwrap_or(""), &plan.query)?;
     let client = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-    let metadata = metadata::from_http(&parts.headers, client).map_err(Error::bad_request)?;
+    let metadata = metadata::from_http(
+        &parts.headers,
+        client,
+        parts.uri.authority().map(|a| a.as_str()),
+        metadata::Carrier::Prefixed,
+    )
+    .map_err(Error::bad_request)?;
     let selectors = [None, None, Some(plan.template_text.as_str())];
     let timeout = deadline(&parts, context, false, &context.timeouts.for_route(selectors))?;
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);

@@ -22,6 +22,7 @@ use crate::admission::{Admitted, Target};
 use crate::config::RouteTimeouts;
 use crate::error::{Error, Origin};
 use crate::gateway::Context;
+use crate::gateway::policies::RoutePolicies;
 use crate::registry::{MethodEntry, Snapshot};
 use crate::route::{Binding, MatchError};
 use crate::telemetry::access::{Trace, trace_of};
@@ -47,8 +48,8 @@ struct Prepared<'a> {
     /// Trailer metadata as HTTP trailers: the profile asks for it and the
     /// client sent `TE: trailers`.
     http_trailers: bool,
-    /// The declared success answer (`[[responses]]`), when not 200.
-    success: Option<crate::config::SuccessRule>,
+    /// Its policies; `success` is the declared answer (`[[responses]]`).
+    route: Arc<RoutePolicies>,
 }
 
 /// Serves one REST request; never fails: errors become Status JSON.
@@ -138,7 +139,7 @@ fn unary_response_wire(
 ) -> Result<Response<Body>, Error> {
     let binding = prepared.binding;
     // A Location is built from the decoded answer.
-    let needs_message = prepared.success.as_ref().is_some_and(|s| s.location.is_some());
+    let needs_message = prepared.route.success.as_ref().is_some_and(|s| s.location.is_some());
     let fast = match binding.response_body {
         None if !needs_message => {
             response::render_wire(&snapshot.plans, prepared.method.output_plan, &reply.message, &context.json)
@@ -148,7 +149,7 @@ fn unary_response_wire(
     context.metrics.count_transcode(Direction::Response, fast.is_some());
     if let Some(json) = fast {
         let response = rendered_response(Rendered::Json(json), &reply.headers, &reply.trailers, prepared.http_trailers);
-        return Ok(declared(response, prepared.success.as_ref(), None));
+        return Ok(declared(response, prepared.route.success.as_ref(), None));
     }
     let output = prepared.method.call.output.clone();
     let message = DynamicMessage::decode(output, reply.message).map_err(|e| {
@@ -172,29 +173,25 @@ fn prepare<'a>(
         .get(binding.method)
         .ok_or_else(|| Error::gateway(Code::Internal, "binding points at no method"))?;
     let client = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-    let metadata = metadata::from_http(&parts.headers, client).map_err(Error::bad_request)?;
+    let metadata = metadata::from_http(
+        &parts.headers,
+        client,
+        parts.uri.authority().map(|a| a.as_str()),
+        metadata::Carrier::Prefixed,
+    )
+    .map_err(Error::bad_request)?;
     let streaming = method.descriptor.is_server_streaming() || method.descriptor.is_client_streaming();
     let accept = parts.headers.get(ACCEPT).and_then(|v| v.to_str().ok());
-    let policies = context.policies(snapshot);
-    let route = parts.extensions.get::<Arc<Admitted>>().and_then(|admitted| policies.of(admitted));
-    let (limits, success) = match route {
-        Some(route) => (route.timeouts, route.success.clone()),
-        None => {
-            let rpc = binding.rpc_name.as_str();
-            let service = rpc.rsplit_once('.').map(|(service, _)| service);
-            let selectors = [Some(rpc), service, Some(binding.template_text.as_str())];
-            (context.timeouts.for_route(selectors), context.responses.for_route(selectors).cloned())
-        }
-    };
+    let route = super::route_policies(context, &parts.extensions);
     Ok(Prepared {
         binding,
         method,
         variables,
         metadata,
-        timeout: deadline(parts, context, streaming, &limits)?,
-        idle: limits.stream_idle,
+        timeout: deadline(parts, context, streaming, &route.timeouts)?,
+        idle: route.timeouts.stream_idle,
         format: StreamFormat::from_accept(accept),
-        success,
+        route,
         http_trailers: context.http_trailers
             && parts.headers.get_all(http::header::TE).iter().any(|v| v.to_str().is_ok_and(|v| v.contains("trailers"))),
     })
@@ -287,7 +284,7 @@ fn unary_response(context: &Context, prepared: &Prepared<'_>, reply: UnaryReply)
     let rendered = response::render(&reply.message, binding.response_body.as_ref(), &context.json, context.json.indent)
         .map_err(|e| Error::gateway(Code::Internal, e))?;
     let response = rendered_response(rendered, &reply.headers, &reply.trailers, prepared.http_trailers);
-    Ok(declared(response, prepared.success.as_ref(), Some(&reply.message)))
+    Ok(declared(response, prepared.route.success.as_ref(), Some(&reply.message)))
 }
 
 /// The declared success answer: its status, no body for a 204, and a
