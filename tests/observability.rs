@@ -204,9 +204,18 @@ async fn unary_rest_and_connect_calls_take_the_fast_transcoder_and_handovers_are
     assert_eq!(connect.status(), 200);
     let body: serde_json::Value = connect.json().await.unwrap();
     assert_eq!((&body["fInt64"], &body["mString"]["k"]), (&serde_json::json!("9"), &serde_json::json!("w")));
+    let count = transcode_counts(&h).await;
+    assert_eq!(count("request", "fast"), 2.0, "the echo body, and Connect's");
+    assert_eq!(count("request", "handover"), 2.0, "the GET without a body, and the Any");
+    assert_eq!(count("response", "fast"), 3.0);
+    assert_eq!(count("response", "handover"), 1.0, "the Any");
+}
+
+/// `protogate_fast_transcode_total` by (direction, path).
+async fn transcode_counts(h: &Harness) -> impl Fn(&str, &str) -> f64 {
     let metrics = h.client.get(format!("{}/metrics", h.admin.as_ref().unwrap())).send().await.unwrap();
     let samples = parse_prometheus(&metrics.text().await.unwrap()).expect("parses");
-    let count = |direction: &str, path: &str| {
+    move |direction: &str, path: &str| {
         samples
             .iter()
             .find(|(name, labels, _)| {
@@ -215,9 +224,55 @@ async fn unary_rest_and_connect_calls_take_the_fast_transcoder_and_handovers_are
                     && labels.get("path").and_then(|v| v.as_str()) == Some(path)
             })
             .map_or(0.0, |(_, _, value)| *value)
+    }
+}
+
+/// Stream messages take the same fast transcoder as unary answers on every
+/// protocol; a message it cannot take (an Any) is handed over and still
+/// rendered the same way.
+#[tokio::test]
+async fn stream_messages_take_the_fast_transcoder_on_rest_connect_and_websocket() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let h = Harness::start_with("[admin]\nlisten = \"127.0.0.1:0\"").await;
+    let ndjson = h.client.get(h.url("/v1/shelves/1/books:stream")).send().await.unwrap().text().await.unwrap();
+    let books: Vec<Value> = ndjson.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert_eq!(books.len(), 3, "{ndjson}");
+    assert_eq!(books[0]["name"], "shelves/1/books/1");
+
+    let connect = |path: &str, json: &str| {
+        let mut body = vec![0];
+        body.extend_from_slice(&(json.len() as u32).to_be_bytes());
+        body.extend_from_slice(json.as_bytes());
+        h.client.post(h.url(path)).header("content-type", "application/connect+json").body(body).send()
     };
-    assert_eq!(count("request", "fast"), 2.0, "the echo body, and Connect's");
-    assert_eq!(count("request", "handover"), 2.0, "the GET without a body, and the Any");
-    assert_eq!(count("response", "fast"), 3.0);
-    assert_eq!(count("response", "handover"), 1.0, "the Any");
+    let streamed = connect("/library.v1.LibraryService/StreamBooks", r#"{"parent": "shelves/1"}"#).await.unwrap();
+    let bytes = streamed.bytes().await.unwrap();
+    assert!(String::from_utf8_lossy(&bytes).contains(r#""name":"shelves/1/books/3""#), "{bytes:?}");
+    let any = r#"{"message": {"wAny": {"@type": "type.googleapis.com/google.protobuf.Duration", "value": "1s"}}, "count": 2}"#;
+    let echoed = connect("/protogate.test.v1.EchoService/EchoStream", any).await.unwrap().bytes().await.unwrap();
+    let text = String::from_utf8_lossy(&echoed);
+    assert_eq!(text.matches(r#""value":"1s""#).count(), 2, "{text}");
+
+    let url = format!("{}/v1/shelves/1/books:stream", h.base.replace("http://", "ws://"));
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    socket.send(Message::text("{}")).await.unwrap();
+    let mut texts = 0;
+    while let Some(Ok(message)) = socket.next().await {
+        match message {
+            Message::Text(text) => {
+                assert!(text.contains(r#""name":"shelves/1/books/"#), "{text}");
+                texts += 1;
+            }
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    assert_eq!(texts, 3);
+
+    let count = transcode_counts(&h).await;
+    assert_eq!(count("response", "fast"), 9.0, "three books each over REST, Connect and WebSocket");
+    assert_eq!(count("response", "handover"), 2.0, "the two echoed Any messages");
+    assert_eq!(count("request", "fast"), 1.0, "Connect's StreamBooks request");
+    assert_eq!(count("request", "handover"), 2.0, "the REST GET without a body, and the Any");
 }

@@ -29,8 +29,9 @@ use crate::error::Error;
 use crate::gateway::Context;
 use crate::registry::Snapshot;
 use crate::route::{Binding, BodyRule};
+use crate::telemetry::metrics::{Direction, Metrics};
 use crate::transcode::request::{HttpInput, build};
-use crate::transcode::response;
+use crate::transcode::response::WireRenderer;
 use crate::upstream::metadata;
 
 /// How one text frame becomes a request message.
@@ -59,9 +60,15 @@ pub async fn serve(context: Arc<Context>, admitted: &Admitted, request: Request<
     let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &()).await;
     match (prepared, upgrade) {
         (Ok((index, decoder, metadata, timeouts)), Ok(upgrade)) => {
-            let json = context.json.serialize_options();
+            let answers = snapshot.methods.get(index).map(|method| {
+                let output = method.call.output.clone();
+                WireRenderer::new(snapshot.plans.clone(), method.output_plan, output, &context.json)
+            });
+            let metrics = context.metrics.clone();
             upgrade.on_upgrade(move |socket| async move {
-                run(socket, snapshot, index, (decoder, metadata, timeouts), json).await;
+                if let Some(answers) = answers {
+                    run(socket, snapshot, index, (decoder, metadata, timeouts), (answers, metrics)).await;
+                }
             })
         }
         (Err(error), _) => error_response(&error, Some((&snapshot.pool, &context.json.serialize_options()))),
@@ -136,7 +143,7 @@ async fn run(
     snapshot: Arc<Snapshot>,
     index: usize,
     (decoder, metadata, timeouts): (Decoder, Metadata, RouteTimeouts),
-    json: prost_reflect::SerializeOptions,
+    (answers, metrics): (WireRenderer, Arc<Metrics>),
 ) {
     let Some(method) = snapshot.methods.get(index) else {
         return;
@@ -197,7 +204,8 @@ async fn run(
                 error = aborted(&mut abort_signal) => return Err(error),
             };
             let Some(message) = next else { return Ok(()) };
-            let text = response::to_json(&message, &json, false).map_err(|e| Error::gateway(Code::Internal, e))?;
+            let (text, fast) = answers.json(&message).map_err(|e| Error::gateway(Code::Internal, e))?;
+            metrics.count_transcode(Direction::Response, fast);
             let text = String::from_utf8(text).map_err(|e| Error::gateway(Code::Internal, e.to_string()))?;
             if sink.send(Message::Text(Utf8Bytes::from(text))).await.is_err() {
                 return Err(Error::client(Code::Cancelled, "the client went away"));

@@ -50,15 +50,55 @@ pub fn render_wire(plans: &Plans, plan: Option<usize>, bytes: &[u8], options: &J
     if options.indent {
         return None;
     }
-    let style = Style {
+    fast_json(plans, plan?, bytes, style_of(options))
+}
+
+fn style_of(options: &JsonOptions) -> Style {
+    Style {
         emit_defaults: options.emit_defaults,
         proto_field_names: options.proto_field_names,
         enums_as_numbers: options.enums_as_numbers,
-    };
-    let plan = plan?;
+    }
+}
+
+fn fast_json(plans: &Plans, plan: usize, bytes: &[u8], style: Style) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(bytes.len() * 2 + 16);
     RENDERER.with_borrow_mut(|renderer| renderer.render(plans, plan, bytes, style, &mut out)).ok()?;
     Some(out)
+}
+
+/// Renders one method's answers from wire form, each as compact JSON: by
+/// the fast transcoder when its plan takes the message, else decoded and
+/// rendered by prost-reflect. Built once per stream; the stream messages of
+/// REST, Connect and WebSocket all go through it.
+#[derive(Debug, Clone)]
+pub struct WireRenderer {
+    plans: std::sync::Arc<Plans>,
+    plan: Option<usize>,
+    output: prost_reflect::MessageDescriptor,
+    style: Style,
+    serialize: prost_reflect::SerializeOptions,
+}
+
+impl WireRenderer {
+    pub fn new(
+        plans: std::sync::Arc<Plans>,
+        plan: Option<usize>,
+        output: prost_reflect::MessageDescriptor,
+        options: &JsonOptions,
+    ) -> Self {
+        Self { plans, plan, output, style: style_of(options), serialize: options.serialize_options() }
+    }
+
+    /// The message's JSON, and whether the fast transcoder wrote it.
+    pub fn json(&self, wire: &[u8]) -> Result<(Vec<u8>, bool), String> {
+        if let Some(json) = self.plan.and_then(|plan| fast_json(&self.plans, plan, wire, self.style)) {
+            return Ok((json, true));
+        }
+        let message = DynamicMessage::decode(self.output.clone(), wire)
+            .map_err(|e| format!("backend sent an undecodable {}: {e}", self.output.full_name()))?;
+        Ok((to_json(&message, &self.serialize, false)?, false))
+    }
 }
 
 thread_local! {

@@ -8,7 +8,10 @@ use tonic::{Request, Status, Streaming};
 
 use tracing::Instrument;
 
-use super::codec::{DynamicCodec, RawCodec};
+use bytes::Bytes;
+use tonic::codec::Codec;
+
+use super::codec::{DynamicCodec, Outgoing, RawCodec, WireCodec};
 use super::retry::{self, Tried};
 use crate::error::Error;
 use crate::telemetry::otel::upstream_span;
@@ -42,40 +45,49 @@ pub struct UnaryReply<M = DynamicMessage> {
 }
 
 impl Call {
-    /// A unary call. It runs as a server stream of one message so headers and
-    /// trailers stay distinguishable (tonic's unary merges them).
+    /// A unary call, the answer decoded (for callers that read its fields).
+    /// It runs as a server stream of one message so headers and trailers
+    /// stay distinguishable (tonic's unary merges them).
     pub async fn unary(&self, request: Request<DynamicMessage>) -> Result<UnaryReply, Error> {
-        single_reply(self.server_streaming(request).await?).await
+        let codec = || DynamicCodec::new(self.output.clone());
+        single_reply(self.one_request(request, codec).await?).await
     }
 
     /// A unary call with the request and the answer in wire form.
-    pub async fn unary_raw(&self, request: Request<bytes::Bytes>) -> Result<UnaryReply<bytes::Bytes>, Error> {
-        let response = self
-            .with_retries(request, |mut request| async {
-                let span = upstream_span(self.path.as_str(), request.metadata_mut());
-                let call = async {
-                    let mut grpc = self.client().await?;
-                    grpc.server_streaming(request, self.path.clone(), RawCodec).await
-                };
-                call.instrument(span).await
-            })
-            .await?;
-        single_reply(response).await
+    pub async fn unary_raw(&self, request: Request<Bytes>) -> Result<UnaryReply<Bytes>, Error> {
+        single_reply(self.one_request(request, RawCodec::default).await?).await
+    }
+
+    /// A call with one request message, its answers in wire form.
+    pub async fn server_streaming<M>(&self, request: Request<M>) -> Result<tonic::Response<Streaming<Bytes>>, Status>
+    where
+        M: Outgoing + Clone + Sync,
+    {
+        self.one_request(request, WireCodec::default).await
     }
 
     /// A call with one request message; retried (see `with_retries`) until
     /// the backend's response headers arrive, never after.
-    pub async fn server_streaming(
+    async fn one_request<M, C>(
         &self,
-        request: Request<DynamicMessage>,
-    ) -> Result<tonic::Response<Streaming<DynamicMessage>>, Status> {
-        self.with_retries(request, |mut request| async {
-            let span = upstream_span(self.path.as_str(), request.metadata_mut());
-            let call = async {
-                let mut grpc = self.client().await?;
-                grpc.server_streaming(request, self.path.clone(), DynamicCodec::new(self.output.clone())).await
-            };
-            call.instrument(span).await
+        request: Request<M>,
+        codec: impl Fn() -> C,
+    ) -> Result<tonic::Response<Streaming<C::Decode>>, Status>
+    where
+        M: Outgoing + Clone + Sync,
+        C: Codec<Encode = M> + Send + 'static,
+        C::Decode: Send + Sync + 'static,
+    {
+        self.with_retries(request, |mut request| {
+            let codec = codec();
+            async {
+                let span = upstream_span(self.path.as_str(), request.metadata_mut());
+                let call = async {
+                    let mut grpc = self.client().await?;
+                    grpc.server_streaming(request, self.path.clone(), codec).await
+                };
+                call.instrument(span).await
+            }
         })
         .await
     }
@@ -134,26 +146,24 @@ impl Call {
         }
     }
 
-    /// A client-streaming call: many messages in, one reply.
-    pub async fn client_streaming<S>(&self, request: Request<S>) -> Result<UnaryReply, Error>
+    /// A client-streaming call: many messages in, one reply in wire form.
+    pub async fn client_streaming<S>(&self, request: Request<S>) -> Result<UnaryReply<Bytes>, Error>
     where
         S: Stream<Item = DynamicMessage> + Send + 'static,
     {
         single_reply(self.streaming(request).await?).await
     }
 
-    /// A bidirectional call (any call with a stream of requests).
-    pub async fn streaming<S>(
-        &self,
-        mut request: Request<S>,
-    ) -> Result<tonic::Response<Streaming<DynamicMessage>>, Status>
+    /// A bidirectional call (any call with a stream of requests), its
+    /// answers in wire form.
+    pub async fn streaming<S>(&self, mut request: Request<S>) -> Result<tonic::Response<Streaming<Bytes>>, Status>
     where
         S: Stream<Item = DynamicMessage> + Send + 'static,
     {
         let span = upstream_span(self.path.as_str(), request.metadata_mut());
         let call = async {
             let mut grpc = self.client().await?;
-            grpc.streaming(request, self.path.clone(), DynamicCodec::new(self.output.clone())).await
+            grpc.streaming(request, self.path.clone(), WireCodec::default()).await
         };
         call.instrument(span).await
     }

@@ -1,51 +1,78 @@
-//! A tonic codec for messages known only at run time: encodes any
-//! `DynamicMessage`, decodes into the method's output type.
+//! tonic codecs for messages known only at run time. Requests go out as a
+//! `DynamicMessage` or as wire bytes the fast transcoder wrote; answers come
+//! back decoded into the method's output type (`DynamicCodec`, for callers
+//! that read fields) or as wire bytes (`WireCodec`, for callers that render
+//! them: the fast transcoder reads the bytes itself).
 
+use std::marker::PhantomData;
+
+use bytes::{Buf, BufMut, Bytes};
 use prost::Message;
 use prost_reflect::{DynamicMessage, MessageDescriptor};
 use tonic::Status;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
-#[derive(Debug, Clone)]
-pub struct DynamicCodec {
-    output: MessageDescriptor,
+/// A request message in either form.
+pub trait Outgoing: Send + 'static {
+    fn write(self, dst: &mut EncodeBuf<'_>) -> Result<(), Status>;
 }
 
-#[derive(Debug, Clone)]
-pub struct DynamicEncoder;
+impl Outgoing for DynamicMessage {
+    fn write(self, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        self.encode(dst).map_err(|e| Status::internal(format!("cannot encode request: {e}")))
+    }
+}
+
+impl Outgoing for Bytes {
+    fn write(self, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put(self);
+        Ok(())
+    }
+}
+
+/// Writes requests of type `M`.
+#[derive(Debug)]
+pub struct Writer<M>(PhantomData<fn(M)>);
+
+impl<M: Outgoing> Encoder for Writer<M> {
+    type Item = M;
+    type Error = Status;
+
+    fn encode(&mut self, item: M, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        item.write(dst)
+    }
+}
+
+/// Requests of type `M`; answers decoded into `output`.
+#[derive(Debug)]
+pub struct DynamicCodec<M = DynamicMessage> {
+    output: MessageDescriptor,
+    requests: PhantomData<fn(M)>,
+}
+
+impl<M> DynamicCodec<M> {
+    pub fn new(output: MessageDescriptor) -> Self {
+        Self { output, requests: PhantomData }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct DynamicDecoder {
     output: MessageDescriptor,
 }
 
-impl DynamicCodec {
-    pub fn new(output: MessageDescriptor) -> Self {
-        Self { output }
-    }
-}
-
-impl Codec for DynamicCodec {
-    type Encode = DynamicMessage;
+impl<M: Outgoing> Codec for DynamicCodec<M> {
+    type Encode = M;
     type Decode = DynamicMessage;
-    type Encoder = DynamicEncoder;
+    type Encoder = Writer<M>;
     type Decoder = DynamicDecoder;
 
     fn encoder(&mut self) -> Self::Encoder {
-        DynamicEncoder
+        Writer(PhantomData)
     }
 
     fn decoder(&mut self) -> Self::Decoder {
         DynamicDecoder { output: self.output.clone() }
-    }
-}
-
-impl Encoder for DynamicEncoder {
-    type Item = DynamicMessage;
-    type Error = Status;
-
-    fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
-        item.encode(dst).map_err(|e| Status::internal(format!("cannot encode request: {e}")))
     }
 }
 
@@ -60,50 +87,43 @@ impl Decoder for DynamicDecoder {
     }
 }
 
-/// Messages already in wire form both ways: the fast transcoder writes and
-/// reads the bytes itself.
-#[derive(Debug, Clone, Default)]
-pub struct RawCodec;
+/// Requests of type `M`; answers in wire form.
+#[derive(Debug)]
+pub struct WireCodec<M>(PhantomData<fn(M)>);
+
+impl<M> Default for WireCodec<M> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
 
 #[derive(Debug, Clone)]
-pub struct RawEncoder;
+pub struct WireDecoder;
 
-#[derive(Debug, Clone)]
-pub struct RawDecoder;
-
-impl Codec for RawCodec {
-    type Encode = bytes::Bytes;
-    type Decode = bytes::Bytes;
-    type Encoder = RawEncoder;
-    type Decoder = RawDecoder;
+impl<M: Outgoing> Codec for WireCodec<M> {
+    type Encode = M;
+    type Decode = Bytes;
+    type Encoder = Writer<M>;
+    type Decoder = WireDecoder;
 
     fn encoder(&mut self) -> Self::Encoder {
-        RawEncoder
+        Writer(PhantomData)
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        RawDecoder
+        WireDecoder
     }
 }
 
-impl Encoder for RawEncoder {
-    type Item = bytes::Bytes;
-    type Error = Status;
-
-    fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
-        use bytes::BufMut;
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawDecoder {
-    type Item = bytes::Bytes;
+impl Decoder for WireDecoder {
+    type Item = Bytes;
     type Error = Status;
 
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Self::Error> {
-        use bytes::Buf;
         let len = src.remaining();
         Ok(Some(src.copy_to_bytes(len)))
     }
 }
+
+/// Wire bytes both ways.
+pub type RawCodec = WireCodec<Bytes>;

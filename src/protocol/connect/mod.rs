@@ -5,6 +5,7 @@
 
 mod compression;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -29,10 +30,10 @@ use crate::error::{Error, http_status};
 use crate::gateway::Context;
 use crate::registry::{MethodEntry, Snapshot};
 use crate::telemetry::access::trace_of;
-use crate::telemetry::metrics::Direction;
+use crate::telemetry::metrics::{Direction, Metrics};
 use crate::transcode::fast::Plans;
 use crate::transcode::request::message_wire_from_json;
-use crate::transcode::response::render_wire;
+use crate::transcode::response::{WireRenderer, render_wire};
 use crate::transcode::status::details;
 use crate::upstream::metadata as upstream_metadata;
 use tokio::time::Instant;
@@ -226,11 +227,14 @@ async fn server_stream(
         .then_some(usize::from(context.compression.min_size));
     // A failure before the stream starts is answered by `serve`, in the
     // stream's own form.
-    let (headers, messages, deadline) = stream_request(context, method, parts, body, codec).await?;
+    let (headers, messages, deadline) = stream_request(context, snapshot, method, parts, body, codec).await?;
     let idle = route_timeouts(context, &parts.extensions).stream_idle;
     let json = context.json.serialize_options();
     let pool = snapshot.pool.clone();
-    let frames = responses(StreamState { messages, codec, json, pool, idle, deadline, gzip });
+    let output = method.call.output.clone();
+    let render = WireRenderer::new(snapshot.plans.clone(), method.output_plan, output, &context.json);
+    let metrics = context.metrics.clone();
+    let frames = responses(StreamState { messages, codec, render, metrics, json, pool, idle, deadline, gzip });
     let mut response = Response::new(Body::from_stream(frames));
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(codec.stream_type()));
     if gzip.is_some() {
@@ -242,11 +246,12 @@ async fn server_stream(
 
 async fn stream_request(
     context: &Context,
+    snapshot: &Snapshot,
     method: &MethodEntry,
     parts: &Parts,
     body: Body,
     codec: Codec,
-) -> Result<(MetadataMap, tonic::Streaming<DynamicMessage>, Option<Instant>), Error> {
+) -> Result<(MetadataMap, tonic::Streaming<Bytes>, Option<Instant>), Error> {
     let declared = parts.headers.get("connect-content-encoding").and_then(|v| v.to_str().ok());
     let encoding = compression::declared(declared, &context.compression, compression::Scope::Messages)?;
     let payload = read_body(body, context.max_body_size).await?;
@@ -258,11 +263,10 @@ async fn stream_request(
         }
         (true, encoding) => compression::decode(encoding, message, context.max_body_size)?,
     };
-    let message = &message[..];
     let trace = trace_of(&parts.extensions);
-    let message = trace.time_transcoding(|| decode(codec, &method.descriptor.input(), message, context))?;
-    check_size(prost::Message::encoded_len(&message), method.call.max_message_size)?;
-    let (request, timeout) = call_request(message, parts, context, true)?;
+    let wire = trace.time_transcoding(|| request_wire(context, &snapshot.plans, method, codec, message))?;
+    check_size(wire.len(), method.call.max_message_size)?;
+    let (request, timeout) = call_request(wire, parts, context, true)?;
     // The deadline bounds the whole stream, every message included.
     let deadline = timeout.map(|timeout| Instant::now() + timeout);
     let idle = route_timeouts(context, &parts.extensions).stream_idle;
@@ -290,8 +294,11 @@ fn single_envelope(payload: &[u8]) -> Result<(u8, &[u8]), Error> {
 
 /// What a Connect stream carries from one frame to the next.
 struct StreamState {
-    messages: tonic::Streaming<DynamicMessage>,
+    messages: tonic::Streaming<Bytes>,
     codec: Codec,
+    /// JSON answers: the fast transcoder, else prost-reflect.
+    render: WireRenderer,
+    metrics: Arc<Metrics>,
     json: SerializeOptions,
     pool: DescriptorPool,
     /// The route's idle timeout between two messages.
@@ -308,9 +315,16 @@ fn responses(state: StreamState) -> BoxStream<'static, Result<Bytes, std::conver
         let mut state = state?;
         let failure = match within_deadline(state.deadline, next_within(state.idle, state.messages.message())).await {
             Err(idle) => idle,
-            Ok(Ok(Some(message))) => match encode(state.codec, &message, &state.json) {
-                Ok(bytes) => return Some((Ok(message_envelope(&bytes, state.gzip)), Some(state))),
-                Err(error) => error,
+            // Protobuf answers go out as the backend wrote them.
+            Ok(Ok(Some(message))) if state.codec == Codec::Proto => {
+                return Some((Ok(message_envelope(&message, state.gzip)), Some(state)));
+            }
+            Ok(Ok(Some(message))) => match state.render.json(&message) {
+                Ok((json, fast)) => {
+                    state.metrics.count_transcode(Direction::Response, fast);
+                    return Some((Ok(message_envelope(&json, state.gzip)), Some(state)));
+                }
+                Err(error) => Error::gateway(Code::Internal, error),
             },
             Ok(Ok(None)) => {
                 let trailers = state.messages.trailers().await.ok().flatten().unwrap_or_default();

@@ -86,13 +86,10 @@ async fn handle(
     }
     let body = read_body(body, context.max_body_size).await?;
     let input = HttpInput { variables: prepared.variables, query: parts.uri.query(), content_type, body: &body };
-    let input_type = prepared.method.descriptor.input();
+    let wire = trace.time_transcoding(|| request_wire(context, snapshot, &prepared, input))?;
+    check_size(wire.len(), prepared.method.call.max_message_size)?;
     if prepared.method.descriptor.is_server_streaming() {
-        let message = trace.time_transcoding(|| {
-            crate::transcode::request::build(prepared.binding, &input_type, input, &context.json)
-        })?;
-        check_size(prost::Message::encoded_len(&message), prepared.method.call.max_message_size)?;
-        let request = call_request(message, &prepared);
+        let request = call_request(bytes::Bytes::from(wire), &prepared);
         let upstream = prepared.method.upstream.as_str();
         return counted(
             context,
@@ -100,8 +97,6 @@ async fn handle(
             trace.time_backend(server_stream(context, snapshot, prepared, request)).await,
         );
     }
-    let wire = trace.time_transcoding(|| request_wire(context, snapshot, &prepared, input))?;
-    check_size(wire.len(), prepared.method.call.max_message_size)?;
     let call = prepared.method.call.unary_raw(call_request(bytes::Bytes::from(wire), &prepared));
     let reply = counted(context, &prepared.method.upstream, trace.time_backend(within(prepared.timeout, call)).await)?;
     trace.time_transcoding(|| unary_response_wire(context, snapshot, &prepared, reply))
@@ -380,7 +375,7 @@ async fn server_stream(
     context: &Context,
     snapshot: &Snapshot,
     prepared: Prepared<'_>,
-    request: tonic::Request<DynamicMessage>,
+    request: tonic::Request<bytes::Bytes>,
 ) -> Result<Response<Body>, Error> {
     let deadline = prepared.timeout.map(|t| (Instant::now() + t, t));
     let start = within(prepared.timeout, prepared.method.call.server_streaming(request));
@@ -393,12 +388,16 @@ fn frames(
     context: &Context,
     snapshot: &Snapshot,
     prepared: &Prepared<'_>,
-    messages: tonic::Streaming<DynamicMessage>,
+    messages: tonic::Streaming<bytes::Bytes>,
     deadline: Option<(Instant, Duration)>,
     aborted: Option<tokio::sync::oneshot::Receiver<Error>>,
 ) -> Frames {
+    let method = prepared.method;
+    let output = method.call.output.clone();
     Frames {
         messages,
+        render: response::WireRenderer::new(snapshot.plans.clone(), method.output_plan, output, &context.json),
+        metrics: context.metrics.clone(),
         format: prepared.format,
         json: context.json.serialize_options(),
         wrap_results: context.json.wrap_stream_results,
@@ -462,7 +461,7 @@ async fn client_stream(
         reply = within(prepared.timeout, call.client_streaming(request)) => reply?,
         error = aborted(&mut abort) => return Err(error),
     };
-    unary_response(context, &prepared, reply)
+    unary_response_wire(context, snapshot, &prepared, reply)
 }
 
 /// The error as a response: Status JSON, the status from the table, `Allow`

@@ -3,6 +3,7 @@
 //! from an NDJSON or JSON-array request body as it arrives.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -20,13 +21,17 @@ use tonic::metadata::MetadataMap;
 use super::error_body;
 use crate::error::Error;
 use crate::protocol::pacing::{idle_error, lifetime_error};
-use crate::transcode::response;
+use crate::telemetry::metrics::{Direction, Metrics};
+use crate::transcode::response::WireRenderer;
 use crate::transcode::stream::StreamFormat;
 use crate::upstream::metadata;
 
 /// Everything a server stream needs from one frame to the next.
 pub(super) struct Frames {
-    pub messages: tonic::Streaming<DynamicMessage>,
+    pub messages: tonic::Streaming<Bytes>,
+    pub render: WireRenderer,
+    /// Counts which transcoder path rendered each message.
+    pub metrics: Arc<Metrics>,
     pub format: StreamFormat,
     pub json: SerializeOptions,
     /// Each message as `{"result": …}` (the grpc-gateway profile).
@@ -44,7 +49,7 @@ pub(super) struct Frames {
 }
 
 enum Event {
-    Message(DynamicMessage),
+    Message(Bytes),
     End,
     Failed(Error),
     Idle,
@@ -70,8 +75,9 @@ fn stream(frames: Frames) -> BoxStream<'static, Result<Bytes, Infallible>> {
                     Some(comment) => return Some((Ok(comment), Some(state))),
                     None => continue,
                 },
-                Event::Message(message) => match response::to_json(&message, &state.json, false) {
-                    Ok(json) => {
+                Event::Message(message) => match state.render.json(&message) {
+                    Ok((json, fast)) => {
+                        state.metrics.count_transcode(Direction::Response, fast);
                         let json = if state.wrap_results { wrapped(&json) } else { json };
                         state.last = Instant::now();
                         let frame = state.format.message(&json, state.sent);
