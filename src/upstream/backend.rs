@@ -25,7 +25,7 @@ use http::{HeaderMap, Request, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tonic::Status;
 use tonic::body::Body;
-use tower::{Service, ServiceExt};
+use tower::Service;
 
 use super::pool::{Admitted, Endpoint, InFlight, Pool};
 use super::retry::{Failure, Tried};
@@ -100,7 +100,7 @@ async fn send(pool: Arc<Pool>, request: Request<Body>, mark: bool) -> Result<Res
     }
     let in_flight = endpoint.start();
     let started = Instant::now();
-    match endpoint.channel.clone().oneshot(request).await {
+    match endpoint.transport.send(request).await {
         Ok(response) => {
             let unavailable = response.headers().get("grpc-status").is_some_and(|v| v.as_bytes() == b"14");
             let outcome = if unavailable { "unavailable" } else { "answered" };
@@ -117,7 +117,7 @@ async fn send(pool: Arc<Pool>, request: Request<Body>, mark: bool) -> Result<Res
         Err(error) => {
             pool.stats.attempts.with_label_values(&[spec, "failed"]).inc();
             pool.failed(&endpoint);
-            Err(transport_status(&error.into()))
+            Err(transport_status(&error))
         }
     }
 }
@@ -149,7 +149,7 @@ fn transport_status(error: &BoxError) -> Status {
 fn never_sent(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut source = Some(error);
     while let Some(error) = source {
-        if error.is::<tonic::ConnectError>() {
+        if error.is::<tonic::ConnectError>() || error.is::<super::direct::ConnectFailed>() {
             return true;
         }
         if let Some(h2) = error.downcast_ref::<h2::Error>() {

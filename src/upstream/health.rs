@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use tonic::Code;
-use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -12,7 +11,13 @@ use super::pool::Health;
 
 /// The endpoint's health, or why it counts as down. A backend without the
 /// health service answered, so it is up.
-pub async fn check(channel: Channel, timeout: Duration) -> Result<Health, String> {
+pub async fn check<S>(channel: S, timeout: Duration) -> Result<Health, String>
+where
+    S: tonic::client::GrpcService<tonic::body::Body>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResponseBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    <S::ResponseBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+{
     let mut client = HealthClient::new(channel);
     let request = client.check(HealthCheckRequest { service: String::new() });
     match tokio::time::timeout(timeout, request).await {

@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod call;
 pub mod codec;
+pub mod direct;
 pub mod health;
 pub mod metadata;
 pub mod pool;
@@ -88,6 +89,16 @@ impl Connector {
                 .map_err(|e| format!("upstream {url:?}: TLS: {}", crate::error::describe(&e)))?;
         }
         Ok(endpoint.connect_lazy())
+    }
+
+    /// How calls reach one endpoint: plain text directly (see `direct`),
+    /// TLS through tonic's channel.
+    pub fn transport(&self, url: &str, authority: Option<&str>) -> Result<pool::Transport, String> {
+        crate::config::check_url(url)?;
+        match direct::Connection::for_url(url, authority, self.settings.connect_timeout) {
+            Some(connection) => Ok(pool::Transport::Direct(connection)),
+            None => self.channel(url, authority).map(pool::Transport::Channel),
+        }
     }
 
     fn tls_config(&self, host: Option<String>) -> ClientTlsConfig {

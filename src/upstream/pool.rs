@@ -34,11 +34,54 @@ pub enum Health {
     Down = 3,
 }
 
+/// How calls reach an endpoint.
+#[derive(Debug)]
+pub enum Transport {
+    /// Plain text: hyper's HTTP/2 connection, driven by the caller.
+    Direct(super::direct::Connection),
+    /// TLS, or a channel made elsewhere: tonic's.
+    Channel(Channel),
+}
+
+impl Transport {
+    pub(super) async fn send(
+        &self,
+        request: http::Request<tonic::body::Body>,
+    ) -> Result<http::Response<tonic::body::Body>, BoxError> {
+        use tower::ServiceExt;
+        match self {
+            Self::Direct(connection) => connection.send(request).await,
+            Self::Channel(channel) => channel.clone().oneshot(request).await.map_err(Into::into),
+        }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One endpoint as a service, for the health client.
+#[derive(Debug, Clone)]
+pub(super) struct Via(pub Arc<Endpoint>);
+
+impl tower::Service<http::Request<tonic::body::Body>> for Via {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = BoxError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), BoxError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let endpoint = self.0.clone();
+        Box::pin(async move { endpoint.transport.send(request).await })
+    }
+}
+
 /// One backend address and what the balancer knows of it.
 #[derive(Debug)]
 pub struct Endpoint {
     pub url: String,
-    pub(super) channel: Channel,
+    pub(super) transport: Transport,
     pending: AtomicUsize,
     /// Peak-EWMA of the time to response headers, in microseconds.
     rtt_micros: AtomicU64,
@@ -56,10 +99,10 @@ pub struct Endpoint {
 const INITIAL_RTT_MICROS: u64 = 1_000;
 
 impl Endpoint {
-    fn new(url: String, channel: Channel) -> Self {
+    fn new(url: String, transport: Transport) -> Self {
         Self {
             url,
-            channel,
+            transport,
             pending: AtomicUsize::new(0),
             rtt_micros: AtomicU64::new(INITIAL_RTT_MICROS),
             failures: AtomicU32::new(0),
@@ -146,7 +189,7 @@ impl Pool {
         let mut endpoints = Vec::new();
         for address in &addresses {
             if let Address::Url(url) = address {
-                endpoints.push(Arc::new(Endpoint::new(url.clone(), connector.channel(url, None)?)));
+                endpoints.push(Arc::new(Endpoint::new(url.clone(), connector.transport(url, None)?)));
             }
         }
         let dynamic = addresses.iter().any(|a| matches!(a, Address::Dns { .. }));
@@ -170,7 +213,7 @@ impl Pool {
         settings.retry.attempts = 1;
         let stats = Arc::new(Stats::new().map_err(|e| e.to_string())?);
         let connector = Arc::new(Connector { settings: Arc::new(settings), tls: None });
-        let endpoints = vec![Arc::new(Endpoint::new(url.to_string(), channel))];
+        let endpoints = vec![Arc::new(Endpoint::new(url.to_string(), Transport::Channel(channel)))];
         let addresses = vec![Address::Url(url.to_string())];
         Ok(Arc::new(Self::assemble(url, addresses, endpoints, connector, stats, true)))
     }
@@ -305,10 +348,10 @@ impl Pool {
         self.publish_states();
     }
 
-    async fn check(&self, endpoint: &Endpoint) {
+    async fn check(&self, endpoint: &Arc<Endpoint>) {
         let policy = &self.settings.health;
         let timeout = if policy.timeout.is_zero() { Duration::from_secs(1) } else { policy.timeout };
-        let outcome = super::health::check(endpoint.channel.clone(), timeout).await;
+        let outcome = super::health::check(Via(endpoint.clone()), timeout).await;
         let previous = endpoint.health();
         let (next, needed) = match &outcome {
             Ok(health) => (*health, policy.healthy_threshold),
@@ -380,8 +423,8 @@ impl Pool {
                                 continue;
                             }
                             let authority = format!("{scheme}://{host}:{port}");
-                            match self.connector.channel(&url, Some(&authority)) {
-                                Ok(channel) => endpoints.push(Arc::new(Endpoint::new(url, channel))),
+                            match self.connector.transport(&url, Some(&authority)) {
+                                Ok(transport) => endpoints.push(Arc::new(Endpoint::new(url, transport))),
                                 Err(e) => {
                                     tracing::warn!(upstream = %self.spec, error = %e, "resolved endpoint unusable")
                                 }
