@@ -337,7 +337,10 @@ def compare(stack, oha, duration):
     and the backend called directly over gRPC (floor), interleaved per row
     at 64 connections over HTTP/1.1 and HTTP/2."""
     body = echo_body()
-    json_headers = ("content-type: application/json",)
+    # oha asks for compressed answers by default; the bare server answers
+    # the very bytes uncompressed, so both are asked for identity.
+    identity = ("accept-encoding: identity",)
+    json_headers = ("content-type: application/json",) + identity
     small = request("GET", f"{stack.base}/v1/shelves/1")
     echoed = request("POST", f"{stack.base}/test/v1/echo", body, {"content-type": "application/json"})
     files = []
@@ -353,7 +356,7 @@ def compare(stack, oha, duration):
     grpc = ("content-type: application/grpc", "te: trailers")
     echo_frame = echo_request(stack.release)
     scenarios = [
-        (f"small GET ({len(small)} B answer)", "/v1/shelves/1", "GET", None, (),
+        (f"small GET ({len(small)} B answer)", "/v1/shelves/1", "GET", None, identity,
          (stack.backend, stack.backend_port, "/library.v1.LibraryService/GetShelf", get_shelf_request())),
         (f"{len(body)} B JSON POST ({len(echoed)} B answer)", "/test/v1/echo", "POST", body, json_headers,
          (stack.echo, stack.echo_port, "/protogate.test.v1.EchoService/Echo", echo_frame)),
