@@ -269,10 +269,22 @@ async fn stream_messages_take_the_fast_transcoder_on_rest_connect_and_websocket(
         }
     }
     assert_eq!(texts, 3);
+    // A REST client stream: each NDJSON line is a request message, and the
+    // one answer renders from wire form.
+    let collected = h
+        .client
+        .post(h.url("/test/v1/collect"))
+        .header("content-type", "application/x-ndjson")
+        .body("{\"fString\": \"a\"}\n{\"fString\": \"b\"}\n")
+        .send()
+        .await
+        .unwrap();
+    let collected: Value = collected.json().await.unwrap();
+    assert_eq!(collected["rString"], serde_json::json!(["a", "b"]), "{collected}");
 
     let count = transcode_counts(&h).await;
-    assert_eq!(count("response", "fast"), 9.0, "three books each over REST, Connect and WebSocket");
+    assert_eq!(count("response", "fast"), 10.0, "three books each over REST, Connect and WebSocket; Collect's answer");
     assert_eq!(count("response", "handover"), 2.0, "the two echoed Any messages");
-    assert_eq!(count("request", "fast"), 1.0, "Connect's StreamBooks request");
+    assert_eq!(count("request", "fast"), 4.0, "Connect's StreamBooks request, the WebSocket's, Collect's two lines");
     assert_eq!(count("request", "handover"), 2.0, "the REST GET without a body, and the Any");
 }

@@ -15,7 +15,6 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{ConnectInfo, FromRequestParts};
 use futures_util::{SinkExt, StreamExt};
 use http::{Request, Response, request::Parts};
-use prost_reflect::DynamicMessage;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
@@ -28,19 +27,19 @@ use crate::config::RouteTimeouts;
 use crate::error::Error;
 use crate::gateway::Context;
 use crate::registry::Snapshot;
-use crate::route::{Binding, BodyRule};
+use crate::route::BodyRule;
 use crate::telemetry::metrics::{Direction, Metrics};
-use crate::transcode::request::{HttpInput, build};
+use crate::transcode::request::{HttpInput, WireBuilder};
 use crate::transcode::response::WireRenderer;
 use crate::upstream::metadata;
 
 /// How one text frame becomes a request message.
 struct Decoder {
-    binding: Option<Binding>,
+    builder: WireBuilder,
     variables: Vec<String>,
     query: Option<String>,
-    input: prost_reflect::MessageDescriptor,
-    json: crate::transcode::JsonOptions,
+    /// Counts which transcoder path wrote each message.
+    metrics: Arc<Metrics>,
 }
 
 /// Why the call ended, for the close frame.
@@ -111,30 +110,27 @@ fn prepare(
         metadata::Carrier::Prefixed,
     )
     .map_err(Error::bad_request)?;
+    let plans = (snapshot.plans.clone(), method.input_plan);
     let decoder = Decoder {
-        binding,
+        builder: WireBuilder::new(binding, method.descriptor.input(), plans, &context.json),
         variables,
         query: parts.uri.query().map(str::to_string),
-        input: method.descriptor.input(),
-        json: context.json.clone(),
+        metrics: context.metrics.clone(),
     };
     Ok((index, decoder, metadata, timeouts))
 }
 
 impl Decoder {
-    fn decode(&self, text: &str) -> Result<DynamicMessage, Error> {
-        match &self.binding {
-            Some(binding) => {
-                let http = HttpInput {
-                    variables: &self.variables,
-                    query: self.query.as_deref(),
-                    content_type: Some("application/json"),
-                    body: text.as_bytes(),
-                };
-                build(binding, &self.input, http, &self.json)
-            }
-            None => crate::transcode::request::message_from_json(self.input.clone(), text.as_bytes(), &self.json),
-        }
+    fn decode(&self, text: &str) -> Result<bytes::Bytes, Error> {
+        let http = HttpInput {
+            variables: &self.variables,
+            query: self.query.as_deref(),
+            content_type: Some("application/json"),
+            body: text.as_bytes(),
+        };
+        let (wire, fast) = self.builder.wire(http)?;
+        self.metrics.count_transcode(Direction::Request, fast);
+        Ok(bytes::Bytes::from(wire))
     }
 }
 
@@ -149,7 +145,7 @@ async fn run(
         return;
     };
     let (mut sink, mut source) = socket.split();
-    let (requests, receiver) = mpsc::channel::<DynamicMessage>(16);
+    let (requests, receiver) = mpsc::channel::<bytes::Bytes>(16);
     let (abort, receiver_of_abort) = oneshot::channel::<Error>();
     let mut abort_signal = Some(receiver_of_abort);
     // Inbound frames feed the request stream; an empty frame half-closes

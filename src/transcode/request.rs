@@ -220,6 +220,48 @@ pub fn message_wire_from_json(
     Some(wire)
 }
 
+/// Builds one method's request messages in wire form, owned for a stream
+/// of them: by the fast transcoder when it takes the input, else built by
+/// prost-reflect (which names what is wrong) and encoded. With a binding,
+/// each message is read as that binding's body with its path variables and
+/// query; without one, as the whole message.
+#[derive(Debug, Clone)]
+pub struct WireBuilder {
+    binding: Option<Binding>,
+    input: MessageDescriptor,
+    plans: std::sync::Arc<Plans>,
+    plan: Option<usize>,
+    options: JsonOptions,
+}
+
+impl WireBuilder {
+    pub fn new(
+        binding: Option<Binding>,
+        input: MessageDescriptor,
+        (plans, plan): (std::sync::Arc<Plans>, Option<usize>),
+        options: &JsonOptions,
+    ) -> Self {
+        Self { binding, input, plans, plan, options: options.clone() }
+    }
+
+    /// The message's wire bytes, and whether the fast transcoder wrote them.
+    pub fn wire(&self, http: HttpInput<'_>) -> Result<(Vec<u8>, bool), Error> {
+        let plans = (&*self.plans, self.plan);
+        let fast = match &self.binding {
+            Some(binding) => build_wire(binding, &self.input, plans, http, &self.options),
+            None => message_wire_from_json(&self.input, plans, http.body, &self.options),
+        };
+        if let Some(wire) = fast {
+            return Ok((wire, true));
+        }
+        let message = match &self.binding {
+            Some(binding) => build(binding, &self.input, http, &self.options)?,
+            None => message_from_json(self.input.clone(), http.body, &self.options)?,
+        };
+        Ok((message.encode_to_vec(), false))
+    }
+}
+
 fn check_depth(body: &[u8], options: &JsonOptions) -> Result<(), Error> {
     if json::exceeds_depth(body, options.max_depth) {
         return Err(Error::bad_request(format!("invalid JSON body: nested deeper than {} levels", options.max_depth)));

@@ -147,18 +147,20 @@ impl Call {
     }
 
     /// A client-streaming call: many messages in, one reply in wire form.
-    pub async fn client_streaming<S>(&self, request: Request<S>) -> Result<UnaryReply<Bytes>, Error>
+    pub async fn client_streaming<S, M>(&self, request: Request<S>) -> Result<UnaryReply<Bytes>, Error>
     where
-        S: Stream<Item = DynamicMessage> + Send + 'static,
+        S: Stream<Item = M> + Send + 'static,
+        M: Outgoing + Sync,
     {
         single_reply(self.streaming(request).await?).await
     }
 
     /// A bidirectional call (any call with a stream of requests), its
     /// answers in wire form.
-    pub async fn streaming<S>(&self, mut request: Request<S>) -> Result<tonic::Response<Streaming<Bytes>>, Status>
+    pub async fn streaming<S, M>(&self, mut request: Request<S>) -> Result<tonic::Response<Streaming<Bytes>>, Status>
     where
-        S: Stream<Item = DynamicMessage> + Send + 'static,
+        S: Stream<Item = M> + Send + 'static,
+        M: Outgoing + Sync,
     {
         let span = upstream_span(self.path.as_str(), request.metadata_mut());
         let call = async {

@@ -27,7 +27,7 @@ use crate::registry::{MethodEntry, Snapshot};
 use crate::route::{Binding, MatchError};
 use crate::telemetry::access::{Trace, trace_of};
 use crate::telemetry::metrics::Direction;
-use crate::transcode::request::HttpInput;
+use crate::transcode::request::{HttpInput, WireBuilder};
 use crate::transcode::response::{self, Rendered};
 use crate::transcode::status;
 use crate::transcode::stream::StreamFormat;
@@ -430,9 +430,11 @@ async fn client_stream(
         return Err(Error::unsupported_media_type(content_type.unwrap_or_default()));
     }
     let build = {
-        let (binding, input, options) =
-            (prepared.binding.clone(), prepared.method.descriptor.input(), context.json.clone());
+        let plans = (snapshot.plans.clone(), prepared.method.input_plan);
+        let input = prepared.method.descriptor.input();
+        let builder = WireBuilder::new(Some(prepared.binding.clone()), input, plans, &context.json);
         let (variables, query) = (prepared.variables.to_vec(), parts.uri.query().map(str::to_string));
+        let metrics = context.metrics.clone();
         move |bytes: &[u8]| {
             let http = HttpInput {
                 variables: &variables,
@@ -440,7 +442,9 @@ async fn client_stream(
                 content_type: Some("application/json"),
                 body: bytes,
             };
-            crate::transcode::request::build(&binding, &input, http, &options)
+            let (wire, fast) = builder.wire(http)?;
+            metrics.count_transcode(Direction::Request, fast);
+            Ok(bytes::Bytes::from(wire))
         }
     };
     let (messages, abort) = stream::requests(body, ndjson, context.max_body_size, build);

@@ -12,7 +12,7 @@ use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Response};
-use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
+use prost_reflect::{DescriptorPool, SerializeOptions};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tonic::Code;
@@ -148,14 +148,15 @@ impl Frames {
 /// it arrives, or the elements of one JSON array. The first bad element is
 /// sent on the returned receiver and the stream then stalls, so the upstream
 /// call is cancelled rather than seeing a clean (and wrong) end of input.
-pub(super) fn requests<F>(
+pub(super) fn requests<F, M>(
     body: Body,
     ndjson: bool,
     limit: usize,
     build: F,
-) -> (impl Stream<Item = DynamicMessage> + Send + 'static, oneshot::Receiver<Error>)
+) -> (impl Stream<Item = M> + Send + 'static, oneshot::Receiver<Error>)
 where
-    F: Fn(&[u8]) -> Result<DynamicMessage, Error> + Send + 'static,
+    F: Fn(&[u8]) -> Result<M, Error> + Send + 'static,
+    M: Send + 'static,
 {
     let (abort, aborted) = oneshot::channel();
     let elements: BoxStream<'static, Result<Bytes, Error>> =
