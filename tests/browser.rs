@@ -35,16 +35,12 @@ fn tools_present() -> bool {
     present
 }
 
-#[tokio::test]
-async fn a_page_from_another_origin_uses_rest_sse_websocket_and_grpc_web() {
-    if !tools_present() {
-        return;
-    }
+/// Serves examples/browser from its own origin (a static server on another
+/// port): the origin, for the gateway's CORS configuration.
+async fn serve_page() -> String {
     let example = PathBuf::from(ROOT).join("examples/browser");
     let build = Command::new("npm").args(["run", "--silent", "build"]).current_dir(&example).output().unwrap();
     assert!(build.status.success(), "{}", String::from_utf8_lossy(&build.stderr));
-
-    // The page's own origin: a static server on another port.
     let site = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = format!("http://{}", site.local_addr().unwrap());
     let page = std::fs::read_to_string(example.join("index.html")).unwrap();
@@ -62,13 +58,27 @@ async fn a_page_from_another_origin_uses_rest_sse_websocket_and_grpc_web() {
             }),
         );
     tokio::spawn(async move { axum::serve(site, app).await });
+    origin
+}
 
-    let h = Harness::start_with(&format!("[cors]\nallowed_origins = [\"{origin}\"]")).await;
-    let url = format!("{origin}/?gateway={}", h.base);
-    let run =
-        tokio::process::Command::new("node").arg("test.mjs").arg(&url).current_dir(&example).output().await.unwrap();
+/// Opens the page against `gateway` in headless Chromium: its report.
+async fn run_page(origin: &str, gateway: &str, chromium_args: &[String]) -> Value {
+    let example = PathBuf::from(ROOT).join("examples/browser");
+    let url = format!("{origin}/?gateway={gateway}");
+    let run = tokio::process::Command::new("node")
+        .arg("test.mjs")
+        .arg(&url)
+        .args(chromium_args)
+        .current_dir(&example)
+        .output()
+        .await
+        .unwrap();
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let report: Value = serde_json::from_slice(&run.stdout).unwrap();
+    serde_json::from_slice(&run.stdout).unwrap()
+}
+
+/// What every section of the page must show.
+fn assert_page_works(report: &Value) {
     let all_ok = serde_json::json!({"rest": "ok", "sse": "ok", "websocket": "ok", "grpcweb": "ok"});
     assert_eq!(report["results"], all_ok, "{report}");
     let titles = serde_json::json!(["The Left Hand of Darkness", "A Wizard of Earthsea", "Solaris"]);
@@ -78,4 +88,39 @@ async fn a_page_from_another_origin_uses_rest_sse_websocket_and_grpc_web() {
     let mut grpc_web = vec![serde_json::json!("SPQR (500000 sold)")];
     grpc_web.extend(titles.as_array().unwrap().iter().cloned());
     assert_eq!(report["sections"]["grpcweb"], Value::Array(grpc_web));
+}
+
+#[tokio::test]
+async fn a_page_from_another_origin_uses_rest_sse_websocket_and_grpc_web() {
+    if !tools_present() {
+        return;
+    }
+    let origin = serve_page().await;
+    let h = Harness::start_with(&format!("[cors]\nallowed_origins = [\"{origin}\"]")).await;
+    assert_page_works(&run_page(&origin, &h.base, &[]).await);
+}
+
+/// Browsers speak HTTP/2 only over TLS: over the TLS listener the same page
+/// works (WebSocket as wss) and its fetches, EventSource and gRPC-Web calls
+/// go over h2, negotiated by ALPN.
+#[tokio::test]
+async fn the_page_works_over_https_and_the_browser_negotiates_http2() {
+    if !tools_present() {
+        return;
+    }
+    let origin = serve_page().await;
+    let dir = std::env::temp_dir().join(format!("protogate-browser-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let leaf = common::certs::Ca::new("browser test ca").leaf(&["localhost", "127.0.0.1"]);
+    let (cert, key) = leaf.write(&dir, "server");
+    let toml = format!("[cors]\nallowed_origins = [\"{origin}\"]\n[tls]\ncert_file = {cert:?}\nkey_file = {key:?}\n");
+    let h = Harness::start_with(&toml).await;
+    let gateway = h.base.replace("http://127.0.0.1", "https://localhost");
+    // Trust exactly this certificate's key, as a pinned certificate.
+    let trust = format!("--ignore-certificate-errors-spki-list={}", leaf.spki_sha256);
+    let report = run_page(&origin, &gateway, &[trust]).await;
+    assert_page_works(&report);
+    let protocols = report["protocols"].as_array().expect("protocols");
+    assert!(!protocols.is_empty(), "{report}");
+    assert!(protocols.iter().all(|p| p == "h2"), "every request to the gateway over h2: {report}");
 }

@@ -11,6 +11,9 @@ pub struct Ca {
 pub struct Leaf {
     pub cert: String,
     pub key: String,
+    /// base64 of the SHA-256 of its public key (SubjectPublicKeyInfo), as
+    /// Chromium's `--ignore-certificate-errors-spki-list` takes it.
+    pub spki_sha256: String,
 }
 
 impl Ca {
@@ -29,7 +32,13 @@ impl Ca {
         params.distinguished_name.push(DnType::CommonName, names[0]);
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Leaf { cert: cert.pem(), key: key.serialize_pem() }
+        let spki = {
+            use base64::Engine;
+            use rcgen::PublicKeyData;
+            use sha2::Digest;
+            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(key.subject_public_key_info()))
+        };
+        Leaf { cert: cert.pem(), key: key.serialize_pem(), spki_sha256: spki }
     }
 }
 
