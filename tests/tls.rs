@@ -195,3 +195,51 @@ async fn https_upstreams_are_verified_against_the_configured_ca() {
     assert_eq!(response.status(), 503);
     server.shutdown().await.unwrap();
 }
+
+/// With `auth.client_certificates`, a verified client certificate is a
+/// credential: its common name is the consumer and its subject the
+/// forwarded subject (client-sent copies stripped), and a route that needs
+/// a caller refuses a client without one.
+#[tokio::test]
+async fn a_verified_client_certificate_is_an_identity_for_auth_and_forwarding() {
+    let (ca, clients, dir) = (Ca::new("server ca"), Ca::new("client ca"), temp_dir("mtls-identity"));
+    let (cert, key) = ca.leaf(&["localhost"]).write(&dir, "server");
+    let client_ca = dir.join("clients.pem");
+    std::fs::write(&client_ca, &clients.pem).unwrap();
+    let toml = format!(
+        "{}\n[auth]\nclient_certificates = true\n[[auth.rules]]\nselector = \"protogate.test.v1.EchoService.EchoMetadata\"\n",
+        tls_toml(&cert, &key, &format!("client_ca_file = {client_ca:?}\nclient_auth = \"optional\""))
+    );
+    let h = common::Harness::start_with(&toml).await;
+    let addr: SocketAddr = h.base.trim_start_matches("http://").parse().unwrap();
+    let url = format!("https://localhost:{}/test/v1/metadata", addr.port());
+    let call = |client: reqwest::Client| {
+        let url = url.clone();
+        async move {
+            let response = client.get(&url).header("grpc-metadata-x-subject", "spoofed").send().await.unwrap();
+            common::read_json(response).await
+        }
+    };
+
+    let (status, body) = call(client_trusting(&ca.pem, addr)).await;
+    assert_eq!((status, &body["code"]), (401, &serde_json::json!(16)), "no certificate, no caller: {body}");
+    let leaf = clients.leaf(&["app"]);
+    let identity = reqwest::Identity::from_pem(format!("{}{}", leaf.cert, leaf.key).as_bytes()).unwrap();
+    let with_certificate = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap())
+        .resolve("localhost", addr)
+        .identity(identity)
+        .build()
+        .unwrap();
+    let (status, body) = call(with_certificate).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["entries"]["x-consumer"], "app", "{body}");
+    assert_eq!(body["entries"]["x-subject"], "CN=app", "the subject, not the client's copy: {body}");
+}
+
+#[test]
+fn client_certificates_as_credentials_need_a_client_ca() {
+    let flags = Flags { upstreams: vec!["http://127.0.0.1:9".into()], ..Flags::default() };
+    let errors = Config::from_toml("[auth]\nclient_certificates = true\n", &flags).unwrap_err().to_string();
+    assert!(errors.contains("`auth.client_certificates`: needs `tls.client_ca_file`"), "{errors}");
+}

@@ -22,6 +22,8 @@ pub struct AuthConfig {
     pub forward_subject: String,
     /// Claim → metadata name.
     pub forward_claims: BTreeMap<String, String>,
+    /// A client certificate the TLS listener verified is a credential.
+    pub client_certificates: bool,
     pub rules: Vec<RuleConfig>,
 }
 
@@ -75,6 +77,7 @@ pub(super) struct RawAuth {
     default: String,
     api_keys: RawApiKeys,
     jwt: Option<RawJwt>,
+    client_certificates: bool,
     forward: RawForward,
     rules: Vec<RuleConfig>,
 }
@@ -125,6 +128,7 @@ impl Default for RawAuth {
             default: "anonymous".into(),
             api_keys: RawApiKeys::default(),
             jwt: None,
+            client_certificates: false,
             forward: RawForward::default(),
             rules: Vec::new(),
         }
@@ -232,9 +236,13 @@ pub(super) fn validate(raw: RawAuth, location: &str, errors: &mut Vec<String>) -
         }
     }
     let wants_auth = required_by_default || raw.rules.iter().any(|r| r.require == "authenticated");
-    if wants_auth && api_keys.is_empty() && jwt.is_none() {
+    if wants_auth && api_keys.is_empty() && jwt.is_none() && !raw.client_certificates {
         // Otherwise the routes would be open while the config says closed.
-        report("rules", "routes require authentication but neither `api_keys.keys` nor `jwt` is configured".into());
+        report(
+            "rules",
+            "routes require authentication but none of `api_keys.keys`, `jwt` or `client_certificates` is configured"
+                .into(),
+        );
     }
     AuthConfig {
         required_by_default,
@@ -245,6 +253,7 @@ pub(super) fn validate(raw: RawAuth, location: &str, errors: &mut Vec<String>) -
         forward_consumer: raw.forward.consumer.to_ascii_lowercase(),
         forward_subject: raw.forward.subject.to_ascii_lowercase(),
         forward_claims: raw.forward.claims.into_iter().map(|(c, h)| (c, h.to_ascii_lowercase())).collect(),
+        client_certificates: raw.client_certificates,
         rules: raw.rules,
     }
 }
@@ -252,6 +261,6 @@ pub(super) fn validate(raw: RawAuth, location: &str, errors: &mut Vec<String>) -
 impl AuthConfig {
     /// Whether any credential is configured at all.
     pub fn enabled(&self) -> bool {
-        !self.api_keys.is_empty() || self.jwt.is_some()
+        !self.api_keys.is_empty() || self.jwt.is_some() || self.client_certificates
     }
 }

@@ -501,6 +501,11 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str, unknown: Vec<String>)
     let cors = cors::validate(raw.cors, location, &mut errors);
     let compression = compression::validate(raw.compression, location, &mut errors);
     let auth = auth::validate(raw.auth, location, &mut errors);
+    if auth.client_certificates && tls.as_ref().is_none_or(|tls| tls.client_ca_file.is_none()) {
+        errors.push(format!(
+            "{location}: `auth.client_certificates`: needs `tls.client_ca_file`, the CA client certificates are verified against"
+        ));
+    }
     let rate_limit = rate_limit::validate(raw.rate_limit, location, &mut errors);
     let timeouts = timeouts::validate(raw.timeouts, location, &mut errors);
     let responses = responses::validate(raw.responses, location, &mut errors);

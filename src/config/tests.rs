@@ -144,7 +144,8 @@ fn auth_settings_are_checked_whole() {
     let open = Config::from_toml("[auth]\ndefault = \"authenticated\"", &Flags::default()).unwrap_err().0;
     assert_eq!(
         open,
-        ["config: `auth.rules`: routes require authentication but neither `api_keys.keys` nor `jwt` is configured"]
+        ["config: `auth.rules`: routes require authentication but none of `api_keys.keys`, `jwt` or \
+             `client_certificates` is configured"]
     );
     let config = Config::from_toml("[auth.api_keys]\nquery = \"key\"", &Flags::default()).unwrap();
     assert_eq!(config.json.ignored_query_parameters, ["key"], "the key's query parameter is never a request field");

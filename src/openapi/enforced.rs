@@ -16,6 +16,8 @@ pub struct Schemes {
     pub api_key_query: Option<String>,
     /// Whether bearer JWTs are verified.
     pub bearer: bool,
+    /// Whether a verified client certificate is a credential.
+    pub client_certificate: bool,
 }
 
 /// Who may call one operation.
@@ -43,10 +45,11 @@ pub struct Enforcement {
 const API_KEY: &str = "apiKey";
 const API_KEY_QUERY: &str = "apiKeyQuery";
 const BEARER: &str = "bearerAuth";
+const MUTUAL_TLS: &str = "clientCertificate";
 
 impl Schemes {
     pub fn is_empty(&self) -> bool {
-        self.api_key_header.is_none() && self.api_key_query.is_none() && !self.bearer
+        self.api_key_header.is_none() && self.api_key_query.is_none() && !self.bearer && !self.client_certificate
     }
 
     /// `components.securitySchemes`.
@@ -69,6 +72,13 @@ impl Schemes {
             });
             schemes.insert(BEARER.into(), scheme);
         }
+        if self.client_certificate {
+            let scheme = json!({
+                "type": "mutualTLS",
+                "description": "A client certificate from the configured CA; its common name is the consumer.",
+            });
+            schemes.insert(MUTUAL_TLS.into(), scheme);
+        }
         schemes
     }
 
@@ -89,10 +99,11 @@ impl Schemes {
             (self.api_key_header.is_some(), API_KEY),
             (self.api_key_query.is_some(), API_KEY_QUERY),
             (self.bearer, BEARER),
+            (self.client_certificate, MUTUAL_TLS),
         ];
         for (_, name) in names.into_iter().filter(|(present, _)| *present) {
-            // API keys carry no scopes: a rule with scopes admits bearer
-            // tokens only.
+            // API keys and certificates carry no scopes: a rule with scopes
+            // admits bearer tokens only.
             if name != BEARER && !scopes.is_empty() {
                 continue;
             }
@@ -165,7 +176,12 @@ mod tests {
     use super::*;
 
     fn schemes() -> Schemes {
-        Schemes { api_key_header: Some("x-api-key".into()), api_key_query: None, bearer: true }
+        Schemes {
+            api_key_header: Some("x-api-key".into()),
+            api_key_query: None,
+            bearer: true,
+            client_certificate: true,
+        }
     }
 
     /// (access, expected `security`).
@@ -174,8 +190,14 @@ mod tests {
         let scoped = vec!["books:write".to_string()];
         let cases = [
             (Access::Open, json!([])),
-            (Access::Optional { scopes: vec![], claims: false }, json!([{}, {"apiKey": []}, {"bearerAuth": []}])),
-            (Access::Required { scopes: vec![], claims: false }, json!([{"apiKey": []}, {"bearerAuth": []}])),
+            (
+                Access::Optional { scopes: vec![], claims: false },
+                json!([{}, {"apiKey": []}, {"bearerAuth": []}, {"clientCertificate": []}]),
+            ),
+            (
+                Access::Required { scopes: vec![], claims: false },
+                json!([{"apiKey": []}, {"bearerAuth": []}, {"clientCertificate": []}]),
+            ),
             (Access::Required { scopes: scoped.clone(), claims: false }, json!([{"bearerAuth": ["books:write"]}])),
             (Access::Optional { scopes: scoped, claims: true }, json!([{}, {"bearerAuth": ["books:write"]}])),
         ];

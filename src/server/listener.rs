@@ -26,6 +26,7 @@ use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
 use crate::config::Limits;
+use crate::middleware::auth::certificate::ClientCertificate;
 
 /// Serves `app` on `listener` until `signal` turns true, then lets
 /// connections finish (HTTP/2 clients get GOAWAY) for `drain_timeout`.
@@ -63,13 +64,19 @@ pub fn spawn(
                 tracing::debug!(error = %e, "cannot set TCP_NODELAY");
             }
             let socket = SendProgress::new(tcp, limits.send_timeout);
-            let service = app.clone().map_request(move |mut request: http::Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(peer));
-                request
-            });
-            let service = TowerToHyperService::new(service);
+            let app = app.clone();
+            let service = move |certificate: Option<Arc<ClientCertificate>>| {
+                TowerToHyperService::new(app.map_request(move |mut request: http::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    if let Some(certificate) = &certificate {
+                        request.extensions_mut().insert(certificate.clone());
+                    }
+                    request
+                }))
+            };
             match &tls {
                 None => {
+                    let service = service(None);
                     let connection = builder.serve_connection_with_upgrades(TokioIo::new(socket), service);
                     let connection = graceful.watch(connection.into_owned());
                     tokio::spawn(async move {
@@ -90,6 +97,10 @@ pub fn spawn(
                             Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                             Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
                         };
+                        // Read once per connection; only a verified chain is there.
+                        let certificate = stream.get_ref().1.peer_certificates().and_then(|chain| chain.first());
+                        let service =
+                            service(certificate.and_then(|der| ClientCertificate::from_der(der)).map(Arc::new));
                         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                         if let Err(e) = watcher.watch(connection.into_owned()).await {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");

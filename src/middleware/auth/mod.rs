@@ -4,6 +4,7 @@
 //! gRPC method, service or REST template, and the identity forwarded to the
 //! backend as metadata — client-sent copies stripped first.
 
+pub mod certificate;
 mod jwks;
 
 use std::collections::HashMap;
@@ -93,6 +94,7 @@ impl Authenticator {
             api_key_header: Some(self.config.api_key_header.clone()).filter(|_| keys),
             api_key_query: self.config.api_key_query.clone().filter(|_| keys),
             bearer: self.config.jwt.is_some(),
+            client_certificate: self.config.client_certificates,
         }
     }
 
@@ -197,8 +199,24 @@ impl Authenticator {
                 let consumer = self.config.api_keys.get(&hash).ok_or_else(|| unauthenticated("invalid API key"))?;
                 Ok(Some(Identity { consumer: Some(consumer.clone()), claims: Map::new() }))
             }
-            _ => Ok(None),
+            _ => Ok(self.certificate_identity(request)),
         }
+    }
+
+    /// A client certificate the listener verified, when it counts as a
+    /// credential: the consumer is its common name; its subject and common
+    /// name are the claims `sub` and `cn`, for rules and forwarding.
+    fn certificate_identity(&self, request: &Request) -> Option<Identity> {
+        if !self.config.client_certificates {
+            return None;
+        }
+        let certificate = request.extensions().get::<std::sync::Arc<certificate::ClientCertificate>>()?;
+        let mut claims = Map::new();
+        claims.insert("sub".into(), Value::String(certificate.subject.clone()));
+        if let Some(cn) = &certificate.common_name {
+            claims.insert("cn".into(), Value::String(cn.clone()));
+        }
+        Some(Identity { consumer: Some(certificate.consumer().to_string()), claims })
     }
 
     /// Whether the bearer token names a `kid` no key has (then the key set
