@@ -208,6 +208,34 @@ async fn a_call_that_never_left_is_retried_on_another_endpoint() {
     gateway.server.shutdown().await.unwrap();
 }
 
+/// Native gRPC is passed through with its body streaming, so it cannot be
+/// re-sent from a copy: a call that never left (no connection to the dead
+/// endpoint) comes back from the transport and goes to another endpoint.
+/// CreateShelf is not idempotent; only the unsent attempt is repeated.
+#[tokio::test]
+async fn a_pass_through_call_that_never_left_is_retried_on_another_endpoint() {
+    use pb::library::v1::library_service_client::LibraryServiceClient;
+    use pb::library::v1::{CreateShelfRequest, Shelf};
+    let live = Member::start(0);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let toml = format!(
+        "[upstream]\ndefault = \"{dead},{}\"\n[upstream.health]\ninterval = \"0s\"\n[upstream.ejection]\nconsecutive_failures = 0",
+        live.url()
+    );
+    let gateway = Gateway::start(&toml).await;
+    let mut client = LibraryServiceClient::connect(gateway.base.clone()).await.unwrap();
+    for i in 0..20 {
+        let shelf = Shelf { name: String::new(), theme: "pass-through".into(), ..Default::default() };
+        let request = CreateShelfRequest { shelf: Some(shelf), shelf_id: format!("pass{i}") };
+        client.create_shelf(request).await.unwrap_or_else(|status| panic!("call {i}: {status:?}"));
+    }
+    assert_eq!(live.calls(), 20, "each call reached the backend once");
+    assert!(gateway.metric("protogate_upstream_retries_total", "").await > 0.0, "the dead endpoint was tried");
+    gateway.server.shutdown().await.unwrap();
+}
+
 /// Names in /etc/hosts stand in for a DNS server: the resolver the gateway
 /// uses reads it on every lookup.
 struct HostsEntry {

@@ -82,42 +82,64 @@ impl Service<Request<Body>> for Backend {
     }
 }
 
-/// Admits the call under `max_requests`, picks an endpoint and sends.
-async fn send(pool: Arc<Pool>, request: Request<Body>, mark: bool) -> Result<Response<Body>, Status> {
+/// Admits the call under `max_requests`, picks an endpoint and sends. A
+/// caller that manages its own retries marks the request with `Tried`; for
+/// the others (pass-through gRPC, gRPC-Web) a request the transport hands
+/// back unsent goes to another endpoint here, within the attempts and the
+/// retry budget: whatever its body, none of it left.
+async fn send(pool: Arc<Pool>, mut request: Request<Body>, mark: bool) -> Result<Response<Body>, Status> {
     let spec = pool.spec.as_str();
     let Some(admitted) = pool.admit() else {
         pool.stats.overloaded.with_label_values(&[spec]).inc();
         let limit = pool.settings.max_requests;
         return Err(failure(Failure::Overloaded, format!("upstream {spec:?} has {limit} calls in flight, its limit")));
     };
-    let tried = request.extensions().get::<Tried>().cloned();
-    let urls = tried.as_ref().map(Tried::urls).unwrap_or_default();
-    let Some(endpoint) = pool.choose(&urls).await else {
-        return Err(failure(Failure::NoEndpoints, format!("upstream {spec:?} has no endpoints")));
-    };
-    if let Some(tried) = &tried {
-        tried.add(&endpoint.url);
-    }
-    let in_flight = endpoint.start();
-    let started = Instant::now();
-    match endpoint.transport.send(request).await {
-        Ok(response) => {
-            let unavailable = response.headers().get("grpc-status").is_some_and(|v| v.as_bytes() == b"14");
-            let outcome = if unavailable { "unavailable" } else { "answered" };
-            pool.stats.attempts.with_label_values(&[spec, outcome]).inc();
-            if unavailable {
-                pool.failed(&endpoint);
-            } else {
-                endpoint.observe_rtt(started.elapsed());
-                pool.succeeded(&endpoint);
-            }
-            let guard = Guard { _admitted: admitted, _in_flight: in_flight, endpoint, pool: pool.clone() };
-            Ok(checked(response, mark, guard))
+    let tried = match request.extensions().get::<Tried>().cloned() {
+        Some(tried) => Some(tried),
+        None => {
+            pool.budget.deposit();
+            None
         }
-        Err(error) => {
-            pool.stats.attempts.with_label_values(&[spec, "failed"]).inc();
-            pool.failed(&endpoint);
-            Err(transport_status(&error))
+    };
+    let mut tried_here: Vec<String> = Vec::new();
+    let mut attempt = 1;
+    loop {
+        let urls = tried.as_ref().map_or_else(|| tried_here.clone(), Tried::urls);
+        let Some(endpoint) = pool.choose(&urls).await else {
+            return Err(failure(Failure::NoEndpoints, format!("upstream {spec:?} has no endpoints")));
+        };
+        match &tried {
+            Some(tried) => tried.add(&endpoint.url),
+            None => tried_here.push(endpoint.url.clone()),
+        }
+        let in_flight = endpoint.start();
+        let started = Instant::now();
+        let failed = match endpoint.transport.send(request).await {
+            Ok(response) => {
+                let unavailable = response.headers().get("grpc-status").is_some_and(|v| v.as_bytes() == b"14");
+                let outcome = if unavailable { "unavailable" } else { "answered" };
+                pool.stats.attempts.with_label_values(&[spec, outcome]).inc();
+                if unavailable {
+                    pool.failed(&endpoint);
+                } else {
+                    endpoint.observe_rtt(started.elapsed());
+                    pool.succeeded(&endpoint);
+                }
+                let guard = Guard { _admitted: admitted, _in_flight: in_flight, endpoint, pool: pool.clone() };
+                return Ok(checked(response, mark, guard));
+            }
+            Err(failed) => failed,
+        };
+        pool.stats.attempts.with_label_values(&[spec, "failed"]).inc();
+        pool.failed(&endpoint);
+        match failed.request {
+            Some(unsent) if tried.is_none() && attempt < pool.settings.retry.attempts && pool.budget.withdraw() => {
+                pool.stats.retries.with_label_values(&[spec]).inc();
+                tracing::debug!(upstream = %spec, endpoint = %endpoint.url, error = %failed.error, "retrying an unsent call");
+                request = unsent;
+                attempt += 1;
+            }
+            _ => return Err(transport_status(&failed.error)),
         }
     }
 }

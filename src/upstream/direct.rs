@@ -32,6 +32,20 @@ impl std::fmt::Display for ConnectFailed {
 
 impl std::error::Error for ConnectFailed {}
 
+/// A call that failed, with its request when it never left (so it can go
+/// to another endpoint whatever its body is).
+#[derive(Debug)]
+pub struct SendError {
+    pub error: BoxError,
+    pub request: Option<Request<Body>>,
+}
+
+impl SendError {
+    pub fn sent(error: impl Into<BoxError>) -> Self {
+        Self { error: error.into(), request: None }
+    }
+}
+
 /// An endpoint's shared connection, opened on first use.
 #[derive(Debug)]
 pub struct Connection {
@@ -63,13 +77,21 @@ impl Connection {
     }
 
     /// Sends one call: its URI takes this endpoint's origin.
-    pub async fn send(&self, mut request: Request<Body>) -> Result<Response<Body>, BoxError> {
-        let mut sender = self.sender().await?;
+    pub async fn send(&self, mut request: Request<Body>) -> Result<Response<Body>, SendError> {
+        let mut sender = match self.sender().await {
+            Ok(sender) => sender,
+            Err(error) => return Err(SendError { error, request: Some(request) }),
+        };
         let path = request.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
-        *request.uri_mut() =
-            Uri::builder().scheme(Scheme::HTTP).authority(self.authority.clone()).path_and_query(path).build()?;
-        let response = sender.send_request(request).await?;
-        Ok(response.map(Body::new))
+        let origin = Uri::builder().scheme(Scheme::HTTP).authority(self.authority.clone()).path_and_query(path);
+        *request.uri_mut() = origin.build().map_err(SendError::sent)?;
+        match sender.try_send_request(request).await {
+            Ok(response) => Ok(response.map(Body::new)),
+            Err(mut failed) => {
+                let request = failed.take_message();
+                Err(SendError { error: Box::new(failed.into_error()), request })
+            }
+        }
     }
 
     async fn sender(&self) -> Result<SendRequest<Body>, BoxError> {

@@ -44,14 +44,16 @@ pub enum Transport {
 }
 
 impl Transport {
+    /// Sends one call; a request that never left comes back with the error
+    /// (the direct transport only: tonic's channel keeps it).
     pub(super) async fn send(
         &self,
         request: http::Request<tonic::body::Body>,
-    ) -> Result<http::Response<tonic::body::Body>, BoxError> {
+    ) -> Result<http::Response<tonic::body::Body>, super::direct::SendError> {
         use tower::ServiceExt;
         match self {
             Self::Direct(connection) => connection.send(request).await,
-            Self::Channel(channel) => channel.clone().oneshot(request).await.map_err(Into::into),
+            Self::Channel(channel) => channel.clone().oneshot(request).await.map_err(super::direct::SendError::sent),
         }
     }
 }
@@ -73,7 +75,7 @@ impl tower::Service<http::Request<tonic::body::Body>> for Via {
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
         let endpoint = self.0.clone();
-        Box::pin(async move { endpoint.transport.send(request).await })
+        Box::pin(async move { endpoint.transport.send(request).await.map_err(|failed| failed.error) })
     }
 }
 
