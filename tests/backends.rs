@@ -236,6 +236,51 @@ async fn a_pass_through_call_that_never_left_is_retried_on_another_endpoint() {
     gateway.server.shutdown().await.unwrap();
 }
 
+/// A listener that never accepts, its accept queue filled: a connect to it
+/// hangs (the kernel drops the SYN) until the caller gives up.
+async fn unanswered_endpoint() -> (tokio::net::TcpListener, Vec<tokio::net::TcpStream>) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut held = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_millis(300), tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) if held.len() < 64 => held.push(stream),
+            _ => break,
+        }
+    }
+    (listener, held)
+}
+
+/// Calls waiting for a connection that does not open are capped: past
+/// `max_pending` they fail at once with 503 and `Retry-After` instead of
+/// queueing until the connect timeout.
+#[tokio::test]
+async fn calls_past_max_pending_fail_fast_while_a_connect_hangs() {
+    let (listener, _held) = unanswered_endpoint().await;
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let toml = format!(
+        "[upstream]\ndefault = \"{url}\"\nmax_pending = 2\nconnect_timeout = \"30s\"\n[upstream.health]\ninterval = \"0s\"\n[upstream.retry]\nattempts = 1"
+    );
+    let gateway = Gateway::start(&toml).await;
+    let calls = (0..8).map(|i| {
+        let client = gateway.client.clone();
+        let url = format!("{}/v1/shelves/{i}", gateway.base);
+        async move { client.get(&url).send().await.unwrap() }
+    });
+    let mut calls: futures_util::stream::FuturesUnordered<_> = calls.collect();
+    // Six of the eight cannot wait: they are answered while two still wait
+    // for the connection (up to the 30 s connect timeout).
+    for _ in 0..6 {
+        let response = calls.next().await.unwrap();
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()["retry-after"], "1");
+    }
+    assert_eq!(gateway.metric("protogate_upstream_overloaded_total", "").await, 6.0);
+    drop(calls);
+}
+
 /// Names in /etc/hosts stand in for a DNS server: the resolver the gateway
 /// uses reads it on every lookup.
 struct HostsEntry {

@@ -56,6 +56,7 @@ fn reports_every_error_at_once() {
         [upstream]
         default = "ftp://x"
         timeout = "soon"
+        max_pending = 0
         services = { "a.B" = "not a url" }
         [json]
         max_depth = 0
@@ -79,6 +80,7 @@ fn reports_every_error_at_once() {
             "config: `upstream.default`: upstream URL \"ftp://x\" must start with http://, https:// or dns:///",
             "config: `upstream.services.\"a.B\"`: invalid upstream URL \"not a url\": invalid uri character",
             "config: `upstream.timeout`: \"soon\" is not a duration (expected number at 0)",
+            "config: `upstream.max_pending` must be at least 1",
             "config: `json.max_depth` must be at least 1",
             "config: `limits.max_uri_length` must be at least 16",
             "config: `admin.listen`: 0.0.0.0:9090 is not a loopback address, so an admin token is required \

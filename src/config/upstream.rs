@@ -100,6 +100,9 @@ pub struct PoolSettings {
     pub dns_refresh: Duration,
     /// Calls in flight per upstream beyond which new ones fail fast (503).
     pub max_requests: usize,
+    /// Calls waiting for an endpoint's connection to open beyond which new
+    /// ones fail fast (503).
+    pub max_pending: usize,
     pub retry: RetryPolicy,
     pub health: HealthPolicy,
     pub ejection: EjectionPolicy,
@@ -184,6 +187,7 @@ pub(super) struct RawUpstream {
     max_message_size: usize,
     dns_refresh: String,
     max_requests: usize,
+    max_pending: usize,
     retry: RawRetry,
     health: RawHealth,
     ejection: RawEjection,
@@ -239,6 +243,7 @@ impl Default for RawUpstream {
             max_message_size: 4 * 1024 * 1024,
             dns_refresh: "5s".into(),
             max_requests: 10_000,
+            max_pending: 1_000,
             retry: RawRetry::default(),
             health: RawHealth::default(),
             ejection: RawEjection::default(),
@@ -306,6 +311,7 @@ fn pool_settings(raw: &RawUpstream, location: &str, errors: &mut Vec<String>) ->
         connect_timeout: duration("connect_timeout", &raw.connect_timeout),
         dns_refresh: duration("dns_refresh", &raw.dns_refresh),
         max_requests: raw.max_requests,
+        max_pending: raw.max_pending,
         retry: RetryPolicy {
             attempts: raw.retry.attempts,
             budget_ratio: f64::from(raw.retry.budget_percent) / 100.0,
@@ -384,6 +390,9 @@ fn check_pool(pool: &PoolSettings, location: &str, errors: &mut Vec<String>) {
     let mut fail = |problem: &str| errors.push(format!("{location}: `upstream.{problem}"));
     if pool.max_requests == 0 {
         fail("max_requests` must be at least 1");
+    }
+    if pool.max_pending == 0 {
+        fail("max_pending` must be at least 1");
     }
     if pool.dns_refresh.is_zero() {
         fail("dns_refresh` must be more than zero");

@@ -130,6 +130,11 @@ async fn send(pool: Arc<Pool>, mut request: Request<Body>, mark: bool) -> Result
             }
             Err(failed) => failed,
         };
+        if failed.error.is::<super::direct::Saturated>() {
+            pool.stats.overloaded.with_label_values(&[spec]).inc();
+            let message = format!("upstream {spec:?}, endpoint {}: {}", endpoint.url, failed.error);
+            return Err(failure(Failure::Overloaded, message));
+        }
         pool.stats.attempts.with_label_values(&[spec, "failed"]).inc();
         pool.failed(&endpoint);
         match failed.request {

@@ -10,6 +10,7 @@
 //! time. TLS endpoints keep tonic's `Channel` (its rustls set-up).
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -46,6 +47,27 @@ impl SendError {
     }
 }
 
+/// Too many calls already wait for this endpoint's connection to open.
+#[derive(Debug)]
+pub struct Saturated(pub usize);
+
+impl std::fmt::Display for Saturated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} calls wait for the connection to open, the limit (upstream.max_pending)", self.0)
+    }
+}
+
+impl std::error::Error for Saturated {}
+
+/// Counts a call waiting for the connection until it drops.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// An endpoint's shared connection, opened on first use.
 #[derive(Debug)]
 pub struct Connection {
@@ -54,6 +76,8 @@ pub struct Connection {
     /// Sent as `:authority`: the address, or the DNS name it was resolved from.
     authority: Authority,
     connect_timeout: Duration,
+    max_pending: usize,
+    waiting: AtomicUsize,
     current: Mutex<Option<SendRequest<Body>>>,
     connecting: tokio::sync::Mutex<()>,
 }
@@ -61,7 +85,7 @@ pub struct Connection {
 impl Connection {
     /// For `http://host:port` (`origin`: the `http://name:port` it stands
     /// for); `None` for anything else.
-    pub fn for_url(url: &str, origin: Option<&str>, connect_timeout: Duration) -> Option<Self> {
+    pub fn for_url(url: &str, origin: Option<&str>, connect_timeout: Duration, max_pending: usize) -> Option<Self> {
         let uri: Uri = url.parse().ok()?;
         if uri.scheme() != Some(&Scheme::HTTP) {
             return None;
@@ -73,7 +97,9 @@ impl Connection {
             None => dialled.clone(),
         };
         let (current, connecting) = (Mutex::new(None), tokio::sync::Mutex::new(()));
-        Some(Self { address: dialled.as_str().to_string(), authority, connect_timeout, current, connecting })
+        let address = dialled.as_str().to_string();
+        let waiting = AtomicUsize::new(0);
+        Some(Self { address, authority, connect_timeout, max_pending, waiting, current, connecting })
     }
 
     /// Sends one call: its URI takes this endpoint's origin.
@@ -97,6 +123,13 @@ impl Connection {
     async fn sender(&self) -> Result<SendRequest<Body>, BoxError> {
         if let Some(open) = self.open() {
             return Ok(open);
+        }
+        // Calls queue behind one connect; past the limit they fail fast
+        // instead of piling up while a backend does not answer.
+        let waiting = self.waiting.fetch_add(1, Ordering::Relaxed);
+        let _counted = Waiting(&self.waiting);
+        if waiting >= self.max_pending {
+            return Err(Box::new(Saturated(waiting)));
         }
         let _one_at_a_time = self.connecting.lock().await;
         if let Some(open) = self.open() {

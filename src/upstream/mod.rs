@@ -95,7 +95,8 @@ impl Connector {
     /// TLS through tonic's channel.
     pub fn transport(&self, url: &str, authority: Option<&str>) -> Result<pool::Transport, String> {
         crate::config::check_url(url)?;
-        match direct::Connection::for_url(url, authority, self.settings.connect_timeout) {
+        let (timeout, pending) = (self.settings.connect_timeout, self.settings.max_pending);
+        match direct::Connection::for_url(url, authority, timeout, pending) {
             Some(connection) => Ok(pool::Transport::Direct(connection)),
             None => self.channel(url, authority).map(pool::Transport::Channel),
         }
