@@ -39,6 +39,17 @@ fn tls_toml(cert: &Path, key: &Path, extra: &str) -> String {
     format!("[tls]\ncert_file = {:?}\nkey_file = {:?}\nreload_interval = \"100ms\"\n{extra}", cert, key)
 }
 
+/// A client trusting `ca` that presents `leaf` as its certificate.
+fn client_presenting(ca: &str, addr: SocketAddr, leaf: &common::certs::Leaf) -> reqwest::Client {
+    let identity = reqwest::Identity::from_pem(format!("{}{}", leaf.cert, leaf.key).as_bytes()).unwrap();
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+        .resolve("localhost", addr)
+        .identity(identity)
+        .build()
+        .unwrap()
+}
+
 fn client_trusting(ca: &str, addr: SocketAddr) -> reqwest::Client {
     reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
@@ -149,15 +160,7 @@ async fn client_certificates_are_required_when_a_client_ca_is_set() {
 
     assert!(client_trusting(&ca.pem, addr).get(&url).send().await.is_err(), "a client without a certificate got in");
     let stranger = Ca::new("another ca").leaf(&["intruder"]);
-    let with = |leaf: &common::certs::Leaf| {
-        let identity = reqwest::Identity::from_pem(format!("{}{}", leaf.cert, leaf.key).as_bytes()).unwrap();
-        reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap())
-            .resolve("localhost", addr)
-            .identity(identity)
-            .build()
-            .unwrap()
-    };
+    let with = |leaf: &common::certs::Leaf| client_presenting(&ca.pem, addr, leaf);
     assert!(with(&stranger).get(&url).send().await.is_err(), "a certificate from another CA got in");
     let response = with(&clients.leaf(&["app"])).get(&url).send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -223,15 +226,7 @@ async fn a_verified_client_certificate_is_an_identity_for_auth_and_forwarding() 
 
     let (status, body) = call(client_trusting(&ca.pem, addr)).await;
     assert_eq!((status, &body["code"]), (401, &serde_json::json!(16)), "no certificate, no caller: {body}");
-    let leaf = clients.leaf(&["app"]);
-    let identity = reqwest::Identity::from_pem(format!("{}{}", leaf.cert, leaf.key).as_bytes()).unwrap();
-    let with_certificate = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap())
-        .resolve("localhost", addr)
-        .identity(identity)
-        .build()
-        .unwrap();
-    let (status, body) = call(with_certificate).await;
+    let (status, body) = call(client_presenting(&ca.pem, addr, &clients.leaf(&["app"]))).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["entries"]["x-consumer"], "app", "{body}");
     assert_eq!(body["entries"]["x-subject"], "CN=app", "the subject, not the client's copy: {body}");

@@ -74,14 +74,15 @@ impl Policies {
     }
 
     /// The policies the front door hands on with a request: its route's,
-    /// or — for a composite, or nothing matched — the default timeouts with
-    /// the rules that apply, resolved for this request.
+    /// or — for a composite, or nothing matched — the timeouts and rules
+    /// that apply to it (a composite's by its template), resolved for this
+    /// request.
     pub fn for_request(&self, context: &Context, admitted: &Admitted) -> Arc<RoutePolicies> {
         if let Some(route) = self.of(admitted) {
             return route.clone();
         }
         Arc::new(RoutePolicies {
-            timeouts: context.timeouts.default,
+            timeouts: context.timeouts.for_route(admitted.selectors()),
             success: None,
             auth: context.auth.rule(admitted),
             rate: context.limiter.as_deref().and_then(|l| l.rule_for(admitted.selectors(), admitted.rpc())),

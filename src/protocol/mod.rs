@@ -161,6 +161,17 @@ pub(crate) fn route_policies(context: &Context, extensions: &http::Extensions) -
     }
 }
 
+/// The request's metadata for the backend, as `carrier` reads it from the
+/// headers, with the client's address and authority forwarded.
+pub(crate) fn request_metadata(
+    parts: &http::request::Parts,
+    carrier: crate::upstream::metadata::Carrier,
+) -> Result<tonic::metadata::MetadataMap, Error> {
+    let client = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0);
+    let authority = parts.uri.authority().map(|a| a.as_str());
+    crate::upstream::metadata::from_http(&parts.headers, client, authority, carrier).map_err(Error::bad_request)
+}
+
 /// The request's route timeouts (rules by method, service, or the REST
 /// template it came by), as the front door resolved them.
 pub(crate) fn route_timeouts(context: &Context, extensions: &http::Extensions) -> crate::config::RouteTimeouts {

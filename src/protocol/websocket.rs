@@ -7,12 +7,11 @@
 //! code otherwise, with the message as reason. A close from the client
 //! cancels the call. Bidirectional calls run in full duplex.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::extract::FromRequestParts;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, FromRequestParts};
 use futures_util::{SinkExt, StreamExt};
 use http::{Request, Response, request::Parts};
 use tokio::sync::{mpsc, oneshot};
@@ -58,30 +57,26 @@ pub async fn serve(context: Arc<Context>, admitted: &Admitted, request: Request<
     let prepared = prepare(&context, &snapshot, admitted, &parts);
     let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &()).await;
     match (prepared, upgrade) {
-        (Ok((index, decoder, metadata, timeouts)), Ok(upgrade)) => {
-            let answers = snapshot.methods.get(index).map(|method| {
-                let output = method.call.output.clone();
-                WireRenderer::new(snapshot.plans.clone(), method.output_plan, output, &context.json)
-            });
-            let metrics = context.metrics.clone();
-            upgrade.on_upgrade(move |socket| async move {
-                if let Some(answers) = answers {
-                    run(socket, snapshot, index, (decoder, metadata, timeouts), (answers, metrics)).await;
-                }
-            })
-        }
+        (Ok(stream), Ok(upgrade)) => upgrade.on_upgrade(move |socket| run(socket, snapshot, stream)),
         (Err(error), _) => error_response(&error, Some((&snapshot.pool, &context.json.serialize_options()))),
         (_, Err(rejection)) => error_response(&Error::bad_request(rejection.body_text()), None),
     }
 }
 
-/// Finds the streaming method and everything needed to decode its frames.
-fn prepare(
-    context: &Context,
-    snapshot: &Snapshot,
-    admitted: &Admitted,
-    parts: &Parts,
-) -> Result<(usize, Decoder, Metadata, RouteTimeouts), Error> {
+/// What a stream needs once the socket is open.
+struct Stream {
+    /// The method's index in the snapshot.
+    index: usize,
+    decoder: Decoder,
+    /// Answers as text frames: the fast transcoder, else prost-reflect.
+    answers: WireRenderer,
+    metadata: Metadata,
+    timeouts: RouteTimeouts,
+}
+
+/// Finds the streaming method and everything needed to decode its frames
+/// and render its answers.
+fn prepare(context: &Context, snapshot: &Snapshot, admitted: &Admitted, parts: &Parts) -> Result<Stream, Error> {
     let path = parts.uri.path();
     let (index, binding, variables) = match (&admitted.target, admitted.binding()) {
         (Target::Method(index), _) => (*index, None, Vec::new()),
@@ -102,14 +97,7 @@ fn prepare(
             method.descriptor.full_name()
         )));
     }
-    let client = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-    let metadata = metadata::from_http(
-        &parts.headers,
-        client,
-        parts.uri.authority().map(|a| a.as_str()),
-        metadata::Carrier::Prefixed,
-    )
-    .map_err(Error::bad_request)?;
+    let metadata = super::request_metadata(parts, metadata::Carrier::Prefixed)?;
     let plans = (snapshot.plans.clone(), method.input_plan);
     let decoder = Decoder {
         builder: WireBuilder::new(binding, method.descriptor.input(), plans, &context.json),
@@ -117,7 +105,9 @@ fn prepare(
         query: parts.uri.query().map(str::to_string),
         metrics: context.metrics.clone(),
     };
-    Ok((index, decoder, metadata, timeouts))
+    let answers =
+        WireRenderer::new(snapshot.plans.clone(), method.output_plan, method.call.output.clone(), &context.json);
+    Ok(Stream { index, decoder, answers, metadata, timeouts })
 }
 
 impl Decoder {
@@ -134,16 +124,12 @@ impl Decoder {
     }
 }
 
-async fn run(
-    socket: WebSocket,
-    snapshot: Arc<Snapshot>,
-    index: usize,
-    (decoder, metadata, timeouts): (Decoder, Metadata, RouteTimeouts),
-    (answers, metrics): (WireRenderer, Arc<Metrics>),
-) {
+async fn run(socket: WebSocket, snapshot: Arc<Snapshot>, stream: Stream) {
+    let Stream { index, decoder, answers, metadata, timeouts } = stream;
     let Some(method) = snapshot.methods.get(index) else {
         return;
     };
+    let metrics = decoder.metrics.clone();
     let (mut sink, mut source) = socket.split();
     let (requests, receiver) = mpsc::channel::<bytes::Bytes>(16);
     let (abort, receiver_of_abort) = oneshot::channel::<Error>();

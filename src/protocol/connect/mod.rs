@@ -391,11 +391,7 @@ fn call_request<M>(
     streaming: bool,
 ) -> Result<(tonic::Request<M>, Option<Duration>), Error> {
     let mut request = tonic::Request::new(message);
-    let client = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0);
-    let authority = parts.uri.authority().map(|a| a.as_str());
-    let carrier = upstream_metadata::Carrier::Plain { skipped: &RESERVED };
-    *request.metadata_mut() =
-        upstream_metadata::from_http(&parts.headers, client, authority, carrier).map_err(Error::bad_request)?;
+    *request.metadata_mut() = super::request_metadata(parts, upstream_metadata::Carrier::Plain { skipped: &RESERVED })?;
     let requested = match parts.headers.get("connect-timeout-ms") {
         Some(value) => {
             let ms = value

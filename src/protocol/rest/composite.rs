@@ -2,10 +2,7 @@
 //! variables, the declared query parameters and nothing else), the plan run
 //! under one deadline, the answer or the first required failure rendered.
 
-use std::net::SocketAddr;
-
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use http::{HeaderValue, Request, Response, StatusCode};
 
 use super::{deadline, error_response, json_response};
@@ -42,16 +39,9 @@ async fn answer(
 ) -> Result<Response<Body>, Error> {
     let (parts, _body) = request.into_parts();
     let query = query_inputs(parts.uri.query().unwrap_or(""), &plan.query)?;
-    let client = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-    let metadata = metadata::from_http(
-        &parts.headers,
-        client,
-        parts.uri.authority().map(|a| a.as_str()),
-        metadata::Carrier::Prefixed,
-    )
-    .map_err(Error::bad_request)?;
-    let selectors = [None, None, Some(plan.template_text.as_str())];
-    let timeout = deadline(&parts, context, false, &context.timeouts.for_route(selectors))?;
+    let metadata = crate::protocol::request_metadata(&parts, metadata::Carrier::Prefixed)?;
+    let timeouts = crate::protocol::route_timeouts(context, &parts.extensions);
+    let timeout = deadline(&parts, context, false, &timeouts)?;
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let inputs = Inputs { variables: variables.to_vec(), query };
     let answer = exec::run(plan, snapshot, &inputs, &metadata, deadline, &context.json).await?;

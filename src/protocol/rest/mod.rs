@@ -4,12 +4,10 @@
 pub mod composite;
 mod stream;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderValue, Request, Response, StatusCode, request::Parts};
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
@@ -167,14 +165,7 @@ fn prepare<'a>(
         .methods
         .get(binding.method)
         .ok_or_else(|| Error::gateway(Code::Internal, "binding points at no method"))?;
-    let client = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-    let metadata = metadata::from_http(
-        &parts.headers,
-        client,
-        parts.uri.authority().map(|a| a.as_str()),
-        metadata::Carrier::Prefixed,
-    )
-    .map_err(Error::bad_request)?;
+    let metadata = super::request_metadata(parts, metadata::Carrier::Prefixed)?;
     let streaming = method.descriptor.is_server_streaming() || method.descriptor.is_client_streaming();
     let accept = parts.headers.get(ACCEPT).and_then(|v| v.to_str().ok());
     let route = super::route_policies(context, &parts.extensions);
