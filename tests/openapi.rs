@@ -236,3 +236,99 @@ async fn a_generated_typescript_client_compiles_and_calls_the_gateway() {
     assert!(output.contains(r#""shelf":"shelves/1""#), "{output}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Validates `answer` against `schema` with Python's `jsonschema`
+/// (installed with openapi-spec-validator), its `$ref`s resolved in
+/// `document`'s components.
+fn answer_fits_schema(answer: &Value, schema: &Value, document: &Value) {
+    let mut root = schema.clone();
+    root["components"] = document["components"].clone();
+    let dir = std::env::temp_dir().join(format!("protogate-answer-{}", std::process::id()));
+    let schema_path = write_temp(&dir, "schema.json", &root);
+    let answer_path = write_temp(&dir, "answer.json", answer);
+    let script = "import json, sys, jsonschema\n\
+                  schema = json.load(open(sys.argv[1])); answer = json.load(open(sys.argv[2]))\n\
+                  jsonschema.Draft202012Validator.check_schema(schema)\n\
+                  jsonschema.Draft202012Validator(schema).validate(answer)\n";
+    let output = Command::new("python3").args(["-c", script]).arg(&schema_path).arg(&answer_path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if stderr.contains("No module named") {
+        common::skip("jsonschema", "pip install openapi-spec-validator");
+        return;
+    }
+    assert!(output.status.success(), "the answer does not fit its schema: {stderr}\n{answer}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_composite_is_an_operation_whose_schema_its_answers_fit() {
+    // The demo's composite, with a rule on one of its methods: the
+    // composite asks what its calls ask.
+    let toml = format!(
+        "{}\n[auth]\ndefault = \"anonymous\"\n[auth.api_keys]\nkeys = [{{ consumer = \"app\", sha256 = \"{}\" }}]\n\
+         [[auth.rules]]\nselector = \"library.v1.LibraryService.GetAuthor\"\nrequire = \"authenticated\"\n",
+        include_str!("../examples/compose/overview.toml"),
+        // `printf %s key | sha256sum`
+        "2c70e12b7a0646f92279f427c7b38e7334d8e5389cff167a1dc30e73f826b683"
+    );
+    let h = Harness::start_with_sets(&toml, vec![("library".to_string(), pb::LIBRARY_DESCRIPTOR_SET.to_vec())]).await;
+    let document = openapi(&h.base).await;
+    validate_with_independent_tool(&document);
+    lint(&document, &std::env::temp_dir().join(format!("protogate-lint-composite-{}", std::process::id())));
+
+    let operation = &document["paths"]["/v1/shelves/{shelf}:overview"]["get"];
+    assert_eq!(operation["operationId"], "composite_v1_shelves_shelf_overview", "{operation}");
+    assert_eq!(operation["tags"], serde_json::json!(["composites"]));
+    assert_eq!(
+        operation["description"],
+        "A shelf with its books and their authors\n\nA composite endpoint answered by calls to \
+         `library.v1.LibraryService.GetShelf`, `library.v1.LibraryService.ListBooks`, \
+         `library.v1.LibraryService.GetAuthor`."
+    );
+    let parameters: Vec<(&str, &str)> = operation["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap(), p["in"].as_str().unwrap()))
+        .collect();
+    assert_eq!(parameters, [("shelf", "path")]);
+    assert_eq!(operation["security"], serde_json::json!([{ "apiKey": [] }]), "{operation}");
+    assert_eq!(
+        operation["x-protogate-composite"]["calls"][2],
+        serde_json::json!({ "name": "authors", "method": "library.v1.LibraryService.GetAuthor",
+                            "optional": true, "forEach": "books.books" })
+    );
+    let ok = &operation["responses"]["200"];
+    assert!(ok["headers"]["Protogate-Partial"].is_object(), "{ok}");
+    let schema = &ok["content"]["application/json"]["schema"];
+    let properties = &schema["properties"];
+    assert_eq!(properties["shelf"]["$ref"], "#/components/schemas/library.v1.Shelf");
+    assert_eq!(properties["books"]["items"]["$ref"], "#/components/schemas/library.v1.Book", "{schema}");
+    assert_eq!(properties["authors"]["type"], "array");
+    assert_eq!(properties["authors"]["items"]["$ref"], "#/components/schemas/library.v1.Author");
+    assert_eq!(properties["partial"]["properties"]["authors"]["$ref"], "#/components/schemas/google.rpc.Status");
+    assert!(document["components"]["schemas"]["library.v1.Author"].is_object());
+
+    // What the gateway answers fits: whole, and with the optional call failed.
+    let answer = |key: Option<&'static str>| {
+        let request = h.client.get(h.url("/v1/shelves/1:overview"));
+        let request = match key {
+            Some(key) => request.header("x-api-key", key),
+            None => request,
+        };
+        async move { common::read_json(request.send().await.unwrap()).await }
+    };
+    let (status, whole) = answer(Some("key")).await;
+    assert_eq!(status, 200, "{whole}");
+    assert_eq!(whole["authors"].as_array().map(Vec::len), Some(3), "{whole}");
+    answer_fits_schema(&whole, schema, &document);
+    let (status, refused) = answer(None).await;
+    assert_eq!(status, 401, "{refused}");
+    // A book by an author the backend does not know: GetAuthor fails for it.
+    let (status, _) = h.post_json("/v1/shelves/1/books", r#"{"title": "Dune", "author": "Frank Herbert"}"#).await;
+    assert_eq!(status, 200);
+    let (status, partial) = answer(Some("key")).await;
+    assert_eq!((status, partial["partial"]["authors"]["code"].as_i64()), (200, Some(5)), "{partial}");
+    assert!(partial.get("authors").is_none(), "{partial}");
+    answer_fits_schema(&partial, schema, &document);
+}

@@ -283,7 +283,8 @@ fn answer(plan: &Plan, snapshot: &Snapshot, outcomes: &[Option<Outcome>], json: 
     Answer { body, failed }
 }
 
-/// The answer's parts; a part whose call failed is left out.
+/// The answer's parts; a part whose call failed, or whose field has its
+/// default value, is left out.
 fn shape(part: &Part, shown: &[Option<&Value>], json: &JsonOptions) -> Option<Value> {
     match part {
         Part::Ref(reference) => {
@@ -291,12 +292,48 @@ fn shape(part: &Part, shown: &[Option<&Value>], json: &JsonOptions) -> Option<Va
             let mut value = shown.get(call).copied().flatten()?;
             for (json_name, proto_name) in &reference.path {
                 let name = if json.proto_field_names { proto_name } else { json_name };
-                value = value.get(name).unwrap_or(&Value::Null);
+                // Left out as the JSON mapping leaves out a default value,
+                // rather than a `null` the answer's schema does not allow.
+                value = value.get(name)?;
             }
             Some(value.clone())
         }
         Part::Object(parts) => Some(Value::Object(
             parts.iter().filter_map(|(name, part)| Some((name.clone(), shape(part, shown, json)?))).collect(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn field(call: usize, path: &[&str]) -> Part {
+        let path = path.iter().map(|name| (name.to_string(), name.to_string())).collect();
+        Part::Ref(Reference { source: Source::Call(call), path })
+    }
+
+    #[test]
+    fn parts_of_failed_calls_and_default_fields_are_left_out() {
+        let shape_of = Part::Object(vec![
+            ("shelf".into(), field(0, &[])),
+            ("books".into(), field(1, &["books"])),
+            ("theme".into(), field(0, &["theme"])),
+            ("authors".into(), field(2, &[])),
+        ]);
+        let shelf = json!({ "name": "shelves/1" });
+        let no_books = json!({});
+        let cases = [
+            (vec![Some(&shelf), Some(&no_books), None], json!({ "shelf": { "name": "shelves/1" } })),
+            (vec![None, None, None], json!({})),
+        ];
+        for (shown, expected) in cases {
+            assert_eq!(shape(&shape_of, &shown, &JsonOptions::default()), Some(expected.clone()), "{expected}");
+        }
+        let books = json!({ "books": [{ "title": "Dune" }] });
+        let whole = shape(&shape_of, &[Some(&shelf), Some(&books), None], &JsonOptions::default());
+        assert_eq!(whole, Some(json!({ "shelf": shelf, "books": [{ "title": "Dune" }] })));
     }
 }

@@ -22,6 +22,7 @@ pub struct Plan {
     pub template: Template,
     /// `/v1/shelves/{shelf}:overview`: what policies select it by.
     pub template_text: String,
+    pub description: String,
     /// The full names of the methods it calls, for policies.
     pub methods: Vec<String>,
     /// Route variable names, in template order.
@@ -135,6 +136,7 @@ pub fn plan(composite: &CompositeConfig, snapshot: &Snapshot, json: &JsonOptions
         route,
         template,
         template_text: composite.template.clone(),
+        description: composite.description.clone(),
         methods,
         variables,
         query: composite.query.clone(),

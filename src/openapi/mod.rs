@@ -2,6 +2,7 @@
 //! path, query and body parameters and proto3-JSON schemas. Built once with
 //! the snapshot, never per request.
 
+mod composite;
 pub mod docs;
 mod enforced;
 pub mod schema;
@@ -12,10 +13,19 @@ use prost_reflect::{DescriptorPool, FieldDescriptor, Kind, MessageDescriptor, Me
 use serde_json::{Map, Value, json};
 
 use crate::route::template::Segment;
-use crate::route::{Binding, BodyRule, RouteTable};
+use crate::route::{Binding, BodyRule, RouteTable, Template};
 use crate::transcode::wkt;
+pub use composite::{AnswerShape, CallSummary, CompositeOperation};
 pub use enforced::{Access, Enforcement, Schemes};
 use schema::{Comments, Schemas};
+
+#[derive(Clone, Copy)]
+enum Source {
+    /// A binding, by its index in the route table.
+    Binding(usize),
+    /// A composite, by its index in `composites`.
+    Composite(usize),
+}
 
 /// How deep query parameters reach into nested messages.
 const MAX_QUERY_DEPTH: usize = 3;
@@ -25,9 +35,9 @@ const MAX_QUERY_DEPTH: usize = 3;
 /// the full list helps no one. Fields past it are still accepted.
 const MAX_QUERY_PARAMETERS: usize = 200;
 
-/// One operation to write: its binding, verb, id and path parameters.
+/// One operation to write: what it is for, verb, id and path parameters.
 struct Planned {
-    index: usize,
+    source: Source,
     verb: String,
     id: String,
     path_params: Vec<Value>,
@@ -51,14 +61,15 @@ pub struct Info<'a> {
 /// How the document learns what is enforced on a binding.
 pub type Enforced<'a> = dyn Fn(usize) -> Enforcement + Send + Sync + 'a;
 
-/// Writes the document for the bindings of `routes` over `methods` as JSON
-/// text, one path item and one component schema at a time: the whole
+/// Writes the document for the bindings of `routes` over `methods`, and
+/// for `composites`, as JSON text, one path item and one component schema at a time: the whole
 /// document was a `serde_json::Value` tree first, which peaked at 2 GiB for
 /// a 2.9 MiB descriptor set.
 pub fn document(
     pool: &DescriptorPool,
     routes: &RouteTable,
     methods: &[MethodDescriptor],
+    composites: &[CompositeOperation],
     info: &Info<'_>,
 ) -> serde_json::Result<Vec<u8>> {
     let comments = Comments::from_pool(pool);
@@ -82,13 +93,23 @@ pub fn document(
         if !["get", "put", "post", "delete", "patch", "head", "options", "trace"].contains(&verb.as_str()) {
             continue;
         }
-        let (path, mut path_params) = openapi_path(binding, &mut schemas, &comments);
+        let (path, mut path_params) = openapi_path(&binding.template, &binding.path_fields, &mut schemas, &comments);
         let path = share_path_item(path, &mut path_params, &mut path_shapes);
-        let id = unique_id(method, binding, &mut operation_ids);
+        let base = format!("{}_{}", method.parent_service().name(), method.name());
+        let id = unique_id(if binding.auto_mapped { format!("{base}_rpc") } else { base }, &mut operation_ids);
         let service = method.parent_service();
         let description = comments.get(service.parent_file().name(), service.path());
         tags.entry(service.full_name().to_string()).or_insert_with(|| description.map(str::to_string));
-        paths.entry(path).or_default().push(Planned { index, verb, id, path_params });
+        paths.entry(path).or_default().push(Planned { source: Source::Binding(index), verb, id, path_params });
+    }
+    for (index, composite) in composites.iter().enumerate() {
+        let (path, mut path_params) = openapi_path(&composite.template, &[], &mut schemas, &comments);
+        let path = share_path_item(path, &mut path_params, &mut path_shapes);
+        let id = unique_id(composite::id_base(composite), &mut operation_ids);
+        let description = "Endpoints answered by several gRPC calls, planned by the gateway.";
+        tags.entry(composite::TAG.to_string()).or_insert_with(|| Some(description.to_string()));
+        let planned = Planned { source: Source::Composite(index), verb: "get".into(), id, path_params };
+        paths.entry(path).or_default().push(planned);
     }
     let mut out = Vec::new();
     let info_json = json!({
@@ -113,14 +134,24 @@ pub fn document(
             out.push(b',');
         }
         let mut item = Map::new();
-        for Planned { index, verb, id, path_params } in operations {
-            let Some((binding, method)) = routes.bindings().get(index).and_then(|b| Some((b, methods.get(b.method)?)))
-            else {
-                continue;
+        for Planned { source, verb, id, path_params } in operations {
+            let (mut operation, enforcement) = match source {
+                Source::Binding(index) => {
+                    let Some((binding, method)) =
+                        routes.bindings().get(index).and_then(|b| Some((b, methods.get(b.method)?)))
+                    else {
+                        continue;
+                    };
+                    (operation(binding, method, path_params, &mut schemas, &comments), (info.enforced)(index))
+                }
+                Source::Composite(index) => {
+                    let Some(composite) = composites.get(index) else { continue };
+                    let operation = composite::operation(composite, path_params, &mut schemas, &comments);
+                    (operation, composite.enforcement.clone())
+                }
             };
-            let mut operation = operation(binding, method, path_params, &mut schemas, &comments);
             operation["operationId"] = Value::String(id);
-            enforced::apply(&mut operation, &(info.enforced)(index), info.schemes);
+            enforced::apply(&mut operation, &enforcement, info.schemes);
             item.insert(verb, operation);
         }
         serde_json::to_writer(&mut out, &path)?;
@@ -273,16 +304,21 @@ fn raw_content(description: &str) -> Value {
 /// parameter; a multi-segment variable keeps its literals in the path and
 /// turns each wildcard into a parameter, so generated clients build real
 /// URLs instead of escaping `/`.
-fn openapi_path(binding: &Binding, schemas: &mut Schemas, comments: &Comments) -> (String, Vec<Value>) {
-    let template = &binding.template;
+fn openapi_path(
+    template: &Template,
+    path_fields: &[Vec<FieldDescriptor>],
+    schemas: &mut Schemas,
+    comments: &Comments,
+) -> (String, Vec<Value>) {
     let mut path = String::new();
     let mut parameters = Vec::new();
     let mut used = HashSet::new();
     let mut index = 0;
     while index < template.segments.len() {
         path.push('/');
-        let variable = template.variables.iter().zip(&binding.path_fields).find(|(v, _)| v.start == index);
-        let Some((variable, field_path)) = variable else {
+        let variable = template.variables.iter().enumerate().find(|(_, v)| v.start == index);
+        let Some((variable, field_path)) = variable.map(|(i, v)| (v, path_fields.get(i).map_or(&[][..], |p| &p[..])))
+        else {
             let name = format!("segment{index}");
             match &template.segments[index] {
                 Segment::Literal(literal) => path.push_str(literal),
@@ -461,9 +497,7 @@ fn same_path(a: &[FieldDescriptor], b: &[FieldDescriptor]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.number() == y.number())
 }
 
-fn unique_id(method: &MethodDescriptor, binding: &Binding, used: &mut HashSet<String>) -> String {
-    let base = format!("{}_{}", method.parent_service().name(), method.name());
-    let base = if binding.auto_mapped { format!("{base}_rpc") } else { base };
+fn unique_id(base: String, used: &mut HashSet<String>) -> String {
     let mut id = base.clone();
     let mut n = 1;
     while !used.insert(id.clone()) {

@@ -169,10 +169,20 @@ impl Authenticator {
     /// A composite asks what every method it calls asks, and what a rule
     /// naming its own template asks: no call goes around its method's rule.
     fn composite_rule(&self, admitted: &Admitted) -> Option<RuleConfig> {
-        let own = admitted.template().and_then(|t| self.template_rules.iter().find(|r| r.selector == t));
-        let calls = admitted.calls().iter().filter_map(|rpc| {
+        self.composite_rule_of(admitted.template(), admitted.calls(), &admitted.snapshot)
+    }
+
+    /// The rule of a composite by its template and the methods it calls.
+    pub fn composite_rule_of(
+        &self,
+        template: Option<&str>,
+        calls: &[String],
+        snapshot: &Snapshot,
+    ) -> Option<RuleConfig> {
+        let own = template.and_then(|t| self.template_rules.iter().find(|r| r.selector == t));
+        let calls = calls.iter().filter_map(|rpc| {
             let service = rpc.rsplit_once('.').map(|(service, _)| service);
-            self.method_rule(Some(rpc), service, &admitted.snapshot)
+            self.method_rule(Some(rpc), service, snapshot)
         });
         own.cloned().into_iter().chain(calls).reduce(|mut combined, rule| {
             strictest(&mut combined, &rule);
