@@ -82,6 +82,15 @@ async fn the_demo_overview_waits_for_what_it_references_and_asks_each_author_onc
     assert_eq!((shelf.len(), books.len(), author_calls.len()), (1, 1, 2));
     assert!(books[0].started >= shelf[0].ended.unwrap(), "books started before the shelf it references");
     assert!(author_calls.iter().all(|a| a.started >= books[0].ended.unwrap()));
+    // Each backend call is timed under its composite and name.
+    let metrics = gateway.client.get(format!("{}/metrics", gateway.admin)).send().await.unwrap().text().await.unwrap();
+    for (call, count) in [("shelf", 1), ("books", 1), ("authors", 2)] {
+        let series = format!(
+            "protogate_composite_call_duration_seconds_count{{call=\"{call}\",grpc_code=\"0\",\
+             route=\"/v1/shelves/{{shelf}}:overview\"}} {count}\n"
+        );
+        assert!(metrics.contains(&series), "no {series} in\n{metrics}");
+    }
     gateway.server.shutdown().await.unwrap();
 }
 

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::Harness;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const BIN: &str = env!("CARGO_BIN_EXE_protogate");
@@ -111,8 +111,10 @@ async fn the_access_log_has_one_json_line_per_request_with_split_times() {
     // An API key, so the line names the consumer (the key is "k").
     let config = std::env::temp_dir().join(format!("protogate-log-{}.toml", std::process::id()));
     let hash = "8254c329a92850f6d539dd376f4816ee2764517da5e0235514af433164480d7a";
-    std::fs::write(&config, format!("[auth.api_keys]\nkeys = [{{ consumer = \"reporting\", sha256 = \"{hash}\" }}]\n"))
-        .unwrap();
+    // The demo's composite, for its line listing every call.
+    let overview = include_str!("../examples/compose/overview.toml");
+    let keys = format!("[auth.api_keys]\nkeys = [{{ consumer = \"reporting\", sha256 = \"{hash}\" }}]\n");
+    std::fs::write(&config, format!("{overview}\n{keys}")).unwrap();
     let config_arg = config.to_str().unwrap().to_string();
     let args = [
         "serve",
@@ -152,16 +154,19 @@ async fn the_access_log_has_one_json_line_per_request_with_split_times() {
     assert_eq!(response.headers()["x-request-id"], "req-42");
     response.bytes().await.unwrap();
 
-    let access = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            let line: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
-            if line["target"] == "protogate::access" {
-                return line;
+    let mut next_access = async || {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let line: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+                if line["target"] == "protogate::access" {
+                    return line;
+                }
             }
-        }
-    })
-    .await
-    .expect("no access log line");
+        })
+        .await
+        .expect("no access log line")
+    };
+    let access = next_access().await;
     assert_eq!(access["request_id"], "req-42");
     assert_eq!(access["route"], "/v1/{name=shelves/*}");
     assert_eq!(access["rpc"], "library.v1.LibraryService.GetShelf");
@@ -174,6 +179,25 @@ async fn the_access_log_has_one_json_line_per_request_with_split_times() {
     for field in ["total_us", "transcode_us", "backend_us"] {
         assert!(access[field].is_u64(), "{field} in {access}");
     }
+    assert!(access["backend_us"].as_u64() > Some(0), "{access}");
+    assert!(access.get("calls").is_none(), "{access}");
+
+    // A composite's line lists each backend call: name, code, time.
+    let response = reqwest::Client::new().get(format!("{base}/v1/shelves/1:overview")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.bytes().await.unwrap();
+    let access = next_access().await;
+    assert_eq!((&access["route"], &access["rpc"]), (&json!("/v1/shelves/{shelf}:overview"), &json!("composite")));
+    let calls: Vec<(&str, &str)> = access["calls"]
+        .as_str()
+        .unwrap()
+        .split(' ')
+        .map(|call| call.split_once(':').unwrap())
+        .inspect(|(_, micros)| assert!(micros.parse::<u64>().unwrap() > 0, "{access}"))
+        .collect();
+    let names: Vec<&str> = calls.iter().map(|(name, _)| *name).collect();
+    // Shelf 1 has three books by two authors: each author is asked once.
+    assert_eq!(names, ["shelf=0", "books=0", "authors=0", "authors=0"], "{access}");
     assert!(access["backend_us"].as_u64() > Some(0), "{access}");
 }
 

@@ -5,6 +5,7 @@
 //! retries, metadata) under what is left of the composite's one deadline.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -47,6 +48,12 @@ struct Rendered {
 
 type Outcome = Result<Rendered, Error>;
 
+/// Told of every backend call a composite makes, for its log line and
+/// metrics (this module does no I/O of its own).
+pub trait Observer: Sync {
+    fn call_ended(&self, call: &str, code: Code, spent: Duration);
+}
+
 pub async fn run(
     plan: &Plan,
     snapshot: &Snapshot,
@@ -54,8 +61,9 @@ pub async fn run(
     metadata: &MetadataMap,
     deadline: Option<Instant>,
     json: &JsonOptions,
+    observer: &dyn Observer,
 ) -> Result<Answer, Error> {
-    let context = Run { plan, snapshot, inputs, metadata, deadline, json };
+    let context = Run { plan, snapshot, inputs, metadata, deadline, json, observer };
     // Requests built from the client's input alone are checked before any
     // backend is called: a malformed one is the client's 400.
     for (index, call) in plan.calls.iter().enumerate() {
@@ -110,6 +118,7 @@ struct Run<'a> {
     metadata: &'a MetadataMap,
     deadline: Option<Instant>,
     json: &'a JsonOptions,
+    observer: &'a dyn Observer,
 }
 
 impl<'a> Run<'a> {
@@ -223,6 +232,14 @@ impl<'a> Run<'a> {
     }
 
     async fn send(&self, index: usize, message: DynamicMessage) -> Outcome {
+        let started = Instant::now();
+        let outcome = self.send_timed(index, message).await;
+        let code = outcome.as_ref().map_or_else(|e| e.code, |_| Code::Ok);
+        self.observer.call_ended(&self.plan.calls[index].name, code, started.elapsed());
+        outcome
+    }
+
+    async fn send_timed(&self, index: usize, message: DynamicMessage) -> Outcome {
         let entry = &self.snapshot.methods[self.plan.calls[index].method];
         let mut request = tonic::Request::new(message);
         *request.metadata_mut() = self.metadata.clone();

@@ -35,6 +35,8 @@ struct Fields {
     grpc_code: Option<i32>,
     transcode: Duration,
     backend: Duration,
+    /// A composite's calls: `name=code:µs` each.
+    calls: Option<String>,
 }
 
 /// The response body, observed to its end.
@@ -100,6 +102,11 @@ impl Trace {
 
     pub fn backend(&self, spent: Duration) {
         self.update(|f| f.backend += spent);
+    }
+
+    /// A composite's calls, as its log line lists them.
+    pub fn calls(&self, calls: String) {
+        self.update(|f| f.calls = Some(calls));
     }
 
     fn snapshot(&self) -> Fields {
@@ -291,6 +298,7 @@ impl Record {
             total_us = total.as_micros() as u64,
             transcode_us = fields.transcode.as_micros() as u64,
             backend_us = fields.backend.as_micros() as u64,
+            calls = fields.calls.as_deref(),
             "request"
         );
     }

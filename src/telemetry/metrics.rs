@@ -13,6 +13,8 @@ pub struct Metrics {
     pub duration: HistogramVec,
     pub transcode: HistogramVec,
     pub backend: HistogramVec,
+    /// Each backend call a composite made, by composite route and call name.
+    pub composite_calls: HistogramVec,
     pub request_bytes: HistogramVec,
     pub response_bytes: HistogramVec,
     pub in_flight: IntGauge,
@@ -87,6 +89,14 @@ impl Metrics {
                 "Time waiting on the backend for its answer",
                 &LATENCY_BUCKETS,
             )?,
+            composite_calls: HistogramVec::new(
+                HistogramOpts::new(
+                    "composite_call_duration_seconds",
+                    "Time each backend call of a composite took, by its route, call name and gRPC code",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["route", "call", "grpc_code"],
+            )?,
             request_bytes: histogram("request_bytes", "Request body sizes", &SIZE_BUCKETS)?,
             response_bytes: histogram("response_bytes", "Response body sizes", &SIZE_BUCKETS)?,
             in_flight: IntGauge::new("requests_in_flight", "Requests being served")?,
@@ -141,7 +151,8 @@ impl Metrics {
             )?,
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 21] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 22] = [
+            Box::new(metrics.composite_calls.clone()),
             Box::new(metrics.log_lines_dropped.clone()),
             Box::new(metrics.ignored_unknown.clone()),
             Box::new(metrics.skipped_routes.clone()),

@@ -2,6 +2,10 @@
 //! variables, the declared query parameters and nothing else), the plan run
 //! under one deadline, the answer or the first required failure rendered.
 
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
 use axum::body::Body;
 use http::{HeaderValue, Request, Response, StatusCode};
 
@@ -11,6 +15,8 @@ use crate::compose::{Inputs, Plan, exec};
 use crate::error::Error;
 use crate::gateway::Context;
 use crate::registry::Snapshot;
+use crate::telemetry::access::trace_of;
+use crate::telemetry::metrics::Metrics;
 use crate::upstream::metadata;
 
 /// Lists the optional calls that failed, whose parts the answer leaves out.
@@ -44,7 +50,12 @@ async fn answer(
     let timeout = deadline(&parts, context, false, &timeouts)?;
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let inputs = Inputs { variables: variables.to_vec(), query };
-    let answer = exec::run(plan, snapshot, &inputs, &metadata, deadline, &context.json).await?;
+    let trace = trace_of(&parts.extensions);
+    let observer = CallLog { route: &plan.template_text, metrics: &context.metrics, line: Mutex::default() };
+    let answer = trace.time_backend(exec::run(plan, snapshot, &inputs, &metadata, deadline, &context.json, &observer));
+    let answer = answer.await;
+    trace.calls(observer.line.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner));
+    let answer = answer?;
     let body = serde_json::to_vec(&answer.body).unwrap_or_default();
     let mut response = json_response(StatusCode::OK, body);
     if !answer.failed.is_empty()
@@ -53,6 +64,25 @@ async fn answer(
         response.headers_mut().insert(PARTIAL_HEADER, value);
     }
     Ok(response)
+}
+
+/// Each backend call of one composite request: observed in the metrics,
+/// listed as `name=code:µs` on the request's log line.
+struct CallLog<'a> {
+    route: &'a str,
+    metrics: &'a Metrics,
+    line: Mutex<String>,
+}
+
+impl exec::Observer for CallLog<'_> {
+    fn call_ended(&self, call: &str, code: tonic::Code, spent: Duration) {
+        let code = code as i32;
+        let code_label = code.to_string();
+        self.metrics.composite_calls.with_label_values(&[self.route, call, &code_label]).observe(spent.as_secs_f64());
+        let mut line = self.line.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let separator = if line.is_empty() { "" } else { " " };
+        let _ = write!(line, "{separator}{call}={code}:{}", spent.as_micros());
+    }
 }
 
 /// The declared query parameters' values; any other parameter is refused,
