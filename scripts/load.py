@@ -20,6 +20,7 @@ gateway and the bare server are pinned to CPU 0; oha and the backends to CPU 1.
     python3 scripts/load.py --duration 5s   # per run (default 10s)
     python3 scripts/load.py --soak 10m      # 256 connections of mixed traffic, RSS and FDs sampled
     python3 scripts/load.py --compare       # only the gateway / bare server / backend ratios
+    python3 scripts/load.py --composite     # a 3-call composite next to the same three REST calls
 
 oha is used from PATH or .ci/tools/bin, else installed there with
 `cargo install oha --locked`. Benchmarks measure; nothing here asserts.
@@ -134,7 +135,7 @@ def get_shelf_request():
 class Stack:
     """The backend and the gateway, started from release builds."""
 
-    def __init__(self):
+    def __init__(self, gateway_args=()):
         subprocess.run(["cargo", "build", "--release", "--bin", "protogate", "--example", "library_server",
                         "--example", "echo_server", "--example", "bare_server"], cwd=ROOT, check=True)
         self.backend_port, self.port, self.admin_port = free_port(), free_port(), free_port()
@@ -151,7 +152,7 @@ class Stack:
             # PROTOGATE_BIN: another build of the gateway, for A/B runs.
             pinned(0) + [os.environ.get("PROTOGATE_BIN", os.path.join(release, "protogate")), "serve", "--descriptor", os.path.join(ROOT, "descriptors", "library.binpb"),
              "--upstream", f"http://127.0.0.1:{self.backend_port}", "--listen", f"127.0.0.1:{self.port}",
-             "--admin-listen", f"127.0.0.1:{self.admin_port}"],
+             "--admin-listen", f"127.0.0.1:{self.admin_port}", *gateway_args],
             # The access log stays on (the default), written where production sends it.
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")}, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL)
@@ -211,10 +212,15 @@ def main():
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--soak", metavar="DURATION", help="run the soak scenario instead (e.g. 10m)")
     parser.add_argument("--compare", action="store_true", help="only the gateway / bare server / backend comparison")
+    parser.add_argument("--composite", action="store_true",
+                        help="only a composite of three calls (one dependent) against the three REST calls apart")
     parser.add_argument("--compression", action="store_true",
                         help="only the large answer with and without Accept-Encoding: gzip (64 connections)")
     args = parser.parse_args()
     oha = oha_binary()
+    if args.composite:
+        print_composite(composite(oha, args.duration))
+        return
     stack = Stack()
     if args.soak:
         try:
@@ -297,6 +303,71 @@ def main():
           f"idle with 10 000 more routes {routes_rss / 1024:.1f} MiB")
 
 
+# Shelf and book in parallel, then the book's author: three calls, one of
+# them dependent on another's answer.
+COMPOSITE = """
+[[compose]]
+route = "GET /bench/shelves/{shelf}/books/{book}:card"
+[[compose.calls]]
+name = "shelf"
+method = "library.v1.LibraryService.GetShelf"
+request = { name = "shelves/{shelf}" }
+[[compose.calls]]
+name = "book"
+method = "library.v1.LibraryService.GetBook"
+request = { name = "shelves/{shelf}/books/{book}" }
+[[compose.calls]]
+name = "author"
+method = "library.v1.LibraryService.GetAuthor"
+request = { name = "authors/{book.author}" }
+[compose.response]
+shelf = "shelf"
+book = "book"
+author = "author"
+"""
+
+
+def composite(oha, duration):
+    """The composite, and the three REST calls it stands for one by one, at
+    64 connections over HTTP/1.1: gateway and backend CPU per request."""
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as config:
+        config.write(COMPOSITE)
+    stack = Stack(("--config", config.name))
+    rows = []
+    try:
+        time.sleep(0.5)
+        scenarios = [
+            ("composite (3 calls, 1 dependent)", "/bench/shelves/1/books/1:card"),
+            ("GET shelf", "/v1/shelves/1"),
+            ("GET book", "/v1/shelves/1/books/1"),
+            ("GET author", "/v1/authors/Ursula%20K.%20Le%20Guin"),
+        ]
+        for name, path in scenarios:
+            backend_before = cpu_seconds(stack.backend.pid)
+            row = measure(oha, stack.gateway.pid, f"{stack.base}{path}", 64, duration, False,
+                          headers=("accept-encoding: identity",))
+            count = sum(row["statuses"].values())
+            row["backend_cpu_us"] = (cpu_seconds(stack.backend.pid) - backend_before) / count * 1e6 if count else 0
+            row["scenario"] = name
+            print(json.dumps(row), file=sys.stderr)
+            rows.append(row)
+    finally:
+        stack.stop()
+        os.unlink(config.name)
+    return rows
+
+
+def print_composite(rows):
+    print("| request (64 conns, h1) | req/s | p50 ms | p99 ms | gateway CPU µs/req | backend CPU µs/req | statuses |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['scenario']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['cpu_us']:.1f} | "
+              f"{r['backend_cpu_us']:.1f} | {r['statuses']} |")
+    apart = rows[1:]
+    print(f"| the three REST calls together | | {sum(r['p50_ms'] for r in apart):.2f} (in sequence) | | "
+          f"{sum(r['cpu_us'] for r in apart):.1f} | {sum(r['backend_cpu_us'] for r in apart):.1f} | |")
+
+
 def compression(stack, oha, duration):
     """The large list answer as it is and gzip-compressed: CPU and bytes per request."""
     sizes = stack.seed()
@@ -328,6 +399,7 @@ def measure(oha, pid, url, connections, duration, http2, method="GET", body=None
     count = sum(report.get("statusCodeDistribution", {}).values())
     return {"rps": report["summary"]["requestsPerSec"], "cpu_us": spent / count * 1e6 if count else 0,
             "bytes": report["summary"].get("sizePerRequest") or 0,
+            "p50_ms": report.get("latencyPercentiles", {}).get("p50", 0) * 1000,
             "p99_ms": report.get("latencyPercentiles", {}).get("p99", 0) * 1000,
             "statuses": report.get("statusCodeDistribution", {})}
 
