@@ -257,18 +257,30 @@ impl<'a> Run<'a> {
                 .unwrap_or_else(|_| Err(Error::client(Code::DeadlineExceeded, "the composite's deadline passed"))),
             None => call.await,
         }?;
-        render(&reply.message, self.json)
+        let call = &self.plan.calls[index];
+        render(&reply.message, self.json, call.referenced, call.shown)
     }
 }
 
-fn render(message: &DynamicMessage, json: &JsonOptions) -> Outcome {
-    let full = json.serialize_options().skip_default_fields(false).use_proto_field_name(false);
-    let to_value = |options: &prost_reflect::SerializeOptions| {
+/// Renders what is read of an answer: every field for later calls'
+/// references, the client's form for the answer (it was half a composite's
+/// CPU when both were always made); null for what nothing reads.
+fn render(message: &DynamicMessage, json: &JsonOptions, referenced: bool, shown: bool) -> Outcome {
+    let to_value = |wanted: bool, options: &prost_reflect::SerializeOptions| {
+        if !wanted {
+            return Ok(Value::Null);
+        }
         message
             .serialize_with_options(serde_json::value::Serializer, options)
             .map_err(|e| Error::gateway(Code::Internal, format!("cannot render a composite's answer: {e}")))
     };
-    Ok(Rendered { full: to_value(&full)?, shown: to_value(&json.serialize_options())? })
+    let full_options = json.serialize_options().skip_default_fields(false).use_proto_field_name(false);
+    let full = to_value(referenced, &full_options)?;
+    // With `emit_defaults` and JSON names the two forms are one.
+    if shown && referenced && json.emit_defaults && !json.proto_field_names {
+        return Ok(Rendered { shown: full.clone(), full });
+    }
+    Ok(Rendered { full, shown: to_value(shown, &json.serialize_options())? })
 }
 
 /// A required call's failure as the composite's: its code, a message that

@@ -44,6 +44,10 @@ pub struct PlannedCall {
     /// One call per element of this repeated field of an earlier answer.
     pub for_each: Option<Reference>,
     pub optional: bool,
+    /// Whether a later call references its answer, and whether the answer
+    /// shows it: each rendering is made only when something reads it.
+    pub referenced: bool,
+    pub shown: bool,
 }
 
 /// The request template, compiled.
@@ -85,6 +89,16 @@ pub enum Source {
 pub enum Part {
     Ref(Reference),
     Object(Vec<(String, Part)>),
+}
+
+impl Part {
+    /// Whether any of it is (a field of) call `index`'s answer.
+    fn shows(&self, index: usize) -> bool {
+        match self {
+            Part::Ref(reference) => reference.source == Source::Call(index),
+            Part::Object(parts) => parts.iter().any(|(_, part)| part.shows(index)),
+        }
+    }
 }
 
 /// What a reference stands for, for type checks and probes.
@@ -131,6 +145,12 @@ pub fn plan(composite: &CompositeConfig, snapshot: &Snapshot, json: &JsonOptions
     if !errors.is_empty() {
         return Err(errors.into_iter().map(|e| format!("composite {route}: {e}")).collect());
     }
+    let mut calls = calls;
+    let response = response.unwrap_or(Part::Object(Vec::new()));
+    for index in 0..calls.len() {
+        calls[index].referenced = calls.iter().any(|c| c.needs.contains(&index));
+        calls[index].shown = response.shows(index);
+    }
     let methods = calls.iter().map(|c| snapshot.methods[c.method].descriptor.full_name().to_string()).collect();
     Ok(Plan {
         route,
@@ -142,7 +162,7 @@ pub fn plan(composite: &CompositeConfig, snapshot: &Snapshot, json: &JsonOptions
         query: composite.query.clone(),
         max_concurrency: composite.max_concurrency,
         calls,
-        response: response.unwrap_or(Part::Object(Vec::new())),
+        response,
     })
 }
 
@@ -199,7 +219,16 @@ impl Planner<'_> {
             needs.push(*call);
         }
         self.probe(&request, &input, item.as_ref(), &at);
-        Some(PlannedCall { name: config.name.clone(), method, request, needs, for_each, optional: config.optional })
+        Some(PlannedCall {
+            name: config.name.clone(),
+            method,
+            request,
+            needs,
+            for_each,
+            optional: config.optional,
+            referenced: false,
+            shown: false,
+        })
     }
 
     fn for_each(&mut self, index: usize, text: &str, at: &str) -> Option<(Reference, Typed)> {

@@ -50,6 +50,15 @@ async fn the_overview_plans_into_the_expected_dependencies() {
     let books = Reference { source: Source::Call(1), path: vec![("books".into(), "books".into())] };
     assert_eq!(planned.calls[2].for_each, Some(books));
     assert!(planned.calls[2].optional && !planned.calls[0].optional);
+    // What is read of each answer: shelf and books by later calls, all
+    // three by the answer.
+    let read: Vec<(bool, bool)> = planned.calls.iter().map(|c| (c.referenced, c.shown)).collect();
+    assert_eq!(read, [(true, true), (true, true), (false, true)]);
+    let only_a_key = OVERVIEW.replace("shelf = \"shelf\"\n", "");
+    let config = Config::from_toml(&only_a_key, &Flags::default()).unwrap();
+    let planned = plan(&config.compose[0], &snapshot, &JsonOptions::default()).unwrap();
+    let read: Vec<(bool, bool)> = planned.calls.iter().map(|c| (c.referenced, c.shown)).collect();
+    assert_eq!(read, [(true, false), (true, true), (false, true)]);
 }
 
 const HEAD: &str = "[[compose]]\nroute = \"GET /v1/x/{shelf}:peek\"\n";

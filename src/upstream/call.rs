@@ -124,7 +124,11 @@ impl Call {
                     metadata.insert("grpc-timeout", value);
                 }
             }
-            let status = match attempt(Request::from_parts(metadata, extensions.clone(), message.clone())).await {
+            // Boxed: an attempt (tonic's call and the transport's) is most
+            // of a call's future, and every future that awaits a call was
+            // that much larger and copied whole on each move.
+            let request = Request::from_parts(metadata, extensions.clone(), message.clone());
+            let status = match Box::pin(attempt(request)).await {
                 Ok(response) => return Ok(response),
                 Err(status) => status,
             };

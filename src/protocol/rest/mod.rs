@@ -80,7 +80,9 @@ async fn handle(
     let content_type = content_type(&parts)?;
     check_identity_encoding(&parts, &context.compression)?;
     if prepared.method.descriptor.is_client_streaming() {
-        return client_stream(context, snapshot, prepared, &parts, content_type, body).await;
+        // Boxed, as is the server stream below: the unary path's future,
+        // the common one, stays its own size.
+        return Box::pin(client_stream(context, snapshot, prepared, &parts, content_type, body)).await;
     }
     let body = read_body(body, context.max_body_size).await?;
     let input = HttpInput { variables: prepared.variables, query: parts.uri.query(), content_type, body: &body };
@@ -92,7 +94,7 @@ async fn handle(
         return counted(
             context,
             upstream,
-            trace.time_backend(server_stream(context, snapshot, prepared, request)).await,
+            Box::pin(trace.time_backend(server_stream(context, snapshot, prepared, request))).await,
         );
     }
     let call = prepared.method.call.unary_raw(call_request(bytes::Bytes::from(wire), &prepared));
