@@ -95,6 +95,35 @@ async fn the_demo_overview_waits_for_what_it_references_and_asks_each_author_onc
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_picks_one_element_of_a_repeated_field() {
+    let backend = Member::start(0);
+    let toml = r#"
+[[compose]]
+route = "GET /v1/shelves/{shelf}:first"
+[[compose.calls]]
+name = "books"
+method = "library.v1.LibraryService.ListBooks"
+request = { parent = "shelves/{shelf}" }
+[[compose.calls]]
+name = "author"
+method = "library.v1.LibraryService.GetAuthor"
+request = { name = "authors/{books.books[2].author}" }
+[compose.response]
+first = "books.books[0].title"
+third = "books.books[2]"
+author = "author.displayName"
+"#;
+    let gateway = gateway(toml, &backend).await;
+    let (status, _, body) = gateway.get("/v1/shelves/1:first").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["first"], "The Left Hand of Darkness", "{body}");
+    assert_eq!((&body["third"]["author"], &body["author"]), (&json!("Stanisław Lem"), &json!("Stanisław Lem")));
+    let asked: Vec<Received> = calls_to(&backend.log.lock().unwrap(), "GetAuthor");
+    assert_eq!(asked.len(), 1);
+    gateway.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn independent_calls_overlap_and_a_fan_out_keeps_its_bound() {
     let backend = Member::start(0);
     let seed = gateway("", &backend).await;

@@ -15,6 +15,8 @@ use tokio::time::Instant;
 use tonic::Code;
 use tonic::metadata::MetadataMap;
 
+#[cfg(test)]
+use super::plan::Step;
 use super::plan::{MAX_FAN_OUT, Part, Plan, Reference, Source, fill};
 use crate::config::PARTIAL_KEY;
 use crate::error::Error;
@@ -190,8 +192,11 @@ impl<'a> Run<'a> {
             Source::Call(dep) => answers.get(dep).copied().flatten().map(|r| &r.full),
         };
         let mut value = start.unwrap_or(&Value::Null);
-        for (json_name, _) in &reference.path {
-            value = value.get(json_name).unwrap_or(&Value::Null);
+        for step in &reference.path {
+            value = value.get(&step.json).unwrap_or(&Value::Null);
+            if let Some(index) = step.index {
+                value = value.get(index).unwrap_or(&Value::Null);
+            }
         }
         value.clone()
     }
@@ -319,11 +324,14 @@ fn shape(part: &Part, shown: &[Option<&Value>], json: &JsonOptions) -> Option<Va
         Part::Ref(reference) => {
             let Source::Call(call) = reference.source else { return None };
             let mut value = shown.get(call).copied().flatten()?;
-            for (json_name, proto_name) in &reference.path {
-                let name = if json.proto_field_names { proto_name } else { json_name };
+            for step in &reference.path {
+                let name = if json.proto_field_names { &step.proto } else { &step.json };
                 // Left out as the JSON mapping leaves out a default value,
                 // rather than a `null` the answer's schema does not allow.
                 value = value.get(name)?;
+                if let Some(index) = step.index {
+                    value = value.get(index)?;
+                }
             }
             Some(value.clone())
         }
@@ -340,7 +348,7 @@ mod tests {
     use super::*;
 
     fn field(call: usize, path: &[&str]) -> Part {
-        let path = path.iter().map(|name| (name.to_string(), name.to_string())).collect();
+        let path = path.iter().map(|name| Step::field(name, name)).collect();
         Part::Ref(Reference { source: Source::Call(call), path })
     }
 
@@ -361,6 +369,18 @@ mod tests {
         for (shown, expected) in cases {
             assert_eq!(shape(&shape_of, &shown, &JsonOptions::default()), Some(expected.clone()), "{expected}");
         }
+        let indexed = Part::Object(vec![(
+            "first".into(),
+            Part::Ref(Reference {
+                source: Source::Call(1),
+                path: vec![Step { index: Some(1), ..Step::field("books", "books") }, Step::field("title", "title")],
+            }),
+        )]);
+        let two = json!({ "books": [{ "title": "Dune" }, { "title": "Emma" }] });
+        let options = JsonOptions::default();
+        assert_eq!(shape(&indexed, &[None, Some(&two)], &options), Some(json!({ "first": "Emma" })));
+        let one = json!({ "books": [{ "title": "Dune" }] });
+        assert_eq!(shape(&indexed, &[None, Some(&one)], &options), Some(json!({})), "past the end: left out");
         let books = json!({ "books": [{ "title": "Dune" }] });
         let whole = shape(&shape_of, &[Some(&shelf), Some(&books), None], &JsonOptions::default());
         assert_eq!(whole, Some(json!({ "shelf": shelf, "books": [{ "title": "Dune" }] })));

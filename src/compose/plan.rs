@@ -71,8 +71,31 @@ pub enum TextPart {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reference {
     pub source: Source,
-    /// Fields below the source: (JSON name, proto name).
-    pub path: Vec<(String, String)>,
+    /// Fields below the source.
+    pub path: Vec<Step>,
+}
+
+/// One field of a reference's path, and the element of it when indexed
+/// (`books[0]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub json: String,
+    pub proto: String,
+    pub index: Option<usize>,
+}
+
+impl Step {
+    pub fn field(json: &str, proto: &str) -> Self {
+        Self { json: json.into(), proto: proto.into(), index: None }
+    }
+
+    /// `books` or `books[0]`, in JSON names.
+    pub fn text(&self) -> String {
+        match self.index {
+            Some(index) => format!("{}[{index}]", self.json),
+            None => self.json.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -363,7 +386,8 @@ impl Planner<'_> {
                 self.methods[dep].map(|m| Typed::Message(self.snapshot.methods[m].descriptor.output()))
             }
         };
-        let segments: Vec<&str> = reference.path.iter().map(|(json, _)| json.as_str()).collect();
+        let segments: Vec<String> = reference.path.iter().map(Step::text).collect();
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
         match start.and_then(|start| walk(start, &segments).ok()) {
             Some((_, value)) => example(&value),
             None => Value::Null,
@@ -430,22 +454,42 @@ fn visit(calls: &[PlannedCall], at: usize, state: &mut [u8], path: &mut Vec<usiz
     None
 }
 
-/// Follows field names (proto or JSON form) from `start`.
-fn walk(start: Typed, segments: &[&str]) -> Result<(Vec<(String, String)>, Typed), String> {
+/// Follows field names (proto or JSON form), each optionally indexed
+/// (`books[0]`: one element of a repeated field), from `start`.
+fn walk(start: Typed, segments: &[&str]) -> Result<(Vec<Step>, Typed), String> {
     let mut path = Vec::with_capacity(segments.len());
     let mut value = start;
     for segment in segments {
         let message = match &value {
             Typed::Message(message) => message.clone(),
-            Typed::Field { list: true, .. } => return Err(format!("goes through a repeated field before {segment:?}")),
+            Typed::Field { list: true, .. } => {
+                return Err(format!("goes through a repeated field before {segment:?} (index it: `field[0]`)"));
+            }
             _ => return Err(format!("{segment:?} is below a field that is not a message")),
         };
-        let field =
-            field(&message, segment).ok_or_else(|| format!("{} has no field {segment:?}", message.full_name()))?;
-        path.push((field.json_name().to_string(), field.name().to_string()));
-        value = field_value(&field);
+        let (name, index) = split_index(segment)?;
+        let field = field(&message, name).ok_or_else(|| format!("{} has no field {name:?}", message.full_name()))?;
+        value = match index {
+            None => field_value(&field),
+            Some(_) if !field.is_list() => return Err(format!("{segment:?} indexes {name:?}, which is not repeated")),
+            Some(_) => match field.kind() {
+                Kind::Message(message) => Typed::Message(message),
+                kind => Typed::Field { kind, list: false },
+            },
+        };
+        path.push(Step { json: field.json_name().to_string(), proto: field.name().to_string(), index });
     }
     Ok((path, value))
+}
+
+/// `books[0]` → (`books`, 0); `books` → (`books`, none).
+fn split_index(segment: &str) -> Result<(&str, Option<usize>), String> {
+    let Some((name, rest)) = segment.split_once('[') else { return Ok((segment, None)) };
+    let index = rest
+        .strip_suffix(']')
+        .and_then(|digits| digits.parse::<usize>().ok())
+        .ok_or_else(|| format!("{segment:?}: an index is `[N]`, N a whole number from 0"))?;
+    Ok((name, Some(index)))
 }
 
 fn field(message: &MessageDescriptor, name: &str) -> Option<FieldDescriptor> {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::plan::{Piece, Reference, Source, TextPart, plan};
+use super::plan::{Piece, Reference, Source, Step, TextPart, plan};
 use crate::config::{Config, Flags};
 use crate::registry::{RegisteredSet, Sets, Snapshot, UpstreamMap};
 use crate::transcode::JsonOptions;
@@ -47,7 +47,7 @@ async fn the_overview_plans_into_the_expected_dependencies() {
         TextPart::Ref(Reference { source: Source::Variable(0), path: vec![] }),
     ]);
     assert_eq!(planned.calls[0].request, Piece::Object(vec![("name".into(), name)]));
-    let books = Reference { source: Source::Call(1), path: vec![("books".into(), "books".into())] };
+    let books = Reference { source: Source::Call(1), path: vec![Step::field("books", "books")] };
     assert_eq!(planned.calls[2].for_each, Some(books));
     assert!(planned.calls[2].optional && !planned.calls[0].optional);
     // What is read of each answer: shelf and books by later calls, all
@@ -73,6 +73,7 @@ fn call(name: &str, method: &str, request: &str) -> String {
 async fn every_problem_is_reported_with_its_place() {
     let shelf = call("shelf", "GetShelf", r#"{ name = "shelves/{shelf}" }"#);
     let response = "[compose.response]\nshelf = \"shelf\"\n";
+    let books = call("books", "ListBooks", r#"{ parent = "{shelf.name}" }"#);
     let cases: Vec<(String, Vec<&str>)> = vec![
         (format!("{HEAD}{shelf}{response}"), vec![]),
         (
@@ -129,6 +130,34 @@ async fn every_problem_is_reported_with_its_place() {
         (
             format!("{HEAD}{shelf}{}for_each = \"shelf.name\"\n{response}", call("a", "GetAuthor", "{}")),
             vec!["call \"a\": for_each \"shelf.name\" is not a repeated field of an earlier call"],
+        ),
+        (
+            format!(
+                "{HEAD}{shelf}{books}{}{response}",
+                call("a", "GetAuthor", r#"{ name = "{books.books[0].author}" }"#)
+            ),
+            vec![],
+        ),
+        (
+            format!("{HEAD}{shelf}{books}{}{response}", call("a", "GetAuthor", r#"{ name = "{books.books.author}" }"#)),
+            vec!["call \"a\": request.name: {books.books.author}: goes through a repeated field before \"author\""],
+        ),
+        (
+            format!(
+                "{HEAD}{shelf}{books}{}{response}",
+                call("a", "GetAuthor", r#"{ name = "{books.books[x].author}" }"#)
+            ),
+            vec!["call \"a\": request.name: {books.books[x].author}: \"books[x]\": an index is `[N]`"],
+        ),
+        (
+            format!("{HEAD}{shelf}{books}{}{response}", call("a", "GetAuthor", r#"{ name = "{shelf.name[0]}" }"#)),
+            vec!["call \"a\": request.name: {shelf.name[0]}: \"name[0]\" indexes \"name\", which is not repeated"],
+        ),
+        (
+            format!(
+                "{HEAD}{shelf}{books}[compose.response]\nfirst = \"books.books[0]\"\nbad = \"books.books[0].nope\"\n"
+            ),
+            vec!["response.bad: \"books.books[0].nope\": library.v1.Book has no field \"nope\""],
         ),
     ];
     let mut wrong = Vec::new();

@@ -7,7 +7,7 @@ use prost_reflect::{Kind, MethodDescriptor};
 
 use super::Context;
 use crate::compose::Plan;
-use crate::compose::plan::{Part, Reference, Source};
+use crate::compose::plan::{Part, Reference, Source, Step};
 use crate::openapi::{AnswerShape, CallSummary, CompositeOperation, Enforcement, Info};
 use crate::registry::Snapshot;
 
@@ -91,8 +91,8 @@ fn reference_text(plan: &Plan, reference: &Reference) -> String {
         Source::Call(call) => plan.calls.get(call).map_or("", |c| c.name.as_str()),
         _ => "",
     };
-    let path = reference.path.iter().map(|(json, _)| json.as_str());
-    std::iter::once(head).chain(path).collect::<Vec<_>>().join(".")
+    let path = reference.path.iter().map(Step::text);
+    std::iter::once(head.to_string()).chain(path).collect::<Vec<_>>().join(".")
 }
 
 /// The type of each part of the answer: a call's output message or the
@@ -111,12 +111,12 @@ fn answer_shape(part: &Part, plan: &Plan, snapshot: &Snapshot) -> AnswerShape {
     let Some(call) = plan.calls.get(index) else { return AnswerShape::Object(Vec::new()) };
     let mut message = snapshot.methods[call.method].descriptor.output();
     let mut shape = AnswerShape::Message(message.clone());
-    for (_, proto_name) in &reference.path {
-        let Some(field) = message.get_field_by_name(proto_name) else { break };
+    for step in &reference.path {
+        let Some(field) = message.get_field_by_name(&step.proto) else { break };
         if let Kind::Message(nested) = field.kind() {
             message = nested;
         }
-        shape = AnswerShape::Field(field);
+        shape = if step.index.is_some() { AnswerShape::Element(field) } else { AnswerShape::Field(field) };
     }
     if call.for_each.is_some() { AnswerShape::List(Box::new(shape)) } else { shape }
 }

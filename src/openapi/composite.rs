@@ -43,6 +43,8 @@ pub enum AnswerShape {
     Message(MessageDescriptor),
     /// One field of a call's answer.
     Field(FieldDescriptor),
+    /// One element of a repeated field (`books[0]`).
+    Element(FieldDescriptor),
     /// A fan-out's answers (or one field of each), in element order.
     List(Box<AnswerShape>),
     Object(Vec<(String, AnswerShape)>),
@@ -101,6 +103,10 @@ fn schema(shape: &AnswerShape, schemas: &mut Schemas, comments: &Comments) -> Va
     match shape {
         AnswerShape::Message(message) => schemas.reference(message, comments),
         AnswerShape::Field(field) => schemas.field_schema(field, comments),
+        AnswerShape::Element(field) => {
+            let list = schemas.field_schema(field, comments);
+            list.get("items").cloned().unwrap_or(list)
+        }
         AnswerShape::List(item) => json!({ "type": "array", "items": schema(item, schemas, comments) }),
         AnswerShape::Object(parts) => {
             let properties: Map<String, Value> =
@@ -138,4 +144,32 @@ pub(super) fn id_base(composite: &CompositeOperation) -> String {
     let words: Vec<&str> =
         composite.template_text.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).collect();
     format!("composite_{}", words.join("_"))
+}
+
+#[cfg(test)]
+mod tests {
+    use prost_reflect::DescriptorPool;
+
+    use super::*;
+
+    #[test]
+    fn each_part_of_an_answer_has_its_schema() {
+        let pool = DescriptorPool::decode(crate::pb::LIBRARY_DESCRIPTOR_SET).unwrap();
+        let list = pool.get_message_by_name("library.v1.ListBooksResponse").unwrap();
+        let books = list.get_field_by_name("books").unwrap();
+        let token = list.get_field_by_name("next_page_token").unwrap();
+        let book = pool.get_message_by_name("library.v1.Book").unwrap();
+        let book_ref = json!({ "$ref": "#/components/schemas/library.v1.Book" });
+        let cases = [
+            (AnswerShape::Message(book.clone()), book_ref.clone()),
+            (AnswerShape::Field(books.clone()), json!({ "type": "array", "items": book_ref.clone() })),
+            (AnswerShape::Element(books.clone()), book_ref.clone()),
+            (AnswerShape::Field(token), json!({ "type": "string" })),
+            (AnswerShape::List(Box::new(AnswerShape::Message(book))), json!({ "type": "array", "items": book_ref })),
+        ];
+        let (mut schemas, comments) = (Schemas::default(), Comments::default());
+        for (shape, expected) in cases {
+            assert_eq!(schema(&shape, &mut schemas, &comments), expected, "{shape:?}");
+        }
+    }
 }
