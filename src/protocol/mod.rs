@@ -5,6 +5,7 @@
 pub mod connect;
 pub mod grpc;
 pub mod grpc_web;
+mod inbound;
 pub mod pacing;
 pub mod rest;
 pub mod websocket;

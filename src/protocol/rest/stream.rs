@@ -145,9 +145,7 @@ impl Frames {
 }
 
 /// Request messages read from a client-stream body: NDJSON line by line as
-/// it arrives, or the elements of one JSON array. The first bad element is
-/// sent on the returned receiver and the stream then stalls, so the upstream
-/// call is cancelled rather than seeing a clean (and wrong) end of input.
+/// it arrives, or the elements of one JSON array (see `protocol::inbound`).
 pub(super) fn requests<F, M>(
     body: Body,
     ndjson: bool,
@@ -158,27 +156,9 @@ where
     F: Fn(&[u8]) -> Result<M, Error> + Send + 'static,
     M: Send + 'static,
 {
-    let (abort, aborted) = oneshot::channel();
     let elements: BoxStream<'static, Result<Bytes, Error>> =
         if ndjson { lines(body, limit).boxed() } else { array_elements(body, limit).boxed() };
-    let start = (elements, build, Some(abort), 1usize);
-    let messages = futures_util::stream::unfold(start, |(mut elements, build, mut abort, n)| async move {
-        let failure = match elements.next().await? {
-            Ok(bytes) => match build(&bytes) {
-                Ok(message) => return Some((message, (elements, build, abort, n + 1))),
-                Err(mut error) => {
-                    error.message = format!("stream message {n}: {}", error.message);
-                    error
-                }
-            },
-            Err(error) => error,
-        };
-        if let Some(abort) = abort.take() {
-            let _ = abort.send(failure);
-        }
-        std::future::pending().await
-    });
-    (messages, aborted)
+    crate::protocol::inbound::messages(elements, build)
 }
 
 /// Non-empty NDJSON lines, each at most `limit` bytes.
