@@ -317,3 +317,37 @@ async fn grpc_and_grpc_web_pass_compressed_messages_through() {
     let answer: Everything = prost::Message::decode(gunzip(&body[5..5 + length]).as_slice()).unwrap();
     assert_eq!(answer.f_string, text);
 }
+
+#[tokio::test]
+async fn connect_node_client_and_bidi_streams_with_gzip_over_http1_and_http2() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients");
+    if !std::path::Path::new(dir).join("node_modules/@connectrpc/connect-node").exists() {
+        common::skip("connect-node", "cd tests/clients && npm install");
+        return;
+    }
+    let h = Harness::start().await;
+    let set = std::env::temp_dir().join(format!("protogate-streams-{}.binpb", common::process::free_port()));
+    std::fs::write(&set, protogate::pb::EVERYTHING_DESCRIPTOR_SET).unwrap();
+    let output = tokio::process::Command::new("node")
+        .arg(format!("{dir}/connect_streams.mjs"))
+        .arg(&h.base)
+        .arg(&set)
+        .output()
+        .await
+        .expect("node runs");
+    let _ = std::fs::remove_file(&set);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout} {}", String::from_utf8_lossy(&output.stderr));
+    let results: Value = serde_json::from_str(stdout.trim()).unwrap();
+    for version in ["1.1", "2"] {
+        for codec in ["json", "proto"] {
+            let key = |what: &str| format!("{version} {codec} {what}");
+            assert_eq!(results[key("client stream")], json!([3, "a", 4000]), "{results}");
+            assert_eq!(results[key("bidi")], json!([1, 1, 4000]), "{results}");
+            assert_eq!(results[key("bidi failure")], "PermissionDenied: refused", "{results}");
+        }
+    }
+    for codec in ["json", "proto"] {
+        assert_eq!(results[format!("2 {codec} ping pong")], json!(["ping 0", "ping 1", "ping 2"]), "{results}");
+    }
+}

@@ -193,6 +193,44 @@ async fn server_streams_are_enveloped_and_end_with_status() {
     assert_eq!(h.get_json("/v1/shelves/1").await.0, 200, "the gateway keeps serving");
 }
 
+#[tokio::test]
+async fn client_streams_end_with_the_first_bad_message_named() {
+    let h = Harness::start().await;
+    let collect = "/protogate.test.v1.EchoService/Collect";
+    let end_error = |frames: &[(u8, Vec<u8>)]| {
+        let (flags, last) = frames.last().unwrap();
+        assert_eq!(*flags, 2, "the last frame ends the stream");
+        let end: Value = serde_json::from_slice(last).unwrap();
+        (
+            end["error"]["code"].as_str().unwrap_or("").to_string(),
+            end["error"]["message"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    let good = envelope(0, br#"{"fString": "a"}"#);
+    let frames = stream(&h, collect, [good.clone(), envelope(0, br#"{"fString": "b"}"#)].concat()).await;
+    assert_eq!(frames.len(), 2);
+    let reply: Value = serde_json::from_slice(&frames[0].1).unwrap();
+    assert_eq!(reply["rString"], serde_json::json!(["a", "b"]));
+    assert_eq!(end_error(&frames).0, "");
+
+    let cases: [(Vec<u8>, &str, &str); 4] = [
+        ([good.clone(), envelope(0, br#"{"nope": 1}"#)].concat(), "invalid_argument", "stream message 2: "),
+        ([good.clone(), vec![0, 0, 0, 0, 9, b'{']].concat(), "invalid_argument", "truncated envelope"),
+        ([good.clone(), vec![2, 0, 0, 0, 0]].concat(), "invalid_argument", "unknown envelope flags 0x02"),
+        (vec![0, 0x7f, 0, 0, 0], "resource_exhausted", "the request message is 2130706432 bytes"),
+    ];
+    for (body, code, message) in cases {
+        let frames = stream(&h, collect, body).await;
+        let (got_code, got_message) = end_error(&frames);
+        assert_eq!(got_code, code, "{got_message}");
+        assert!(got_message.starts_with(message), "{got_message}");
+    }
+    // A client stream sent as a unary request.
+    let (status, body, _) = connect_json(&h, collect, "{}").await;
+    assert_eq!((status, body["code"].as_str()), (501, Some("unimplemented")), "{body}");
+    assert_eq!(h.get_json("/v1/shelves/1").await.0, 200, "the gateway keeps serving");
+}
+
 /// `buf` from the npm package @bufbuild/buf (installed by .ci/run), or
 /// `None` with a printed skip outside CI.
 fn buf() -> Option<PathBuf> {

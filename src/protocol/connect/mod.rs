@@ -1,9 +1,10 @@
 //! The Connect protocol (connectrpc.com/docs/protocol): unary POST with JSON
-//! or binary protobuf, unary GET for side-effect-free methods, server
-//! streaming with enveloped messages and an end-of-stream message, and
-//! Connect's error JSON.
+//! or binary protobuf, unary GET for side-effect-free methods, server,
+//! client and bidirectional streams with enveloped messages and an
+//! end-of-stream message, and Connect's error JSON.
 
 mod compression;
+mod streams;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,12 +73,18 @@ pub async fn serve(context: &Context, admitted: &Admitted, request: Request<Body
     let snapshot = &*admitted.snapshot;
     let streaming = content_type(&parts.headers).starts_with("application/connect+");
     let outcome = match find_method(admitted, &parts) {
-        Ok(method) if method.descriptor.is_client_streaming() => Err(Error::client(
+        Ok(method) if !streaming && method.descriptor.is_client_streaming() => Err(Error::client(
             Code::Unimplemented,
-            "client and bidirectional streaming over Connect need HTTP/2 full duplex; use gRPC",
+            "a client or bidirectional stream is sent as application/connect+json or application/connect+proto",
         )),
-        Ok(method) if streaming => server_stream(context, snapshot, method, &parts, body).await,
-        Ok(method) => unary(context, snapshot, method, &parts, body).await,
+        Ok(method) => match (streaming, stream_codec(&parts)) {
+            (false, _) => unary(context, snapshot, method, &parts, body).await,
+            (true, Err(error)) => Err(error),
+            (true, Ok(codec)) if method.descriptor.is_client_streaming() => {
+                streams::request_stream(context, snapshot, method, &parts, body, codec).await
+            }
+            (true, Ok(codec)) => server_stream(context, snapshot, method, &parts, body, codec).await,
+        },
         Err(error) => Err(error),
     };
     outcome.unwrap_or_else(|error| {
@@ -217,31 +224,59 @@ async fn server_stream(
     method: &MethodEntry,
     parts: &Parts,
     body: Body,
+    codec: Codec,
 ) -> Result<Response<Body>, Error> {
-    let codec = match content_type(&parts.headers).as_str() {
-        "application/connect+json" => Codec::Json,
-        "application/connect+proto" => Codec::Proto,
-        other => return Err(Error::unsupported_media_type(other)),
-    };
-    let gzip = compression::answer_gzip(&parts.headers, &context.compression)
-        .then_some(usize::from(context.compression.min_size));
     // A failure before the stream starts is answered by `serve`, in the
     // stream's own form.
-    let (headers, messages, deadline) = stream_request(context, snapshot, method, parts, body, codec).await?;
+    let start = stream_request(context, snapshot, method, parts, body, codec).await?;
+    Ok(stream_response(context, snapshot, method, parts, codec, start))
+}
+
+fn stream_codec(parts: &Parts) -> Result<Codec, Error> {
+    match content_type(&parts.headers).as_str() {
+        "application/connect+json" => Ok(Codec::Json),
+        "application/connect+proto" => Ok(Codec::Proto),
+        other => Err(Error::unsupported_media_type(other)),
+    }
+}
+
+/// A started upstream stream, for the Connect stream that answers it.
+struct StreamStart {
+    headers: MetadataMap,
+    messages: tonic::Streaming<Bytes>,
+    /// When the whole call must be over.
+    deadline: Option<Instant>,
+    /// A request stream's first bad message, which ends the answer.
+    aborted: Option<tokio::sync::oneshot::Receiver<Error>>,
+}
+
+/// The answers of a started call as a Connect stream: enveloped messages,
+/// compressed when the client accepts gzip, then the end-of-stream message.
+fn stream_response(
+    context: &Context,
+    snapshot: &Snapshot,
+    method: &MethodEntry,
+    parts: &Parts,
+    codec: Codec,
+    start: StreamStart,
+) -> Response<Body> {
+    let gzip = compression::answer_gzip(&parts.headers, &context.compression)
+        .then_some(usize::from(context.compression.min_size));
+    let StreamStart { headers, messages, deadline, aborted } = start;
     let idle = route_timeouts(context, &parts.extensions).stream_idle;
     let json = context.json.serialize_options();
     let pool = snapshot.pool.clone();
     let output = method.call.output.clone();
     let render = WireRenderer::new(snapshot.plans.clone(), method.output_plan, output, &context.json);
     let metrics = context.metrics.clone();
-    let frames = responses(StreamState { messages, codec, render, metrics, json, pool, idle, deadline, gzip });
-    let mut response = Response::new(Body::from_stream(frames));
+    let state = StreamState { messages, codec, render, metrics, json, pool, idle, deadline, gzip, aborted };
+    let mut response = Response::new(Body::from_stream(responses(state)));
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(codec.stream_type()));
     if gzip.is_some() {
         response.headers_mut().insert("connect-content-encoding", HeaderValue::from_static("gzip"));
     }
     upstream_metadata::to_http(&headers, "", response.headers_mut());
-    Ok(response)
+    response
 }
 
 async fn stream_request(
@@ -251,18 +286,12 @@ async fn stream_request(
     parts: &Parts,
     body: Body,
     codec: Codec,
-) -> Result<(MetadataMap, tonic::Streaming<Bytes>, Option<Instant>), Error> {
+) -> Result<StreamStart, Error> {
     let declared = parts.headers.get("connect-content-encoding").and_then(|v| v.to_str().ok());
     let encoding = compression::declared(declared, &context.compression, compression::Scope::Messages)?;
     let payload = read_body(body, context.max_body_size).await?;
     let (flags, message) = single_envelope(&payload)?;
-    let message = match (flags & COMPRESSED != 0, encoding) {
-        (false, _) => Bytes::copy_from_slice(message),
-        (true, compression::Encoding::Identity) => {
-            return Err(Error::bad_request("a compressed envelope, but no Connect-Content-Encoding"));
-        }
-        (true, encoding) => compression::decode(encoding, message, context.max_body_size)?,
-    };
+    let message = open_envelope(flags, message, encoding, context.max_body_size)?;
     let trace = trace_of(&parts.extensions);
     let wire = trace.time_transcoding(|| request_wire(context, &snapshot.plans, method, codec, message))?;
     check_size(wire.len(), method.call.max_message_size)?;
@@ -273,7 +302,18 @@ async fn stream_request(
     let started = trace.time_backend(started_within(idle, method.call.server_streaming(request))).await;
     let response = counted(context, &method.upstream, started)?;
     let (headers, messages, _) = response.into_parts();
-    Ok((headers, messages, deadline))
+    Ok(StreamStart { headers, messages, deadline, aborted: None })
+}
+
+/// An envelope's message, inflated when its flag says it is compressed.
+fn open_envelope(flags: u8, message: &[u8], encoding: compression::Encoding, limit: usize) -> Result<Bytes, Error> {
+    match (flags & COMPRESSED != 0, encoding) {
+        (false, _) => Ok(Bytes::copy_from_slice(message)),
+        (true, compression::Encoding::Identity) => {
+            Err(Error::bad_request("a compressed envelope, but no Connect-Content-Encoding"))
+        }
+        (true, encoding) => compression::decode(encoding, message, limit),
+    }
 }
 
 /// The one request envelope of a server-streaming call.
@@ -308,12 +348,18 @@ struct StreamState {
     /// Messages of at least this size go out gzip-compressed (the client
     /// accepts gzip); none: all go as they are.
     gzip: Option<usize>,
+    aborted: Option<tokio::sync::oneshot::Receiver<Error>>,
 }
 
 fn responses(state: StreamState) -> BoxStream<'static, Result<Bytes, std::convert::Infallible>> {
     futures_util::stream::unfold(Some(state), |state| async move {
         let mut state = state?;
-        let failure = match within_deadline(state.deadline, next_within(state.idle, state.messages.message())).await {
+        let next = within_deadline(state.deadline, next_within(state.idle, state.messages.message()));
+        let next = tokio::select! {
+            next = next => next,
+            error = super::aborted(&mut state.aborted) => Err(error),
+        };
+        let failure = match next {
             Err(idle) => idle,
             // Protobuf answers go out as the backend wrote them.
             Ok(Ok(Some(message))) if state.codec == Codec::Proto => {
