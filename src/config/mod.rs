@@ -14,6 +14,7 @@ mod compose;
 mod compression;
 mod cors;
 mod json;
+mod openapi;
 mod rate_limit;
 mod responses;
 mod telemetry;
@@ -36,6 +37,8 @@ pub use upstream::{
 pub use compression::CompressionConfig;
 pub use cors::{OriginPattern, default_methods};
 pub use json::{JsonOptions, Unknown};
+pub use openapi::OpenApiInfo;
+use openapi::RawOpenApi;
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -59,6 +62,8 @@ pub struct Config {
     pub openapi_version: String,
     /// The document's `servers`; empty: the gateway itself (`/`).
     pub openapi_servers: Vec<String>,
+    /// The document's title, description, contact and licence.
+    pub openapi_info: OpenApiInfo,
     pub cors: CorsConfig,
     pub compression: CompressionConfig,
     /// Interval of SSE keep-alive comments; none turns them off.
@@ -247,20 +252,6 @@ impl Default for RawStreaming {
 
 #[derive(Debug, Deserialize)]
 #[serde(default)]
-struct RawOpenApi {
-    enabled: bool,
-    version: String,
-    servers: Vec<String>,
-}
-
-impl Default for RawOpenApi {
-    fn default() -> Self {
-        Self { enabled: true, version: env!("CARGO_PKG_VERSION").into(), servers: Vec::new() }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(default)]
 struct RawRegistry {
     state_dir: Option<PathBuf>,
     max_versions: usize,
@@ -400,12 +391,6 @@ fn parse_toml(text: &str, location: &str) -> Result<(RawConfig, Vec<String>), Co
 }
 
 /// An OpenAPI server URL: absolute http(s), or relative to the document.
-fn valid_server_url(url: &str) -> bool {
-    let absolute =
-        ["http://", "https://"].iter().any(|scheme| url.strip_prefix(scheme).is_some_and(|rest| !rest.is_empty()));
-    (absolute || url.starts_with('/')) && !url.chars().any(char::is_whitespace)
-}
-
 fn validate(raw: RawConfig, flags: &Flags, location: &str, unknown: Vec<String>) -> Result<Config, ConfigErrors> {
     let mut errors = unknown;
     let listen_text = flags.listen.clone().unwrap_or(raw.listen);
@@ -493,10 +478,7 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str, unknown: Vec<String>)
     if raw.registry.max_versions == 0 {
         errors.push(format!("{location}: `registry.max_versions` must be at least 1"));
     }
-    for url in raw.openapi.servers.iter().filter(|url| !valid_server_url(url)) {
-        errors
-            .push(format!("{location}: `openapi.servers`: {url:?} is not an http(s):// URL or a path starting with /"));
-    }
+    let openapi_info = raw.openapi.info(location, &mut errors);
     let admin = admin::validate(raw.admin, flags, location, &mut errors);
     let cors = cors::validate(raw.cors, location, &mut errors);
     let compression = compression::validate(raw.compression, location, &mut errors);
@@ -574,6 +556,7 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str, unknown: Vec<String>)
             openapi: raw.openapi.enabled,
             openapi_version: raw.openapi.version,
             openapi_servers: raw.openapi.servers,
+            openapi_info,
             cors,
             sse_keepalive,
             auth,

@@ -166,3 +166,43 @@ servers = ["https://api.example.com/v1", "/gateway", "http://", "api.example.com
     assert_eq!(config.openapi_servers, ["https://api.example.com/v1", "/gateway"]);
     assert!(Config::from_toml("", &Flags::default()).unwrap().openapi_servers.is_empty());
 }
+
+#[test]
+fn openapi_info_keys_are_checked_and_written_as_openapi_objects() {
+    let good = r#"[openapi]
+title = "Library API"
+description = "Shelves and books."
+contact = { name = "API team", url = "https://example.com/support", email = "api@example.com" }
+license = { name = "Apache 2.0", identifier = "Apache-2.0" }"#;
+    let info = Config::from_toml(good, &Flags::default()).unwrap().openapi_info;
+    assert_eq!((info.title.as_str(), info.description.as_str()), ("Library API", "Shelves and books."));
+    assert_eq!(
+        info.contact,
+        Some(serde_json::json!({"name": "API team", "url": "https://example.com/support", "email": "api@example.com"}))
+    );
+    assert_eq!(info.license, Some(serde_json::json!({"name": "Apache 2.0", "identifier": "Apache-2.0"})));
+    let defaults = Config::from_toml("", &Flags::default()).unwrap().openapi_info;
+    assert_eq!((defaults.title.as_str(), &defaults.contact, &defaults.license), ("protogate", &None, &None));
+
+    let cases = [
+        ("title = \" \"", "config: `openapi.title` must not be empty"),
+        (
+            "contact = { url = \"example.com\" }",
+            "config: `openapi.contact.url`: \"example.com\" is not an http(s):// URL",
+        ),
+        ("contact = { email = \"nobody\" }", "config: `openapi.contact.email`: \"nobody\" is not an email address"),
+        ("license = { name = \"\" }", "config: `openapi.license.name` must not be empty"),
+        (
+            "license = { name = \"MIT\", identifier = \"MIT\", url = \"https://mit.edu\" }",
+            "config: `openapi.license`: give `identifier` or `url`, not both (OpenAPI 3.1)",
+        ),
+        (
+            "license = { name = \"MIT\", url = \"mit\" }",
+            "config: `openapi.license.url`: \"mit\" is not an http(s):// URL",
+        ),
+    ];
+    for (keys, expected) in cases {
+        let errors = Config::from_toml(&format!("[openapi]\n{keys}"), &Flags::default()).unwrap_err().0;
+        assert_eq!(errors, [expected], "{keys}");
+    }
+}

@@ -83,6 +83,7 @@ pub(super) fn policy_context(
         openapi: config.openapi,
         openapi_version: Arc::from(config.openapi_version.as_str()),
         openapi_servers: config.openapi_servers.clone(),
+        openapi_info: config.openapi_info.clone(),
         openapi_document: Default::default(),
         sse_keepalive: config.sse_keepalive,
         http_trailers: config.profile == crate::config::Profile::GrpcGateway,

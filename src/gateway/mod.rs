@@ -33,6 +33,7 @@ pub struct Context {
     pub openapi_version: Arc<str>,
     /// Its `servers`; empty: the gateway itself.
     pub openapi_servers: Vec<String>,
+    pub openapi_info: crate::config::OpenApiInfo,
     /// The document of the latest snapshot asked for, rendered under the
     /// lock so concurrent first requests render it once. Here and not on
     /// the snapshot: a config reload (version, auth, rate limits, success

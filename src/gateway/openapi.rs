@@ -36,6 +36,7 @@ impl Context {
             digest: &snapshot.digest,
             generation: snapshot.generation,
             servers: &self.openapi_servers,
+            about: &self.openapi_info,
             schemes: &schemes,
             enforced: &enforced,
         };

@@ -52,6 +52,8 @@ pub struct Info<'a> {
     pub generation: u64,
     /// `servers` URLs; the gateway itself (`/`) when empty.
     pub servers: &'a [String],
+    /// Title, description, contact and licence.
+    pub about: &'a crate::config::OpenApiInfo,
     pub schemes: &'a Schemes,
     /// What the gateway enforces on a binding, by its index in the route
     /// table: success status, access, rate limit.
@@ -112,12 +114,19 @@ pub fn document(
         paths.entry(path).or_default().push(planned);
     }
     let mut out = Vec::new();
-    let info_json = json!({
-        "title": "protogate",
+    let mut info_json = json!({
+        "title": info.about.title,
         "version": info.version,
-        "description": "REST/JSON operations of the gRPC services registered with this gateway.",
         "x-protogate-schema": { "digest": info.digest, "generation": info.generation },
     });
+    if !info.about.description.is_empty() {
+        info_json["description"] = Value::String(info.about.description.clone());
+    }
+    for (key, value) in [("contact", &info.about.contact), ("license", &info.about.license)] {
+        if let Some(value) = value {
+            info_json[key] = value.clone();
+        }
+    }
     out.extend_from_slice(br#"{"openapi":"3.1.0","info":"#);
     serde_json::to_writer(&mut out, &info_json)?;
     out.extend_from_slice(br#","servers":"#);
