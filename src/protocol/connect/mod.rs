@@ -6,24 +6,21 @@
 mod compression;
 mod streams;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::StreamExt;
-use futures_util::stream::BoxStream;
+use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, request::Parts};
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tonic::Code;
 use tonic::metadata::MetadataMap;
 
-use super::pacing::{call_deadline, next_within, started_within, within, within_deadline};
+use super::pacing::{call_deadline, within};
 use super::rest::check_size;
 use super::{counted, read_body, route_timeouts};
 use crate::admission::Admitted;
@@ -31,13 +28,12 @@ use crate::error::{Error, http_status};
 use crate::gateway::Context;
 use crate::registry::{MethodEntry, Snapshot};
 use crate::telemetry::access::trace_of;
-use crate::telemetry::metrics::{Direction, Metrics};
+use crate::telemetry::metrics::Direction;
 use crate::transcode::fast::Plans;
 use crate::transcode::request::message_wire_from_json;
-use crate::transcode::response::{WireRenderer, render_wire};
+use crate::transcode::response::render_wire;
 use crate::transcode::status::details;
 use crate::upstream::metadata as upstream_metadata;
-use tokio::time::Instant;
 
 /// How messages are encoded on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,13 +73,13 @@ pub async fn serve(context: &Context, admitted: &Admitted, request: Request<Body
             Code::Unimplemented,
             "a client or bidirectional stream is sent as application/connect+json or application/connect+proto",
         )),
-        Ok(method) => match (streaming, stream_codec(&parts)) {
+        Ok(method) => match (streaming, streams::stream_codec(&parts)) {
             (false, _) => unary(context, snapshot, method, &parts, body).await,
             (true, Err(error)) => Err(error),
             (true, Ok(codec)) if method.descriptor.is_client_streaming() => {
                 streams::request_stream(context, snapshot, method, &parts, body, codec).await
             }
-            (true, Ok(codec)) => server_stream(context, snapshot, method, &parts, body, codec).await,
+            (true, Ok(codec)) => streams::server_stream(context, snapshot, method, &parts, body, codec).await,
         },
         Err(error) => Err(error),
     };
@@ -107,7 +103,7 @@ fn stream_error(
     json: &SerializeOptions,
 ) -> Response<Body> {
     log(error);
-    let end = end_of_stream(Some(error), &MetadataMap::new(), pool, json);
+    let end = streams::end_of_stream(Some(error), &MetadataMap::new(), pool, json);
     let mut response = Response::new(Body::from(end));
     let stream_type = match content_type(headers).as_str() {
         "application/connect+proto" => Codec::Proto.stream_type(),
@@ -214,218 +210,6 @@ fn url_pairs(query: &str) -> Vec<(String, String)> {
             (decode(k), decode(v))
         })
         .collect()
-}
-
-/// Server streaming: one enveloped request, then enveloped messages and the
-/// end-of-stream message. Failures travel in that last message, after 200.
-async fn server_stream(
-    context: &Context,
-    snapshot: &Snapshot,
-    method: &MethodEntry,
-    parts: &Parts,
-    body: Body,
-    codec: Codec,
-) -> Result<Response<Body>, Error> {
-    // A failure before the stream starts is answered by `serve`, in the
-    // stream's own form.
-    let start = stream_request(context, snapshot, method, parts, body, codec).await?;
-    Ok(stream_response(context, snapshot, method, parts, codec, start))
-}
-
-fn stream_codec(parts: &Parts) -> Result<Codec, Error> {
-    match content_type(&parts.headers).as_str() {
-        "application/connect+json" => Ok(Codec::Json),
-        "application/connect+proto" => Ok(Codec::Proto),
-        other => Err(Error::unsupported_media_type(other)),
-    }
-}
-
-/// A started upstream stream, for the Connect stream that answers it.
-struct StreamStart {
-    headers: MetadataMap,
-    messages: tonic::Streaming<Bytes>,
-    /// When the whole call must be over.
-    deadline: Option<Instant>,
-    /// A request stream's first bad message, which ends the answer.
-    aborted: Option<tokio::sync::oneshot::Receiver<Error>>,
-}
-
-/// The answers of a started call as a Connect stream: enveloped messages,
-/// compressed when the client accepts gzip, then the end-of-stream message.
-fn stream_response(
-    context: &Context,
-    snapshot: &Snapshot,
-    method: &MethodEntry,
-    parts: &Parts,
-    codec: Codec,
-    start: StreamStart,
-) -> Response<Body> {
-    let gzip = compression::answer_gzip(&parts.headers, &context.compression)
-        .then_some(usize::from(context.compression.min_size));
-    let StreamStart { headers, messages, deadline, aborted } = start;
-    let idle = route_timeouts(context, &parts.extensions).stream_idle;
-    let json = context.json.serialize_options();
-    let pool = snapshot.pool.clone();
-    let output = method.call.output.clone();
-    let render = WireRenderer::new(snapshot.plans.clone(), method.output_plan, output, &context.json);
-    let metrics = context.metrics.clone();
-    let state = StreamState { messages, codec, render, metrics, json, pool, idle, deadline, gzip, aborted };
-    let mut response = Response::new(Body::from_stream(responses(state)));
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(codec.stream_type()));
-    if gzip.is_some() {
-        response.headers_mut().insert("connect-content-encoding", HeaderValue::from_static("gzip"));
-    }
-    upstream_metadata::to_http(&headers, "", response.headers_mut());
-    response
-}
-
-async fn stream_request(
-    context: &Context,
-    snapshot: &Snapshot,
-    method: &MethodEntry,
-    parts: &Parts,
-    body: Body,
-    codec: Codec,
-) -> Result<StreamStart, Error> {
-    let declared = parts.headers.get("connect-content-encoding").and_then(|v| v.to_str().ok());
-    let encoding = compression::declared(declared, &context.compression, compression::Scope::Messages)?;
-    let payload = read_body(body, context.max_body_size).await?;
-    let (flags, message) = single_envelope(&payload)?;
-    let message = open_envelope(flags, message, encoding, context.max_body_size)?;
-    let trace = trace_of(&parts.extensions);
-    let wire = trace.time_transcoding(|| request_wire(context, &snapshot.plans, method, codec, message))?;
-    check_size(wire.len(), method.call.max_message_size)?;
-    let (request, timeout) = call_request(wire, parts, context, true)?;
-    // The deadline bounds the whole stream, every message included.
-    let deadline = timeout.map(|timeout| Instant::now() + timeout);
-    let idle = route_timeouts(context, &parts.extensions).stream_idle;
-    let started = trace.time_backend(started_within(idle, method.call.server_streaming(request))).await;
-    let response = counted(context, &method.upstream, started)?;
-    let (headers, messages, _) = response.into_parts();
-    Ok(StreamStart { headers, messages, deadline, aborted: None })
-}
-
-/// An envelope's message, inflated when its flag says it is compressed.
-fn open_envelope(flags: u8, message: &[u8], encoding: compression::Encoding, limit: usize) -> Result<Bytes, Error> {
-    match (flags & COMPRESSED != 0, encoding) {
-        (false, _) => Ok(Bytes::copy_from_slice(message)),
-        (true, compression::Encoding::Identity) => {
-            Err(Error::bad_request("a compressed envelope, but no Connect-Content-Encoding"))
-        }
-        (true, encoding) => compression::decode(encoding, message, limit),
-    }
-}
-
-/// The one request envelope of a server-streaming call.
-fn single_envelope(payload: &[u8]) -> Result<(u8, &[u8]), Error> {
-    if payload.len() < 5 {
-        return Err(Error::bad_request("truncated envelope: a Connect stream message needs a 5-byte prefix"));
-    }
-    let flags = payload[0];
-    let length = u32::from_be_bytes([payload[1], payload[2], payload[3], payload[4]]) as usize;
-    let message = payload.get(5..5 + length).ok_or_else(|| {
-        Error::bad_request(format!("truncated envelope: {length} bytes announced, {} sent", payload.len() - 5))
-    })?;
-    if payload.len() != 5 + length {
-        return Err(Error::bad_request("a server-streaming call takes exactly one request message"));
-    }
-    Ok((flags, message))
-}
-
-/// What a Connect stream carries from one frame to the next.
-struct StreamState {
-    messages: tonic::Streaming<Bytes>,
-    codec: Codec,
-    /// JSON answers: the fast transcoder, else prost-reflect.
-    render: WireRenderer,
-    metrics: Arc<Metrics>,
-    json: SerializeOptions,
-    pool: DescriptorPool,
-    /// The route's idle timeout between two messages.
-    idle: Option<Duration>,
-    /// When the whole call must be over.
-    deadline: Option<Instant>,
-    /// Messages of at least this size go out gzip-compressed (the client
-    /// accepts gzip); none: all go as they are.
-    gzip: Option<usize>,
-    aborted: Option<tokio::sync::oneshot::Receiver<Error>>,
-}
-
-fn responses(state: StreamState) -> BoxStream<'static, Result<Bytes, std::convert::Infallible>> {
-    futures_util::stream::unfold(Some(state), |state| async move {
-        let mut state = state?;
-        let next = within_deadline(state.deadline, next_within(state.idle, state.messages.message()));
-        let next = tokio::select! {
-            next = next => next,
-            error = super::aborted(&mut state.aborted) => Err(error),
-        };
-        let failure = match next {
-            Err(idle) => idle,
-            // Protobuf answers go out as the backend wrote them.
-            Ok(Ok(Some(message))) if state.codec == Codec::Proto => {
-                return Some((Ok(message_envelope(&message, state.gzip)), Some(state)));
-            }
-            Ok(Ok(Some(message))) => match state.render.json(&message) {
-                Ok((json, fast)) => {
-                    state.metrics.count_transcode(Direction::Response, fast);
-                    return Some((Ok(message_envelope(&json, state.gzip)), Some(state)));
-                }
-                Err(error) => Error::gateway(Code::Internal, error),
-            },
-            Ok(Ok(None)) => {
-                let trailers = state.messages.trailers().await.ok().flatten().unwrap_or_default();
-                return Some((Ok(end_of_stream(None, &trailers, &state.pool, &state.json)), None));
-            }
-            Ok(Err(status)) => Error::from_upstream(status),
-        };
-        Some((Ok(end_of_stream(Some(&failure), &MetadataMap::new(), &state.pool, &state.json)), None))
-    })
-    .boxed()
-}
-
-/// A message's envelope, compressed when that was asked for and pays.
-fn message_envelope(message: &[u8], gzip: Option<usize>) -> Bytes {
-    match gzip.filter(|min| message.len() >= *min).and_then(|_| compression::gzip(message)) {
-        Some(compressed) => envelope(COMPRESSED, &compressed),
-        None => envelope(0, message),
-    }
-}
-
-fn envelope(flags: u8, payload: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(payload.len() + 5);
-    out.put_u8(flags);
-    out.put_u32(payload.len() as u32);
-    out.put_slice(payload);
-    out.freeze()
-}
-
-/// The end-of-stream message: `{"error"?: …, "metadata"?: {k: [v]}}`.
-fn end_of_stream(
-    error: Option<&Error>,
-    trailers: &MetadataMap,
-    pool: &DescriptorPool,
-    json: &SerializeOptions,
-) -> Bytes {
-    let mut end = Map::new();
-    if let Some(error) = error {
-        end.insert("error".into(), error_json(error, pool, json));
-    }
-    let mut metadata = Map::new();
-    for (name, value) in trailers.as_ref() {
-        if name.as_str().starts_with("grpc-") {
-            continue;
-        }
-        if let Ok(value) = value.to_str() {
-            let entry = metadata.entry(name.as_str()).or_insert_with(|| json!([]));
-            if let Some(values) = entry.as_array_mut() {
-                values.push(json!(value));
-            }
-        }
-    }
-    if !metadata.is_empty() {
-        end.insert("metadata".into(), Value::Object(metadata));
-    }
-    envelope(END_STREAM, &serde_json::to_vec(&Value::Object(end)).unwrap_or_default())
 }
 
 /// Builds the upstream request: metadata from plain headers, the deadline
