@@ -328,12 +328,17 @@ async fn connect_node_client_and_bidi_streams_with_gzip_over_http1_and_http2() {
     let h = Harness::start().await;
     let set = std::env::temp_dir().join(format!("protogate-streams-{}.binpb", common::process::free_port()));
     std::fs::write(&set, protogate::pb::EVERYTHING_DESCRIPTOR_SET).unwrap();
-    let output = tokio::process::Command::new("node")
+    // Bounded: a gateway that held messages back until the request ended
+    // would leave the ping-pong waiting forever.
+    let run = tokio::process::Command::new("node")
         .arg(format!("{dir}/connect_streams.mjs"))
         .arg(&h.base)
         .arg(&set)
-        .output()
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
         .await
+        .expect("connect-node finished within 120 s (a ping-pong needs full duplex)")
         .expect("node runs");
     let _ = std::fs::remove_file(&set);
     let stdout = String::from_utf8_lossy(&output.stdout);
