@@ -202,3 +202,26 @@ require = "authenticated"
     // Reflection is not under that rule.
     assert!(listed(&h).await.contains(&"library.v1.LibraryService".to_string()));
 }
+
+#[tokio::test]
+async fn watches_hear_not_serving_and_end_when_the_gateway_drains() {
+    let mut h = Harness::start().await;
+    let mut client = HealthClient::new(channel(&h).await);
+    let check = |service: &str| HealthCheckRequest { service: service.into() };
+    let mut watches = Vec::new();
+    for service in ["", "library.v1.LibraryService"] {
+        let mut watch = client.watch(check(service)).await.unwrap().into_inner();
+        assert_eq!(watch.next().await.unwrap().unwrap().status(), ServingStatus::Serving, "{service:?}");
+        watches.push(watch);
+    }
+    let server = h.server.take().unwrap();
+    let drained = tokio::spawn(server.shutdown());
+    for mut watch in watches {
+        let said = tokio::time::timeout(Duration::from_secs(5), watch.next()).await.expect("a word within 5 s");
+        assert_eq!(said.unwrap().unwrap().status(), ServingStatus::NotServing);
+        let after = tokio::time::timeout(Duration::from_secs(5), watch.next()).await.expect("the end within 5 s");
+        assert!(after.is_none(), "the watch goes on: {after:?}");
+    }
+    // Nothing else is open, so the drain finishes without its grace period.
+    tokio::time::timeout(Duration::from_secs(10), drained).await.expect("drained").unwrap().unwrap();
+}

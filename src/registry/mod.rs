@@ -38,6 +38,9 @@ pub struct Registry {
     /// What the store held damaged at start.
     damaged: Vec<String>,
     guard: arc_swap::ArcSwapOption<Guard>,
+    /// True once the gateway drains: what outlives every config reload,
+    /// so long-lived calls (health watches) of any context learn it.
+    draining: tokio::sync::watch::Sender<bool>,
 }
 
 /// A check of a new snapshot by what depends on it; the problems if it fails.
@@ -155,12 +158,24 @@ impl Registry {
             store_error: std::sync::Mutex::new(store_error),
             damaged,
             guard: arc_swap::ArcSwapOption::empty(),
+            draining: tokio::sync::watch::Sender::new(false),
         })
     }
 
     /// Stored state found damaged at start and left out (set aside on disk).
     pub fn damaged(&self) -> &[String] {
         &self.damaged
+    }
+
+    /// Marks the gateway as draining (it stops accepting and finishes
+    /// what is in flight).
+    pub fn drain(&self) {
+        self.draining.send_replace(true);
+    }
+
+    /// Whether the gateway drains, and a way to wait for it.
+    pub fn draining(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.draining.subscribe()
     }
 
     /// The snapshot for one request: one atomic load, no lock.

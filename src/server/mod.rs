@@ -67,6 +67,9 @@ impl std::error::Error for StartError {}
 impl Server {
     /// Stops accepting, lets requests in flight finish, and waits.
     pub async fn shutdown(mut self) -> std::io::Result<()> {
+        // First, so health watchers hear NOT_SERVING and their calls end
+        // instead of holding the drain to its grace period.
+        self.live.current().registry.drain();
         let _ = self.shutdown.send(true);
         for task in self.tasks.drain(..) {
             task.await.map_err(std::io::Error::other)??;

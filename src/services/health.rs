@@ -3,7 +3,9 @@
 //! snapshot is as healthy as its upstream (some endpoint up and passing
 //! its own health check), and any other name is unknown — NOT_FOUND for
 //! Check, SERVICE_UNKNOWN (the call kept open) for Watch, as the health
-//! protocol says.
+//! protocol says. Once the gateway drains, everything is NOT_SERVING and
+//! each Watch says so and ends, so clients move away and the drain is not
+//! held open by watchers.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -38,6 +40,9 @@ type Watch = Pin<Box<dyn Stream<Item = Result<HealthCheckResponse, Status>> + Se
 impl Health for HealthService {
     async fn check(&self, request: Request<HealthCheckRequest>) -> Result<Response<HealthCheckResponse>, Status> {
         let service = request.into_inner().service;
+        if *self.registry.draining().borrow() {
+            return Ok(Response::new(HealthCheckResponse { status: ServingStatus::NotServing.into() }));
+        }
         let snapshot = self.registry.snapshot();
         match status_of(&snapshot, &service).await {
             Some(status) => Ok(Response::new(HealthCheckResponse { status: status.into() })),
@@ -52,16 +57,27 @@ impl Health for HealthService {
         let registry = self.registry.clone();
         // Each round follows the registry, so a service registered later
         // turns from unknown to its upstream's state.
-        let changes = futures_util::stream::unfold(None, move |last: Option<ServingStatus>| {
+        let draining = registry.draining();
+        let changes = futures_util::stream::unfold(Some((None, draining)), move |state| {
             let (registry, service) = (registry.clone(), service.clone());
             async move {
+                let (last, mut draining): (Option<ServingStatus>, _) = state?;
                 loop {
+                    if *draining.borrow_and_update() {
+                        let status = ServingStatus::NotServing;
+                        // Said once, then the call ends.
+                        let said = (last != Some(status)).then(|| HealthCheckResponse { status: status.into() });
+                        return said.map(|response| (Ok(response), None));
+                    }
                     if last.is_some() {
-                        tokio::time::sleep(WATCH_INTERVAL).await;
+                        tokio::select! {
+                            () = tokio::time::sleep(WATCH_INTERVAL) => {}
+                            _ = draining.changed() => continue,
+                        }
                     }
                     let now = status_of(&registry.snapshot(), &service).await.unwrap_or(ServingStatus::ServiceUnknown);
                     if last != Some(now) {
-                        return Some((Ok(HealthCheckResponse { status: now.into() }), Some(now)));
+                        return Some((Ok(HealthCheckResponse { status: now.into() }), Some((Some(now), draining))));
                     }
                 }
             }
