@@ -252,27 +252,38 @@ async fn connect_get_messages_may_be_gzip_compressed() {
     assert_eq!((status, &shelf["theme"]), (200, &json!("Fiction")), "{shelf}");
 }
 
-#[tokio::test]
-async fn connect_node_with_gzip_both_ways_over_http1_and_http2() {
+/// Runs a connect-node script of tests/clients against a fresh gateway
+/// (base URL and echo descriptor set as arguments) and reads the JSON it
+/// prints; none, with a printed skip, without connect-node. Bounded: a
+/// gateway that held messages back would leave a duplex script waiting.
+async fn connect_node(script: &str) -> Option<Value> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients");
     if !std::path::Path::new(dir).join("node_modules/@connectrpc/connect-node").exists() {
         common::skip("connect-node", "cd tests/clients && npm install");
-        return;
+        return None;
     }
     let h = Harness::start().await;
-    let set = std::env::temp_dir().join(format!("protogate-gzip-{}.binpb", common::process::free_port()));
+    let set = std::env::temp_dir().join(format!("protogate-node-{}.binpb", common::process::free_port()));
     std::fs::write(&set, protogate::pb::EVERYTHING_DESCRIPTOR_SET).unwrap();
-    let output = tokio::process::Command::new("node")
-        .arg(format!("{dir}/connect_gzip.mjs"))
+    let run = tokio::process::Command::new("node")
+        .arg(format!("{dir}/{script}"))
         .arg(&h.base)
         .arg(&set)
-        .output()
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
         .await
+        .unwrap_or_else(|_| panic!("{script} finished within 120 s"))
         .expect("node runs");
     let _ = std::fs::remove_file(&set);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout} {}", String::from_utf8_lossy(&output.stderr));
-    let results: Value = serde_json::from_str(stdout.trim()).unwrap();
+    Some(serde_json::from_str(stdout.trim()).unwrap())
+}
+
+#[tokio::test]
+async fn connect_node_with_gzip_both_ways_over_http1_and_http2() {
+    let Some(results) = connect_node("connect_gzip.mjs").await else { return };
     for version in ["1.1", "2"] {
         for codec in ["json", "proto"] {
             assert_eq!(results[format!("{version} {codec} unary")], 8000, "{results}");
@@ -320,30 +331,9 @@ async fn grpc_and_grpc_web_pass_compressed_messages_through() {
 
 #[tokio::test]
 async fn connect_node_client_and_bidi_streams_with_gzip_over_http1_and_http2() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients");
-    if !std::path::Path::new(dir).join("node_modules/@connectrpc/connect-node").exists() {
-        common::skip("connect-node", "cd tests/clients && npm install");
-        return;
-    }
-    let h = Harness::start().await;
-    let set = std::env::temp_dir().join(format!("protogate-streams-{}.binpb", common::process::free_port()));
-    std::fs::write(&set, protogate::pb::EVERYTHING_DESCRIPTOR_SET).unwrap();
-    // Bounded: a gateway that held messages back until the request ended
-    // would leave the ping-pong waiting forever.
-    let run = tokio::process::Command::new("node")
-        .arg(format!("{dir}/connect_streams.mjs"))
-        .arg(&h.base)
-        .arg(&set)
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("connect-node finished within 120 s (a ping-pong needs full duplex)")
-        .expect("node runs");
-    let _ = std::fs::remove_file(&set);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout} {}", String::from_utf8_lossy(&output.stderr));
-    let results: Value = serde_json::from_str(stdout.trim()).unwrap();
+    // The ping-pong sends each message only once the last one is answered:
+    // it finishes only over a full-duplex gateway.
+    let Some(results) = connect_node("connect_streams.mjs").await else { return };
     for version in ["1.1", "2"] {
         for codec in ["json", "proto"] {
             let key = |what: &str| format!("{version} {codec} {what}");

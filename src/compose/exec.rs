@@ -15,9 +15,7 @@ use tokio::time::Instant;
 use tonic::Code;
 use tonic::metadata::MetadataMap;
 
-#[cfg(test)]
-use super::plan::Step;
-use super::plan::{MAX_FAN_OUT, Part, Plan, Reference, Source, fill};
+use super::plan::{MAX_FAN_OUT, Part, Plan, Reference, Source, Step, fill};
 use crate::config::PARTIAL_KEY;
 use crate::error::Error;
 use crate::registry::Snapshot;
@@ -191,30 +189,13 @@ impl<'a> Run<'a> {
             Source::Item => item,
             Source::Call(dep) => answers.get(dep).copied().flatten().map(|r| &r.full),
         };
-        let mut value = start.unwrap_or(&Value::Null);
-        for step in &reference.path {
-            value = value.get(&step.json).unwrap_or(&Value::Null);
-            if let Some(index) = step.index {
-                value = value.get(index).unwrap_or(&Value::Null);
-            }
-        }
-        value.clone()
+        start.and_then(|start| follow(start, &reference.path, false)).cloned().unwrap_or(Value::Null)
     }
 
     /// Sends each distinct request once (a fan-out in element order, at most
     /// `max_concurrency` at a time) and renders the answers.
     async fn send_all(&self, index: usize, requests: Vec<DynamicMessage>, fan_out: bool) -> Outcome {
-        let mut distinct: Vec<DynamicMessage> = Vec::new();
-        let mut slots = Vec::with_capacity(requests.len());
-        let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
-        for request in requests {
-            let key = prost::Message::encode_to_vec(&request);
-            let slot = *seen.entry(key).or_insert_with(|| {
-                distinct.push(request);
-                distinct.len() - 1
-            });
-            slots.push(slot);
-        }
+        let (distinct, slots) = distinct(requests);
         let answers: Vec<Outcome> = futures_util::stream::iter(distinct)
             .map(|request| self.send(index, request))
             .buffered(self.plan.max_concurrency)
@@ -323,22 +304,46 @@ fn shape(part: &Part, shown: &[Option<&Value>], json: &JsonOptions) -> Option<Va
     match part {
         Part::Ref(reference) => {
             let Source::Call(call) = reference.source else { return None };
-            let mut value = shown.get(call).copied().flatten()?;
-            for step in &reference.path {
-                let name = if json.proto_field_names { &step.proto } else { &step.json };
-                // Left out as the JSON mapping leaves out a default value,
-                // rather than a `null` the answer's schema does not allow.
-                value = value.get(name)?;
-                if let Some(index) = step.index {
-                    value = value.get(index)?;
-                }
-            }
-            Some(value.clone())
+            // A missing field is left out, as the JSON mapping leaves out a
+            // default value, rather than a `null` the schema does not allow.
+            follow(shown.get(call).copied().flatten()?, &reference.path, json.proto_field_names).cloned()
         }
         Part::Object(parts) => Some(Value::Object(
             parts.iter().filter_map(|(name, part)| Some((name.clone(), shape(part, shown, json)?))).collect(),
         )),
     }
+}
+
+/// Each distinct request once, and for every request the index of its
+/// distinct one. One request is its own: no key to encode.
+fn distinct(requests: Vec<DynamicMessage>) -> (Vec<DynamicMessage>, Vec<usize>) {
+    if requests.len() == 1 {
+        return (requests, vec![0]);
+    }
+    let mut distinct: Vec<DynamicMessage> = Vec::new();
+    let mut slots = Vec::with_capacity(requests.len());
+    let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
+    for request in requests {
+        let key = prost::Message::encode_to_vec(&request);
+        let slot = *seen.entry(key).or_insert_with(|| {
+            distinct.push(request);
+            distinct.len() - 1
+        });
+        slots.push(slot);
+    }
+    (distinct, slots)
+}
+
+/// The value `path` leads to below `value`, by JSON or proto field names;
+/// none where a field or element is missing.
+fn follow<'v>(mut value: &'v Value, path: &[Step], proto_names: bool) -> Option<&'v Value> {
+    for step in path {
+        value = value.get(if proto_names { &step.proto } else { &step.json })?;
+        if let Some(index) = step.index {
+            value = value.get(index)?;
+        }
+    }
+    Some(value)
 }
 
 #[cfg(test)]

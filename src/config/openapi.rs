@@ -69,13 +69,15 @@ impl RawOpenApi {
         if self.title.trim().is_empty() {
             errors.push(format!("{location}: `openapi.title` must not be empty"));
         }
-        let mut url_key = |key: &str, url: &Option<String>| {
-            if let Some(url) = url.as_deref().filter(|url| !is_absolute_url(url)) {
+        let urls = [
+            ("openapi.contact.url", self.contact.as_ref().and_then(|c| c.url.as_deref())),
+            ("openapi.license.url", self.license.as_ref().and_then(|l| l.url.as_deref())),
+        ];
+        for (key, url) in urls {
+            if let Some(url) = url.filter(|url| !is_absolute_url(url)) {
                 errors.push(format!("{location}: `{key}`: {url:?} is not an http(s):// URL"));
             }
-        };
-        url_key("openapi.contact.url", &self.contact.as_ref().and_then(|c| c.url.clone()));
-        url_key("openapi.license.url", &self.license.as_ref().and_then(|l| l.url.clone()));
+        }
         if let Some(email) = self.contact.as_ref().and_then(|c| c.email.as_deref())
             && !email.split_once('@').is_some_and(|(user, host)| !user.is_empty() && host.contains('.'))
         {
@@ -114,5 +116,5 @@ fn is_absolute_url(url: &str) -> bool {
 }
 
 fn valid_server_url(url: &str) -> bool {
-    (is_absolute_url(url) || url.starts_with('/')) && !url.chars().any(char::is_whitespace)
+    is_absolute_url(url) || (url.starts_with('/') && !url.chars().any(char::is_whitespace))
 }

@@ -2,24 +2,12 @@
 // against the gateway: a unary call and a server stream over HTTP/1.1 and
 // HTTP/2. Prints, as JSON, what each call got back.
 // Usage: node connect_gzip.mjs BASE_URL ECHO_SET
-import { readFileSync } from "node:fs";
-import { createClient, ConnectError, Code } from "@connectrpc/connect";
+import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, compressionGzip } from "@connectrpc/connect-node";
-import { createFileRegistry, fromBinary } from "@bufbuild/protobuf";
-import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
+import { echoService, outcome } from "./connect_common.mjs";
 
 const [base, echoSet] = process.argv.slice(2);
-const registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, readFileSync(echoSet)));
-const echo = registry.getService("protogate.test.v1.EchoService");
-
-async function outcome(call) {
-  try {
-    return await call();
-  } catch (e) {
-    const error = ConnectError.from(e);
-    return `${Code[error.code]}: ${error.rawMessage}`;
-  }
-}
+const echo = echoService(echoSet);
 
 const text = "gzip me ".repeat(1000);
 const results = {};

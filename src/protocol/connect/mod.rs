@@ -293,10 +293,14 @@ fn decode(
     context: &Context,
 ) -> Result<DynamicMessage, Error> {
     match codec {
-        Codec::Proto => DynamicMessage::decode(descriptor.clone(), payload)
-            .map_err(|e| Error::bad_request(format!("invalid protobuf message: {e}"))),
+        Codec::Proto => decode_proto(descriptor, payload),
         Codec::Json => crate::transcode::request::message_from_json(descriptor.clone(), payload, &context.json),
     }
+}
+
+fn decode_proto(descriptor: &MessageDescriptor, payload: &[u8]) -> Result<DynamicMessage, Error> {
+    DynamicMessage::decode(descriptor.clone(), payload)
+        .map_err(|e| Error::bad_request(format!("invalid protobuf message: {e}")))
 }
 
 fn encode(codec: Codec, message: &DynamicMessage, json: &SerializeOptions) -> Result<Vec<u8>, Error> {

@@ -16,14 +16,14 @@ use futures_util::{Stream, StreamExt};
 use http::header::CONTENT_TYPE;
 use http::request::Parts;
 use http::{HeaderValue, Response};
-use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
+use prost_reflect::{DescriptorPool, SerializeOptions};
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 use tonic::Code;
 use tonic::metadata::MetadataMap;
 
 use super::compression::{self, Encoding};
-use super::{COMPRESSED, Codec, END_STREAM, call_request, content_type, error_json, request_wire};
+use super::{COMPRESSED, Codec, END_STREAM, call_request, content_type, decode_proto, error_json, request_wire};
 use crate::error::Error;
 use crate::gateway::Context;
 use crate::protocol::pacing::{next_within, started_within, within, within_deadline};
@@ -46,8 +46,7 @@ pub(super) async fn request_stream(
     body: Body,
     codec: Codec,
 ) -> Result<Response<Body>, Error> {
-    let declared = parts.headers.get("connect-content-encoding").and_then(|v| v.to_str().ok());
-    let encoding = compression::declared(declared, &context.compression, compression::Scope::Messages)?;
+    let encoding = message_encoding(context, parts)?;
     let limits = Limits { message: method.call.max_message_size, inflated: context.max_body_size };
     let build = builder(context, snapshot, method, codec);
     let (messages, abort) = inbound::messages(envelopes(body, limits, encoding).boxed(), build);
@@ -80,8 +79,7 @@ fn builder(
     let metrics = context.metrics.clone();
     move |message: &[u8]| match codec {
         Codec::Proto => {
-            DynamicMessage::decode(input.clone(), message)
-                .map_err(|e| Error::bad_request(format!("invalid protobuf message: {e}")))?;
+            decode_proto(&input, message)?;
             Ok(Bytes::copy_from_slice(message))
         }
         Codec::Json => {
@@ -130,9 +128,7 @@ fn envelopes(body: Body, limits: Limits, encoding: Encoding) -> impl Stream<Item
 
 /// The first whole envelope's message, or none while it is incomplete.
 fn next_envelope(buffer: &mut BytesMut, limits: Limits, encoding: Encoding) -> Result<Option<Bytes>, Error> {
-    let Some(prefix) = buffer.get(..PREFIX) else { return Ok(None) };
-    let flags = prefix[0];
-    let length = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
+    let Some((flags, length)) = prefix(buffer) else { return Ok(None) };
     if flags & !COMPRESSED != 0 {
         return Err(Error::bad_request(format!("unknown envelope flags {flags:#04x} in a request stream")));
     }
@@ -215,8 +211,7 @@ async fn stream_request(
     body: Body,
     codec: Codec,
 ) -> Result<StreamStart, Error> {
-    let declared = parts.headers.get("connect-content-encoding").and_then(|v| v.to_str().ok());
-    let encoding = compression::declared(declared, &context.compression, compression::Scope::Messages)?;
+    let encoding = message_encoding(context, parts)?;
     let payload = read_body(body, context.max_body_size).await?;
     let (flags, message) = single_envelope(&payload)?;
     let message = open_envelope(flags, message, encoding, context.max_body_size)?;
@@ -233,28 +228,35 @@ async fn stream_request(
     Ok(StreamStart { headers, messages, deadline, aborted: None })
 }
 
+/// How the request's envelopes are compressed (`Connect-Content-Encoding`).
+fn message_encoding(context: &Context, parts: &Parts) -> Result<Encoding, Error> {
+    let declared = parts.headers.get("connect-content-encoding").and_then(|v| v.to_str().ok());
+    compression::declared(declared, &context.compression, compression::Scope::Messages)
+}
+
+/// An envelope's flags and announced length, once its prefix is in.
+fn prefix(bytes: &[u8]) -> Option<(u8, usize)> {
+    let prefix = bytes.get(..PREFIX)?;
+    Some((prefix[0], u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize))
+}
+
 /// An envelope's message, inflated when its flag says it is compressed.
-fn open_envelope(flags: u8, message: &[u8], encoding: compression::Encoding, limit: usize) -> Result<Bytes, Error> {
+fn open_envelope(flags: u8, message: &[u8], encoding: Encoding, limit: usize) -> Result<Bytes, Error> {
     match (flags & COMPRESSED != 0, encoding) {
         (false, _) => Ok(Bytes::copy_from_slice(message)),
-        (true, compression::Encoding::Identity) => {
-            Err(Error::bad_request("a compressed envelope, but no Connect-Content-Encoding"))
-        }
+        (true, Encoding::Identity) => Err(Error::bad_request("a compressed envelope, but no Connect-Content-Encoding")),
         (true, encoding) => compression::decode(encoding, message, limit),
     }
 }
 
 /// The one request envelope of a server-streaming call.
 fn single_envelope(payload: &[u8]) -> Result<(u8, &[u8]), Error> {
-    if payload.len() < 5 {
-        return Err(Error::bad_request("truncated envelope: a Connect stream message needs a 5-byte prefix"));
-    }
-    let flags = payload[0];
-    let length = u32::from_be_bytes([payload[1], payload[2], payload[3], payload[4]]) as usize;
-    let message = payload.get(5..5 + length).ok_or_else(|| {
-        Error::bad_request(format!("truncated envelope: {length} bytes announced, {} sent", payload.len() - 5))
+    let (flags, length) = prefix(payload)
+        .ok_or_else(|| Error::bad_request("truncated envelope: a Connect stream message needs a 5-byte prefix"))?;
+    let message = payload.get(PREFIX..PREFIX + length).ok_or_else(|| {
+        Error::bad_request(format!("truncated envelope: {length} bytes announced, {} sent", payload.len() - PREFIX))
     })?;
-    if payload.len() != 5 + length {
+    if payload.len() != PREFIX + length {
         return Err(Error::bad_request("a server-streaming call takes exactly one request message"));
     }
     Ok((flags, message))
