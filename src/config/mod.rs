@@ -156,6 +156,9 @@ pub struct Limits {
     pub max_concurrent_per_client: usize,
     pub max_connections: usize,
     pub max_streams_per_connection: u32,
+    /// Largest part of a `multipart/form-data` body, and most parts in one.
+    pub max_form_part_size: usize,
+    pub max_form_parts: usize,
     pub header_read_timeout: Duration,
     /// Longest wait for the next piece of a request body.
     pub body_timeout: Duration,
@@ -276,6 +279,8 @@ struct RawLimits {
     max_concurrent_per_client: usize,
     max_connections: usize,
     max_streams_per_connection: u32,
+    max_form_part_size: usize,
+    max_form_parts: usize,
     header_read_timeout: String,
     body_timeout: String,
     send_timeout: String,
@@ -338,6 +343,8 @@ impl Default for RawLimits {
             max_concurrent_per_client: 0,
             max_connections: 16_384,
             max_streams_per_connection: 256,
+            max_form_part_size: 4 * 1024 * 1024,
+            max_form_parts: 64,
             header_read_timeout: "10s".into(),
             body_timeout: "30s".into(),
             send_timeout: "30s".into(),
@@ -459,6 +466,9 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str, unknown: Vec<String>)
             errors.push(format!("{location}: `{key}` must be more than zero"));
         }
     }
+    if raw.limits.max_form_part_size == 0 || raw.limits.max_form_parts == 0 {
+        errors.push(format!("{location}: `limits.max_form_part_size` and `limits.max_form_parts` must be at least 1"));
+    }
     if raw.limits.max_connections == 0 || raw.limits.max_streams_per_connection == 0 {
         errors.push(format!(
             "{location}: `limits.max_connections` and `limits.max_streams_per_connection` must be at least 1"
@@ -535,6 +545,8 @@ fn validate(raw: RawConfig, flags: &Flags, location: &str, unknown: Vec<String>)
                 max_concurrent_per_client,
                 max_connections: raw.limits.max_connections,
                 max_streams_per_connection: raw.limits.max_streams_per_connection,
+                max_form_part_size: raw.limits.max_form_part_size,
+                max_form_parts: raw.limits.max_form_parts,
                 header_read_timeout,
                 body_timeout,
                 send_timeout,

@@ -347,6 +347,28 @@ impl LibraryService for Library {
         state.covers.insert(request.name, cover);
         Ok(Response::new(()))
     }
+
+    async fn submit_book_cover(&self, request: Request<SubmitBookCoverRequest>) -> Result<Response<BookCover>, Status> {
+        let request = request.into_inner();
+        let Some(cover) = request.cover.filter(|c| !c.data.is_empty()) else {
+            return Err(bad_request(&[("cover", "send the image as a file part named cover")]));
+        };
+        if !cover.content_type.starts_with("image/") {
+            return Err(bad_request(&[("cover", "the content type must be an image/* type")]));
+        }
+        let mut state = self.state()?;
+        state.book_mut(&request.name)?;
+        if !request.replace && state.covers.contains_key(&request.name) {
+            return Err(Status::already_exists(format!("{} already has a cover; send replace=true", request.name)));
+        }
+        let stored = BookCover {
+            name: format!("{}/cover", request.name),
+            content_type: cover.content_type.clone(),
+            size_bytes: i64::try_from(cover.data.len()).unwrap_or(i64::MAX),
+        };
+        state.covers.insert(request.name, cover);
+        Ok(Response::new(stored))
+    }
 }
 
 const UPDATABLE: [&str; 6] = ["title", "author", "genre", "page_count", "copies_sold", "tags"];

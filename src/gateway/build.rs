@@ -80,6 +80,11 @@ pub(super) fn policy_context(
         json: config.json.clone(),
         deadlines: Deadlines { default: config.upstream.timeout, max: config.upstream.max_timeout },
         max_body_size: config.limits.max_body_size,
+        form_limits: crate::protocol::rest::form::FormLimits {
+            body: config.limits.max_body_size,
+            part: config.limits.max_form_part_size,
+            parts: config.limits.max_form_parts,
+        },
         openapi: config.openapi,
         openapi_version: Arc::from(config.openapi_version.as_str()),
         openapi_servers: config.openapi_servers.clone(),

@@ -27,6 +27,7 @@ pub struct Context {
     pub json: JsonOptions,
     pub deadlines: Deadlines,
     pub max_body_size: usize,
+    pub form_limits: crate::protocol::rest::form::FormLimits,
     /// Serve `/openapi.json` and `/docs`.
     pub openapi: bool,
     /// `info.version` of that document.

@@ -304,14 +304,22 @@ pub(crate) async fn aborted(signal: &mut Option<tokio::sync::oneshot::Receiver<E
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, Error> {
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if caused_by::<http_body_util::LengthLimitError>(e.as_ref()) => Err(Error::payload_too_large(limit)),
-        Err(e) if caused_by::<crate::middleware::limits::BodyTimeout>(e.as_ref()) => {
-            let mut error = Error::client(tonic::Code::DeadlineExceeded, e.to_string());
-            error.http_status = Some(http::StatusCode::REQUEST_TIMEOUT);
-            Err(error)
-        }
-        Err(e) => Err(Error::bad_request(format!("cannot read the request body: {e}"))),
+        Err(e) => Err(body_error(e.as_ref(), limit)),
     }
+}
+
+/// A failure reading a request body (under a `Limited` of `limit` bytes)
+/// as the client's error: over the limit, too slow, or cut off.
+pub(crate) fn body_error(error: &(dyn std::error::Error + 'static), limit: usize) -> Error {
+    if caused_by::<http_body_util::LengthLimitError>(error) {
+        return Error::payload_too_large(limit);
+    }
+    if caused_by::<crate::middleware::limits::BodyTimeout>(error) {
+        let mut timeout = Error::client(tonic::Code::DeadlineExceeded, error.to_string());
+        timeout.http_status = Some(http::StatusCode::REQUEST_TIMEOUT);
+        return timeout;
+    }
+    Error::bad_request(format!("cannot read the request body: {error}"))
 }
 
 #[cfg(test)]

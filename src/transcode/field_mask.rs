@@ -28,6 +28,11 @@ pub fn fill(message: &mut DynamicMessage, mask: &FieldDescriptor, body_type: &Me
     let Ok(serde_json::Value::Object(object)) = serde_json::from_slice::<serde_json::Value>(body) else { return };
     let mut paths = Vec::new();
     collect(body_type, &object, "", &mut paths);
+    set_paths(message, mask, paths);
+}
+
+/// Sets the mask to `paths` (proto field names below the body field).
+pub fn set_paths(message: &mut DynamicMessage, mask: &FieldDescriptor, paths: Vec<String>) {
     let Kind::Message(mask_type) = mask.kind() else { return };
     let mut value = DynamicMessage::new(mask_type);
     value.set_field_by_name("paths", Value::List(paths.into_iter().map(Value::String).collect()));

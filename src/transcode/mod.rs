@@ -5,6 +5,7 @@ pub mod exact;
 pub mod fast;
 pub mod field_mask;
 pub mod field_path;
+pub mod form;
 pub mod json;
 pub mod query;
 pub mod request;

@@ -52,7 +52,7 @@ pub fn apply(message: &mut DynamicMessage, binding: &Binding, query: &str, optio
             }
             seen.push(path.clone());
         }
-        check_oneof(message, &key, &path)?;
+        check_oneof(message, "query parameter", &key, &path)?;
         let parsed = value::parse_scalar(&leaf.kind(), &text).map_err(|reason| {
             Error::bad_request(format!(
                 "invalid value {text:?} for field {:?} in the query string: {reason}",
@@ -65,13 +65,19 @@ pub fn apply(message: &mut DynamicMessage, binding: &Binding, query: &str, optio
 }
 
 /// Refuses a field whose oneof already has another member set (by the body
-/// or an earlier parameter), as a JSON body with both is refused.
-fn check_oneof(message: &DynamicMessage, key: &str, path: &[FieldDescriptor]) -> Result<(), Error> {
+/// or an earlier parameter), as a JSON body with both is refused. `source`
+/// names where `key` came from ("query parameter").
+pub(super) fn check_oneof(
+    message: &DynamicMessage,
+    source: &str,
+    key: &str,
+    path: &[FieldDescriptor],
+) -> Result<(), Error> {
     let Some((leaf, parents)) = path.split_last() else { return Ok(()) };
     let Some(oneof) = leaf.containing_oneof().filter(|o| !o.is_synthetic()) else { return Ok(()) };
     match set_member(message, parents, leaf, &oneof) {
         Some(other) => Err(Error::bad_request(format!(
-            "query parameter {key:?}: {} and {other} are members of the oneof {}; set one",
+            "{source} {key:?}: {} and {other} are members of the oneof {}; set one",
             leaf.name(),
             oneof.name()
         ))),
@@ -101,7 +107,7 @@ fn set_member(
 }
 
 /// Resolves `a.b.c` through singular message fields, by proto or JSON name.
-fn resolve(message: &MessageDescriptor, key: &str) -> Option<Vec<FieldDescriptor>> {
+pub(super) fn resolve(message: &MessageDescriptor, key: &str) -> Option<Vec<FieldDescriptor>> {
     let mut path = Vec::new();
     let mut current = message.clone();
     let mut names = key.split('.').peekable();

@@ -6,6 +6,7 @@ use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, Re
 use prost::Message;
 
 use super::fast::{Plans, from_json, wire};
+use super::form::{self, FormPart};
 use super::{JsonOptions, exact, field_mask, field_path, json, query, value, wkt};
 use crate::error::Error;
 use crate::route::binding::path_name;
@@ -30,6 +31,63 @@ pub fn build(
 ) -> Result<DynamicMessage, Error> {
     let mut message = DynamicMessage::new(input_type.clone());
     read_body(&mut message, binding, http, options)?;
+    let mask = options.patch_field_mask.then(|| field_mask::target(binding, &message)).flatten();
+    if let Some((mask, body_type)) = mask {
+        field_mask::fill(&mut message, &mask, &body_type, http.body);
+    }
+    with_query_and_path(message, binding, http, options)
+}
+
+/// The request message from a `multipart/form-data` body's parts (see
+/// `form`), then the query string and path variables as in `build`. A
+/// PATCH's unset field mask lists the parts' fields.
+pub fn build_form(
+    binding: &Binding,
+    input_type: &MessageDescriptor,
+    http: HttpInput<'_>,
+    parts: &[FormPart<'_>],
+    options: &JsonOptions,
+) -> Result<DynamicMessage, Error> {
+    let mut message = DynamicMessage::new(input_type.clone());
+    let mask = options.patch_field_mask.then(|| field_mask::target(binding, &message)).flatten();
+    let paths = match (&binding.body, form_body(binding, input_type)) {
+        (BodyRule::Whole, true) => form::apply(&mut message, parts, options)?,
+        (BodyRule::Field(field), true) => match message.get_field_mut(field) {
+            Value::Message(body) => form::apply(body, parts, options)?,
+            _ => return Err(Error::gateway(tonic::Code::Internal, "a form's body field holds no message")),
+        },
+        _ => {
+            return Err(Error::bad_request(format!(
+                "{} {} takes no multipart/form-data body",
+                binding.http_method, binding.template_text
+            )));
+        }
+    };
+    if let Some((mask, _)) = mask {
+        field_mask::set_paths(&mut message, &mask, paths);
+    }
+    with_query_and_path(message, binding, http, options)
+}
+
+/// Whether the route's body is a message a form can fill: the whole
+/// request or one singular message field, not a raw `google.api.HttpBody`.
+pub fn form_body(binding: &Binding, input_type: &MessageDescriptor) -> bool {
+    match &binding.body {
+        BodyRule::Whole => !wkt::is_http_body(input_type),
+        BodyRule::Field(field) => {
+            !field.is_list() && !field.is_map() && matches!(field.kind(), Kind::Message(m) if !wkt::is_http_body(&m))
+        }
+        BodyRule::None => false,
+    }
+}
+
+/// Applies the query string, then the path variables, which have the last word.
+fn with_query_and_path(
+    mut message: DynamicMessage,
+    binding: &Binding,
+    http: HttpInput<'_>,
+    options: &JsonOptions,
+) -> Result<DynamicMessage, Error> {
     if let Some(query) = http.query {
         query::apply(&mut message, binding, query, options)?;
     }
@@ -41,11 +99,6 @@ pub fn build(
             ))
         })?;
         field_path::set(&mut message, path, value);
-    }
-    if options.patch_field_mask
-        && let Some((mask, body_type)) = field_mask::target(binding, &message)
-    {
-        field_mask::fill(&mut message, &mask, &body_type, http.body);
     }
     Ok(message)
 }
@@ -135,7 +188,7 @@ fn read_body(
         },
     };
     if let Some(http_body) = body_type.clone().filter(wkt::is_http_body) {
-        let raw = raw_http_body(&http_body, http);
+        let raw = self::http_body(&http_body, http.content_type, http.body);
         match target {
             None => *message = raw,
             Some(field) => message.set_field(field, Value::Message(raw)),
@@ -165,12 +218,13 @@ fn is_empty_json(body: &[u8]) -> bool {
         || text.strip_prefix(b"{").and_then(|t| t.strip_suffix(b"}")).is_some_and(|t| t.trim_ascii().is_empty())
 }
 
-fn raw_http_body(http_body: &MessageDescriptor, http: HttpInput<'_>) -> DynamicMessage {
-    let mut raw = DynamicMessage::new(http_body.clone());
-    let content_type = http.content_type.unwrap_or("application/octet-stream");
+/// A `google.api.HttpBody` holding `data` as it came, with its type.
+pub(super) fn http_body(descriptor: &MessageDescriptor, content_type: Option<&str>, data: &[u8]) -> DynamicMessage {
+    let mut raw = DynamicMessage::new(descriptor.clone());
+    let content_type = content_type.unwrap_or("application/octet-stream");
     // Field names are the standard ones of google/api/httpbody.proto.
     raw.set_field_by_name("content_type", Value::String(content_type.to_string()));
-    raw.set_field_by_name("data", Value::Bytes(bytes::Bytes::copy_from_slice(http.body)));
+    raw.set_field_by_name("data", Value::Bytes(bytes::Bytes::copy_from_slice(data)));
     raw
 }
 

@@ -2,6 +2,7 @@
 //! JSON with the HTTP status from the one table.
 
 pub mod composite;
+pub mod form;
 mod stream;
 
 use std::sync::Arc;
@@ -25,7 +26,8 @@ use crate::registry::{MethodEntry, Snapshot};
 use crate::route::{Binding, MatchError};
 use crate::telemetry::access::{Trace, trace_of};
 use crate::telemetry::metrics::Direction;
-use crate::transcode::request::{HttpInput, WireBuilder};
+use crate::transcode::form::is_form;
+use crate::transcode::request::{self, HttpInput, WireBuilder};
 use crate::transcode::response::{self, Rendered};
 use crate::transcode::status;
 use crate::transcode::stream::StreamFormat;
@@ -84,9 +86,15 @@ async fn handle(
         // the common one, stays its own size.
         return Box::pin(client_stream(context, snapshot, prepared, &parts, content_type, body)).await;
     }
-    let body = read_body(body, context.max_body_size).await?;
-    let input = HttpInput { variables: prepared.variables, query: parts.uri.query(), content_type, body: &body };
-    let wire = trace.time_transcoding(|| request_wire(context, snapshot, &prepared, input))?;
+    let input_type = prepared.method.descriptor.input();
+    let wire = if is_form(content_type) && request::form_body(prepared.binding, &input_type) {
+        // Boxed: the form reader's state is larger than the common path's.
+        Box::pin(form_wire(context, &prepared, &parts, content_type.unwrap_or_default(), body, trace)).await?
+    } else {
+        let body = read_body(body, context.max_body_size).await?;
+        let input = HttpInput { variables: prepared.variables, query: parts.uri.query(), content_type, body: &body };
+        trace.time_transcoding(|| request_wire(context, snapshot, &prepared, input))?
+    };
     check_size(wire.len(), prepared.method.call.max_message_size)?;
     if prepared.method.descriptor.is_server_streaming() {
         let request = call_request(bytes::Bytes::from(wire), &prepared);
@@ -122,6 +130,27 @@ fn request_wire(
             Ok(message.encode_to_vec())
         }
     }
+}
+
+/// The request message from a `multipart/form-data` body, each part read
+/// under its limit and set onto the field it names.
+async fn form_wire(
+    context: &Context,
+    prepared: &Prepared<'_>,
+    parts: &Parts,
+    content_type: &str,
+    body: Body,
+    trace: &Trace,
+) -> Result<Vec<u8>, Error> {
+    use prost::Message;
+    let form = form::read(body, content_type, context.form_limits).await?;
+    let fields: Vec<_> = form.iter().map(form::OwnedPart::borrowed).collect();
+    let input = HttpInput { variables: prepared.variables, query: parts.uri.query(), content_type: None, body: &[] };
+    let input_type = prepared.method.descriptor.input();
+    let message =
+        trace.time_transcoding(|| request::build_form(prepared.binding, &input_type, input, &fields, &context.json))?;
+    context.metrics.count_transcode(Direction::Request, false);
+    Ok(message.encode_to_vec())
 }
 
 /// Renders a unary answer from its wire form: fast when it can, else
