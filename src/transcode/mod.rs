@@ -18,4 +18,6 @@ pub mod wkt;
 pub use crate::config::{JsonOptions, Unknown};
 
 #[cfg(test)]
+mod form_tests;
+#[cfg(test)]
 mod tests;

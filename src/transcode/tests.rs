@@ -11,15 +11,15 @@ use crate::pb::EVERYTHING_DESCRIPTOR_SET;
 use crate::registry::{snapshot, source};
 use crate::route::RouteTable;
 
-fn pool() -> DescriptorPool {
+pub(super) fn pool() -> DescriptorPool {
     source::merge(&[("everything".to_string(), EVERYTHING_DESCRIPTOR_SET)]).unwrap().pool
 }
 
-fn everything(pool: &DescriptorPool) -> MessageDescriptor {
+pub(super) fn everything(pool: &DescriptorPool) -> MessageDescriptor {
     pool.get_message_by_name("protogate.test.v1.Everything").unwrap()
 }
 
-fn table(pool: &DescriptorPool) -> RouteTable {
+pub(super) fn table(pool: &DescriptorPool) -> RouteTable {
     snapshot::routes(pool).unwrap().1
 }
 
