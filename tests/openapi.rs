@@ -69,6 +69,13 @@ async fn the_document_is_valid_openapi_3_1_for_every_field_kind() {
     assert!(stream.get("application/x-ndjson").is_some() && stream.get("text/event-stream").is_some());
     let body = &document["paths"]["/test/v1/body"]["post"]["requestBody"]["content"]["application/octet-stream"];
     assert_eq!(body["schema"]["format"], "binary");
+
+    let echo = &document["paths"]["/test/v1/echo"]["post"]["requestBody"]["content"]["multipart/form-data"];
+    assert_eq!(echo["schema"]["properties"]["fBytes"]["format"], "binary");
+    assert_eq!(echo["schema"]["properties"]["rBytes"]["items"]["format"], "binary");
+    assert_eq!(echo["schema"]["properties"]["fInt32"]["type"], "integer");
+    assert_eq!(echo["encoding"]["fNested"]["contentType"], "application/json");
+    assert!(echo["schema"]["properties"].get("mString").is_none(), "maps are not parts: {echo}");
 }
 
 #[tokio::test]
@@ -90,6 +97,16 @@ async fn the_library_document_matches_its_golden_file() {
     assert_eq!(shelf["get"]["operationId"], "LibraryService_GetShelf");
     assert_eq!(shelf["get"]["description"], "Gets a shelf by resource name.");
     assert!(document["paths"]["/v1/shelves/{shelves}/books/{books}:publish"]["post"].is_object());
+
+    // A body with a file field is offered as a form too; path fields are not parts.
+    let submit = &document["paths"]["/v1/shelves/{shelves}/books/{books}/cover:submit"]["post"]["requestBody"];
+    let form = &submit["content"]["multipart/form-data"]["schema"];
+    assert_eq!(form["properties"]["cover"]["format"], "binary");
+    assert_eq!(form["properties"]["replace"]["type"], "boolean");
+    assert!(form["properties"].get("name").is_none(), "{form}");
+    assert!(submit["content"]["application/json"].is_object());
+    let create_shelf = &document["paths"]["/v1/shelves"]["post"]["requestBody"]["content"];
+    assert!(create_shelf.get("multipart/form-data").is_none(), "no file field, no form: {create_shelf}");
 }
 
 #[tokio::test]

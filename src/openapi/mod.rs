@@ -5,6 +5,7 @@
 mod composite;
 pub mod docs;
 mod enforced;
+mod form;
 pub mod schema;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -254,20 +255,32 @@ fn request_body(
     schemas: &mut Schemas,
     comments: &Comments,
 ) -> Option<Value> {
-    let schema = match &binding.body {
+    let (schema, form) = match &binding.body {
         BodyRule::None => return None,
         BodyRule::Whole if wkt::is_http_body(input) => {
             return Some(raw_content("The raw request body."));
         }
-        BodyRule::Whole => schemas.reference(input, comments),
+        BodyRule::Whole => {
+            // Path variables of the whole body are not parts.
+            let bound: Vec<FieldDescriptor> =
+                binding.path_fields.iter().filter(|p| p.len() == 1).filter_map(|p| p.first().cloned()).collect();
+            (schemas.reference(input, comments), form::content(input, &bound, schemas, comments))
+        }
         BodyRule::Field(field) => match field.kind() {
             Kind::Message(m) if wkt::is_http_body(&m) => {
                 return Some(raw_content("The raw request body."));
             }
-            _ => schemas.field_schema(field, comments),
+            Kind::Message(m) if !field.is_list() && !field.is_map() => {
+                (schemas.field_schema(field, comments), form::content(&m, &[], schemas, comments))
+            }
+            _ => (schemas.field_schema(field, comments), None),
         },
     };
-    Some(json!({ "required": true, "content": { "application/json": { "schema": schema } } }))
+    let mut content = json!({ "application/json": { "schema": schema } });
+    if let Some(form) = form {
+        content["multipart/form-data"] = form;
+    }
+    Some(json!({ "required": true, "content": content }))
 }
 
 fn response(binding: &Binding, method: &MethodDescriptor, schemas: &mut Schemas, comments: &Comments) -> Value {
