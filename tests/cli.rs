@@ -67,7 +67,7 @@ async fn routes_prints_the_route_table() {
     );
     assert!(stdout.contains("/v1/{name=shelves/*/books/*}:publish"));
     assert!(stdout.contains("/library.v1.LibraryService/GetBook"));
-    assert_eq!(lines.len(), 31, "16 bindings and 15 auto-mapped methods");
+    assert_eq!(lines.len(), 33, "17 bindings and 16 auto-mapped methods");
 }
 
 #[tokio::test]
@@ -275,7 +275,7 @@ fn crash_set(i: usize) -> Vec<u8> {
 async fn validate_checks_sets_and_proto_files_like_registration() {
     let output = protogate(&["validate", "descriptors/library.binpb"]).output().await.unwrap();
     assert!(output.status.success());
-    assert_eq!(String::from_utf8(output.stdout).unwrap(), "ok: 15 methods, 16 annotated routes\n");
+    assert_eq!(String::from_utf8(output.stdout).unwrap(), "ok: 16 methods, 17 annotated routes\n");
 
     let dir = tempdir();
     let proto = dir.join("bad.proto");
