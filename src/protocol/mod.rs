@@ -3,6 +3,7 @@
 //! renderer gives every error its protocol's form.
 
 pub mod connect;
+mod envelope;
 pub mod grpc;
 pub mod grpc_web;
 mod inbound;

@@ -15,7 +15,7 @@ use crate::error::Error;
 
 /// How a request's messages are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Encoding {
+pub(crate) enum Encoding {
     Identity,
     Gzip,
 }
@@ -68,7 +68,7 @@ pub(super) fn declared(value: Option<&str>, config: &CompressionConfig, scope: S
 
 /// A message as sent, decompressed, at most `limit` bytes of it (a zip
 /// bomb stops there).
-pub(super) fn decode(encoding: Encoding, message: &[u8], limit: usize) -> Result<Bytes, Error> {
+pub(crate) fn decode(encoding: Encoding, message: &[u8], limit: usize) -> Result<Bytes, Error> {
     if encoding == Encoding::Identity {
         return Ok(Bytes::copy_from_slice(message));
     }
@@ -95,7 +95,7 @@ pub(super) fn answer_gzip(headers: &HeaderMap, config: &CompressionConfig) -> bo
 }
 
 /// One message gzip-compressed, when that makes it smaller.
-pub(super) fn gzip(message: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn gzip(message: &[u8]) -> Option<Vec<u8>> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder.write_all(message).ok()?;
     encoder.finish().ok().filter(|compressed| compressed.len() < message.len())

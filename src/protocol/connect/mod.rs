@@ -3,7 +3,7 @@
 //! client and bidirectional streams with enveloped messages and an
 //! end-of-stream message, and Connect's error JSON.
 
-mod compression;
+pub(crate) mod compression;
 mod streams;
 
 use std::time::Duration;
@@ -61,7 +61,6 @@ const RESERVED: [&str; 14] = [
 ];
 
 const END_STREAM: u8 = 0x02;
-const COMPRESSED: u8 = 0x01;
 
 /// Serves one Connect request; errors take Connect's form.
 pub async fn serve(context: &Context, admitted: &Admitted, request: Request<Body>) -> Response<Body> {

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
+use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use futures_util::{Stream, StreamExt};
 use http::header::CONTENT_TYPE;
 use http::request::Parts;
 use http::{HeaderValue, Response};
@@ -23,9 +23,10 @@ use tonic::Code;
 use tonic::metadata::MetadataMap;
 
 use super::compression::{self, Encoding};
-use super::{COMPRESSED, Codec, END_STREAM, call_request, content_type, decode_proto, error_json, request_wire};
+use super::{Codec, END_STREAM, call_request, content_type, decode_proto, error_json, request_wire};
 use crate::error::Error;
 use crate::gateway::Context;
+use crate::protocol::envelope::{self, COMPRESSED, Limits};
 use crate::protocol::pacing::{next_within, started_within, within, within_deadline};
 use crate::protocol::rest::check_size;
 use crate::protocol::{aborted, counted, inbound, read_body, route_timeouts};
@@ -36,8 +37,6 @@ use crate::transcode::request::{HttpInput, WireBuilder};
 use crate::transcode::response::WireRenderer;
 use crate::upstream::metadata as upstream_metadata;
 
-const PREFIX: usize = 5;
-
 pub(super) async fn request_stream(
     context: &Context,
     snapshot: &Snapshot,
@@ -47,9 +46,13 @@ pub(super) async fn request_stream(
     codec: Codec,
 ) -> Result<Response<Body>, Error> {
     let encoding = message_encoding(context, parts)?;
-    let limits = Limits { message: method.call.max_message_size, inflated: context.max_body_size };
+    let limits = Limits {
+        message: method.call.max_message_size,
+        inflated: context.max_body_size,
+        encoding_header: "Connect-Content-Encoding",
+    };
     let build = builder(context, snapshot, method, codec);
-    let (messages, abort) = inbound::messages(envelopes(body, limits, encoding).boxed(), build);
+    let (messages, abort) = inbound::messages(envelope::envelopes(body, limits, encoding).boxed(), build);
     let mut abort = Some(abort);
     let (request, timeout) = call_request(messages, parts, context, true)?;
     let deadline = timeout.map(|timeout| tokio::time::Instant::now() + timeout);
@@ -89,55 +92,6 @@ fn builder(
             Ok(Bytes::from(wire))
         }
     }
-}
-
-#[derive(Clone, Copy)]
-struct Limits {
-    /// Largest message a client may announce.
-    message: usize,
-    /// Largest a compressed message may inflate to.
-    inflated: usize,
-}
-
-/// The body's envelopes, each message opened (inflated when its flag says
-/// so) as soon as it is whole; only one message is ever buffered.
-fn envelopes(body: Body, limits: Limits, encoding: Encoding) -> impl Stream<Item = Result<Bytes, Error>> + Send {
-    let start = Some((body.into_data_stream(), BytesMut::new()));
-    futures_util::stream::unfold(start, move |state| async move {
-        let (mut data, mut buffer) = state?;
-        loop {
-            match next_envelope(&mut buffer, limits, encoding) {
-                Ok(Some(message)) => return Some((Ok(message), Some((data, buffer)))),
-                Ok(None) => {}
-                Err(error) => return Some((Err(error), None)),
-            }
-            match data.next().await {
-                Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
-                Some(Err(e)) => {
-                    return Some((Err(Error::bad_request(format!("cannot read the request body: {e}"))), None));
-                }
-                None if buffer.is_empty() => return None,
-                None => {
-                    let message = "truncated envelope: the request body ended inside a message";
-                    return Some((Err(Error::bad_request(message)), None));
-                }
-            }
-        }
-    })
-}
-
-/// The first whole envelope's message, or none while it is incomplete.
-fn next_envelope(buffer: &mut BytesMut, limits: Limits, encoding: Encoding) -> Result<Option<Bytes>, Error> {
-    let Some((flags, length)) = prefix(buffer) else { return Ok(None) };
-    if flags & !COMPRESSED != 0 {
-        return Err(Error::bad_request(format!("unknown envelope flags {flags:#04x} in a request stream")));
-    }
-    check_size(length, limits.message)?;
-    if buffer.len() < PREFIX + length {
-        return Ok(None);
-    }
-    let envelope = buffer.split_to(PREFIX + length).freeze();
-    open_envelope(flags, &envelope[PREFIX..], encoding, limits.inflated).map(Some)
 }
 
 /// Server streaming: one enveloped request, then enveloped messages and the
@@ -214,7 +168,7 @@ async fn stream_request(
     let encoding = message_encoding(context, parts)?;
     let payload = read_body(body, context.max_body_size).await?;
     let (flags, message) = single_envelope(&payload)?;
-    let message = open_envelope(flags, message, encoding, context.max_body_size)?;
+    let message = envelope::open(flags, message, encoding, (context.max_body_size, "Connect-Content-Encoding"))?;
     let trace = trace_of(&parts.extensions);
     let wire = trace.time_transcoding(|| request_wire(context, &snapshot.plans, method, codec, message))?;
     check_size(wire.len(), method.call.max_message_size)?;
@@ -234,29 +188,17 @@ fn message_encoding(context: &Context, parts: &Parts) -> Result<Encoding, Error>
     compression::declared(declared, &context.compression, compression::Scope::Messages)
 }
 
-/// An envelope's flags and announced length, once its prefix is in.
-fn prefix(bytes: &[u8]) -> Option<(u8, usize)> {
-    let prefix = bytes.get(..PREFIX)?;
-    Some((prefix[0], u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize))
-}
-
-/// An envelope's message, inflated when its flag says it is compressed.
-fn open_envelope(flags: u8, message: &[u8], encoding: Encoding, limit: usize) -> Result<Bytes, Error> {
-    match (flags & COMPRESSED != 0, encoding) {
-        (false, _) => Ok(Bytes::copy_from_slice(message)),
-        (true, Encoding::Identity) => Err(Error::bad_request("a compressed envelope, but no Connect-Content-Encoding")),
-        (true, encoding) => compression::decode(encoding, message, limit),
-    }
-}
-
 /// The one request envelope of a server-streaming call.
 fn single_envelope(payload: &[u8]) -> Result<(u8, &[u8]), Error> {
-    let (flags, length) = prefix(payload)
+    let (flags, length) = envelope::prefix(payload)
         .ok_or_else(|| Error::bad_request("truncated envelope: a Connect stream message needs a 5-byte prefix"))?;
-    let message = payload.get(PREFIX..PREFIX + length).ok_or_else(|| {
-        Error::bad_request(format!("truncated envelope: {length} bytes announced, {} sent", payload.len() - PREFIX))
+    let message = payload.get(envelope::PREFIX..envelope::PREFIX + length).ok_or_else(|| {
+        Error::bad_request(format!(
+            "truncated envelope: {length} bytes announced, {} sent",
+            payload.len() - envelope::PREFIX
+        ))
     })?;
-    if payload.len() != PREFIX + length {
+    if payload.len() != envelope::PREFIX + length {
         return Err(Error::bad_request("a server-streaming call takes exactly one request message"));
     }
     Ok((flags, message))
@@ -316,17 +258,9 @@ fn responses(state: StreamState) -> BoxStream<'static, Result<Bytes, std::conver
 /// A message's envelope, compressed when that was asked for and pays.
 fn message_envelope(message: &[u8], gzip: Option<usize>) -> Bytes {
     match gzip.filter(|min| message.len() >= *min).and_then(|_| compression::gzip(message)) {
-        Some(compressed) => envelope(COMPRESSED, &compressed),
-        None => envelope(0, message),
+        Some(compressed) => envelope::envelope(COMPRESSED, &compressed),
+        None => envelope::envelope(0, message),
     }
-}
-
-fn envelope(flags: u8, payload: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(payload.len() + 5);
-    out.put_u8(flags);
-    out.put_u32(payload.len() as u32);
-    out.put_slice(payload);
-    out.freeze()
 }
 
 /// The end-of-stream message: `{"error"?: …, "metadata"?: {k: [v]}}`.
@@ -355,54 +289,5 @@ pub(super) fn end_of_stream(
     if !metadata.is_empty() {
         end.insert("metadata".into(), Value::Object(metadata));
     }
-    envelope(END_STREAM, &serde_json::to_vec(&Value::Object(end)).unwrap_or_default())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn frame(flags: u8, message: &[u8]) -> Vec<u8> {
-        let mut out = vec![flags];
-        out.extend_from_slice(&(message.len() as u32).to_be_bytes());
-        out.extend_from_slice(message);
-        out
-    }
-
-    /// Bytes in, the encoding declared, the message out (none while it is
-    /// incomplete) or the start of the error.
-    type Case = (Vec<u8>, Encoding, Result<Option<&'static [u8]>, &'static str>);
-
-    #[test]
-    fn envelopes_are_taken_whole_and_checked() {
-        let limits = Limits { message: 8, inflated: 64 };
-        let hello = b"hello ".repeat(20);
-        let gzipped = compression::gzip(&hello).unwrap();
-        let cases: Vec<Case> = vec![
-            (frame(0, b"abc"), Encoding::Identity, Ok(Some(b"abc"))),
-            (frame(0, b"abc")[..6].to_vec(), Encoding::Identity, Ok(None)),
-            (vec![0, 0, 0], Encoding::Identity, Ok(None)),
-            (frame(0, b""), Encoding::Identity, Ok(Some(b""))),
-            (frame(0, b"123456789"), Encoding::Identity, Err("is 9 bytes")),
-            (frame(2, b"{}"), Encoding::Identity, Err("unknown envelope flags 0x02")),
-            (frame(1, b"abc"), Encoding::Identity, Err("a compressed envelope, but no Connect-Content-Encoding")),
-            (frame(1, &gzipped[..gzipped.len().min(8)]), Encoding::Gzip, Err("")),
-        ];
-        for (bytes, encoding, expected) in cases {
-            let mut buffer = BytesMut::from(&bytes[..]);
-            let got = next_envelope(&mut buffer, limits, encoding);
-            match (&got, expected) {
-                (Ok(got), Ok(want)) => assert_eq!(got.as_deref(), want, "{bytes:?}"),
-                (Err(error), Err(want)) => assert!(error.message.contains(want), "{bytes:?}: {}", error.message),
-                _ => panic!("{bytes:?}: got {got:?}"),
-            }
-        }
-        let limits = Limits { message: 64, inflated: 200 };
-        let mut buffer = BytesMut::from(&frame(1, &gzipped)[..]);
-        assert_eq!(next_envelope(&mut buffer, limits, Encoding::Gzip).unwrap().as_deref(), Some(&hello[..]));
-        let inflated_past_the_limit = Limits { message: 64, inflated: 50 };
-        let mut buffer = BytesMut::from(&frame(1, &gzipped)[..]);
-        assert!(next_envelope(&mut buffer, inflated_past_the_limit, Encoding::Gzip).is_err());
-        assert!(buffer.is_empty());
-    }
+    envelope::envelope(END_STREAM, &serde_json::to_vec(&Value::Object(end)).unwrap_or_default())
 }
