@@ -252,38 +252,9 @@ async fn connect_get_messages_may_be_gzip_compressed() {
     assert_eq!((status, &shelf["theme"]), (200, &json!("Fiction")), "{shelf}");
 }
 
-/// Runs a connect-node script of tests/clients against a fresh gateway
-/// (base URL and echo descriptor set as arguments) and reads the JSON it
-/// prints; none, with a printed skip, without connect-node. Bounded: a
-/// gateway that held messages back would leave a duplex script waiting.
-async fn connect_node(script: &str) -> Option<Value> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients");
-    if !std::path::Path::new(dir).join("node_modules/@connectrpc/connect-node").exists() {
-        common::skip("connect-node", "cd tests/clients && npm install");
-        return None;
-    }
-    let h = Harness::start().await;
-    let set = std::env::temp_dir().join(format!("protogate-node-{}.binpb", common::process::free_port()));
-    std::fs::write(&set, protogate::pb::EVERYTHING_DESCRIPTOR_SET).unwrap();
-    let run = tokio::process::Command::new("node")
-        .arg(format!("{dir}/{script}"))
-        .arg(&h.base)
-        .arg(&set)
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .unwrap_or_else(|_| panic!("{script} finished within 120 s"))
-        .expect("node runs");
-    let _ = std::fs::remove_file(&set);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout} {}", String::from_utf8_lossy(&output.stderr));
-    Some(serde_json::from_str(stdout.trim()).unwrap())
-}
-
 #[tokio::test]
 async fn connect_node_with_gzip_both_ways_over_http1_and_http2() {
-    let Some(results) = connect_node("connect_gzip.mjs").await else { return };
+    let Some(results) = common::connect_node("connect_gzip.mjs").await else { return };
     for version in ["1.1", "2"] {
         for codec in ["json", "proto"] {
             assert_eq!(results[format!("{version} {codec} unary")], 8000, "{results}");
@@ -333,7 +304,7 @@ async fn grpc_and_grpc_web_pass_compressed_messages_through() {
 async fn connect_node_client_and_bidi_streams_with_gzip_over_http1_and_http2() {
     // The ping-pong sends each message only once the last one is answered:
     // it finishes only over a full-duplex gateway.
-    let Some(results) = connect_node("connect_streams.mjs").await else { return };
+    let Some(results) = common::connect_node("connect_streams.mjs").await else { return };
     for version in ["1.1", "2"] {
         for codec in ["json", "proto"] {
             let key = |what: &str| format!("{version} {codec} {what}");

@@ -221,3 +221,23 @@ async fn truncated_grpc_web_frames_get_a_grpc_error_and_the_gateway_keeps_servin
     assert!(!status.is_empty() && status != "0" && !status.contains("grpc-status:0"), "{headers:?} {body:?}");
     assert_eq!(h.get_json("/v1/shelves/1").await.0, 200);
 }
+
+/// connect-node's gRPC and gRPC-Web transports on the JSON codec reach the
+/// protobuf-only echo backend: every call kind gRPC-Web has and every one
+/// gRPC has, exact 64-bit integers, bytes, errors before and during a
+/// stream, and gzip-compressed JSON messages.
+#[tokio::test]
+async fn grpc_and_grpc_web_json_codec_clients_reach_a_protobuf_backend() {
+    let Some(results) = common::connect_node("grpc_json.mjs").await else { return };
+    let unary = serde_json::json!(["9007199254740993", 2, [0, 255], ["a", "b"]]);
+    for transport in ["grpc h2", "grpc h2 gzip", "grpc-web h1", "grpc-web h2"] {
+        assert_eq!(results[format!("{transport} unary")], unary, "{transport}: {results}");
+        assert_eq!(results[format!("{transport} server stream")], serde_json::json!(["s", "s", "s"]), "{results}");
+        assert_eq!(results[format!("{transport} error")], "NotFound: no such thing", "{results}");
+        assert_eq!(results[format!("{transport} stream error")], "FailedPrecondition: stopped", "{results}");
+    }
+    for transport in ["grpc h2", "grpc h2 gzip"] {
+        assert_eq!(results[format!("{transport} client stream")], serde_json::json!(["a", "b", "c"]), "{results}");
+        assert_eq!(results[format!("{transport} bidi")], serde_json::json!(["x", "y"]), "{results}");
+    }
+}

@@ -59,6 +59,11 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let admitted = request.extensions().get::<Arc<Admitted>>().cloned();
+        if let Some(admitted) = admitted.clone().filter(|_| super::grpc_json::wanted(&request)) {
+            let context = self.context.clone();
+            let request = request.map(axum::body::Body::new);
+            return Box::pin(async move { Ok(super::grpc_json::serve(context, admitted, request).await) });
+        }
         let Some(method) = admitted.as_deref().and_then(Admitted::method) else {
             let status = tonic::Status::unimplemented(format!("unknown method {}", request.uri().path()));
             return Box::pin(async move { Ok(status.into_http()) });

@@ -5,6 +5,7 @@
 pub mod connect;
 mod envelope;
 pub mod grpc;
+mod grpc_json;
 pub mod grpc_web;
 mod inbound;
 pub mod pacing;

@@ -207,3 +207,32 @@ pub async fn serve_echo(echo: echo::Echo) -> (SocketAddr, Arc<AtomicUsize>) {
     );
     (addr, connections)
 }
+
+/// Runs a connect-node script of tests/clients against a fresh gateway
+/// (base URL and echo descriptor set as arguments) and reads the JSON it
+/// prints; none, with a printed skip, without connect-node. Bounded: a
+/// gateway that held messages back would leave a duplex script waiting.
+pub async fn connect_node(script: &str) -> Option<serde_json::Value> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients");
+    if !std::path::Path::new(dir).join("node_modules/@connectrpc/connect-node").exists() {
+        skip("connect-node", "cd tests/clients && npm install");
+        return None;
+    }
+    let h = Harness::start().await;
+    let set = std::env::temp_dir().join(format!("protogate-node-{}.binpb", process::free_port()));
+    std::fs::write(&set, pb::EVERYTHING_DESCRIPTOR_SET).unwrap();
+    let run = tokio::process::Command::new("node")
+        .arg(format!("{dir}/{script}"))
+        .arg(&h.base)
+        .arg(&set)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(120), run)
+        .await
+        .unwrap_or_else(|_| panic!("{script} finished within 120 s"))
+        .expect("node runs");
+    let _ = std::fs::remove_file(&set);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout} {}", String::from_utf8_lossy(&output.stderr));
+    Some(serde_json::from_str(stdout.trim()).unwrap())
+}
