@@ -241,3 +241,78 @@ async fn grpc_and_grpc_web_json_codec_clients_reach_a_protobuf_backend() {
         assert_eq!(results[format!("{transport} bidi")], serde_json::json!(["x", "y"]), "{results}");
     }
 }
+
+/// One gRPC-Web data frame around `payload` as it is.
+fn raw_frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![0];
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// gRPC-Web `+json` by hand: JSON messages in and out, and each bad input
+/// refused with a gRPC status that says what was wrong.
+#[tokio::test]
+async fn grpc_web_json_messages_are_transcoded_and_bad_ones_refused() {
+    let h = Harness::start().await;
+    let call = |content_type: &'static str, encoding: Option<&'static str>, body: Vec<u8>| {
+        let request = h.client.post(h.url("/protogate.test.v1.EchoService/Echo"));
+        // As grpc-web clients do, the answer is asked for in the same form.
+        let mut request = request.header("content-type", content_type).header("accept", content_type);
+        if let Some(encoding) = encoding {
+            request = request.header("grpc-encoding", encoding);
+        }
+        async move { request.body(body).send().await.unwrap() }
+    };
+    let response =
+        call("application/grpc-web+json", None, raw_frame(br#"{"fString":"hi","fInt64":"9007199254740993"}"#)).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/grpc-web+json");
+    let (data, trailers) = frames(&response.bytes().await.unwrap());
+    let answer: serde_json::Value = serde_json::from_slice(&data[0]).unwrap();
+    assert_eq!(answer, serde_json::json!({"fString": "hi", "fInt64": "9007199254740993"}));
+    assert!(trailers.contains("grpc-status:0"), "{trailers:?}");
+
+    // The text variant: base64 framing, JSON inside.
+    let body = STANDARD.encode(raw_frame(br#"{"fBool":true}"#)).into_bytes();
+    let response = call("application/grpc-web-text+json", None, body).await;
+    assert_eq!(response.headers()["content-type"], "application/grpc-web-text+json");
+    let text = response.text().await.unwrap();
+    let body: Vec<u8> = text.trim().as_bytes().chunks(4).flat_map(|q| STANDARD.decode(q).unwrap()).collect();
+    assert_eq!(frames(&body).0[0], br#"{"fBool":true}"#);
+
+    let refusals: [(&[u8], Option<&str>, &str, &str); 3] = [
+        (br#"{"fInt32":"seven"}"#, None, "3", "stream message 1: invalid JSON body: field \"fInt32\""),
+        (br#"{"nope":1}"#, None, "3", "stream message 1: invalid JSON body"),
+        (b"{\"fString\":\"x\"}", Some("br"), "12", "unsupported grpc-encoding \"br\"; accepted: identity,gzip"),
+    ];
+    for (message, encoding, code, text) in refusals {
+        let response = call("application/grpc-web+json", encoding, raw_frame(message)).await;
+        let headers = response.headers().clone();
+        let body = response.bytes().await.unwrap();
+        let (_, trailers) = frames(&body);
+        let status = headers.get("grpc-status").map(|v| v.to_str().unwrap().to_string()).unwrap_or_else(|| {
+            trailers.lines().find_map(|l| l.strip_prefix("grpc-status:")).unwrap_or_default().trim().to_string()
+        });
+        let said = headers.get("grpc-message").map(|v| v.to_str().unwrap().to_string()).unwrap_or(trailers.clone());
+        let said = percent_encoding::percent_decode_str(&said).decode_utf8_lossy().to_string();
+        assert_eq!(status, code, "{message:?}: {headers:?} {trailers}");
+        assert!(said.contains(text), "{message:?}: {said}");
+        if code == "12" {
+            assert_eq!(headers["grpc-accept-encoding"], "identity,gzip");
+        }
+    }
+
+    // A body that ends inside an envelope is not a shorter message.
+    let mut truncated = raw_frame(br#"{"fString":"cut"}"#);
+    truncated.truncate(9);
+    let response = call("application/grpc-web+json", None, truncated).await;
+    let headers = response.headers().clone();
+    let said = headers.get("grpc-message").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    assert_eq!(headers.get("grpc-status").map(|v| v.to_str().unwrap()), Some("3"), "{headers:?}");
+    assert!(percent_encoding::percent_decode_str(&said).decode_utf8_lossy().contains("truncated envelope"), "{said}");
+
+    // The gateway keeps serving.
+    let response = call("application/grpc-web+json", None, raw_frame(br#"{"fString":"after"}"#)).await;
+    assert!(frames(&response.bytes().await.unwrap()).1.contains("grpc-status:0"));
+}
