@@ -272,6 +272,7 @@ async fn grpc_web_json_messages_are_transcoded_and_bad_ones_refused() {
     let answer: serde_json::Value = serde_json::from_slice(&data[0]).unwrap();
     assert_eq!(answer, serde_json::json!({"fString": "hi", "fInt64": "9007199254740993"}));
     assert!(trailers.contains("grpc-status:0"), "{trailers:?}");
+    assert!(!trailers.contains("protogate"), "the gateway's own markers stay inside: {trailers:?}");
 
     // The text variant: base64 framing, JSON inside.
     let body = STANDARD.encode(raw_frame(br#"{"fBool":true}"#)).into_bytes();

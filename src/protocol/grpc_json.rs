@@ -24,7 +24,7 @@ use super::envelope::{self, Limits};
 use super::pacing::{call_deadline, next_within, within, within_deadline};
 use super::{aborted, counted, inbound, request_metadata, route_timeouts};
 use crate::admission::Admitted;
-use crate::error::{Error, Origin};
+use crate::error::{BACKEND_STATUS, Error, Origin};
 use crate::gateway::Context;
 use crate::telemetry::metrics::{Direction, Metrics};
 use crate::transcode::request::{HttpInput, WireBuilder};
@@ -199,6 +199,7 @@ fn answers(state: Answers) -> BoxStream<'static, Result<Frame<Bytes>, tonic::Sta
                 let trailers = state.messages.trailers().await.ok().flatten().unwrap_or_default();
                 let mut trailers = trailers.into_headers();
                 trailers.remove("grpc-message");
+                trailers.remove(BACKEND_STATUS);
                 trailers.insert("grpc-status", HeaderValue::from(0));
                 return Some((Ok(Frame::trailers(trailers)), None));
             }
@@ -217,6 +218,8 @@ fn trailers_of(error: &Error) -> HeaderMap {
         tracing::error!(code = ?error.code, detail = error.internal.as_deref(), "request failed in the gateway");
     }
     let mut trailers = error.backend_metadata.as_ref().map(|m| m.trailers.clone().into_headers()).unwrap_or_default();
+    // The gateway's own marker of who sent a status stays inside.
+    trailers.remove(BACKEND_STATUS);
     let status = tonic::Status::with_details(error.code, error.message.clone(), error.details.clone());
     if status.add_header(&mut trailers).is_err() {
         trailers.insert("grpc-status", HeaderValue::from(error.code as i32));
