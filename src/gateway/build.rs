@@ -80,7 +80,7 @@ pub(super) fn policy_context(
         json: config.json.clone(),
         deadlines: Deadlines { default: config.upstream.timeout, max: config.upstream.max_timeout },
         max_body_size: config.limits.max_body_size,
-        form_limits: crate::protocol::rest::form::FormLimits {
+        form_limits: crate::transcode::form::FormLimits {
             body: config.limits.max_body_size,
             part: config.limits.max_form_part_size,
             parts: config.limits.max_form_parts,

@@ -27,7 +27,7 @@ pub struct Context {
     pub json: JsonOptions,
     pub deadlines: Deadlines,
     pub max_body_size: usize,
-    pub form_limits: crate::protocol::rest::form::FormLimits,
+    pub form_limits: crate::transcode::form::FormLimits,
     /// Serve `/openapi.json` and `/docs`.
     pub openapi: bool,
     /// `info.version` of that document.

@@ -10,6 +10,14 @@ use super::{JsonOptions, Unknown, field_path, query, request, value, wkt};
 use crate::error::Error;
 use crate::route::binding::path_name;
 
+/// How big a form may be: the whole body, one part, how many parts.
+#[derive(Debug, Clone, Copy)]
+pub struct FormLimits {
+    pub body: usize,
+    pub part: usize,
+    pub parts: usize,
+}
+
 /// One part of a form, read in full (the reader bounded its size).
 #[derive(Debug, Clone, Copy)]
 pub struct FormPart<'a> {

@@ -7,15 +7,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::TryStreamExt;
 
 use crate::error::Error;
-use crate::transcode::form::FormPart;
-
-/// How big a form may be: the whole body, one part, how many parts.
-#[derive(Debug, Clone, Copy)]
-pub struct FormLimits {
-    pub body: usize,
-    pub part: usize,
-    pub parts: usize,
-}
+use crate::transcode::form::{FormLimits, FormPart};
 
 /// A part read in full.
 #[derive(Debug)]
