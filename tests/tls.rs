@@ -199,6 +199,52 @@ async fn https_upstreams_are_verified_against_the_configured_ca() {
     server.shutdown().await.unwrap();
 }
 
+/// A backend that requires client certificates (mTLS) accepts the
+/// gateway's configured one, and refuses a gateway without it. Also the
+/// gRPC pass-through and health checks reach it over the same connection.
+#[tokio::test]
+async fn mtls_upstreams_get_the_configured_client_certificate() {
+    let (ca, dir) = (Ca::new("internal ca"), temp_dir("upstream-mtls"));
+    let leaf = ca.leaf(&["backend.internal"]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(&leaf.cert, &leaf.key))
+        .client_ca_root(Certificate::from_pem(&ca.pem));
+    let service = pb::library::v1::library_service_server::LibraryServiceServer::new(example::Library::seeded());
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .tls_config(tls)
+            .unwrap()
+            .add_service(service)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let (cert_file, key_file) = ca.leaf(&["gateway.internal"]).write(&dir, "gateway");
+    let upstream = format!("https://127.0.0.1:{}", addr.port());
+    let trust = format!("[upstream.tls]\nca_file = {ca_file:?}\nserver_name = \"backend.internal\"\n");
+
+    let identified = format!("{trust}cert_file = {cert_file:?}\nkey_file = {key_file:?}");
+    let server = gateway(&identified, upstream.clone()).await;
+    let response = reqwest::get(format!("http://{}/v1/shelves/1", server.local_addr)).await.unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.local_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let shelf =
+        LibraryServiceClient::new(channel).get_shelf(GetShelfRequest { name: "shelves/1".into() }).await.unwrap();
+    assert_eq!(shelf.into_inner().name, "shelves/1", "native gRPC pass-through over mTLS");
+    server.shutdown().await.unwrap();
+
+    let anonymous = gateway(&trust, upstream).await;
+    let response = reqwest::get(format!("http://{}/v1/shelves/1", anonymous.local_addr)).await.unwrap();
+    assert_eq!(response.status(), 503, "the backend refuses a gateway without a certificate");
+    anonymous.shutdown().await.unwrap();
+}
+
 /// With `auth.client_certificates`, a verified client certificate is a
 /// credential: its common name is the consumer and its subject the
 /// forwarded subject (client-sent copies stripped), and a route that needs

@@ -1,4 +1,5 @@
-//! One plain-text endpoint's HTTP/2 connection, driven by the calling task.
+//! One endpoint's HTTP/2 connection (plain text, or TLS through rustls),
+//! driven by the calling task.
 //!
 //! Why not tonic's `Channel` for calls: it puts a `tower::Buffer` in front
 //! of the connection, so every call is handed to a worker task over a
@@ -7,17 +8,23 @@
 //! of the upstream leg (README, Performance). hyper's HTTP/2 `SendRequest`
 //! is cheap to clone and multiplexes by itself, so callers use it directly;
 //! a connection that closed is replaced on the next call, one connect at a
-//! time. TLS endpoints keep tonic's `Channel` (its rustls set-up).
+//! time. TLS endpoints take the same path over a tokio-rustls stream, so
+//! they get the same pending limit and the same never-left retries.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use hyper::client::conn::http2::{self, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls_pki_types::ServerName;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::ClientConfig;
 use tonic::body::Body;
+
+use super::tls::UpstreamTls;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -77,29 +84,39 @@ pub struct Connection {
     authority: Authority,
     connect_timeout: Duration,
     max_pending: usize,
+    /// `https://` endpoints: the connector and the name their certificate must carry.
+    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
     waiting: AtomicUsize,
     current: Mutex<Option<SendRequest<Body>>>,
     connecting: tokio::sync::Mutex<()>,
 }
 
 impl Connection {
-    /// For `http://host:port` (`origin`: the `http://name:port` it stands
-    /// for); `None` for anything else.
-    pub fn for_url(url: &str, origin: Option<&str>, connect_timeout: Duration, max_pending: usize) -> Option<Self> {
-        let uri: Uri = url.parse().ok()?;
-        if uri.scheme() != Some(&Scheme::HTTP) {
-            return None;
-        }
-        let dialled = uri.authority()?;
-        dialled.port_u16()?;
+    /// For `http://host:port` or `https://host:port` (`origin`: the
+    /// `scheme://name:port` a resolved address stands for, whose name is
+    /// sent as `:authority` and verified).
+    pub fn for_url(
+        url: &str,
+        origin: Option<&str>,
+        (connect_timeout, max_pending): (Duration, usize),
+        tls: &UpstreamTls,
+    ) -> Result<Self, String> {
+        let invalid = || format!("invalid upstream URL {url:?}: expected http:// or https://host:port");
+        let uri: Uri = url.parse().map_err(|_| invalid())?;
+        let dialled = uri.authority().filter(|a| a.port_u16().is_some()).ok_or_else(invalid)?;
         let authority = match origin {
-            Some(origin) => origin.parse::<Uri>().ok()?.authority()?.clone(),
+            Some(origin) => origin.parse::<Uri>().ok().and_then(|o| o.authority().cloned()).ok_or_else(invalid)?,
             None => dialled.clone(),
+        };
+        let tls = match uri.scheme() {
+            Some(scheme) if *scheme == Scheme::HTTP => None,
+            Some(scheme) if *scheme == Scheme::HTTPS => Some((tls.client_config()?, tls.name_for(authority.host())?)),
+            _ => return Err(invalid()),
         };
         let (current, connecting) = (Mutex::new(None), tokio::sync::Mutex::new(()));
         let address = dialled.as_str().to_string();
         let waiting = AtomicUsize::new(0);
-        Some(Self { address, authority, connect_timeout, max_pending, waiting, current, connecting })
+        Ok(Self { address, authority, connect_timeout, max_pending, tls, waiting, current, connecting })
     }
 
     /// Sends one call: its URI takes this endpoint's origin.
@@ -109,7 +126,8 @@ impl Connection {
             Err(error) => return Err(SendError { error, request: Some(request) }),
         };
         let path = request.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let origin = Uri::builder().scheme(Scheme::HTTP).authority(self.authority.clone()).path_and_query(path);
+        let scheme = if self.tls.is_some() { Scheme::HTTPS } else { Scheme::HTTP };
+        let origin = Uri::builder().scheme(scheme).authority(self.authority.clone()).path_and_query(path);
         *request.uri_mut() = origin.build().map_err(SendError::sent)?;
         match sender.try_send_request(request).await {
             Ok(response) => Ok(response.map(Body::new)),
@@ -156,6 +174,27 @@ impl Connection {
             Err(_) => return Err(failed(format!("no connection within {:?}", self.connect_timeout))),
         };
         let _ = stream.set_nodelay(true);
+        match &self.tls {
+            None => handshake(stream).await.map_err(|e| failed(e.to_string())),
+            Some((config, name)) => {
+                let connector = TlsConnector::from(config.clone());
+                let secured = tokio::time::timeout(self.connect_timeout, connector.connect(name.clone(), stream));
+                match secured.await {
+                    Ok(Ok(stream)) => handshake(stream).await.map_err(|e| failed(e.to_string())),
+                    Ok(Err(e)) => Err(failed(format!("TLS: {e}"))),
+                    Err(_) => Err(failed(format!("no TLS handshake within {:?}", self.connect_timeout))),
+                }
+            }
+        }
+    }
+}
+
+/// HTTP/2 over an open stream, the connection driven by its own task.
+async fn handshake<S>(stream: S) -> Result<SendRequest<Body>, hyper::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    {
         let mut builder = http2::Builder::new(TokioExecutor::new());
         // The same tuning as tonic's endpoints (see `upstream::endpoint`).
         builder
@@ -164,7 +203,7 @@ impl Connection {
             .initial_stream_window_size(2 * 1024 * 1024)
             .keep_alive_interval(Duration::from_secs(30))
             .keep_alive_while_idle(true);
-        let (sender, connection) = builder.handshake(TokioIo::new(stream)).await.map_err(|e| failed(e.to_string()))?;
+        let (sender, connection) = builder.handshake(TokioIo::new(stream)).await?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "upstream connection ended");

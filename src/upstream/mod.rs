@@ -11,17 +11,19 @@ pub mod metadata;
 pub mod pool;
 pub mod retry;
 pub mod stats;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::Endpoint;
 
-use crate::config::{ClientTls, PoolSettings};
+use crate::config::PoolSettings;
 pub use backend::Backend;
 pub use pool::Pool;
 pub use stats::Stats;
+use tls::UpstreamTls;
 
 /// The pools of every upstream seen so far, by spec. Snapshots share them,
 /// so a reload never opens new connections for known upstreams.
@@ -53,82 +55,28 @@ impl Upstreams {
     }
 }
 
-/// Builds each endpoint's channel: connection tuning and TLS.
+/// Builds each endpoint's transport: connection tuning and TLS.
 #[derive(Debug)]
 pub struct Connector {
     pub settings: Arc<PoolSettings>,
-    /// Roots and client identity read once at start.
-    tls: Option<LoadedTls>,
-}
-
-#[derive(Debug, Clone)]
-struct LoadedTls {
-    ca: Option<Certificate>,
-    identity: Option<Identity>,
+    /// Roots and client identity, read once at start.
+    tls: UpstreamTls,
 }
 
 impl Connector {
     pub fn new(settings: PoolSettings) -> Result<Self, String> {
-        let tls = load_tls(&settings.tls)?;
+        let tls = UpstreamTls::load(&settings.tls)?;
         Ok(Self { settings: Arc::new(settings), tls })
     }
 
-    /// The channel of one endpoint. `authority` is the `scheme://host:port`
-    /// a resolved address stands for: sent as `:authority` and checked
-    /// against the certificate.
-    pub fn channel(&self, url: &str, authority: Option<&str>) -> Result<Channel, String> {
-        let mut endpoint = endpoint(url, self.settings.connect_timeout)?;
-        if let Some(authority) = authority {
-            let origin: http::Uri = authority.parse().map_err(|e| format!("invalid authority {authority:?}: {e}"))?;
-            endpoint = endpoint.origin(origin);
-        }
-        if url.starts_with("https://") {
-            let host = authority.and_then(|a| a.parse::<http::Uri>().ok()).and_then(|u| u.host().map(str::to_string));
-            endpoint = endpoint
-                .tls_config(self.tls_config(host))
-                .map_err(|e| format!("upstream {url:?}: TLS: {}", crate::error::describe(&e)))?;
-        }
-        Ok(endpoint.connect_lazy())
-    }
-
-    /// How calls reach one endpoint: plain text directly (see `direct`),
-    /// TLS through tonic's channel.
+    /// How calls reach one endpoint (see `direct`). `authority` is the
+    /// `scheme://host:port` a resolved address stands for: sent as
+    /// `:authority` and checked against the certificate.
     pub fn transport(&self, url: &str, authority: Option<&str>) -> Result<pool::Transport, String> {
         crate::config::check_url(url)?;
-        let (timeout, pending) = (self.settings.connect_timeout, self.settings.max_pending);
-        match direct::Connection::for_url(url, authority, timeout, pending) {
-            Some(connection) => Ok(pool::Transport::Direct(connection)),
-            None => self.channel(url, authority).map(pool::Transport::Channel),
-        }
+        let limits = (self.settings.connect_timeout, self.settings.max_pending);
+        direct::Connection::for_url(url, authority, limits, &self.tls).map(pool::Transport::Direct)
     }
-
-    fn tls_config(&self, host: Option<String>) -> ClientTlsConfig {
-        let mut config = ClientTlsConfig::new();
-        let loaded = self.tls.clone().unwrap_or(LoadedTls { ca: None, identity: None });
-        config = match loaded.ca {
-            Some(ca) => config.ca_certificate(ca),
-            None => config.with_native_roots().with_webpki_roots(),
-        };
-        if let Some(identity) = loaded.identity {
-            config = config.identity(identity);
-        }
-        if let Some(name) = self.settings.tls.server_name.clone().or(host) {
-            config = config.domain_name(name);
-        }
-        config
-    }
-}
-
-fn load_tls(tls: &ClientTls) -> Result<Option<LoadedTls>, String> {
-    let read = |path: &std::path::Path| {
-        std::fs::read(path).map_err(|e| format!("`upstream.tls`: cannot read {}: {e}", path.display()))
-    };
-    let ca = tls.ca_file.as_deref().map(read).transpose()?.map(Certificate::from_pem);
-    let identity = match (&tls.cert_file, &tls.key_file) {
-        (Some(cert), Some(key)) => Some(Identity::from_pem(read(cert)?, read(key)?)),
-        _ => None,
-    };
-    Ok((ca.is_some() || identity.is_some()).then_some(LoadedTls { ca, identity }))
 }
 
 /// Checks one endpoint URL and builds its (plain-text) endpoint.

@@ -37,9 +37,9 @@ pub enum Health {
 /// How calls reach an endpoint.
 #[derive(Debug)]
 pub enum Transport {
-    /// Plain text: hyper's HTTP/2 connection, driven by the caller.
+    /// hyper's HTTP/2 connection (plain text or TLS), driven by the caller.
     Direct(super::direct::Connection),
-    /// TLS, or a channel made elsewhere: tonic's.
+    /// A channel made elsewhere (a one-off reflection fetch): tonic's.
     Channel(Channel),
 }
 
@@ -214,7 +214,7 @@ impl Pool {
         settings.health.interval = Duration::ZERO;
         settings.retry.attempts = 1;
         let stats = Arc::new(Stats::new().map_err(|e| e.to_string())?);
-        let connector = Arc::new(Connector { settings: Arc::new(settings), tls: None });
+        let connector = Arc::new(Connector::new(settings)?);
         let endpoints = vec![Arc::new(Endpoint::new(url.to_string(), Transport::Channel(channel)))];
         let addresses = vec![Address::Url(url.to_string())];
         Ok(Arc::new(Self::assemble(url, addresses, endpoints, connector, stats, true)))
