@@ -118,3 +118,35 @@ async fn sighup_reloads_the_file() {
     }
     assert_eq!(statuses, [200, 200], "the reloaded file has no limit");
 }
+
+/// Pools outlive a reload (their connections stay open), and their
+/// settings change in place: a call limit raised by a reload admits the
+/// call it refused, while TLS files are named as needing a restart.
+#[tokio::test]
+async fn a_reload_changes_the_upstream_pool_settings_in_place() {
+    let limited = format!("{OPEN}[upstream]\nmax_requests = 1\n");
+    let h = Harness::start_with_file(&limited).await;
+    // One slow call holds the echo upstream's only place.
+    let while_one_is_slow = || async {
+        let slow = h.client.post(h.url("/test/v1/fail")).body(r#"{"code": 5, "delayMs": 800}"#).send();
+        let slow = tokio::spawn(slow);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (status, _) = h.post_json("/test/v1/echo", r#"{"fString": "second"}"#).await;
+        let _ = slow.await;
+        status
+    };
+    assert_eq!(while_one_is_slow().await, 503, "past upstream.max_requests");
+    let connections = h.echo_connections.load(std::sync::atomic::Ordering::SeqCst);
+
+    std::fs::write(h.config_file(), format!("{OPEN}[upstream]\nmax_requests = 100\n")).unwrap();
+    let (status, body) = reload(&h).await;
+    assert_eq!((status, &body["restartRequired"]), (200, &serde_json::json!([])), "{body}");
+    assert_eq!(while_one_is_slow().await, 200, "the raised limit admits it");
+    let after = h.echo_connections.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(after, connections, "the reload kept the upstream's connection");
+
+    let tls = format!("{OPEN}[upstream]\nmax_requests = 100\n[upstream.tls]\nserver_name = \"other.internal\"\n");
+    std::fs::write(h.config_file(), tls).unwrap();
+    let (status, body) = reload(&h).await;
+    assert_eq!((status, &body["restartRequired"]), (200, &serde_json::json!(["upstream.tls"])), "{body}");
+}

@@ -77,6 +77,9 @@ impl Reloader {
         let context =
             policy_context(&next, current.registry.clone(), current.metrics.clone()).map_err(ReloadError::Invalid)?;
         self.live.replace(context);
+        // Pools outlive reloads (the registry holds them): their settings
+        // are swapped in place.
+        current.registry.upstreams().update(next.upstream.pool.clone());
         let restart_required = restart_required(running, &next);
         *running = next;
         Ok(Reloaded { restart_required })
@@ -105,6 +108,7 @@ fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
         ("descriptors", old.descriptors != new.descriptors || old.descriptor_dirs != new.descriptor_dirs),
         ("upstream.default/services", old.upstream.map != new.upstream.map),
         ("upstream.connect_timeout", old.upstream.connect_timeout != new.upstream.connect_timeout),
+        ("upstream.tls", old.upstream.pool.tls != new.upstream.pool.tls),
         ("upstream.max_message_size", old.upstream.max_message_size != new.upstream.max_message_size),
         ("registry", old.registry != new.registry),
         ("admin", old.admin != new.admin),

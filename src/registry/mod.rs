@@ -125,6 +125,11 @@ impl Registry {
     /// Opens the registry: the stored sets plus the sets from files (named
     /// by the caller), validated together. A shared store that cannot be
     /// read yet is reported and retried by the follower, not fatal.
+    /// The upstream pools every snapshot shares.
+    pub fn upstreams(&self) -> &Arc<Upstreams> {
+        &self.settings.channels
+    }
+
     pub async fn open(settings: Settings, file_sets: Vec<(String, Vec<u8>)>) -> Result<Self, LoadErrors> {
         let mut store_error = None;
         let mut damaged = Vec::new();

@@ -225,8 +225,6 @@ fn call(method: &MethodDescriptor, channel: crate::upstream::Backend, max_messag
     let service = method.parent_service();
     let text = format!("/{}/{}", service.full_name(), method.name());
     let path = PathAndQuery::try_from(text).map_err(|e| format!("{}: invalid gRPC path: {e}", method.full_name()))?;
-    let listed = &channel.pool().settings.retry.idempotent;
-    let named = |name: &String| name == service.full_name() || *name == path.as_str()[1..];
-    let idempotent = idempotency_level(method) != 0 || listed.iter().any(named);
+    let idempotent = idempotency_level(method) != 0;
     Ok(Call { channel, path, output: method.output(), max_message_size, idempotent })
 }

@@ -91,7 +91,7 @@ async fn send(pool: Arc<Pool>, mut request: Request<Body>, mark: bool) -> Result
     let spec = pool.spec.as_str();
     let Some(admitted) = pool.admit() else {
         pool.stats.overloaded.with_label_values(&[spec]).inc();
-        let limit = pool.settings.max_requests;
+        let limit = pool.settings().max_requests;
         return Err(failure(Failure::Overloaded, format!("upstream {spec:?} has {limit} calls in flight, its limit")));
     };
     let tried = match request.extensions().get::<Tried>().cloned() {
@@ -138,7 +138,11 @@ async fn send(pool: Arc<Pool>, mut request: Request<Body>, mark: bool) -> Result
         pool.stats.attempts.with_label_values(&[spec, "failed"]).inc();
         pool.failed(&endpoint);
         match failed.request {
-            Some(unsent) if tried.is_none() && attempt < pool.settings.retry.attempts && pool.budget.withdraw() => {
+            Some(unsent)
+                if tried.is_none()
+                    && attempt < pool.settings().retry.attempts
+                    && pool.budget.withdraw(&pool.settings().retry) =>
+            {
                 pool.stats.retries.with_label_values(&[spec]).inc();
                 tracing::debug!(upstream = %spec, endpoint = %endpoint.url, error = %failed.error, "retrying an unsent call");
                 request = unsent;

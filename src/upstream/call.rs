@@ -25,8 +25,9 @@ pub struct Call {
     pub output: MessageDescriptor,
     /// Largest message sent or accepted, either way.
     pub max_message_size: usize,
-    /// Retried on UNAVAILABLE: declared idempotent or listed in
-    /// `upstream.retry.idempotent_methods`.
+    /// Declared idempotent in its descriptor, so retried on UNAVAILABLE
+    /// (as are those `upstream.retry.idempotent_methods` lists, read per
+    /// call so a reload applies).
     pub idempotent: bool,
 }
 
@@ -103,10 +104,13 @@ impl Call {
         Fut: std::future::Future<Output = Result<R, Status>>,
     {
         let pool = self.channel.pool();
-        let policy = &pool.settings.retry;
+        let settings = pool.settings();
+        let policy = &settings.retry;
         pool.budget.deposit();
         let (metadata, mut extensions, message) = request.into_parts();
-        let idempotent = self.idempotent || extensions.get::<RetryUnavailable>().is_some();
+        let idempotent = self.idempotent
+            || extensions.get::<RetryUnavailable>().is_some()
+            || retry::listed(&policy.idempotent, self.path.as_str());
         let tried = Tried::default();
         extensions.insert(tried.clone());
         let started = tokio::time::Instant::now();
@@ -139,7 +143,7 @@ impl Call {
             if deadline.is_some_and(|at| tokio::time::Instant::now() + wait >= at) {
                 return Err(status);
             }
-            if !pool.budget.withdraw() {
+            if !pool.budget.withdraw(policy) {
                 pool.stats.budget_exhausted.with_label_values(&[&pool.spec]).inc();
                 return Err(status);
             }

@@ -24,7 +24,10 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::ClientConfig;
 use tonic::body::Body;
 
+use arc_swap::ArcSwap;
+
 use super::tls::UpstreamTls;
+use crate::config::PoolSettings;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -82,8 +85,8 @@ pub struct Connection {
     address: String,
     /// Sent as `:authority`: the address, or the DNS name it was resolved from.
     authority: Authority,
-    connect_timeout: Duration,
-    max_pending: usize,
+    /// `connect_timeout` and `max_pending` in force.
+    settings: Arc<ArcSwap<PoolSettings>>,
     /// `https://` endpoints: the connector and the name their certificate must carry.
     tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
     waiting: AtomicUsize,
@@ -98,7 +101,7 @@ impl Connection {
     pub fn for_url(
         url: &str,
         origin: Option<&str>,
-        (connect_timeout, max_pending): (Duration, usize),
+        settings: Arc<ArcSwap<PoolSettings>>,
         tls: &UpstreamTls,
     ) -> Result<Self, String> {
         let invalid = || format!("invalid upstream URL {url:?}: expected http:// or https://host:port");
@@ -116,7 +119,7 @@ impl Connection {
         let (current, connecting) = (Mutex::new(None), tokio::sync::Mutex::new(()));
         let address = dialled.as_str().to_string();
         let waiting = AtomicUsize::new(0);
-        Ok(Self { address, authority, connect_timeout, max_pending, tls, waiting, current, connecting })
+        Ok(Self { address, authority, settings, tls, waiting, current, connecting })
     }
 
     /// Sends one call: its URI takes this endpoint's origin.
@@ -146,7 +149,7 @@ impl Connection {
         // instead of piling up while a backend does not answer.
         let waiting = self.waiting.fetch_add(1, Ordering::Relaxed);
         let _counted = Waiting(&self.waiting);
-        if waiting >= self.max_pending {
+        if waiting >= self.settings.load().max_pending {
             return Err(Box::new(Saturated(waiting)));
         }
         let _one_at_a_time = self.connecting.lock().await;
@@ -168,21 +171,22 @@ impl Connection {
     async fn connect(&self) -> Result<SendRequest<Body>, BoxError> {
         let address = self.address.as_str();
         let failed = |what: String| Box::new(ConnectFailed(format!("cannot connect to {address}: {what}"))) as BoxError;
-        let stream = match tokio::time::timeout(self.connect_timeout, tokio::net::TcpStream::connect(address)).await {
+        let connect_timeout = self.settings.load().connect_timeout;
+        let stream = match tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(address)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => return Err(failed(e.to_string())),
-            Err(_) => return Err(failed(format!("no connection within {:?}", self.connect_timeout))),
+            Err(_) => return Err(failed(format!("no connection within {:?}", connect_timeout))),
         };
         let _ = stream.set_nodelay(true);
         match &self.tls {
             None => handshake(stream).await.map_err(|e| failed(e.to_string())),
             Some((config, name)) => {
                 let connector = TlsConnector::from(config.clone());
-                let secured = tokio::time::timeout(self.connect_timeout, connector.connect(name.clone(), stream));
+                let secured = tokio::time::timeout(connect_timeout, connector.connect(name.clone(), stream));
                 match secured.await {
                     Ok(Ok(stream)) => handshake(stream).await.map_err(|e| failed(e.to_string())),
                     Ok(Err(e)) => Err(failed(format!("TLS: {e}"))),
-                    Err(_) => Err(failed(format!("no TLS handshake within {:?}", self.connect_timeout))),
+                    Err(_) => Err(failed(format!("no TLS handshake within {:?}", connect_timeout))),
                 }
             }
         }

@@ -15,6 +15,8 @@ pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 use std::time::Duration;
 
 use tonic::transport::Endpoint;
@@ -43,6 +45,11 @@ impl Upstreams {
         Ok(Self { connector, stats, max_message_size, pools: Mutex::new(HashMap::new()) })
     }
 
+    /// Applies reloaded `upstream.*` pool settings (see `Connector::update`).
+    pub fn update(&self, settings: PoolSettings) {
+        self.connector.update(settings);
+    }
+
     /// The upstream for `spec`, created on first use (without connecting yet).
     pub fn channel(&self, spec: &str) -> Result<Backend, String> {
         let mut pools = self.pools.lock().map_err(|_| "upstream table poisoned".to_string())?;
@@ -58,7 +65,8 @@ impl Upstreams {
 /// Builds each endpoint's transport: connection tuning and TLS.
 #[derive(Debug)]
 pub struct Connector {
-    pub settings: Arc<PoolSettings>,
+    /// Every pool's settings, swapped whole by a config reload.
+    settings: Arc<ArcSwap<PoolSettings>>,
     /// Roots and client identity, read once at start.
     tls: UpstreamTls,
 }
@@ -66,7 +74,18 @@ pub struct Connector {
 impl Connector {
     pub fn new(settings: PoolSettings) -> Result<Self, String> {
         let tls = UpstreamTls::load(&settings.tls)?;
-        Ok(Self { settings: Arc::new(settings), tls })
+        Ok(Self { settings: Arc::new(ArcSwap::from_pointee(settings)), tls })
+    }
+
+    /// Applies reloaded settings to every pool, their calls and their
+    /// connections from the next use on. TLS files are read once and the
+    /// connect timeout is shared with the admin API's fetches: the running
+    /// ones stay (a reload names them as needing a restart).
+    pub fn update(&self, mut settings: PoolSettings) {
+        let running = self.settings.load();
+        settings.tls = running.tls.clone();
+        settings.connect_timeout = running.connect_timeout;
+        self.settings.store(Arc::new(settings));
     }
 
     /// How calls reach one endpoint (see `direct`). `authority` is the
@@ -74,8 +93,7 @@ impl Connector {
     /// `:authority` and checked against the certificate.
     pub fn transport(&self, url: &str, authority: Option<&str>) -> Result<pool::Transport, String> {
         crate::config::check_url(url)?;
-        let limits = (self.settings.connect_timeout, self.settings.max_pending);
-        direct::Connection::for_url(url, authority, limits, &self.tls).map(pool::Transport::Direct)
+        direct::Connection::for_url(url, authority, self.settings.clone(), &self.tls).map(pool::Transport::Direct)
     }
 }
 

@@ -171,7 +171,8 @@ impl Drop for Admitted {
 pub struct Pool {
     pub spec: String,
     addresses: Vec<Address>,
-    pub settings: Arc<PoolSettings>,
+    /// Shared with the connector, and swapped by a config reload.
+    settings: Arc<ArcSwap<PoolSettings>>,
     connector: Arc<Connector>,
     endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
     /// Flips to true once the endpoints are known (at once for static lists).
@@ -197,12 +198,11 @@ impl Pool {
         let dynamic = addresses.iter().any(|a| matches!(a, Address::Dns { .. }));
         let pool = Arc::new(Self::assemble(spec, addresses, endpoints, connector, stats, !dynamic));
         pool.publish_states();
-        if dynamic || !pool.settings.health.interval.is_zero() {
-            match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => drop(runtime.spawn(maintain(Arc::downgrade(&pool), dynamic))),
-                Err(_) if dynamic => return Err(format!("upstream {spec:?}: DNS names need a running runtime")),
-                Err(_) => {}
-            }
+        // Always maintained: a reload may turn health checks on.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(maintain(Arc::downgrade(&pool), dynamic))),
+            Err(_) if dynamic => return Err(format!("upstream {spec:?}: DNS names need a running runtime")),
+            Err(_) => {}
         }
         Ok(pool)
     }
@@ -228,11 +228,10 @@ impl Pool {
         stats: Arc<Stats>,
         resolved: bool,
     ) -> Self {
-        let settings = connector.settings.clone();
         Self {
             spec: spec.to_string(),
-            budget: super::retry::Budget::new(&settings.retry),
-            settings,
+            budget: super::retry::Budget::new(),
+            settings: connector.settings.clone(),
             addresses,
             connector,
             endpoints: ArcSwap::from_pointee(endpoints),
@@ -261,11 +260,16 @@ impl Pool {
         endpoint.health() != Health::Down && !self.is_ejected(endpoint)
     }
 
+    /// The settings in force (a reload swaps them).
+    pub fn settings(&self) -> arc_swap::Guard<Arc<PoolSettings>> {
+        self.settings.load()
+    }
+
     /// Takes a place under `max_requests`, or says the upstream is full.
     pub(super) fn admit(self: &Arc<Self>) -> Option<Admitted> {
         let taken = self.in_flight.fetch_add(1, Ordering::Relaxed);
         let admitted = Admitted(self.clone());
-        (taken < self.settings.max_requests).then_some(admitted)
+        (taken < self.settings().max_requests).then_some(admitted)
     }
 
     /// The endpoint for the next call: the cheaper of two picked at random
@@ -275,7 +279,7 @@ impl Pool {
     pub(super) async fn choose(&self, tried: &[String]) -> Option<Arc<Endpoint>> {
         if !*self.resolved.borrow() {
             let mut resolved = self.resolved.subscribe();
-            let _ = tokio::time::timeout(self.settings.connect_timeout, resolved.wait_for(|done| *done)).await;
+            let _ = tokio::time::timeout(self.settings().connect_timeout, resolved.wait_for(|done| *done)).await;
         }
         let endpoints = self.endpoints.load();
         let untried = |e: &&Arc<Endpoint>| !tried.contains(&e.url);
@@ -310,7 +314,8 @@ impl Pool {
     /// A connection failure or an UNAVAILABLE answer: enough in a row eject
     /// the endpoint, unless that would eject more than `max_percent`.
     pub(super) fn failed(&self, endpoint: &Endpoint) {
-        let policy = &self.settings.ejection;
+        let settings = self.settings();
+        let policy = &settings.ejection;
         let failures = endpoint.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if policy.consecutive_failures == 0 || failures < policy.consecutive_failures || self.is_ejected(endpoint) {
             return;
@@ -351,7 +356,8 @@ impl Pool {
     }
 
     async fn check(&self, endpoint: &Arc<Endpoint>) {
-        let policy = &self.settings.health;
+        let settings = self.settings();
+        let policy = &settings.health;
         let timeout = if policy.timeout.is_zero() { Duration::from_secs(1) } else { policy.timeout };
         let outcome = super::health::check(Via(endpoint.clone()), timeout).await;
         let previous = endpoint.health();
@@ -414,7 +420,7 @@ impl Pool {
                 Address::Url(url) => endpoints.extend(current.iter().find(|e| &e.url == url).cloned()),
                 Address::Dns { host, port } => match tokio::net::lookup_host((host.as_str(), *port)).await {
                     Ok(found) => {
-                        let scheme = if self.settings.tls.dns { "https" } else { "http" };
+                        let scheme = if self.settings().tls.dns { "https" } else { "http" };
                         for ip in found {
                             let url = format!("{scheme}://{ip}");
                             if endpoints.iter().any(|e: &Arc<Endpoint>| e.url == url) {
@@ -456,26 +462,37 @@ impl Pool {
 
 const FRESH: Duration = Duration::from_secs(2);
 
-/// Keeps a pool's endpoints resolved and checked while the pool lives.
+/// Keeps a pool's endpoints resolved and checked while the pool lives,
+/// reading the intervals each round so a reload changes them.
 async fn maintain(pool: Weak<Pool>, dynamic: bool) {
-    let Some((refresh, health)) = pool.upgrade().map(|p| (p.settings.dns_refresh, p.settings.health.interval)) else {
-        return;
-    };
-    let mut resolve = tokio::time::interval(refresh);
-    let mut check = tokio::time::interval(if health.is_zero() { Duration::from_secs(3600) } else { health });
-    resolve.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut next_resolve, mut next_check) = (Instant::now(), Instant::now());
     loop {
-        tokio::select! {
-            _ = resolve.tick(), if dynamic => {
-                let Some(pool) = pool.upgrade() else { return };
-                pool.resolve().await;
-            }
-            _ = check.tick(), if !health.is_zero() => {
-                let Some(pool) = pool.upgrade() else { return };
-                pool.check_all().await;
-            }
-            else => return,
+        let Some(current) = pool.upgrade() else { return };
+        let (refresh, health) = {
+            let settings = current.settings();
+            (settings.dns_refresh, settings.health.interval)
+        };
+        let now = Instant::now();
+        if dynamic && now >= next_resolve {
+            current.resolve().await;
+            next_resolve = Instant::now() + refresh;
         }
+        if !health.is_zero() && now >= next_check {
+            current.check_all().await;
+            next_check = Instant::now() + health;
+        }
+        drop(current);
+        // At least once a second, to notice new intervals.
+        let mut wake = Instant::now() + RESETTLE;
+        if dynamic {
+            wake = wake.min(next_resolve);
+        }
+        if !health.is_zero() {
+            next_check = next_check.min(Instant::now() + health);
+            wake = wake.min(next_check);
+        }
+        tokio::time::sleep_until(wake.into()).await;
     }
 }
+
+const RESETTLE: Duration = Duration::from_secs(1);

@@ -69,10 +69,16 @@ pub fn backoff(first: Duration, retry: u32) -> Duration {
 
 const WINDOW: Duration = Duration::from_secs(10);
 
+/// Whether `path` (`/package.Service/Method`) is in `names`, by its method
+/// or its service.
+pub fn listed(names: &[String], path: &str) -> bool {
+    let method = path.trim_start_matches('/');
+    let service = method.rsplit_once('/').map_or(method, |(service, _)| service);
+    names.iter().any(|name| name == method || name == service)
+}
+
 #[derive(Debug)]
 pub struct Budget {
-    ratio: f64,
-    min_per_window: u64,
     calls: AtomicU64,
     window: Mutex<Window>,
 }
@@ -84,15 +90,16 @@ struct Window {
     retries: u64,
 }
 
+impl Default for Budget {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Budget {
-    pub fn new(policy: &RetryPolicy) -> Self {
+    pub fn new() -> Self {
         let window = Window { started: Instant::now(), calls_before: 0, retries: 0 };
-        Self {
-            ratio: policy.budget_ratio,
-            min_per_window: u64::from(policy.min_per_second) * WINDOW.as_secs(),
-            calls: AtomicU64::new(0),
-            window: Mutex::new(window),
-        }
+        Self { calls: AtomicU64::new(0), window: Mutex::new(window) }
     }
 
     /// Counts a call (its first attempt).
@@ -100,14 +107,16 @@ impl Budget {
         self.calls.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Takes one retry from the budget; false when it is spent.
-    pub fn withdraw(&self) -> bool {
+    /// Takes one retry from the budget `policy` sets (the one in force:
+    /// a reload may change it); false when it is spent.
+    pub fn withdraw(&self, policy: &RetryPolicy) -> bool {
         let Ok(mut window) = self.window.lock() else { return false };
         let calls = self.calls.load(Ordering::Relaxed);
         if window.started.elapsed() >= WINDOW {
             *window = Window { started: Instant::now(), calls_before: calls, retries: 0 };
         }
-        let allowed = self.min_per_window + ((calls - window.calls_before) as f64 * self.ratio) as u64;
+        let min_per_window = u64::from(policy.min_per_second) * WINDOW.as_secs();
+        let allowed = min_per_window + ((calls - window.calls_before) as f64 * policy.budget_ratio) as u64;
         if window.retries < allowed {
             window.retries += 1;
             true
@@ -177,12 +186,12 @@ mod tests {
             backoff: Duration::ZERO,
             idempotent: Vec::new(),
         };
-        let budget = Budget::new(&policy);
-        assert!(!budget.withdraw());
+        let budget = Budget::new();
+        assert!(!budget.withdraw(&policy));
         for _ in 0..50 {
             budget.deposit();
         }
-        let granted = (0..50).filter(|_| budget.withdraw()).count();
+        let granted = (0..50).filter(|_| budget.withdraw(&policy)).count();
         assert_eq!(granted, 10);
     }
 
