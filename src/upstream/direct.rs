@@ -156,7 +156,9 @@ impl Connection {
         if let Some(open) = self.open() {
             return Ok(open);
         }
-        let sender = self.connect().await?;
+        // Boxed: the TLS handshake's state is kilobytes, and inline it made
+        // every call's future that much larger, copied on each move.
+        let sender = Box::pin(self.connect()).await?;
         if let Ok(mut current) = self.current.lock() {
             *current = Some(sender.clone());
         }
