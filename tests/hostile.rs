@@ -119,6 +119,40 @@ async fn rest_stream(g: &Gateway, mode: &str) -> (u16, Vec<Value>) {
     (status, text.lines().map(|line| serde_json::from_str(line).unwrap()).collect())
 }
 
+/// A gRPC-Web call on the JSON codec (translated by the gateway): the
+/// answer's JSON messages and its grpc-status and grpc-message.
+async fn grpc_web_json(g: &Gateway, method: &str, message: &str, mode: &str) -> (Vec<Value>, String, String) {
+    let mut frame = vec![0];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(message.as_bytes());
+    let response = reqwest::Client::new()
+        .post(format!("{}/protogate.test.v1.EchoService/{method}", g.public))
+        .header("content-type", "application/grpc-web+json")
+        .header("x-hostile", mode)
+        .body(frame)
+        .send()
+        .await
+        .unwrap();
+    let headers = response.headers().clone();
+    let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().to_string());
+    let mut body = &response.bytes().await.unwrap()[..];
+    let (mut messages, mut trailers) = (Vec::new(), String::new());
+    while body.len() >= 5 {
+        let length = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+        let payload = &body[5..5 + length];
+        match body[0] & 0x80 {
+            0 => messages.push(serde_json::from_slice(payload).unwrap()),
+            _ => trailers = String::from_utf8_lossy(payload).into_owned(),
+        }
+        body = &body[5 + length..];
+    }
+    let trailer =
+        |name: &str| trailers.lines().find_map(|l| l.strip_prefix(&format!("{name}:"))).map(|v| v.trim().to_string());
+    let status = header("grpc-status").or_else(|| trailer("grpc-status")).unwrap_or_default();
+    let text = header("grpc-message").or_else(|| trailer("grpc-message")).unwrap_or_default();
+    (messages, status, percent_encoding::percent_decode_str(&text).decode_utf8_lossy().into_owned())
+}
+
 async fn connect_unary(g: &Gateway, mode: &str) -> (u16, Value) {
     let response = reqwest::Client::new()
         .post(format!("{}/protogate.test.v1.EchoService/Echo", g.public))
@@ -193,6 +227,9 @@ async fn a_backend_dying_mid_stream_ends_every_protocol_with_unavailable() {
     let ended = stream.message().await.unwrap_err();
     assert_eq!((ended.code(), ended.message()), (Code::Unavailable, "upstream unavailable"));
 
+    let (messages, status, message) = grpc_web_json(&g, "EchoStream", r#"{"count": 3}"#, "die").await;
+    assert_eq!((messages.len(), status.as_str(), message.as_str()), (1, "14", "upstream unavailable"));
+
     let (status, lines) = rest_stream(&g, "die").await;
     assert_eq!((status, lines.len()), (200, 2), "{lines:?}");
     assert_eq!(lines[1], serde_json::json!({"error": {"code": 14, "message": "upstream unavailable", "details": []}}));
@@ -211,6 +248,9 @@ async fn garbage_from_a_backend_never_shows_its_decoder_text_to_clients() {
     let (status, lines) = rest_stream(&g, "garbage").await;
     assert_eq!(status, 200);
     assert_eq!(lines, [serde_json::json!({"error": {"code": 13, "message": "internal error", "details": []}})]);
+
+    let (messages, status, message) = grpc_web_json(&g, "Echo", "{}", "garbage").await;
+    assert_eq!((messages.len(), status.as_str(), message.as_str()), (0, "13", "internal error"));
     still_serves(&g).await;
 }
 
