@@ -214,6 +214,9 @@ def main():
     parser.add_argument("--compare", action="store_true", help="only the gateway / bare server / backend comparison")
     parser.add_argument("--composite", action="store_true",
                         help="only a composite of three calls (one dependent) against the three REST calls apart")
+    parser.add_argument("--codecs", action="store_true",
+                        help="only GetShelf over gRPC-Web with the protobuf codec (passed through) and the JSON "
+                             "codec (transcoded by the gateway), 64 connections")
     parser.add_argument("--compression", action="store_true",
                         help="only the large answer with and without Accept-Encoding: gzip (64 connections)")
     args = parser.parse_args()
@@ -237,6 +240,9 @@ def main():
         time.sleep(0.5)
         if args.compression:
             print_compression(compression(stack, oha, args.duration))
+            return
+        if args.codecs:
+            print_codecs(codecs(stack, oha, args.duration))
             return
         comparison = compare(stack, oha, args.duration)
         if args.compare:
@@ -381,6 +387,28 @@ def compression(stack, oha, duration):
             print(json.dumps(result), file=sys.stderr)
             rows.append(result)
     return rows
+
+
+def codecs(stack, oha, duration):
+    """GetShelf over gRPC-Web: protobuf passed through, JSON transcoded both ways."""
+    url = f"{stack.base}/library.v1.LibraryService/GetShelf"
+    bodies = {"proto": get_shelf_request(), "json": grpc_frame(b'{"name":"shelves/1"}')}
+    rows = []
+    for http2 in (False, True):
+        for codec, body in bodies.items():
+            headers = (f"content-type: application/grpc-web+{codec}",)
+            result = measure(oha, stack.gateway.pid, url, 64, duration, http2, "POST", body, headers)
+            result.update({"codec": codec, "http": "h2" if http2 else "h1"})
+            print(json.dumps(result), file=sys.stderr)
+            rows.append(result)
+    return rows
+
+
+def print_codecs(rows):
+    print("| gRPC-Web GetShelf (64 conns) | HTTP | req/s | p99 ms | gateway CPU µs/req |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| +{r['codec']} | {r['http']} | {r['rps']:.0f} | {r['p99_ms']:.2f} | {r['cpu_us']:.1f} |")
 
 
 def print_compression(rows):
