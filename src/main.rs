@@ -311,6 +311,9 @@ fn print_demo_lines(server: &server::Server, backend: SocketAddr) {
         format!("curl -N {base}/v1/shelves/1/books:stream"),
         format!("curl {base}/v1/shelves/2:overview"),
         format!("curl -o cover.svg {base}/v1/shelves/1/books/1/cover"),
+        format!(
+            "curl -F 'cover=@cover.svg;type=image/svg+xml' -F replace=true {base}/v1/shelves/1/books/2/cover:submit"
+        ),
         format!("curl -i {base}/v1/shelves/9"),
     ];
     for line in lines {
