@@ -236,7 +236,10 @@ impl<'a> Run<'a> {
             }
             request.set_timeout(left);
         }
-        let call = entry.call.unary(request);
+        // In wire form: the fast transcoder renders most answers without
+        // decoding them into a DynamicMessage first.
+        let request = request.map(|message| bytes::Bytes::from(prost::Message::encode_to_vec(&message)));
+        let call = entry.call.unary_raw(request);
         let reply = match self.deadline {
             Some(deadline) => tokio::time::timeout_at(deadline, call)
                 .await
@@ -244,29 +247,53 @@ impl<'a> Run<'a> {
             None => call.await,
         }?;
         let call = &self.plan.calls[index];
-        render(&reply.message, self.json, call.referenced, call.shown)
+        let answer = Wire { snapshot: self.snapshot, entry, bytes: &reply.message };
+        render(&answer, self.json, call.referenced, call.shown)
+    }
+}
+
+/// An answer in wire form, with what renders it.
+struct Wire<'a> {
+    snapshot: &'a Snapshot,
+    entry: &'a crate::registry::MethodEntry,
+    bytes: &'a [u8],
+}
+
+impl Wire<'_> {
+    /// The answer as a JSON value in `style`: by the fast transcoder when
+    /// its plan takes the message, else decoded and serialized by
+    /// prost-reflect (which also names an undecodable answer).
+    fn value(&self, json: &JsonOptions, (emit_defaults, proto_field_names): (bool, bool)) -> Result<Value, Error> {
+        let style = JsonOptions { emit_defaults, proto_field_names, indent: false, ..json.clone() };
+        let fast =
+            crate::transcode::response::render_wire(&self.snapshot.plans, self.entry.output_plan, self.bytes, &style);
+        if let Some(value) = fast.and_then(|text| serde_json::from_slice(&text).ok()) {
+            return Ok(value);
+        }
+        let message = DynamicMessage::decode(self.entry.call.output.clone(), self.bytes).map_err(|e| {
+            Error::gateway(
+                Code::Internal,
+                format!("backend sent an undecodable {}: {e}", self.entry.call.output.full_name()),
+            )
+        })?;
+        let options = style.serialize_options();
+        message
+            .serialize_with_options(serde_json::value::Serializer, &options)
+            .map_err(|e| Error::gateway(Code::Internal, format!("cannot render a composite's answer: {e}")))
     }
 }
 
 /// Renders what is read of an answer: every field for later calls'
 /// references, the client's form for the answer (it was half a composite's
 /// CPU when both were always made); null for what nothing reads.
-fn render(message: &DynamicMessage, json: &JsonOptions, referenced: bool, shown: bool) -> Outcome {
-    let to_value = |wanted: bool, options: &prost_reflect::SerializeOptions| {
-        if !wanted {
-            return Ok(Value::Null);
-        }
-        message
-            .serialize_with_options(serde_json::value::Serializer, options)
-            .map_err(|e| Error::gateway(Code::Internal, format!("cannot render a composite's answer: {e}")))
-    };
-    let full_options = json.serialize_options().skip_default_fields(false).use_proto_field_name(false);
-    let full = to_value(referenced, &full_options)?;
+fn render(answer: &Wire<'_>, json: &JsonOptions, referenced: bool, shown: bool) -> Outcome {
+    let full = if referenced { answer.value(json, (true, false))? } else { Value::Null };
     // With `emit_defaults` and JSON names the two forms are one.
     if shown && referenced && json.emit_defaults && !json.proto_field_names {
         return Ok(Rendered { shown: full.clone(), full });
     }
-    Ok(Rendered { full, shown: to_value(shown, &json.serialize_options())? })
+    let shown = if shown { answer.value(json, (json.emit_defaults, json.proto_field_names))? } else { Value::Null };
+    Ok(Rendered { full, shown })
 }
 
 /// A required call's failure as the composite's: its code, a message that
