@@ -26,6 +26,7 @@ use super::{aborted, counted, inbound, request_metadata, route_timeouts};
 use crate::admission::Admitted;
 use crate::error::{BACKEND_STATUS, Error, Origin};
 use crate::gateway::Context;
+use crate::telemetry::access::trace_of;
 use crate::telemetry::metrics::{Direction, Metrics};
 use crate::transcode::request::{HttpInput, WireBuilder};
 use crate::transcode::response::WireRenderer;
@@ -125,8 +126,9 @@ async fn call(
     if let Some(timeout) = timeout {
         request.set_timeout(timeout);
     }
+    let trace = trace_of(&parts.extensions);
     let started = tokio::select! {
-        started = within(timeout, method.call.streaming(request)) => started,
+        started = trace.time_backend(within(timeout, method.call.streaming(request))) => started,
         error = aborted(&mut abort) => Err(error),
     };
     let (headers, messages, _) = counted(context, &method.upstream, started)?.into_parts();
