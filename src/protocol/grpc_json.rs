@@ -21,16 +21,15 @@ use tonic::Code;
 
 use super::connect::compression::Encoding;
 use super::envelope::{self, Limits};
-use super::pacing::{call_deadline, next_within, within, within_deadline};
+use super::pacing::{call_deadline, next_answer, requested_timeout, within};
 use super::{aborted, counted, inbound, request_metadata, route_timeouts};
 use crate::admission::Admitted;
 use crate::error::{BACKEND_STATUS, Error, Origin};
 use crate::gateway::Context;
 use crate::telemetry::access::trace_of;
 use crate::telemetry::metrics::{Direction, Metrics};
-use crate::transcode::request::{HttpInput, WireBuilder};
 use crate::transcode::response::WireRenderer;
-use crate::upstream::metadata::{Carrier, parse_grpc_timeout};
+use crate::upstream::metadata::Carrier;
 
 const GRPC_JSON: &str = "application/grpc+json";
 
@@ -38,19 +37,6 @@ const GRPC_JSON: &str = "application/grpc+json";
 /// framing it translates; the codec is this module's.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct JsonCodec;
-
-/// Headers of HTTP and of gRPC itself, never metadata (`grpc-*` never is).
-const RESERVED: [&str; 9] = [
-    "content-type",
-    "content-length",
-    "accept-encoding",
-    "accept",
-    "host",
-    "connection",
-    "te",
-    "transfer-encoding",
-    "user-agent",
-];
 
 /// Whether the request's messages are JSON.
 pub(super) fn wanted<B>(request: &Request<B>) -> bool {
@@ -95,32 +81,13 @@ async fn call(
         inflated: context.max_body_size,
         encoding_header: "grpc-encoding",
     };
-    let build = {
-        let plans = (snapshot.plans.clone(), method.input_plan);
-        let builder = WireBuilder::new(None, method.descriptor.input(), plans, &context.json);
-        let metrics = context.metrics.clone();
-        move |message: &[u8]| {
-            let http = HttpInput { variables: &[], query: None, content_type: Some("application/json"), body: message };
-            let (wire, fast) = builder.wire(http)?;
-            metrics.count_transcode(Direction::Request, fast);
-            Ok(Bytes::from(wire))
-        }
-    };
+    let build = inbound::json_to_wire(context, snapshot, method);
     let (messages, abort) = inbound::messages(envelope::envelopes(body, limits, encoding).boxed(), build);
     let mut abort = Some(abort);
     let mut request = tonic::Request::new(messages);
-    *request.metadata_mut() = request_metadata(&parts, Carrier::Plain { skipped: &RESERVED })?;
+    *request.metadata_mut() = request_metadata(&parts, Carrier::Plain { skipped: &[] })?;
     let streaming = method.descriptor.is_server_streaming() || method.descriptor.is_client_streaming();
-    let requested = match parts.headers.get("grpc-timeout") {
-        None => None,
-        Some(value) => Some(
-            value
-                .to_str()
-                .ok()
-                .and_then(parse_grpc_timeout)
-                .ok_or_else(|| Error::bad_request(format!("invalid grpc-timeout {value:?}")))?,
-        ),
-    };
+    let requested = requested_timeout(&parts.headers)?;
     let timeouts = route_timeouts(context, &parts.extensions);
     let timeout = call_deadline(requested, &timeouts, streaming, &context.deadlines);
     if let Some(timeout) = timeout {
@@ -184,12 +151,8 @@ struct Answers {
 fn answers(state: Answers) -> BoxStream<'static, Result<Frame<Bytes>, tonic::Status>> {
     futures_util::stream::unfold(Some(state), |state| async move {
         let mut state = state?;
-        let next = within_deadline(state.deadline, next_within(state.idle, state.messages.message()));
-        let next = tokio::select! {
-            next = next => next,
-            error = aborted(&mut state.aborted) => Err(error),
-        };
-        let failure = match next {
+        let pacing = (state.idle, state.deadline);
+        let failure = match next_answer(&mut state.messages, pacing, &mut state.aborted).await {
             Ok(Ok(Some(message))) => match state.render.json(&message) {
                 Ok((json, fast)) => {
                     state.metrics.count_transcode(Direction::Response, fast);

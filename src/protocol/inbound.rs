@@ -10,6 +10,28 @@ use futures_util::{Stream, StreamExt};
 use tokio::sync::oneshot;
 
 use crate::error::Error;
+use crate::gateway::Context;
+use crate::registry::{MethodEntry, Snapshot};
+use crate::telemetry::metrics::Direction;
+use crate::transcode::request::{HttpInput, WireBuilder};
+
+/// How a JSON request message (a Connect or gRPC `+json` envelope) becomes
+/// the backend's: the fast transcoder, else prost-reflect, counted.
+pub(crate) fn json_to_wire(
+    context: &Context,
+    snapshot: &Snapshot,
+    method: &MethodEntry,
+) -> impl Fn(&[u8]) -> Result<Bytes, Error> + Send + 'static {
+    let plans = (snapshot.plans.clone(), method.input_plan);
+    let builder = WireBuilder::new(None, method.descriptor.input(), plans, &context.json);
+    let metrics = context.metrics.clone();
+    move |message: &[u8]| {
+        let http = HttpInput { variables: &[], query: None, content_type: Some("application/json"), body: message };
+        let (wire, fast) = builder.wire(http)?;
+        metrics.count_transcode(Direction::Request, fast);
+        Ok(Bytes::from(wire))
+    }
+}
 
 pub(crate) fn messages<F, M>(
     elements: BoxStream<'static, Result<Bytes, Error>>,

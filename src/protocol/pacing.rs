@@ -22,6 +22,29 @@ use crate::gateway::Deadlines;
 pub const IDLE_MESSAGE: &str = "no message within the stream's idle timeout";
 const LIFETIME_MESSAGE: &str = "stream outlived its deadline";
 
+/// The client's `grpc-timeout`, or a 400 naming a malformed one.
+pub fn requested_timeout(headers: &http::HeaderMap) -> Result<Option<Duration>, Error> {
+    let Some(value) = headers.get("grpc-timeout") else { return Ok(None) };
+    let parsed = value.to_str().ok().and_then(crate::upstream::metadata::parse_grpc_timeout);
+    parsed.map(Some).ok_or_else(|| {
+        Error::bad_request(format!("invalid Grpc-Timeout {value:?}; expected digits and a unit such as 500m or 10S"))
+    })
+}
+
+/// A stream's next answer within its idle timeout and lifetime, unless the
+/// request reader fails first (`aborted`, see `inbound::messages`).
+pub async fn next_answer(
+    messages: &mut tonic::Streaming<Bytes>,
+    (idle, deadline): (Option<Duration>, Option<Instant>),
+    aborted: &mut Option<tokio::sync::oneshot::Receiver<Error>>,
+) -> Result<Result<Option<Bytes>, tonic::Status>, Error> {
+    let next = within_deadline(deadline, next_within(idle, messages.message()));
+    tokio::select! {
+        next = next => next,
+        error = super::aborted(aborted) => Err(error),
+    }
+}
+
 /// The deadline of one call: what the client asked for (capped by the
 /// configured maximum), else the route's unary deadline (or the default)
 /// for unary calls and the route's lifetime for streams.

@@ -29,10 +29,23 @@ pub enum Carrier {
     /// REST and WebSocket: `Grpc-Metadata-<k>` → `<k>`, and `Authorization`,
     /// the request id and the trace context as they are.
     Prefixed,
-    /// Connect: every header but `grpc-*` and those HTTP and the protocol
-    /// own, as it is.
+    /// Connect and gRPC's JSON codec: every header as it is but `grpc-*`,
+    /// HTTP's own (`HTTP_HEADERS`) and those the protocol owns (`skipped`).
     Plain { skipped: &'static [&'static str] },
 }
+
+/// Headers that belong to HTTP, never metadata.
+const HTTP_HEADERS: [&str; 9] = [
+    "content-type",
+    "content-length",
+    "accept-encoding",
+    "accept",
+    "host",
+    "connection",
+    "te",
+    "transfer-encoding",
+    "user-agent",
+];
 
 /// Builds the request metadata from the headers `carrier` names, with
 /// `X-Forwarded-For` / `X-Forwarded-Host` added; one function for every
@@ -50,7 +63,7 @@ pub fn from_http(
         Carrier::Plain { skipped } => {
             for (name, value) in headers {
                 let key = name.as_str();
-                if skipped.contains(&key) || key.starts_with("grpc-") {
+                if HTTP_HEADERS.contains(&key) || skipped.contains(&key) || key.starts_with("grpc-") {
                     continue;
                 }
                 insert(&mut metadata, key, value).map_err(|e| format!("header {name}: {e}"))?;

@@ -42,18 +42,10 @@ enum Codec {
     Proto,
 }
 
-/// Headers that belong to HTTP or to Connect itself, never metadata.
-const RESERVED: [&str; 14] = [
-    "content-type",
-    "content-length",
+/// Headers that belong to Connect itself (or its bodies), never metadata;
+/// HTTP's own are skipped for every protocol.
+const RESERVED: [&str; 5] = [
     "content-encoding",
-    "accept-encoding",
-    "accept",
-    "host",
-    "connection",
-    "te",
-    "transfer-encoding",
-    "user-agent",
     "connect-protocol-version",
     "connect-timeout-ms",
     "connect-content-encoding",

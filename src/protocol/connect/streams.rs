@@ -27,13 +27,12 @@ use super::{Codec, END_STREAM, call_request, content_type, decode_proto, error_j
 use crate::error::Error;
 use crate::gateway::Context;
 use crate::protocol::envelope::{self, COMPRESSED, Limits};
-use crate::protocol::pacing::{next_within, started_within, within, within_deadline};
+use crate::protocol::pacing::{next_answer, started_within, within};
 use crate::protocol::rest::check_size;
 use crate::protocol::{aborted, counted, inbound, read_body, route_timeouts};
 use crate::registry::{MethodEntry, Snapshot};
 use crate::telemetry::access::trace_of;
 use crate::telemetry::metrics::{Direction, Metrics};
-use crate::transcode::request::{HttpInput, WireBuilder};
 use crate::transcode::response::WireRenderer;
 use crate::upstream::metadata as upstream_metadata;
 
@@ -77,20 +76,13 @@ fn builder(
     codec: Codec,
 ) -> impl Fn(&[u8]) -> Result<Bytes, Error> + Send + 'static {
     let input = method.descriptor.input();
-    let plans = (snapshot.plans.clone(), method.input_plan);
-    let json = WireBuilder::new(None, input.clone(), plans, &context.json);
-    let metrics = context.metrics.clone();
+    let json = inbound::json_to_wire(context, snapshot, method);
     move |message: &[u8]| match codec {
         Codec::Proto => {
             decode_proto(&input, message)?;
             Ok(Bytes::copy_from_slice(message))
         }
-        Codec::Json => {
-            let http = HttpInput { variables: &[], query: None, content_type: Some("application/json"), body: message };
-            let (wire, fast) = json.wire(http)?;
-            metrics.count_transcode(Direction::Request, fast);
-            Ok(Bytes::from(wire))
-        }
+        Codec::Json => json(message),
     }
 }
 
@@ -226,12 +218,8 @@ struct StreamState {
 fn responses(state: StreamState) -> BoxStream<'static, Result<Bytes, std::convert::Infallible>> {
     futures_util::stream::unfold(Some(state), |state| async move {
         let mut state = state?;
-        let next = within_deadline(state.deadline, next_within(state.idle, state.messages.message()));
-        let next = tokio::select! {
-            next = next => next,
-            error = aborted(&mut state.aborted) => Err(error),
-        };
-        let failure = match next {
+        let pacing = (state.idle, state.deadline);
+        let failure = match next_answer(&mut state.messages, pacing, &mut state.aborted).await {
             Err(idle) => idle,
             // Protobuf answers go out as the backend wrote them.
             Ok(Ok(Some(message))) if state.codec == Codec::Proto => {

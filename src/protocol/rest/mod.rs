@@ -15,7 +15,7 @@ use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use tokio::time::Instant;
 use tonic::Code;
 
-use super::pacing::{call_deadline, next_within, within};
+use super::pacing::{call_deadline, next_within, requested_timeout, within};
 use super::{aborted, counted, read_body};
 use crate::admission::{Admitted, Target};
 use crate::config::RouteTimeouts;
@@ -285,14 +285,7 @@ fn deadline(
     streaming: bool,
     route: &RouteTimeouts,
 ) -> Result<Option<Duration>, Error> {
-    let requested = match parts.headers.get("grpc-timeout") {
-        None => None,
-        Some(value) => Some(value.to_str().ok().and_then(metadata::parse_grpc_timeout).ok_or_else(|| {
-            Error::bad_request(format!(
-                "invalid Grpc-Timeout {value:?}; expected digits and a unit such as 500m or 10S"
-            ))
-        })?),
-    };
+    let requested = requested_timeout(&parts.headers)?;
     Ok(call_deadline(requested, route, streaming, &context.deadlines))
 }
 
