@@ -264,9 +264,8 @@ impl Wire<'_> {
     /// its plan takes the message, else decoded and serialized by
     /// prost-reflect (which also names an undecodable answer).
     fn value(&self, json: &JsonOptions, (emit_defaults, proto_field_names): (bool, bool)) -> Result<Value, Error> {
-        let style = JsonOptions { emit_defaults, proto_field_names, indent: false, ..json.clone() };
-        let fast =
-            crate::transcode::response::render_wire(&self.snapshot.plans, self.entry.output_plan, self.bytes, &style);
+        let (plans, plan, style) = (&self.snapshot.plans, self.entry.output_plan, (emit_defaults, proto_field_names));
+        let fast = crate::transcode::response::render_wire_as(plans, plan, self.bytes, json, style);
         if let Some(value) = fast.and_then(|text| serde_json::from_slice(&text).ok()) {
             return Ok(value);
         }
@@ -276,7 +275,8 @@ impl Wire<'_> {
                 format!("backend sent an undecodable {}: {e}", self.entry.call.output.full_name()),
             )
         })?;
-        let options = style.serialize_options();
+        let options =
+            json.serialize_options().skip_default_fields(!emit_defaults).use_proto_field_name(proto_field_names);
         message
             .serialize_with_options(serde_json::value::Serializer, &options)
             .map_err(|e| Error::gateway(Code::Internal, format!("cannot render a composite's answer: {e}")))

@@ -53,6 +53,19 @@ pub fn render_wire(plans: &Plans, plan: Option<usize>, bytes: &[u8], options: &J
     fast_json(plans, plan?, bytes, style_of(options))
 }
 
+/// The fast rendering with defaults and field names as the caller asks (a
+/// composite's references read every field by its JSON name), compact.
+pub fn render_wire_as(
+    plans: &Plans,
+    plan: Option<usize>,
+    bytes: &[u8],
+    options: &JsonOptions,
+    (emit_defaults, proto_field_names): (bool, bool),
+) -> Option<Vec<u8>> {
+    let style = Style { emit_defaults, proto_field_names, ..style_of(options) };
+    fast_json(plans, plan?, bytes, style)
+}
+
 fn style_of(options: &JsonOptions) -> Style {
     Style {
         emit_defaults: options.emit_defaults,

@@ -137,12 +137,13 @@ async fn send(pool: Arc<Pool>, mut request: Request<Body>, mark: bool) -> Result
         }
         pool.stats.attempts.with_label_values(&[spec, "failed"]).inc();
         pool.failed(&endpoint);
+        // The settings' guard is not held across the next attempt's awaits.
+        let retry_allowed = || {
+            let settings = pool.settings();
+            attempt < settings.retry.attempts && pool.budget.withdraw(&settings.retry)
+        };
         match failed.request {
-            Some(unsent)
-                if tried.is_none()
-                    && attempt < pool.settings().retry.attempts
-                    && pool.budget.withdraw(&pool.settings().retry) =>
-            {
+            Some(unsent) if tried.is_none() && retry_allowed() => {
                 pool.stats.retries.with_label_values(&[spec]).inc();
                 tracing::debug!(upstream = %spec, endpoint = %endpoint.url, error = %failed.error, "retrying an unsent call");
                 request = unsent;

@@ -104,7 +104,8 @@ impl Call {
         Fut: std::future::Future<Output = Result<R, Status>>,
     {
         let pool = self.channel.pool();
-        let settings = pool.settings();
+        // Owned: the policy is read across every attempt's awaits.
+        let settings = arc_swap::Guard::into_inner(pool.settings());
         let policy = &settings.retry;
         pool.budget.deposit();
         let (metadata, mut extensions, message) = request.into_parts();

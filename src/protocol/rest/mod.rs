@@ -86,8 +86,9 @@ async fn handle(
         // the common one, stays its own size.
         return Box::pin(client_stream(context, snapshot, prepared, &parts, content_type, body)).await;
     }
-    let input_type = prepared.method.descriptor.input();
-    let wire = if is_form(content_type) && request::form_body(prepared.binding, &input_type) {
+    // The content type first: only a form needs the input descriptor here.
+    let form = is_form(content_type) && request::form_body(prepared.binding, &prepared.method.descriptor.input());
+    let wire = if form {
         // Boxed: the form reader's state is larger than the common path's.
         Box::pin(form_wire(context, &prepared, &parts, content_type.unwrap_or_default(), body, trace)).await?
     } else {
