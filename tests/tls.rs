@@ -28,6 +28,21 @@ async fn library() -> SocketAddr {
     addr
 }
 
+/// The library backend served over TLS as `tls` says, on port 0.
+async fn tls_library(tls: ServerTlsConfig) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = pb::library::v1::library_service_server::LibraryServiceServer::new(example::Library::seeded());
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .tls_config(tls)
+            .unwrap()
+            .add_service(service)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    addr
+}
+
 async fn gateway(toml: &str, upstream: String) -> server::Server {
     let flags = Flags { listen: Some("127.0.0.1:0".into()), upstreams: vec![upstream], ..Flags::default() };
     let config = Config::from_toml(toml, &flags).unwrap();
@@ -171,17 +186,7 @@ async fn client_certificates_are_required_when_a_client_ca_is_set() {
 async fn https_upstreams_are_verified_against_the_configured_ca() {
     let (ca, dir) = (Ca::new("backend ca"), temp_dir("upstream"));
     let leaf = ca.leaf(&["backend.internal"]);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let tls = ServerTlsConfig::new().identity(Identity::from_pem(&leaf.cert, &leaf.key));
-    let service = pb::library::v1::library_service_server::LibraryServiceServer::new(example::Library::seeded());
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .tls_config(tls)
-            .unwrap()
-            .add_service(service)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let addr = tls_library(ServerTlsConfig::new().identity(Identity::from_pem(&leaf.cert, &leaf.key))).await;
     let ca_file = dir.join("ca.pem");
     std::fs::write(&ca_file, &ca.pem).unwrap();
     let upstream = format!("https://127.0.0.1:{}", addr.port());
@@ -206,19 +211,9 @@ async fn https_upstreams_are_verified_against_the_configured_ca() {
 async fn mtls_upstreams_get_the_configured_client_certificate() {
     let (ca, dir) = (Ca::new("internal ca"), temp_dir("upstream-mtls"));
     let leaf = ca.leaf(&["backend.internal"]);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let tls = ServerTlsConfig::new()
-        .identity(Identity::from_pem(&leaf.cert, &leaf.key))
-        .client_ca_root(Certificate::from_pem(&ca.pem));
-    let service = pb::library::v1::library_service_server::LibraryServiceServer::new(example::Library::seeded());
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .tls_config(tls)
-            .unwrap()
-            .add_service(service)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let identity = Identity::from_pem(&leaf.cert, &leaf.key);
+    let addr =
+        tls_library(ServerTlsConfig::new().identity(identity).client_ca_root(Certificate::from_pem(&ca.pem))).await;
     let ca_file = dir.join("ca.pem");
     std::fs::write(&ca_file, &ca.pem).unwrap();
     let (cert_file, key_file) = ca.leaf(&["gateway.internal"]).write(&dir, "gateway");

@@ -28,7 +28,7 @@ pub use rate_limit::{QuotaConfig, RateKey, RateLimitConfig, RateStoreConfig};
 pub use responses::{ResponsesConfig, SuccessRule, location as success_location};
 pub use telemetry::TracingConfig;
 pub use timeouts::{RouteTimeouts, TimeoutsConfig};
-pub use tls::ServerTls;
+pub use tls::{ServerTls, pem_certificates};
 pub use upstream::{
     Address, ClientTls, EjectionPolicy, HealthPolicy, PoolSettings, RetryPolicy, UpstreamConfig, UpstreamMap,
     check_url, parse_spec,

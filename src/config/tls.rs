@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use serde::Deserialize;
 
 use super::Flags;
@@ -78,4 +80,16 @@ pub(super) fn validate(raw: RawTls, flags: &Flags, location: &str, errors: &mut 
         })
         .unwrap_or_default();
     Some(ServerTls { cert_file, key_file, client_ca_file: raw.client_ca_file, client_auth_optional, reload_interval })
+}
+
+/// The certificates of a PEM file (the listener's and the upstreams'),
+/// refused when it holds none.
+pub fn pem_certificates(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no PEM certificate in it", path.display()));
+    }
+    Ok(certs)
 }

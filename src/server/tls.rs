@@ -3,19 +3,19 @@
 //! connections get the new one, established ones keep theirs), and
 //! optional client-certificate verification against a CA bundle.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
+use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
 
-use crate::config::ServerTls;
+use crate::config::{ServerTls, pem_certificates};
 
 /// The acceptor of new connections, swapped whole on a reload.
 #[derive(Clone)]
@@ -47,7 +47,7 @@ impl Acceptor {
 
 fn server_config(settings: &ServerTls) -> Result<ServerConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let certs = certificates(&settings.cert_file)?;
+    let certs = pem_certificates(&settings.cert_file)?;
     let key = PrivateKeyDer::from_pem_file(&settings.key_file)
         .map_err(|e| format!("`tls.key_file` {}: {e}", settings.key_file.display()))?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
@@ -56,7 +56,7 @@ fn server_config(settings: &ServerTls) -> Result<ServerConfig, String> {
     let builder = match &settings.client_ca_file {
         Some(path) => {
             let mut roots = RootCertStore::empty();
-            for cert in certificates(path)? {
+            for cert in pem_certificates(path)? {
                 roots.add(cert).map_err(|e| format!("`tls.client_ca_file` {}: {e}", path.display()))?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
@@ -72,16 +72,6 @@ fn server_config(settings: &ServerTls) -> Result<ServerConfig, String> {
     // Browsers get HTTP/2 over TLS only through ALPN; gRPC clients insist on h2.
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
-}
-
-fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no PEM certificate in it", path.display()));
-    }
-    Ok(certs)
 }
 
 /// Polls the files' modification times; a change that reads into a good

@@ -88,13 +88,7 @@ fn client_config(files: &Files) -> Result<ClientConfig, String> {
 }
 
 fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certificates = CertificateDer::pem_file_iter(path)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("`upstream.tls`: cannot read {}: {e}", path.display()))?;
-    if certificates.is_empty() {
-        return Err(format!("`upstream.tls`: {}: no PEM certificate in it", path.display()));
-    }
-    Ok(certificates)
+    crate::config::pem_certificates(path).map_err(|e| format!("`upstream.tls`: {e}"))
 }
 
 fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {

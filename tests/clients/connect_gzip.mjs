@@ -2,35 +2,21 @@
 // against the gateway: a unary call and a server stream over HTTP/1.1 and
 // HTTP/2. Prints, as JSON, what each call got back.
 // Usage: node connect_gzip.mjs BASE_URL ECHO_SET
-import { createClient } from "@connectrpc/connect";
-import { createConnectTransport, compressionGzip } from "@connectrpc/connect-node";
-import { echoService, outcome } from "./connect_common.mjs";
+import { echoService, gzipClients, outcome } from "./connect_common.mjs";
 
 const [base, echoSet] = process.argv.slice(2);
 const echo = echoService(echoSet);
 
 const text = "gzip me ".repeat(1000);
 const results = {};
-for (const httpVersion of ["1.1", "2"]) {
-  for (const useBinaryFormat of [false, true]) {
-    const transport = createConnectTransport({
-      baseUrl: base,
-      httpVersion,
-      useBinaryFormat,
-      sendCompression: compressionGzip,
-      acceptCompression: [compressionGzip],
-      compressMinBytes: 0,
-    });
-    const client = createClient(echo, transport);
-    const key = `${httpVersion} ${useBinaryFormat ? "proto" : "json"}`;
-    results[`${key} unary`] = await outcome(async () => (await client.echo({ fString: text })).fString.length);
-    results[`${key} stream`] = await outcome(async () => {
-      let total = 0;
-      for await (const message of client.echoStream({ message: { fString: text }, count: 3 })) {
-        total += message.fString.length;
-      }
-      return total;
-    });
-  }
+for (const [key, client] of gzipClients(echo, base)) {
+  results[`${key} unary`] = await outcome(async () => (await client.echo({ fString: text })).fString.length);
+  results[`${key} stream`] = await outcome(async () => {
+    let total = 0;
+    for await (const message of client.echoStream({ message: { fString: text }, count: 3 })) {
+      total += message.fString.length;
+    }
+    return total;
+  });
 }
 console.log(JSON.stringify(results));
